@@ -1,0 +1,260 @@
+"""Rényi-DP of one step of the Poisson-subsampled Gaussian mechanism.
+
+With ``mu0 = N(0, sigma^2)``, ``mu1 = N(1, sigma^2)`` and ``mu = (1 - q) mu0 + q mu1`` the RDP of
+order ``alpha`` of one DP-SGD step (add/remove-one neighbours, sensitivity 1) is
+
+    RDP(alpha) = log(A_alpha) / (alpha - 1),
+    A_alpha = E_{z ~ mu0}[(mu(z) / mu0(z))^alpha]
+
+(Mironov, Talwar and Zhang 2019, "Rényi Differential Privacy of the Sampled Gaussian Mechanism",
+Sections 3.1-3.3; the add direction dominates the remove direction, their Theorem 5).
+
+Both paths below compute ``A_alpha - 1`` rather than ``A_alpha``, as a sum or integral of
+non-negative terms, so the result keeps its relative precision when ``A_alpha`` is within
+``1e-16`` of 1 (tiny sample rates, huge noise), where ``log(A_alpha)`` computed from ``A_alpha``
+would lose every digit:
+
+* integer orders: ``A - 1 = sum_{k>=2} C(alpha,k) (1-q)^(alpha-k) q^k expm1(k(k-1)/(2 sigma^2))``
+  (the binomial expansion of Mironov et al. Sec. 3.3 with ``sum_k C(alpha,k)(1-q)^(alpha-k) q^k = 1``
+  taken out);
+* fractional orders: ``A - 1 = E_{z ~ mu0}[psi(u(z))]`` with ``u = q (L - 1)``, ``L = mu1/mu0`` and
+  ``psi(u) = (1 + u)^alpha - 1 - alpha u >= 0`` (convexity; ``E[u] = 0``), integrated with the
+  trapezoidal rule, which converges geometrically for integrands analytic in a strip
+  (Trefethen and Weideman 2014, "The exponentially convergent trapezoidal rule", Thm. 5.1),
+  on the cells where the integrand is within ``e^-38`` of its peak.
+
+Everything is vectorised over orders and parameters: no Python loop runs per order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import gammaln
+
+from accounting._ragged import RaggedIndex, segment_logsumexp
+from accounting._validation import check_noise_multiplier, check_orders, check_sample_rate
+
+__all__ = ["poisson_gaussian_rdp"]
+
+_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
+# Integrand cells below exp(-_DROP_BELOW) of the peak are left out (< 3e-17 relative each).
+_DROP_BELOW = 38.0
+# Target spacing of the probes that locate the integrand's mass, in units of t.
+_PROBE_SPACING = 2.5
+# Gaussian tail beyond which the integrand is negligible, in units of sigma (exp(-800)).
+_TAIL = 40.0
+# Most probes per item when locating the integrand's mass.
+_MAX_PROBES = 4096
+# The power series of psi is used where |u| and |alpha u| are at most this radius.
+_SERIES_RADIUS = 0.1
+# Largest number of quadrature nodes evaluated at once (bounds memory on big grids).
+_CHUNK_NODES = 2_000_000
+
+
+def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders) -> np.ndarray:
+    """RDP of one step of the Poisson-subsampled Gaussian mechanism.
+
+    Parameters
+    ----------
+    sample_rate : float or array_like
+        Poisson sampling probability ``q`` in ``[0, 1]``.
+    noise_multiplier : float or array_like
+        Noise standard deviation over the L2 sensitivity, ``sigma > 0``.
+    orders : float or array_like
+        Rényi orders ``alpha > 1``, integer or fractional.
+
+    Returns
+    -------
+    ndarray
+        ``RDP(alpha)`` with shape ``broadcast(sample_rate, noise_multiplier).shape + (len(orders),)``.
+        ``q = 1`` gives the Gaussian mechanism's ``alpha / (2 sigma^2)``, ``q = 0`` gives 0. The
+        value is ``inf`` only where it exceeds the floating-point range (e.g. ``sigma`` of order
+        ``1e-160``); it is never NaN.
+
+    Notes
+    -----
+    Mironov, Talwar and Zhang 2019, arXiv:1908.10530, Sec. 3. Agrees with a 50-digit mpmath
+    evaluation (``accounting.reference``) to better than ``1e-10`` relative over
+    ``q in [1e-8, 1]``, ``sigma in [0.1, 1e4]``, ``alpha in (1, 1e4]``.
+
+    Raises
+    ------
+    ValueError
+        If ``sample_rate`` is outside ``[0, 1]``, ``noise_multiplier`` is not a finite positive
+        number, or an order is not a finite number ``> 1``.
+    """
+    q = np.asarray(check_sample_rate(sample_rate), dtype=float)
+    sigma = np.asarray(check_noise_multiplier(noise_multiplier), dtype=float)
+    alphas = check_orders(orders)
+    q, sigma = np.broadcast_arrays(q, sigma)
+    shape = q.shape + alphas.shape
+    q_items = np.broadcast_to(q[..., None], shape).ravel()
+    sigma_items = np.broadcast_to(sigma[..., None], shape).ravel()
+    alpha_items = np.broadcast_to(alphas, shape).ravel()
+    return _rdp_items(q_items, sigma_items, alpha_items).reshape(shape)
+
+
+def _rdp_items(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """RDP for flat arrays of (q, sigma, alpha) items; arguments already validated."""
+    rdp = np.zeros(q.shape)
+    full = q == 1.0
+    with np.errstate(over="ignore"):
+        rdp[full] = alpha[full] / (2.0 * sigma[full] ** 2)
+    sampled = (q > 0.0) & ~full
+    integer = sampled & (alpha == np.floor(alpha))
+    fractional = sampled & ~integer
+    log_a_minus_1 = np.full(q.shape, -np.inf)
+    if np.any(integer):
+        log_a_minus_1[integer] = _log_a_minus_1_integer(q[integer], sigma[integer], alpha[integer])
+    if np.any(fractional):
+        log_a_minus_1[fractional] = _log_a_minus_1_fractional(
+            q[fractional], sigma[fractional], alpha[fractional]
+        )
+    rdp[sampled] = np.logaddexp(0.0, log_a_minus_1[sampled]) / (alpha[sampled] - 1.0)
+    return rdp
+
+
+def _log_expm1(x: np.ndarray) -> np.ndarray:
+    """``log(exp(x) - 1)`` for ``x >= 0`` without overflow or loss of precision."""
+    with np.errstate(divide="ignore", over="ignore"):
+        small = np.log(np.expm1(np.minimum(x, 1.0)))
+        large = x + np.log(-np.expm1(-np.maximum(x, 1.0)))
+    return np.where(x <= 1.0, small, large)
+
+
+def _log_a_minus_1_integer(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``log(A_alpha - 1)`` for integer orders by the positive binomial sum over ``k >= 2``."""
+    n = alpha.astype(np.int64)
+    index = RaggedIndex(n - 1)  # k = 2 .. alpha
+    item = index.item
+    k = (index.local + 2).astype(float)
+    a, qi, si = alpha[item], q[item], sigma[item]
+    log_binomial = gammaln(a + 1.0) - gammaln(k + 1.0) - gammaln(a - k + 1.0)
+    with np.errstate(over="ignore"):
+        log_terms = (
+            log_binomial
+            + (a - k) * np.log1p(-qi)
+            + k * np.log(qi)
+            + _log_expm1(k * (k - 1.0) / (2.0 * si**2))
+        )
+    return segment_logsumexp(log_terms, index)
+
+
+def _log_psi(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``log((1+u)^alpha - 1 - alpha u)`` for ``u > -1``, ``alpha > 1``, accurate for all ``u``.
+
+    Near ``u = 0`` the power series ``u^2 sum_{k>=2} C(alpha,k) u^(k-2)`` is used (every ratio of
+    consecutive terms is below ``r = max |u|, |alpha u|`` in modulus there, so
+    ``log(1e-17) / log(r)`` terms suffice); elsewhere the form
+    ``(1+u) (expm1((alpha-1) log1p(u)) + (alpha-1) expm1(-log1p(u)))``, whose two terms never
+    cancel by more than about one digit outside the series' region.
+    """
+    series = np.abs(alpha * u) <= _SERIES_RADIUS  # alpha > 1, so |u| < |alpha u| too
+    result = np.empty(u.shape)
+
+    inner = np.flatnonzero(series)
+    if inner.size:
+        us, als = u[inner], alpha[inner]
+        coefficient = als * (als - 1.0) * 0.5
+        total = coefficient.copy()
+        ratio = np.max(np.abs(als * us))
+        terms = 2 if ratio == 0.0 else int(np.ceil(np.log(1e-17) / np.log(ratio))) + 1
+        for k in range(2, terms + 1):
+            coefficient *= (als - k) * (1.0 / (k + 1)) * us
+            total += coefficient
+        with np.errstate(divide="ignore"):
+            result[inner] = np.log(us * us * total)
+
+    outer = np.flatnonzero(~series)
+    if outer.size:
+        ud, bd = u[outer], alpha[outer] - 1.0
+        ell = np.log1p(ud)
+        growth = bd * ell
+        tail = bd * np.expm1(-ell)
+        if np.all(growth <= 700.0):
+            log_bracket = np.log(np.expm1(growth) + tail)
+        else:
+            safe = growth <= 700.0
+            with np.errstate(over="ignore", invalid="ignore"):
+                log_bracket = np.where(
+                    safe,
+                    np.log(np.expm1(np.minimum(growth, 700.0)) + tail),
+                    growth + np.log1p((tail - 1.0) * np.exp(-growth)),
+                )
+        result[outer] = ell + log_bracket
+    return result
+
+
+def _log_integrand(t, q, sigma, alpha) -> np.ndarray:
+    """Log of ``phi(t) psi(u(t))`` in the standardised variable ``t = z / sigma``."""
+    s = t / sigma - 0.5 / sigma**2
+    with np.errstate(over="ignore"):
+        u = q * np.expm1(s)
+    log_psi = np.full(t.shape, np.inf)
+    finite = np.isfinite(u)
+    log_psi[finite] = _log_psi(u[finite], alpha[finite])
+    # Where expm1 overflows, psi ~ (q e^s)^alpha to far better than double precision.
+    huge = ~finite
+    log_psi[huge] = alpha[huge] * (np.log(q[huge]) + s[huge])
+    return -0.5 * t * t - _LOG_SQRT_2PI + log_psi
+
+
+def _log_a_minus_1_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``log(A_alpha - 1)`` for any order by the trapezoidal rule on the integrand's mass."""
+    result = np.empty(q.shape)
+    # Trapezoid step: geometric convergence at rate exp(-2 pi d / h) for an integrand analytic in
+    # the strip |Im t| < d; the branch points of (1 + u)^alpha lie at Im t = pi sigma.
+    # The Gaussian factor grows by exp(d^2 / 2) across the strip, hence the cap on d.
+    strip = np.minimum(0.95 * np.pi * sigma, 3.6)
+    step = 2.0 * np.pi * strip / 45.0
+    lower = np.minimum(0.0, 0.5 / sigma) - _TAIL
+    upper = np.maximum(0.0, 0.5 / sigma) + _TAIL + alpha / sigma
+    probes_wanted = np.ceil((upper - lower) / np.maximum(step, _PROBE_SPACING))
+    cell_steps = np.maximum(1.0, np.ceil((upper - lower) / np.minimum(probes_wanted, _MAX_PROBES)
+                                         / step))
+    cells = np.ceil((upper - lower) / (cell_steps * step)).astype(np.int64)
+    cost = cells * (cell_steps.astype(np.int64) + 1)
+    bounds = np.searchsorted(np.cumsum(cost), np.arange(0, cost.sum(), _CHUNK_NODES), "left")
+    edges = np.unique(np.concatenate((bounds, [q.size])))
+    for start, stop in zip(edges[:-1], edges[1:], strict=False):
+        part = slice(start, stop)
+        result[part] = _trapezoid_on_mass(
+            q[part], sigma[part], alpha[part], lower[part], step[part],
+            cell_steps[part].astype(np.int64), cells[part],
+        )
+    return result
+
+
+def _trapezoid_on_mass(q, sigma, alpha, lower, step, cell_steps, cells) -> np.ndarray:
+    """Trapezoidal sum of the integrand over the probe cells that carry its mass.
+
+    Probes sit every ``cell_steps`` quadrature steps. Since the log-integrand's curvature is at
+    least -1 (that of the Gaussian factor) away from the zero of ``psi``, it can exceed the larger
+    value at a cell's two ends by at most ``width^2 / 8`` inside the cell, so a cell whose ends
+    are both ``_DROP_BELOW + width^2 / 8`` below the highest probe holds a negligible share.
+    """
+    probes = RaggedIndex(cells + 1)
+    item = probes.item
+    t_probe = lower[item] + probes.local * (cell_steps[item] * step[item])
+    log_probe = _log_integrand(t_probe, q[item], sigma[item], alpha[item])
+    peak = np.maximum.reduceat(log_probe, probes.starts)
+    width = cell_steps * step
+    threshold = peak - _DROP_BELOW - width**2 / 8.0
+
+    # A cell j (between probes j and j+1) is kept if either end reaches the threshold.
+    above = log_probe >= threshold[item]
+    is_cell = probes.local < cells[item]
+    next_above = np.zeros_like(above)
+    next_above[:-1] = above[1:]
+    keep = is_cell & (above | next_above)
+    cell_item = item[keep]
+    cell_index = probes.local[keep]
+
+    nodes = RaggedIndex(cell_steps[cell_item])
+    node_item = cell_item[nodes.item]
+    lattice = cell_index[nodes.item] * cell_steps[node_item] + nodes.local
+    t = lower[node_item] + lattice * step[node_item]
+    log_values = _log_integrand(t, q[node_item], sigma[node_item], alpha[node_item])
+    per_item = RaggedIndex(np.bincount(node_item, minlength=q.size))
+    # node_item is sorted, so per_item's blocks line up with log_values.
+    return np.log(step) + segment_logsumexp(log_values, per_item)
