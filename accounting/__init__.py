@@ -1,0 +1,57 @@
+"""Privacy accounting for DP-SGD.
+
+How much privacy does a DP-SGD run spend, and how much noise does it need? This package answers
+with Rényi-DP and moments accountants for the Poisson-subsampled Gaussian mechanism, conversions
+to (epsilon, delta), calibration of noise, steps and sample rate, and an mpmath reference
+(:mod:`accounting.reference`) that every fast path is tested against.
+
+>>> import accounting
+>>> acc = accounting.RdpAccountant().compose(sample_rate=256 / 60000, noise_multiplier=1.1,
+...                                           steps=14063)
+>>> round(acc.get_epsilon(1e-5), 5)
+2.59666
+"""
+
+from accounting.accountants import (
+    CompositionRecord,
+    MomentsAccountant,
+    RdpAccountant,
+    gaussian_log_moments,
+)
+from accounting.budget import (
+    ACCOUNTANTS,
+    compute_epsilon,
+    dpsgd_epsilon,
+    dpsgd_sample_rate_and_steps,
+    get_privacy_budget,
+    make_accountant,
+)
+from accounting.calibration import (
+    calibrate_noise_multiplier,
+    calibrate_sample_rate,
+    calibrate_steps,
+)
+from accounting.conversions import CONVERSIONS, delta_from_rdp, epsilon_from_rdp
+from accounting.orders import DEFAULT_ORDERS
+from accounting.rdp import poisson_gaussian_rdp
+
+__all__ = [
+    "ACCOUNTANTS",
+    "CONVERSIONS",
+    "DEFAULT_ORDERS",
+    "CompositionRecord",
+    "MomentsAccountant",
+    "RdpAccountant",
+    "calibrate_noise_multiplier",
+    "calibrate_sample_rate",
+    "calibrate_steps",
+    "compute_epsilon",
+    "delta_from_rdp",
+    "dpsgd_epsilon",
+    "dpsgd_sample_rate_and_steps",
+    "epsilon_from_rdp",
+    "gaussian_log_moments",
+    "get_privacy_budget",
+    "make_accountant",
+    "poisson_gaussian_rdp",
+]

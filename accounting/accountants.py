@@ -1,0 +1,231 @@
+"""Composing accountants for DP-SGD: Rényi-DP and the moments accountant.
+
+Both track a run of Poisson-subsampled Gaussian steps (``compose`` may be called with different
+sample rates and noise multipliers, in any order) and convert the total to (epsilon, delta).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from accounting._validation import (
+    check_delta,
+    check_epsilon,
+    check_noise_multiplier,
+    check_orders,
+    check_positive_int,
+    check_sample_rate,
+    check_steps,
+)
+from accounting.conversions import Conversion, _check_conversion, delta_from_rdp, epsilon_from_rdp
+from accounting.orders import DEFAULT_ORDERS
+from accounting.rdp import _log_a_minus_1_integer, poisson_gaussian_rdp
+
+__all__ = ["CompositionRecord", "MomentsAccountant", "RdpAccountant"]
+
+
+@dataclass(frozen=True)
+class CompositionRecord:
+    """``steps`` steps of the Poisson-subsampled Gaussian with one sample rate and noise."""
+
+    sample_rate: float
+    noise_multiplier: float
+    steps: int
+
+
+@lru_cache(maxsize=4096)
+def _cached_step_rdp(sample_rate: float, noise_multiplier: float, orders: tuple) -> np.ndarray:
+    curve = poisson_gaussian_rdp(sample_rate, noise_multiplier, np.array(orders))
+    curve.setflags(write=False)
+    return curve
+
+
+class _ComposingAccountant:
+    """Shared bookkeeping: validated composition, history, and a per-order running total."""
+
+    def __init__(self, orders: np.ndarray):
+        self._orders = orders
+        self._orders_key = tuple(orders.tolist())
+        self._total = np.zeros(orders.shape)
+        self._history: list[CompositionRecord] = []
+
+    def _per_step(self, sample_rate: float, noise_multiplier: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def compose(self, sample_rate: float, noise_multiplier: float, steps: int = 1):
+        """Add ``steps`` Poisson-subsampled Gaussian steps; returns ``self`` for chaining.
+
+        Parameters
+        ----------
+        sample_rate : float
+            Poisson sampling probability in ``[0, 1]``.
+        noise_multiplier : float
+            Noise standard deviation over the clipping norm, ``> 0``.
+        steps : int
+            Number of steps, ``>= 0``.
+        """
+        sample_rate = float(check_sample_rate(sample_rate))
+        noise_multiplier = float(check_noise_multiplier(noise_multiplier))
+        steps = check_steps(steps)
+        if steps == 0:
+            return self
+        self._total = self._total + steps * self._per_step(sample_rate, noise_multiplier)
+        last = self._history[-1] if self._history else None
+        if last and (last.sample_rate, last.noise_multiplier) == (sample_rate, noise_multiplier):
+            self._history[-1] = CompositionRecord(sample_rate, noise_multiplier, last.steps + steps)
+        else:
+            self._history.append(CompositionRecord(sample_rate, noise_multiplier, steps))
+        return self
+
+    @property
+    def history(self) -> list[CompositionRecord]:
+        """What was composed, in order; consecutive identical compositions are merged."""
+        return list(self._history)
+
+    @property
+    def steps(self) -> int:
+        """Total number of steps composed."""
+        return sum(record.steps for record in self._history)
+
+    def get_epsilon(self, delta: float) -> float:
+        """Epsilon spent at ``delta`` (``inf`` only if the total is infinite)."""
+        return self.get_epsilon_and_order(delta)[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(steps={self.steps}, compositions={len(self._history)})"
+
+
+class RdpAccountant(_ComposingAccountant):
+    """Rényi-DP accountant for the Poisson-subsampled Gaussian (Mironov, Talwar, Zhang 2019).
+
+    Parameters
+    ----------
+    orders : array_like, optional
+        Rényi orders ``> 1`` to track; :data:`accounting.DEFAULT_ORDERS` by default.
+    conversion : {"improved", "classic"}
+        RDP to (epsilon, delta) conversion, see :mod:`accounting.conversions`.
+
+    Examples
+    --------
+    >>> from accounting import RdpAccountant
+    >>> acc = RdpAccountant().compose(sample_rate=250 / 60000, noise_multiplier=1.3, steps=3600)
+    >>> round(acc.get_epsilon(1e-5), 4)
+    0.9422
+    """
+
+    def __init__(self, orders=None, conversion: Conversion = "improved"):
+        orders = DEFAULT_ORDERS if orders is None else check_orders(orders)
+        super().__init__(np.array(orders, dtype=float))
+        self.conversion = _check_conversion(conversion)
+
+    @property
+    def orders(self) -> np.ndarray:
+        """The Rényi orders tracked."""
+        return self._orders.copy()
+
+    @property
+    def rdp(self) -> np.ndarray:
+        """Total RDP at each order."""
+        return self._total.copy()
+
+    def _per_step(self, sample_rate, noise_multiplier):
+        return _cached_step_rdp(sample_rate, noise_multiplier, self._orders_key)
+
+    def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
+        """Epsilon spent at ``delta`` and the order attaining it."""
+        return epsilon_from_rdp(self._total, self._orders, delta, self.conversion)
+
+    def get_delta(self, epsilon: float) -> float:
+        """Delta at ``epsilon``."""
+        return delta_from_rdp(self._total, self._orders, epsilon, self.conversion)[0]
+
+
+def gaussian_log_moments(sample_rate: float, noise_multiplier: float, lambdas) -> np.ndarray:
+    """Log moments ``alpha(lambda)`` of one Poisson-subsampled Gaussian step.
+
+    ``alpha(lambda) = log E_{z ~ mu}[(mu(z) / mu0(z))^lambda] = log A_{lambda + 1}`` by the exact
+    binomial expansion ``A_n = sum_k C(n,k) (1-q)^(n-k) q^k exp((k^2 - k) / (2 sigma^2))``
+    (Abadi et al. 2016, "Deep Learning with Differential Privacy", Sec. 3.2 and Appendix B; the
+    other direction of their maximum is never larger, Mironov, Talwar, Zhang 2019, Theorem 5).
+
+    Parameters
+    ----------
+    sample_rate : float
+        Poisson sampling probability in ``[0, 1]``.
+    noise_multiplier : float
+        Noise standard deviation over the clipping norm, ``> 0``.
+    lambdas : array_like of int
+        Moment orders ``>= 1``.
+    """
+    sample_rate = float(check_sample_rate(sample_rate))
+    noise_multiplier = float(check_noise_multiplier(noise_multiplier))
+    lam = np.atleast_1d(np.asarray(lambdas))
+    if lam.ndim != 1 or lam.size == 0 or np.any(lam < 1) or np.any(lam != np.floor(lam)):
+        raise ValueError(f"lambdas must be whole numbers >= 1, got {lambdas!r}")
+    lam = lam.astype(float)
+    if sample_rate == 0.0:
+        return np.zeros(lam.shape)
+    if sample_rate == 1.0:
+        return lam * (lam + 1.0) / (2.0 * noise_multiplier**2)
+    n = lam + 1.0
+    log_a_minus_1 = _log_a_minus_1_integer(
+        np.full(n.shape, sample_rate), np.full(n.shape, noise_multiplier), n
+    )
+    return np.logaddexp(0.0, log_a_minus_1)
+
+
+class MomentsAccountant(_ComposingAccountant):
+    """The moments accountant of Abadi et al. 2016 ("Deep Learning with Differential Privacy").
+
+    Tracks the log moments ``alpha(lambda)`` at ``lambda = 1 .. max_lambda`` (see
+    :func:`gaussian_log_moments`), adds them over steps (their Theorem 2.1) and converts with the
+    tail bound ``epsilon = min_lambda (sum alpha(lambda) + log(1/delta)) / lambda``, i.e.
+    ``delta = min_lambda exp(sum alpha(lambda) - lambda epsilon)``. This equals the classic RDP
+    conversion over orders ``lambda + 1``.
+
+    Parameters
+    ----------
+    max_lambda : int
+        Largest moment order tracked (32 in the paper's experiments).
+    """
+
+    def __init__(self, max_lambda: int = 32):
+        max_lambda = check_positive_int(max_lambda, "max_lambda")
+        super().__init__(np.arange(1, max_lambda + 1, dtype=float))
+        self.max_lambda = max_lambda
+
+    @property
+    def lambdas(self) -> np.ndarray:
+        """The moment orders tracked."""
+        return self._orders.copy()
+
+    @property
+    def log_moments(self) -> np.ndarray:
+        """Total log moment at each lambda."""
+        return self._total.copy()
+
+    def _per_step(self, sample_rate, noise_multiplier):
+        return _cached_log_moments(sample_rate, noise_multiplier, self.max_lambda)
+
+    def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
+        """Epsilon spent at ``delta`` and the ``lambda`` attaining it."""
+        log_inverse_delta = -np.log(check_delta(delta))
+        candidates = (self._total + log_inverse_delta) / self._orders
+        best = int(np.argmin(candidates))
+        return float(candidates[best]), float(self._orders[best])
+
+    def get_delta(self, epsilon: float) -> float:
+        """Delta at ``epsilon`` by the tail bound."""
+        epsilon = check_epsilon(epsilon)
+        log_deltas = self._total - self._orders * epsilon
+        return float(min(1.0, np.exp(np.min(log_deltas))))
+
+
+@lru_cache(maxsize=4096)
+def _cached_log_moments(sample_rate: float, noise_multiplier: float, max_lambda: int):
+    moments = gaussian_log_moments(sample_rate, noise_multiplier, np.arange(1, max_lambda + 1))
+    moments.setflags(write=False)
+    return moments

@@ -1,0 +1,131 @@
+"""Privacy spent by a DP-SGD run, from the training hyper-parameters."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from accounting._validation import check_delta, check_positive_int
+from accounting.accountants import MomentsAccountant, RdpAccountant
+from accounting.conversions import Conversion, _check_conversion
+
+__all__ = [
+    "ACCOUNTANTS",
+    "compute_epsilon",
+    "dpsgd_epsilon",
+    "dpsgd_sample_rate_and_steps",
+    "get_privacy_budget",
+    "make_accountant",
+]
+
+#: Names accepted wherever an ``accountant=`` argument is taken.
+ACCOUNTANTS: tuple[str, ...] = ("rdp", "moments")
+
+
+def make_accountant(accountant: str = "rdp", conversion: Conversion = "improved", orders=None):
+    """A fresh accountant by name: ``"rdp"`` or ``"moments"``.
+
+    ``orders`` (RDP accountant only) overrides :data:`accounting.DEFAULT_ORDERS`.
+
+    ``conversion`` applies to the RDP accountant; the moments accountant always converts with
+    its own tail bound (Abadi et al. 2016), which equals the classic RDP conversion.
+    """
+    conversion = _check_conversion(conversion)
+    if accountant == "rdp":
+        return RdpAccountant(orders=orders, conversion=conversion)
+    if orders is not None:
+        raise ValueError(f"orders applies to the 'rdp' accountant only, not {accountant!r}")
+    if accountant == "moments":
+        return MomentsAccountant()
+    raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
+
+
+def compute_epsilon(
+    sample_rate: float,
+    noise_multiplier: float,
+    steps: int,
+    delta: float,
+    accountant: str = "rdp",
+    conversion: Conversion = "improved",
+    orders=None,
+) -> float:
+    """Epsilon after ``steps`` Poisson-subsampled Gaussian steps, at ``delta``.
+
+    ``conversion`` and ``orders`` apply to the RDP accountant; the moments accountant always uses
+    its tail bound (equal to the classic conversion).
+    """
+    return (
+        make_accountant(accountant, conversion, orders)
+        .compose(sample_rate, noise_multiplier, steps)
+        .get_epsilon(delta)
+    )
+
+
+def dpsgd_sample_rate_and_steps(sample_size: int, batch_size: int, epochs: float):
+    """``(q, steps)`` of a DP-SGD run: ``q = batch / n``, ``steps = ceil(epochs n / batch)``.
+
+    These are TF Privacy's conventions (``compute_dp_sgd_privacy``).
+    """
+    sample_size = check_positive_int(sample_size, "sample_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if batch_size > sample_size:
+        raise ValueError(
+            f"batch_size must lie in [1, sample_size={sample_size}], got {batch_size}"
+        )
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Real):
+        raise TypeError(f"epochs must be a real number, got {type(epochs).__name__}")
+    if not (0 <= float(epochs) < math.inf):
+        raise ValueError(f"epochs must be a finite number >= 0, got {epochs!r}")
+    steps = int(math.ceil(float(epochs) * sample_size / batch_size))
+    return batch_size / sample_size, steps
+
+
+def dpsgd_epsilon(
+    sample_size: int,
+    batch_size: int,
+    epochs: float,
+    noise_multiplier: float,
+    delta: float,
+    accountant: str = "rdp",
+    conversion: Conversion = "improved",
+) -> float:
+    """Epsilon spent by DP-SGD with Poisson sampling at rate ``batch_size / sample_size``.
+
+    Parameters
+    ----------
+    sample_size : int
+        Number of training examples ``n >= 1``.
+    batch_size : int
+        Expected batch size, ``1 <= batch_size <= n``.
+    epochs : float
+        Number of epochs ``>= 0``; ``steps = ceil(epochs n / batch_size)``.
+    noise_multiplier : float
+        Noise standard deviation over the clipping norm, ``> 0``.
+    delta : float
+        Target delta in ``(0, 1)``.
+    accountant : {"rdp", "moments"}
+    conversion : {"improved", "classic"}
+    """
+    sample_rate, steps = dpsgd_sample_rate_and_steps(sample_size, batch_size, epochs)
+    return compute_epsilon(sample_rate, noise_multiplier, steps, delta, accountant, conversion)
+
+
+def get_privacy_budget(
+    sample_size: int,
+    batch_size: int,
+    num_epochs: float,
+    noise_multiplier: float,
+    target_delta: float,
+) -> float:
+    """Epsilon of a DP-SGD run by the RDP accountant with the improved conversion.
+
+    The budget-estimate call of hosted DP-SGD notebooks: ``q = batch_size / sample_size``,
+    ``steps = ceil(num_epochs sample_size / batch_size)``.
+
+    Examples
+    --------
+    >>> round(get_privacy_budget(100000, 4, 20, 1.2, 1e-5), 8)
+    0.27788024
+    """
+    check_delta(target_delta, "target_delta")
+    return dpsgd_epsilon(sample_size, batch_size, num_epochs, noise_multiplier, target_delta)

@@ -1,0 +1,208 @@
+"""Calibration: the noise, number of steps or sample rate that meets an epsilon budget.
+
+Epsilon is monotone in each parameter (decreasing in the noise multiplier, increasing in the
+sample rate and the number of steps), so each calibration brackets the boundary and then finds it
+with Brent's method (Brent 1973, "Algorithms for Minimization without Derivatives", Ch. 4). The
+value returned always lies on the safe side: its epsilon is at most the target, never above.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import brentq
+
+from accounting._validation import (
+    check_delta,
+    check_noise_multiplier,
+    check_sample_rate,
+    check_steps,
+)
+from accounting.accountants import RdpAccountant
+from accounting.budget import compute_epsilon
+from accounting.conversions import Conversion
+from accounting.orders import DEFAULT_ORDERS
+
+__all__ = ["calibrate_noise_multiplier", "calibrate_sample_rate", "calibrate_steps"]
+
+_MAX_NOISE = 1e8
+_MIN_NOISE = 1e-6
+_MAX_STEPS = 10**15
+
+
+def _check_target(target_epsilon) -> float:
+    if isinstance(target_epsilon, bool) or not isinstance(target_epsilon, (int, float)):
+        raise TypeError(f"target_epsilon must be a real number, got {target_epsilon!r}")
+    if not 0.0 < float(target_epsilon) < math.inf:
+        raise ValueError(f"target_epsilon must be a finite number > 0, got {target_epsilon!r}")
+    return float(target_epsilon)
+
+
+def _check_tolerance(tolerance) -> float:
+    if not isinstance(tolerance, (int, float)) or not 0.0 < float(tolerance) < math.inf:
+        raise ValueError(f"tolerance must be a finite number > 0, got {tolerance!r}")
+    return float(tolerance)
+
+
+def _boundary_on_safe_side(spend, low, high, tolerance, safe_is_high):
+    """The point within ``tolerance`` of the root of the monotone ``spend`` on the safe side.
+
+    ``spend(x) <= 0`` means x meets the budget; ``spend(low)`` and ``spend(high)`` bracket it.
+    """
+    if high - low > tolerance:
+        root = brentq(spend, low, high, xtol=tolerance / 4.0, rtol=4.0 * 2.0**-52)
+        low, high = max(low, root - tolerance / 2.0), min(high, root + tolerance / 2.0)
+        # Brent's bracket is guaranteed; confirm the safe end and fall back to bisection if a
+        # rounding error put it on the wrong side.
+        while (spend(high) > 0.0) if safe_is_high else (spend(low) > 0.0):
+            low, high = (high, high + tolerance / 2.0) if safe_is_high else (
+                low - tolerance / 2.0, low)
+    return high if safe_is_high else low
+
+
+def calibrate_noise_multiplier(
+    target_epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    accountant: str = "rdp",
+    tolerance: float = 1e-6,
+    conversion: Conversion = "improved",
+) -> float:
+    """Smallest noise multiplier (to ``tolerance``) whose epsilon is at most ``target_epsilon``.
+
+    Returns
+    -------
+    float
+        ``sigma`` with ``epsilon(sigma) <= target_epsilon`` and ``sigma - sigma* <= tolerance``,
+        where ``sigma*`` is the exact boundary.
+
+    Raises
+    ------
+    ValueError
+        For out-of-range arguments, when ``sample_rate`` or ``steps`` is 0 (no privacy is spent,
+        so no noise is needed), or when even ``sigma = 1e8`` misses the target.
+
+    Notes
+    -----
+    If a noise multiplier below ``1e-6`` already meets the target, that value is returned.
+    """
+    target = _check_target(target_epsilon)
+    delta = check_delta(delta)
+    sample_rate = float(check_sample_rate(sample_rate))
+    steps = check_steps(steps)
+    tolerance = _check_tolerance(tolerance)
+    if sample_rate == 0.0 or steps == 0:
+        raise ValueError(
+            "sample_rate and steps must both be > 0: with no step or no sampling no privacy is "
+            "spent and any noise multiplier meets the target"
+        )
+
+    def spend(sigma, orders=None):
+        epsilon = compute_epsilon(
+            sample_rate, sigma, steps, delta, accountant, conversion, orders=orders
+        )
+        return epsilon - target
+
+    high = 1.0
+    while spend(high) > 0.0:
+        if high >= _MAX_NOISE:
+            raise ValueError(f"no noise multiplier up to {_MAX_NOISE:g} reaches {target_epsilon=}")
+        high *= 2.0
+    low = high / 2.0
+    while spend(low) <= 0.0:
+        if low <= _MIN_NOISE:
+            return low  # even a negligible noise meets the target
+        high, low = low, low / 2.0
+    if accountant == "rdp":
+        # Search over the orders near the optimal ones at the bracket's ends: epsilon over a
+        # subset of orders is an upper bound on epsilon over all of them, so the answer stays on
+        # the safe side; it is accepted only if the full grid confirms it is within tolerance.
+        window = _orders_window(sample_rate, (low, high), steps, delta, conversion)
+        sigma = _boundary_on_safe_side(
+            lambda x: spend(x, window), low, high, tolerance, safe_is_high=True
+        )
+        if spend(sigma) <= 0.0 and (sigma - tolerance <= low or spend(sigma - tolerance) > 0.0):
+            return sigma
+    return _boundary_on_safe_side(spend, low, high, tolerance, safe_is_high=True)
+
+
+def _orders_window(sample_rate, noise_multipliers, steps, delta, conversion, half_width=4):
+    """The default orders within ``half_width`` places of the optimal order at each noise."""
+    indices = []
+    for sigma in noise_multipliers:
+        accountant = RdpAccountant(conversion=conversion).compose(sample_rate, sigma, steps)
+        best = accountant.get_epsilon_and_order(delta)[1]
+        indices.append(int(np.searchsorted(DEFAULT_ORDERS, best)))
+    start = max(0, min(indices) - half_width)
+    stop = min(DEFAULT_ORDERS.size, max(indices) + half_width + 1)
+    return DEFAULT_ORDERS[start:stop]
+
+
+def calibrate_sample_rate(
+    target_epsilon: float,
+    delta: float,
+    noise_multiplier: float,
+    steps: int,
+    accountant: str = "rdp",
+    tolerance: float = 1e-6,
+    conversion: Conversion = "improved",
+) -> float:
+    """Largest sample rate (to ``tolerance``) whose epsilon is at most ``target_epsilon``.
+
+    Returns 1.0 when even full-batch steps meet the target.
+    """
+    target = _check_target(target_epsilon)
+    delta = check_delta(delta)
+    noise_multiplier = float(check_noise_multiplier(noise_multiplier))
+    steps = check_steps(steps)
+    tolerance = _check_tolerance(tolerance)
+
+    def spend(rate):
+        return compute_epsilon(rate, noise_multiplier, steps, delta, accountant, conversion) - target
+
+    if spend(1.0) <= 0.0:
+        return 1.0
+    return _boundary_on_safe_side(spend, 0.0, 1.0, tolerance, safe_is_high=False)
+
+
+def calibrate_steps(
+    target_epsilon: float,
+    delta: float,
+    sample_rate: float,
+    noise_multiplier: float,
+    accountant: str = "rdp",
+    conversion: Conversion = "improved",
+) -> int:
+    """Largest number of steps whose epsilon is at most ``target_epsilon`` (0 if none).
+
+    Raises
+    ------
+    ValueError
+        When ``sample_rate`` is 0 (steps then spend nothing and there is no largest number).
+    """
+    target = _check_target(target_epsilon)
+    delta = check_delta(delta)
+    sample_rate = float(check_sample_rate(sample_rate))
+    noise_multiplier = float(check_noise_multiplier(noise_multiplier))
+    if sample_rate == 0.0:
+        raise ValueError("sample_rate must be > 0: steps at sample rate 0 spend no privacy")
+
+    def meets(steps):
+        epsilon = compute_epsilon(
+            sample_rate, noise_multiplier, steps, delta, accountant, conversion
+        )
+        return epsilon <= target
+
+    if not meets(1):
+        return 0
+    low, high = 1, 2
+    while meets(high):
+        if high >= _MAX_STEPS:
+            raise ValueError(f"more than {_MAX_STEPS:g} steps meet {target_epsilon=}")
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if meets(middle) else (low, middle)
+    return low

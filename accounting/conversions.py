@@ -1,0 +1,132 @@
+"""Conversions from Rényi-DP curves to (epsilon, delta)-DP.
+
+Two conversions are offered:
+
+``"classic"``
+    Mironov 2017, "Rényi Differential Privacy", Proposition 3:
+    ``epsilon = rdp(alpha) + log(1/delta) / (alpha - 1)``.
+``"improved"``
+    Canonne, Kamath and Steinke 2020, "The Discrete Gaussian for Differential Privacy",
+    Proposition 12 (also Balle et al. 2020, "Hypothesis Testing Interpretations and Rényi
+    Differential Privacy", Theorem 21):
+    ``epsilon = rdp(alpha) + log1p(-1/alpha) - (log(delta) + log(alpha)) / (alpha - 1)``,
+    together with the order-free bound ``delta <= sqrt(1 - exp(-rdp))`` at ``epsilon = 0``
+    (Bretagnolle-Huber, since KL <= the RDP of any order > 1). This is what dp_accounting and
+    Opacus use.
+
+Each conversion takes the minimum over the orders supplied and reports the order attaining it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from accounting._validation import check_delta, check_epsilon, check_orders
+
+__all__ = ["CONVERSIONS", "Conversion", "delta_from_rdp", "epsilon_from_rdp"]
+
+Conversion = Literal["improved", "classic"]
+CONVERSIONS: tuple[str, ...] = ("improved", "classic")
+
+
+def _check_conversion(conversion) -> str:
+    if conversion not in CONVERSIONS:
+        raise ValueError(f"conversion must be one of {CONVERSIONS}, got {conversion!r}")
+    return conversion
+
+
+def _check_rdp_curve(rdp, orders) -> tuple[np.ndarray, np.ndarray]:
+    orders = check_orders(orders)
+    try:
+        curve = np.atleast_1d(np.asarray(rdp, dtype=float))
+    except (TypeError, ValueError) as error:
+        raise TypeError("rdp must be a sequence of real numbers") from error
+    if curve.shape != orders.shape:
+        raise ValueError(
+            f"rdp must have one value per order: got {curve.shape[0]} values for "
+            f"{orders.shape[0]} orders"
+        )
+    if np.any(np.isnan(curve)) or np.any(curve < 0):
+        raise ValueError("rdp values must be >= 0 (inf allowed), got a negative value or NaN")
+    return curve, orders
+
+
+def epsilon_from_rdp(
+    rdp, orders, delta: float, conversion: Conversion = "improved"
+) -> tuple[float, float]:
+    """Smallest epsilon such that the RDP curve implies (epsilon, delta)-DP.
+
+    Parameters
+    ----------
+    rdp : array_like
+        Total RDP at each order (``>= 0``; ``inf`` allowed).
+    orders : array_like
+        Rényi orders ``> 1``, one per ``rdp`` value.
+    delta : float
+        Target delta in ``(0, 1)``.
+    conversion : {"improved", "classic"}
+        See the module docstring for the formulas and their sources.
+
+    Returns
+    -------
+    (epsilon, order) : tuple of float
+        ``epsilon >= 0``. ``epsilon`` is ``inf`` when every order's RDP is infinite (then the
+        first order is reported).
+    """
+    curve, orders = _check_rdp_curve(rdp, orders)
+    delta = check_delta(delta)
+    conversion = _check_conversion(conversion)
+    log_delta = np.log(delta)
+    with np.errstate(invalid="ignore"):
+        if conversion == "classic":
+            candidates = curve - log_delta / (orders - 1.0)
+        else:
+            candidates = curve + np.log1p(-1.0 / orders) - (log_delta + np.log(orders)) / (
+                orders - 1.0
+            )
+            # Bretagnolle-Huber: total variation <= sqrt(1 - exp(-KL)) <= delta gives epsilon 0.
+            candidates = np.where(delta**2 + np.expm1(-curve) >= 0.0, 0.0, candidates)
+    candidates = np.where(np.isinf(curve), np.inf, candidates)
+    best = int(np.argmin(candidates))
+    return max(0.0, float(candidates[best])), float(orders[best])
+
+
+def delta_from_rdp(
+    rdp, orders, epsilon: float, conversion: Conversion = "improved"
+) -> tuple[float, float]:
+    """Smallest delta such that the RDP curve implies (epsilon, delta)-DP.
+
+    Parameters
+    ----------
+    rdp : array_like
+        Total RDP at each order (``>= 0``; ``inf`` allowed).
+    orders : array_like
+        Rényi orders ``> 1``, one per ``rdp`` value.
+    epsilon : float
+        Target epsilon ``>= 0``.
+    conversion : {"improved", "classic"}
+        Classic: ``delta = exp((alpha - 1)(rdp - epsilon))``. Improved:
+        ``log(delta) = (alpha - 1)(rdp - epsilon + log1p(-1/alpha)) - log(alpha)``, and
+        ``delta <= sqrt(1 - exp(-rdp))`` (see the module docstring).
+
+    Returns
+    -------
+    (delta, order) : tuple of float
+        ``delta`` in ``[0, 1]``; 1 when every order's RDP is infinite.
+    """
+    curve, orders = _check_rdp_curve(rdp, orders)
+    epsilon = check_epsilon(epsilon)
+    conversion = _check_conversion(conversion)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if conversion == "classic":
+            log_deltas = (orders - 1.0) * (curve - epsilon)
+        else:
+            log_deltas = (orders - 1.0) * (curve - epsilon + np.log1p(-1.0 / orders)) - np.log(
+                orders
+            )
+            log_deltas = np.minimum(log_deltas, 0.5 * np.log(-np.expm1(-curve)))
+    log_deltas = np.where(np.isinf(curve), 0.0, log_deltas)
+    best = int(np.argmin(log_deltas))
+    return float(min(1.0, np.exp(log_deltas[best]))), float(orders[best])
