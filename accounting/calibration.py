@@ -108,7 +108,13 @@ def calibrate_noise_multiplier(
     high = 1.0
     while spend(high) > 0.0:
         if high >= _MAX_NOISE:
-            raise ValueError(f"no noise multiplier up to {_MAX_NOISE:g} reaches {target_epsilon=}")
+            floor = compute_epsilon(sample_rate, high, steps, delta, accountant, conversion)
+            raise ValueError(
+                f"target_epsilon={target_epsilon!r} is out of reach: even noise_multiplier="
+                f"{high:g} spends epsilon {floor:.6g} with the {accountant!r} accountant (its "
+                "conversion alone costs that much at this delta; the moments accountant's "
+                "floor is log(1/delta)/max_lambda)"
+            )
         high *= 2.0
     low = high / 2.0
     while spend(low) <= 0.0:

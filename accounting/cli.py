@@ -172,9 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dp-budget`` and ``python -m accounting``."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    run = _resolve_run(args, parser)
     accountants = args.accountant or list(ACCOUNTANTS)
     try:
+        run = _resolve_run(args, parser)
         rows = [_evaluate(args, run, name) for name in dict.fromkeys(accountants)]
     except (ValueError, TypeError) as error:
         parser.error(str(error))

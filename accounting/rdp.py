@@ -49,6 +49,9 @@ _MAX_PROBES = 4096
 _SERIES_RADIUS = 0.1
 # Largest number of quadrature nodes evaluated at once (bounds memory on big grids).
 _CHUNK_NODES = 2_000_000
+# Beyond this tilt alpha / sigma (far outside any useful setting: sigma < 1e-6 alpha, epsilon
+# in the billions) fractional orders use the convex upper bound between integer orders.
+_MAX_TILT = 1e6
 
 
 def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders) -> np.ndarray:
@@ -69,7 +72,9 @@ def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders) -> np.ndarray:
         ``RDP(alpha)`` with shape ``broadcast(sample_rate, noise_multiplier).shape + (len(orders),)``.
         ``q = 1`` gives the Gaussian mechanism's ``alpha / (2 sigma^2)``, ``q = 0`` gives 0. The
         value is ``inf`` only where it exceeds the floating-point range (e.g. ``sigma`` of order
-        ``1e-160``); it is never NaN.
+        ``1e-160``); it is never NaN. For fractional orders with ``alpha / sigma > 1e6`` (noise
+        below a millionth of the order, epsilon in the billions) the value is the convex upper
+        bound between the neighbouring integer orders: safe, not tight.
 
     Notes
     -----
@@ -106,12 +111,36 @@ def _rdp_items(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarra
     log_a_minus_1 = np.full(q.shape, -np.inf)
     if np.any(integer):
         log_a_minus_1[integer] = _log_a_minus_1_integer(q[integer], sigma[integer], alpha[integer])
+    with np.errstate(over="ignore"):
+        extreme = fractional & (alpha / sigma > _MAX_TILT)
+    fractional &= ~extreme
     if np.any(fractional):
         log_a_minus_1[fractional] = _log_a_minus_1_fractional(
             q[fractional], sigma[fractional], alpha[fractional]
         )
-    rdp[sampled] = np.logaddexp(0.0, log_a_minus_1[sampled]) / (alpha[sampled] - 1.0)
+    log_a = np.zeros(q.shape)
+    log_a[sampled] = np.logaddexp(0.0, log_a_minus_1[sampled])
+    if np.any(extreme):
+        log_a[extreme] = _log_a_interpolated(q[extreme], sigma[extreme], alpha[extreme])
+    rdp[sampled] = log_a[sampled] / (alpha[sampled] - 1.0)
     return rdp
+
+
+def _log_a_interpolated(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Upper bound on ``log A_alpha`` by the chord between the neighbouring integer orders.
+
+    ``log A_alpha`` is convex in ``alpha`` (Hoelder's inequality) and ``log A_1 = 0``, so the chord
+    lies above it: the resulting epsilon is safe (never too small), though not tight.
+    """
+    below = np.floor(alpha)
+    fraction = alpha - below
+    log_a_below = np.zeros(alpha.shape)
+    has_below = below >= 2
+    log_a_below[has_below] = np.logaddexp(
+        0.0, _log_a_minus_1_integer(q[has_below], sigma[has_below], below[has_below])
+    )
+    log_a_above = np.logaddexp(0.0, _log_a_minus_1_integer(q, sigma, below + 1.0))
+    return (1.0 - fraction) * log_a_below + fraction * log_a_above
 
 
 def _log_expm1(x: np.ndarray) -> np.ndarray:

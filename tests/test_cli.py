@@ -1,0 +1,102 @@
+"""The dp-budget command line: values, JSON, and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from accounting import (
+    MomentsAccountant,
+    RdpAccountant,
+    calibrate_noise_multiplier,
+    calibrate_steps,
+    compute_epsilon,
+)
+from accounting.cli import main
+
+TUTORIAL = ["--sample-size", "60000", "--batch-size", "256", "--epochs", "60"]
+
+
+def _json(capsys, argv):
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_epsilon_table_lists_every_accountant(capsys):
+    main(["epsilon", *TUTORIAL, "--noise-multiplier", "1.1", "--delta", "1e-5"])
+    out = capsys.readouterr().out
+    assert "steps              14063  (60 epochs)" in out
+    assert "rdp         improved    2.59666  alpha=8.1" in out
+    moments = MomentsAccountant().compose(256 / 60000, 1.1, 14063).get_epsilon_and_order(1e-5)
+    assert f"moments     tail bound  {moments[0]:.6g}  lambda={moments[1]:g}" in out
+
+
+def test_epsilon_json_matches_library(capsys):
+    report = _json(capsys, ["epsilon", "--sample-rate", "0.01", "--steps", "1000",
+                            "--noise-multiplier", "1.0", "--delta", "1e-5",
+                            "--accountant", "rdp", "--conversion", "classic"])
+    expected = RdpAccountant(conversion="classic").compose(0.01, 1.0, 1000)
+    (row,) = report["results"]
+    assert row["epsilon"] == expected.get_epsilon(1e-5)
+    assert row["order"] == expected.get_epsilon_and_order(1e-5)[1]
+    assert report["run"] == {"sample_rate": 0.01, "steps": 1000}
+
+
+def test_delta_json(capsys):
+    report = _json(capsys, ["delta", "--sample-size", "60000", "--batch-size", "250",
+                            "--epochs", "15", "--noise-multiplier", "1.3", "--epsilon", "1",
+                            "--accountant", "rdp"])
+    expected = RdpAccountant().compose(250 / 60000, 1.3, 3600).get_delta(1.0)
+    assert report["results"][0]["delta"] == expected
+
+
+def test_noise_and_steps_json(capsys):
+    noise = _json(capsys, ["noise", *TUTORIAL, "--epsilon", "3", "--delta", "1e-5"])
+    by_name = {row["accountant"]: row for row in noise["results"]}
+    assert by_name["rdp"]["noise_multiplier"] == calibrate_noise_multiplier(
+        3, 1e-5, 256 / 60000, 14063
+    )
+    sigma = by_name["moments"]["noise_multiplier"]
+    assert compute_epsilon(256 / 60000, sigma, 14063, 1e-5, "moments") <= 3
+    steps = _json(capsys, ["steps", "--sample-size", "60000", "--batch-size", "256",
+                           "--noise-multiplier", "1.1", "--epsilon", "3", "--delta", "1e-5",
+                           "--accountant", "rdp"])
+    (row,) = steps["results"]
+    assert row["steps"] == calibrate_steps(3, 1e-5, 256 / 60000, 1.1)
+    assert row["epochs"] == pytest.approx(row["steps"] * 256 / 60000)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["epsilon", "--sample-rate", "2", "--steps", "3", "--noise-multiplier", "1",
+          "--delta", "1e-5"], "sample_rate must lie in [0, 1]"),
+        (["epsilon", "--sample-rate", "0.1", "--steps", "3", "--noise-multiplier", "1",
+          "--delta", "2"], "delta must lie in the open interval (0, 1)"),
+        (["epsilon", *TUTORIAL, "--sample-rate", "0.1", "--noise-multiplier", "1",
+          "--delta", "1e-5"], "either --sample-size and --batch-size, or --sample-rate"),
+        (["epsilon", "--sample-size", "10", "--batch-size", "20", "--epochs", "1",
+          "--noise-multiplier", "1", "--delta", "1e-5"], "batch_size must lie in"),
+        (["noise", *TUTORIAL, "--epsilon", "-1", "--delta", "1e-5"], "target_epsilon"),
+    ],
+)
+def test_errors_exit_2_with_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "accounting", "epsilon", "--sample-size", "100000",
+         "--batch-size", "4", "--epochs", "20", "--noise-multiplier", "1.2", "--delta", "1e-5",
+         "--accountant", "rdp", "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    assert json.loads(result.stdout)["results"][0]["epsilon"] == pytest.approx(
+        0.27788023960, rel=1e-9
+    )
