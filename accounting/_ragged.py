@@ -34,7 +34,9 @@ class RaggedIndex:
 
 
 def segment_logsumexp(values: np.ndarray, index: RaggedIndex) -> np.ndarray:
-    """``log(sum(exp(values)))`` over each item's block; ``-inf`` for an empty or all ``-inf`` block.
+    """``log(sum(exp(values)))`` over each item's block.
+
+    ``-inf`` for an empty or all ``-inf`` block.
 
     ``+inf`` anywhere in a block gives ``+inf`` for that block.
     """

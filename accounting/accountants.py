@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.special import erf
 
 from accounting._validation import (
     check_delta,
@@ -20,7 +21,13 @@ from accounting._validation import (
     check_sample_rate,
     check_steps,
 )
-from accounting.conversions import Conversion, _check_conversion, delta_from_rdp, epsilon_from_rdp
+from accounting.conversions import (
+    Conversion,
+    _check_conversion,
+    epsilon_candidates,
+    log_delta_candidates,
+)
+from accounting.order_search import minimize_over_orders
 from accounting.orders import DEFAULT_ORDERS
 from accounting.rdp import _log_a_minus_1_integer, poisson_gaussian_rdp
 
@@ -37,23 +44,43 @@ class CompositionRecord:
 
 
 @lru_cache(maxsize=4096)
-def _cached_step_rdp(sample_rate: float, noise_multiplier: float, orders: tuple) -> np.ndarray:
-    curve = poisson_gaussian_rdp(sample_rate, noise_multiplier, np.array(orders))
-    curve.setflags(write=False)
-    return curve
+def _step_rdp_store(sample_rate: float, noise_multiplier: float, orders: tuple) -> np.ndarray:
+    """Per-order RDP of one step, filled in lazily (NaN where not computed yet)."""
+    return np.full(len(orders), np.nan)
+
+
+def _step_rdp(sample_rate, noise_multiplier, orders_key, orders, index) -> np.ndarray:
+    """RDP of one step at ``orders[index]``, computing only the orders not cached yet."""
+    store = _step_rdp_store(sample_rate, noise_multiplier, orders_key)
+    missing = index[np.isnan(store[index])]
+    if missing.size:
+        store[missing] = poisson_gaussian_rdp(sample_rate, noise_multiplier, orders[missing])
+    return store[index]
 
 
 class _ComposingAccountant:
-    """Shared bookkeeping: validated composition, history, and a per-order running total."""
+    """Shared bookkeeping: validated composition, history, and steps per (q, sigma) pair."""
 
     def __init__(self, orders: np.ndarray):
         self._orders = orders
         self._orders_key = tuple(orders.tolist())
-        self._total = np.zeros(orders.shape)
+        self._steps_by_pair: dict[tuple[float, float], int] = {}
         self._history: list[CompositionRecord] = []
 
-    def _per_step(self, sample_rate: float, noise_multiplier: float) -> np.ndarray:
+    def _per_step(self, sample_rate: float, noise_multiplier: float, index) -> np.ndarray:
+        """Per-step value (RDP or log moment) at ``self._orders[index]``."""
         raise NotImplementedError
+
+    def _total_at(self, index: np.ndarray) -> np.ndarray:
+        """Total over everything composed at ``self._orders[index]``."""
+        total = np.zeros(index.shape)
+        for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items():
+            total += steps * self._per_step(sample_rate, noise_multiplier, index)
+        return total
+
+    @property
+    def _total(self) -> np.ndarray:
+        return self._total_at(np.arange(self._orders.size))
 
     def compose(self, sample_rate: float, noise_multiplier: float, steps: int = 1):
         """Add ``steps`` Poisson-subsampled Gaussian steps; returns ``self`` for chaining.
@@ -70,15 +97,21 @@ class _ComposingAccountant:
         sample_rate = float(check_sample_rate(sample_rate))
         noise_multiplier = float(check_noise_multiplier(noise_multiplier))
         steps = check_steps(steps)
-        if steps == 0:
+        if steps == 0 or sample_rate == 0.0:
+            if steps:
+                self._record(sample_rate, noise_multiplier, steps)
             return self
-        self._total = self._total + steps * self._per_step(sample_rate, noise_multiplier)
+        pair = (sample_rate, noise_multiplier)
+        self._steps_by_pair[pair] = self._steps_by_pair.get(pair, 0) + steps
+        self._record(sample_rate, noise_multiplier, steps)
+        return self
+
+    def _record(self, sample_rate, noise_multiplier, steps) -> None:
         last = self._history[-1] if self._history else None
         if last and (last.sample_rate, last.noise_multiplier) == (sample_rate, noise_multiplier):
             self._history[-1] = CompositionRecord(sample_rate, noise_multiplier, last.steps + steps)
         else:
             self._history.append(CompositionRecord(sample_rate, noise_multiplier, steps))
-        return self
 
     @property
     def history(self) -> list[CompositionRecord]:
@@ -131,16 +164,55 @@ class RdpAccountant(_ComposingAccountant):
         """Total RDP at each order."""
         return self._total.copy()
 
-    def _per_step(self, sample_rate, noise_multiplier):
-        return _cached_step_rdp(sample_rate, noise_multiplier, self._orders_key)
+    def _per_step(self, sample_rate, noise_multiplier, index):
+        return _step_rdp(sample_rate, noise_multiplier, self._orders_key, self._orders, index)
+
+    def _minimize(self, objective) -> tuple[float, float]:
+        """Exact minimum of ``objective`` over the orders, evaluating only orders that can win."""
+        if not self._steps_by_pair:
+            values = objective(np.zeros(self._orders.shape), self._orders)
+            index = int(np.argmin(values))
+            return float(values[index]), float(self._orders[index])
+
+        def evaluate(mask):
+            return self._total_at(np.flatnonzero(mask[0]))
+
+        best, index = minimize_over_orders(
+            evaluate, self._orders, 1, objective, floor=np.array([self._kl_lower_bound()])
+        )
+        return float(best[0]), float(self._orders[index[0]])
+
+    def _kl_lower_bound(self) -> float:
+        """Lower bound on the total KL divergence, hence on the total RDP at every order.
+
+        Pinsker: ``KL >= 2 TV^2`` with ``TV(mu, mu0) = q (2 Phi(1 / (2 sigma)) - 1)``, summed over
+        steps (KL composes additively).
+        """
+        return sum(
+            steps * 2.0 * (sample_rate * erf(0.5 / (np.sqrt(2.0) * noise_multiplier))) ** 2
+            for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items()
+        ) * (1.0 - 1e-12)
 
     def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
-        """Epsilon spent at ``delta`` and the order attaining it."""
-        return epsilon_from_rdp(self._total, self._orders, delta, self.conversion)
+        """Epsilon spent at ``delta`` and the order attaining it.
+
+        Equal to ``epsilon_from_rdp(self.rdp, self.orders, delta, self.conversion)``, computed
+        without evaluating the orders that provably cannot attain the minimum
+        (:mod:`accounting.order_search`).
+        """
+        delta = check_delta(delta)
+        epsilon, order = self._minimize(
+            lambda curve, orders: epsilon_candidates(curve, orders, delta, self.conversion)
+        )
+        return max(0.0, epsilon), order
 
     def get_delta(self, epsilon: float) -> float:
-        """Delta at ``epsilon``."""
-        return delta_from_rdp(self._total, self._orders, epsilon, self.conversion)[0]
+        """Delta at ``epsilon`` (equal to ``delta_from_rdp(self.rdp, self.orders, epsilon)``)."""
+        epsilon = check_epsilon(epsilon)
+        log_delta, _ = self._minimize(
+            lambda curve, orders: log_delta_candidates(curve, orders, epsilon, self.conversion)
+        )
+        return float(min(1.0, np.exp(log_delta)))
 
 
 def gaussian_log_moments(sample_rate: float, noise_multiplier: float, lambdas) -> np.ndarray:
@@ -171,9 +243,10 @@ def gaussian_log_moments(sample_rate: float, noise_multiplier: float, lambdas) -
     if sample_rate == 1.0:
         return lam * (lam + 1.0) / (2.0 * noise_multiplier**2)
     n = lam + 1.0
-    log_a_minus_1 = _log_a_minus_1_integer(
-        np.full(n.shape, sample_rate), np.full(n.shape, noise_multiplier), n
-    )
+    with np.errstate(all="ignore"):  # overflow to inf is the documented result
+        log_a_minus_1 = _log_a_minus_1_integer(
+            np.full(n.shape, sample_rate), np.full(n.shape, noise_multiplier), n
+        )
     return np.logaddexp(0.0, log_a_minus_1)
 
 
@@ -207,8 +280,8 @@ class MomentsAccountant(_ComposingAccountant):
         """Total log moment at each lambda."""
         return self._total.copy()
 
-    def _per_step(self, sample_rate, noise_multiplier):
-        return _cached_log_moments(sample_rate, noise_multiplier, self.max_lambda)
+    def _per_step(self, sample_rate, noise_multiplier, index):
+        return _cached_log_moments(sample_rate, noise_multiplier, self.max_lambda)[index]
 
     def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
         """Epsilon spent at ``delta`` and the ``lambda`` attaining it."""

@@ -166,7 +166,8 @@ def calibrate_sample_rate(
     tolerance = _check_tolerance(tolerance)
 
     def spend(rate):
-        return compute_epsilon(rate, noise_multiplier, steps, delta, accountant, conversion) - target
+        epsilon = compute_epsilon(rate, noise_multiplier, steps, delta, accountant, conversion)
+        return epsilon - target
 
     if spend(1.0) <= 0.0:
         return 1.0

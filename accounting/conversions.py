@@ -43,10 +43,10 @@ def _check_rdp_curve(rdp, orders) -> tuple[np.ndarray, np.ndarray]:
         curve = np.atleast_1d(np.asarray(rdp, dtype=float))
     except (TypeError, ValueError) as error:
         raise TypeError("rdp must be a sequence of real numbers") from error
-    if curve.shape != orders.shape:
+    if curve.shape[-1] != orders.shape[0]:
         raise ValueError(
-            f"rdp must have one value per order: got {curve.shape[0]} values for "
-            f"{orders.shape[0]} orders"
+            f"rdp must have one value per order along its last axis: got {curve.shape[-1]} "
+            f"values for {orders.shape[0]} orders"
         )
     if np.any(np.isnan(curve)) or np.any(curve < 0):
         raise ValueError("rdp values must be >= 0 (inf allowed), got a negative value or NaN")
@@ -61,7 +61,8 @@ def epsilon_from_rdp(
     Parameters
     ----------
     rdp : array_like
-        Total RDP at each order (``>= 0``; ``inf`` allowed).
+        Total RDP at each order (``>= 0``; ``inf`` allowed), along the last axis; leading axes
+        are a batch of curves (e.g. a grid of configurations).
     orders : array_like
         Rényi orders ``> 1``, one per ``rdp`` value.
     delta : float
@@ -71,13 +72,22 @@ def epsilon_from_rdp(
 
     Returns
     -------
-    (epsilon, order) : tuple of float
+    (epsilon, order) : tuple of float, or of ndarray for a batch of curves
         ``epsilon >= 0``. ``epsilon`` is ``inf`` when every order's RDP is infinite (then the
         first order is reported).
     """
     curve, orders = _check_rdp_curve(rdp, orders)
-    delta = check_delta(delta)
-    conversion = _check_conversion(conversion)
+    delta, conversion = check_delta(delta), _check_conversion(conversion)
+    candidates = epsilon_candidates(curve, orders, delta, conversion)
+    best = np.argmin(candidates, axis=-1)
+    epsilon = np.take_along_axis(candidates, best[..., None], -1)[..., 0]
+    if curve.ndim == 1:
+        return float(epsilon), float(orders[best])
+    return epsilon, orders[best]
+
+
+def epsilon_candidates(curve: np.ndarray, orders: np.ndarray, delta: float, conversion: str):
+    """Epsilon implied by each order's RDP, clipped at 0 (unvalidated; non-decreasing in rdp)."""
     log_delta = np.log(delta)
     with np.errstate(invalid="ignore"):
         if conversion == "classic":
@@ -88,9 +98,7 @@ def epsilon_from_rdp(
             )
             # Bretagnolle-Huber: total variation <= sqrt(1 - exp(-KL)) <= delta gives epsilon 0.
             candidates = np.where(delta**2 + np.expm1(-curve) >= 0.0, 0.0, candidates)
-    candidates = np.where(np.isinf(curve), np.inf, candidates)
-    best = int(np.argmin(candidates))
-    return max(0.0, float(candidates[best])), float(orders[best])
+    return np.where(np.isinf(curve), np.inf, np.maximum(candidates, 0.0))
 
 
 def delta_from_rdp(
@@ -101,7 +109,8 @@ def delta_from_rdp(
     Parameters
     ----------
     rdp : array_like
-        Total RDP at each order (``>= 0``; ``inf`` allowed).
+        Total RDP at each order (``>= 0``; ``inf`` allowed), along the last axis; leading axes
+        are a batch of curves.
     orders : array_like
         Rényi orders ``> 1``, one per ``rdp`` value.
     epsilon : float
@@ -113,12 +122,22 @@ def delta_from_rdp(
 
     Returns
     -------
-    (delta, order) : tuple of float
+    (delta, order) : tuple of float, or of ndarray for a batch of curves
         ``delta`` in ``[0, 1]``; 1 when every order's RDP is infinite.
     """
     curve, orders = _check_rdp_curve(rdp, orders)
-    epsilon = check_epsilon(epsilon)
-    conversion = _check_conversion(conversion)
+    log_deltas = log_delta_candidates(
+        curve, orders, check_epsilon(epsilon), _check_conversion(conversion)
+    )
+    best = np.argmin(log_deltas, axis=-1)
+    delta = np.minimum(1.0, np.exp(np.take_along_axis(log_deltas, best[..., None], -1)[..., 0]))
+    if curve.ndim == 1:
+        return float(delta), float(orders[best])
+    return delta, orders[best]
+
+
+def log_delta_candidates(curve: np.ndarray, orders: np.ndarray, epsilon: float, conversion: str):
+    """Log delta implied by each order's RDP (unvalidated; non-decreasing in ``curve``)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         if conversion == "classic":
             log_deltas = (orders - 1.0) * (curve - epsilon)
@@ -127,6 +146,4 @@ def delta_from_rdp(
                 orders
             )
             log_deltas = np.minimum(log_deltas, 0.5 * np.log(-np.expm1(-curve)))
-    log_deltas = np.where(np.isinf(curve), 0.0, log_deltas)
-    best = int(np.argmin(log_deltas))
-    return float(min(1.0, np.exp(log_deltas[best]))), float(orders[best])
+    return np.where(np.isinf(curve), 0.0, log_deltas)

@@ -15,8 +15,8 @@ non-negative terms, so the result keeps its relative precision when ``A_alpha`` 
 would lose every digit:
 
 * integer orders: ``A - 1 = sum_{k>=2} C(alpha,k) (1-q)^(alpha-k) q^k expm1(k(k-1)/(2 sigma^2))``
-  (the binomial expansion of Mironov et al. Sec. 3.3 with ``sum_k C(alpha,k)(1-q)^(alpha-k) q^k = 1``
-  taken out);
+  (the binomial expansion of Mironov et al. Sec. 3.3, with
+  ``sum_k C(alpha,k) (1-q)^(alpha-k) q^k = 1`` taken out);
 * fractional orders: ``A - 1 = E_{z ~ mu0}[psi(u(z))]`` with ``u = q (L - 1)``, ``L = mu1/mu0`` and
   ``psi(u) = (1 + u)^alpha - 1 - alpha u >= 0`` (convexity; ``E[u] = 0``), integrated with the
   trapezoidal rule, which converges geometrically for integrands analytic in a strip
@@ -69,7 +69,8 @@ def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders) -> np.ndarray:
     Returns
     -------
     ndarray
-        ``RDP(alpha)`` with shape ``broadcast(sample_rate, noise_multiplier).shape + (len(orders),)``.
+        ``RDP(alpha)``, of shape
+        ``broadcast(sample_rate, noise_multiplier).shape + (len(orders),)``.
         ``q = 1`` gives the Gaussian mechanism's ``alpha / (2 sigma^2)``, ``q = 0`` gives 0. The
         value is ``inf`` only where it exceeds the floating-point range (e.g. ``sigma`` of order
         ``1e-160``); it is never NaN. For fractional orders with ``alpha / sigma > 1e6`` (noise
@@ -96,23 +97,22 @@ def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders) -> np.ndarray:
     q_items = np.broadcast_to(q[..., None], shape).ravel()
     sigma_items = np.broadcast_to(sigma[..., None], shape).ravel()
     alpha_items = np.broadcast_to(alphas, shape).ravel()
-    return _rdp_items(q_items, sigma_items, alpha_items).reshape(shape)
+    with np.errstate(all="ignore"):  # every overflow and log(0) below is handled explicitly
+        return _rdp_items(q_items, sigma_items, alpha_items).reshape(shape)
 
 
 def _rdp_items(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """RDP for flat arrays of (q, sigma, alpha) items; arguments already validated."""
     rdp = np.zeros(q.shape)
     full = q == 1.0
-    with np.errstate(over="ignore"):
-        rdp[full] = alpha[full] / (2.0 * sigma[full] ** 2)
+    rdp[full] = alpha[full] / (2.0 * sigma[full] ** 2)
     sampled = (q > 0.0) & ~full
     integer = sampled & (alpha == np.floor(alpha))
     fractional = sampled & ~integer
     log_a_minus_1 = np.full(q.shape, -np.inf)
     if np.any(integer):
         log_a_minus_1[integer] = _log_a_minus_1_integer(q[integer], sigma[integer], alpha[integer])
-    with np.errstate(over="ignore"):
-        extreme = fractional & (alpha / sigma > _MAX_TILT)
+    extreme = fractional & (alpha / sigma > _MAX_TILT)
     fractional &= ~extreme
     if np.any(fractional):
         log_a_minus_1[fractional] = _log_a_minus_1_fractional(
@@ -145,9 +145,8 @@ def _log_a_interpolated(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> 
 
 def _log_expm1(x: np.ndarray) -> np.ndarray:
     """``log(exp(x) - 1)`` for ``x >= 0`` without overflow or loss of precision."""
-    with np.errstate(divide="ignore", over="ignore"):
-        small = np.log(np.expm1(np.minimum(x, 1.0)))
-        large = x + np.log(-np.expm1(-np.maximum(x, 1.0)))
+    small = np.log(np.expm1(np.minimum(x, 1.0)))
+    large = x + np.log(-np.expm1(-np.maximum(x, 1.0)))
     return np.where(x <= 1.0, small, large)
 
 
@@ -159,13 +158,12 @@ def _log_a_minus_1_integer(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) 
     k = (index.local + 2).astype(float)
     a, qi, si = alpha[item], q[item], sigma[item]
     log_binomial = gammaln(a + 1.0) - gammaln(k + 1.0) - gammaln(a - k + 1.0)
-    with np.errstate(over="ignore"):
-        log_terms = (
-            log_binomial
-            + (a - k) * np.log1p(-qi)
-            + k * np.log(qi)
-            + _log_expm1(k * (k - 1.0) / (2.0 * si**2))
-        )
+    log_terms = (
+        log_binomial
+        + (a - k) * np.log1p(-qi)
+        + k * np.log(qi)
+        + _log_expm1(k * (k - 1.0) / (2.0 * si**2))
+    )
     return segment_logsumexp(log_terms, index)
 
 
@@ -191,8 +189,7 @@ def _log_psi(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         for k in range(2, terms + 1):
             coefficient *= (als - k) * (1.0 / (k + 1)) * us
             total += coefficient
-        with np.errstate(divide="ignore"):
-            result[inner] = np.log(us * us * total)
+        result[inner] = np.log(us * us * total)
 
     outer = np.flatnonzero(~series)
     if outer.size:
@@ -204,12 +201,11 @@ def _log_psi(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
             log_bracket = np.log(np.expm1(growth) + tail)
         else:
             safe = growth <= 700.0
-            with np.errstate(over="ignore", invalid="ignore"):
-                log_bracket = np.where(
-                    safe,
-                    np.log(np.expm1(np.minimum(growth, 700.0)) + tail),
-                    growth + np.log1p((tail - 1.0) * np.exp(-growth)),
-                )
+            log_bracket = np.where(
+                safe,
+                np.log(np.expm1(np.minimum(growth, 700.0)) + tail),
+                growth + np.log1p((tail - 1.0) * np.exp(-growth)),
+            )
         result[outer] = ell + log_bracket
     return result
 
@@ -217,8 +213,7 @@ def _log_psi(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def _log_integrand(t, q, sigma, alpha) -> np.ndarray:
     """Log of ``phi(t) psi(u(t))`` in the standardised variable ``t = z / sigma``."""
     s = t / sigma - 0.5 / sigma**2
-    with np.errstate(over="ignore"):
-        u = q * np.expm1(s)
+    u = q * np.expm1(s)
     log_psi = np.full(t.shape, np.inf)
     finite = np.isfinite(u)
     log_psi[finite] = _log_psi(u[finite], alpha[finite])

@@ -428,7 +428,10 @@ def _breakpoints(shape: _Shape, negligible: Callable[[float], bool]) -> list[flo
         left = [x for x in stationary if x < mode]
         right = [x for x in stationary if x > mode]
         limits = (mode - left[-1] if left else math.inf, right[0] - mode if right else math.inf)
-        widths = [_half_width(shape, mode, -1.0, limits[0]), _half_width(shape, mode, 1.0, limits[1])]
+        widths = [
+            _half_width(shape, mode, -1.0, limits[0]),
+            _half_width(shape, mode, 1.0, limits[1]),
+        ]
         points.append((mode, 2.0 * min(widths)))
         for direction, limit, width in zip((-1.0, 1.0), limits, widths, strict=True):
             sequence(mode, 2.0 * width, direction, limit)

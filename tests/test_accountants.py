@@ -13,9 +13,12 @@ from accounting import (
     CompositionRecord,
     MomentsAccountant,
     RdpAccountant,
+    delta_from_rdp,
     dpsgd_epsilon,
+    epsilon_from_rdp,
     gaussian_log_moments,
     get_privacy_budget,
+    poisson_gaussian_rdp,
     reference,
 )
 from tests.strategies import deltas, typical_noise_multipliers, typical_sample_rates
@@ -200,3 +203,54 @@ def test_tiny_noise_gives_infinite_epsilon_not_nan():
 def test_default_orders_cover_dp_accounting():
     assert set(DP_ACCOUNTING_ORDERS) <= set(DEFAULT_ORDERS)
     assert not DEFAULT_ORDERS.flags.writeable
+
+
+compositions = st.lists(
+    st.tuples(
+        st.one_of(typical_sample_rates, st.just(1.0)),
+        st.floats(0.3, 30.0),
+        st.integers(1, 50_000),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(history=compositions, delta=deltas, epsilon=st.floats(0.0, 30.0),
+       conversion=st.sampled_from(["classic", "improved"]))
+def test_pruned_order_search_equals_full_minimum(history, delta, epsilon, conversion):
+    accountant = RdpAccountant(conversion=conversion)
+    for q, sigma, steps in history:
+        accountant.compose(q, sigma, steps)
+    full_curve = accountant.rdp
+    epsilon_pruned, order = accountant.get_epsilon_and_order(delta)
+    epsilon_full, order_full = epsilon_from_rdp(full_curve, DEFAULT_ORDERS, delta, conversion)
+    assert epsilon_pruned == epsilon_full
+    assert order == order_full or epsilon_full == 0.0  # at epsilon 0 several orders tie
+    assert accountant.get_delta(epsilon) == delta_from_rdp(
+        full_curve, DEFAULT_ORDERS, epsilon, conversion
+    )[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(q=typical_sample_rates, sigma=st.floats(0.3, 30.0), steps=st.integers(1, 10**6),
+       delta=deltas)
+def test_pruned_search_on_a_cold_cache_equals_full_minimum(q, sigma, steps, delta):
+    from accounting.accountants import _step_rdp_store
+
+    _step_rdp_store.cache_clear()
+    pruned = RdpAccountant().compose(q, sigma, steps).get_epsilon_and_order(delta)
+    full = epsilon_from_rdp(steps * poisson_gaussian_rdp(q, sigma, DEFAULT_ORDERS),
+                            DEFAULT_ORDERS, delta)
+    assert pruned[0] == pytest.approx(full[0], rel=1e-14)
+    if full[0] > 0:  # at epsilon 0 several orders tie
+        assert pruned[1] == full[1]
+
+
+def test_custom_orders_without_integer_anchors():
+    orders = [1.5, 2.5, 3.5, 7.25]
+    accountant = RdpAccountant(orders=orders).compose(0.01, 1.0, 1000)
+    assert accountant.get_epsilon_and_order(1e-5) == epsilon_from_rdp(
+        accountant.rdp, orders, 1e-5
+    )

@@ -102,6 +102,21 @@ def test_epsilon_decreases_with_delta_and_delta_with_epsilon(
     )
 
 
+@pytest.mark.parametrize("conversion", ["classic", "improved"])
+def test_batch_of_curves_matches_one_by_one(conversion):
+    grid = poisson_gaussian_rdp([[1e-3], [0.01], [0.1]], [0.8, 1.5], DEFAULT_ORDERS) * 1000
+    epsilons, orders = epsilon_from_rdp(grid, DEFAULT_ORDERS, 1e-5, conversion)
+    deltas_, delta_orders = delta_from_rdp(grid, DEFAULT_ORDERS, 2.0, conversion)
+    assert epsilons.shape == orders.shape == deltas_.shape == (3, 2)
+    for index in np.ndindex(3, 2):
+        assert (epsilons[index], orders[index]) == epsilon_from_rdp(
+            grid[index], DEFAULT_ORDERS, 1e-5, conversion
+        )
+        assert (deltas_[index], delta_orders[index]) == delta_from_rdp(
+            grid[index], DEFAULT_ORDERS, 2.0, conversion
+        )
+
+
 def test_classic_formula_by_hand():
     # One order: epsilon = rdp + log(1/delta)/(alpha-1) = 0.5 + log(1e5)/9.
     assert epsilon_from_rdp([0.5], [10.0], 1e-5, "classic") == (
