@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from scipy.optimize import brentq
 
 from accounting._validation import (
@@ -19,10 +18,8 @@ from accounting._validation import (
     check_sample_rate,
     check_steps,
 )
-from accounting.accountants import RdpAccountant
 from accounting.budget import compute_epsilon
 from accounting.conversions import Conversion
-from accounting.orders import DEFAULT_ORDERS
 
 __all__ = ["calibrate_noise_multiplier", "calibrate_sample_rate", "calibrate_steps"]
 
@@ -99,11 +96,8 @@ def calibrate_noise_multiplier(
             "spent and any noise multiplier meets the target"
         )
 
-    def spend(sigma, orders=None):
-        epsilon = compute_epsilon(
-            sample_rate, sigma, steps, delta, accountant, conversion, orders=orders
-        )
-        return epsilon - target
+    def spend(sigma):
+        return compute_epsilon(sample_rate, sigma, steps, delta, accountant, conversion) - target
 
     high = 1.0
     while spend(high) > 0.0:
@@ -121,29 +115,7 @@ def calibrate_noise_multiplier(
         if low <= _MIN_NOISE:
             return low  # even a negligible noise meets the target
         high, low = low, low / 2.0
-    if accountant == "rdp":
-        # Search over the orders near the optimal ones at the bracket's ends: epsilon over a
-        # subset of orders is an upper bound on epsilon over all of them, so the answer stays on
-        # the safe side; it is accepted only if the full grid confirms it is within tolerance.
-        window = _orders_window(sample_rate, (low, high), steps, delta, conversion)
-        sigma = _boundary_on_safe_side(
-            lambda x: spend(x, window), low, high, tolerance, safe_is_high=True
-        )
-        if spend(sigma) <= 0.0 and (sigma - tolerance <= low or spend(sigma - tolerance) > 0.0):
-            return sigma
     return _boundary_on_safe_side(spend, low, high, tolerance, safe_is_high=True)
-
-
-def _orders_window(sample_rate, noise_multipliers, steps, delta, conversion, half_width=4):
-    """The default orders within ``half_width`` places of the optimal order at each noise."""
-    indices = []
-    for sigma in noise_multipliers:
-        accountant = RdpAccountant(conversion=conversion).compose(sample_rate, sigma, steps)
-        best = accountant.get_epsilon_and_order(delta)[1]
-        indices.append(int(np.searchsorted(DEFAULT_ORDERS, best)))
-    start = max(0, min(indices) - half_width)
-    stop = min(DEFAULT_ORDERS.size, max(indices) + half_width + 1)
-    return DEFAULT_ORDERS[start:stop]
 
 
 def calibrate_sample_rate(

@@ -743,6 +743,8 @@ def log_moment(
         n = _check_integer(lam, "lam", 1)
         if q_mp == 0:
             return mpmath.mpf(0)
+        if q_mp == 1:  # mu = mu1: both directions are the Gaussian's lambda (lambda+1)/(2 sigma^2)
+            return n * (n + 1) / (2 * sigma_mp**2)
         results = []
         if direction in ("add", "max"):
             results.append(_log_mean_power(q_mp, sigma_mp, mpmath.mpf(n + 1)))
