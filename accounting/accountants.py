@@ -29,7 +29,7 @@ from accounting.conversions import (
 )
 from accounting.order_search import minimize_over_orders
 from accounting.orders import DEFAULT_ORDERS
-from accounting.rdp import _log_a_minus_1_integer, poisson_gaussian_rdp
+from accounting.rdp import _log_a_minus_1_integer, _rdp_items
 
 __all__ = ["CompositionRecord", "MomentsAccountant", "RdpAccountant"]
 
@@ -53,8 +53,12 @@ def _step_rdp(sample_rate, noise_multiplier, orders_key, orders, index) -> np.nd
     """RDP of one step at ``orders[index]``, computing only the orders not cached yet."""
     store = _step_rdp_store(sample_rate, noise_multiplier, orders_key)
     missing = index[np.isnan(store[index])]
-    if missing.size:
-        store[missing] = poisson_gaussian_rdp(sample_rate, noise_multiplier, orders[missing])
+    if missing.size:  # arguments were validated by compose
+        alphas = orders[missing]
+        with np.errstate(all="ignore"):
+            store[missing] = _rdp_items(
+                np.full(alphas.shape, sample_rate), np.full(alphas.shape, noise_multiplier), alphas
+            )
     return store[index]
 
 

@@ -20,6 +20,7 @@ all orders.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,40 +31,52 @@ _ANCHOR_ORDERS = frozenset([*range(2, 13), 16, 20, 24, 32, 40, 48, 64])
 _MARGIN = 1e-9
 
 
-def _anchor_mask(orders: np.ndarray) -> np.ndarray:
+@lru_cache(maxsize=64)
+def _bound_maps(orders_key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Anchor mask, and the linear maps from anchor values to the lower bounds at every order.
+
+    With ``g = (alpha - 1) RDP`` known at the points ``1 (g = 0)`` and the anchors, each bound on
+    ``g(alpha)`` is a linear combination of two known values: the chord through the two nearest
+    points below extended to ``alpha``, the chord through the two nearest above extended down to
+    ``alpha``, and monotonicity of RDP from the nearest anchor below. Returns ``(anchors,
+    weights, offsets)`` with ``weights`` of shape ``(points, 3, orders)`` and ``offsets`` of shape
+    ``(3, orders)`` (``-inf`` where a bound does not apply).
+    """
+    orders = np.array(orders_key)
     anchors = np.isin(orders, list(_ANCHOR_ORDERS))
     if np.count_nonzero(anchors) < 3:
-        return np.ones(orders.shape, dtype=bool)
-    return anchors
-
-
-def _lower_bounds(values: np.ndarray, anchors: np.ndarray, orders: np.ndarray) -> np.ndarray:
-    """Lower bounds on the RDP at every order from the values at the anchor orders.
-
-    ``values`` has shape ``(batch, n_orders)`` and is filled at the anchor columns.
-    """
+        anchors = np.ones(orders.shape, dtype=bool)
     points = np.concatenate(([1.0], orders[anchors]))
+    count = points.size
+    weights = np.zeros((count, 3, orders.size))
+    offsets = np.full((3, orders.size), -np.inf)
+    position = np.searchsorted(points, orders, side="left")  # first point >= order
+    for column, (alpha, where) in enumerate(zip(orders, position, strict=True)):
+        if where >= 2:  # two points below: chord extension, and monotonicity
+            low, lower = where - 1, where - 2
+            lean = (alpha - points[low]) / (points[low] - points[lower])
+            weights[low, 0, column], weights[lower, 0, column] = 1.0 + lean, -lean
+            weights[low, 2, column] = (alpha - 1.0) / (points[low] - 1.0)
+            offsets[0, column] = offsets[2, column] = 0.0
+        if where + 1 < count:  # two points above: chord extension downwards
+            high, higher = where, where + 1
+            lean = (points[high] - alpha) / (points[higher] - points[high])
+            weights[high, 1, column], weights[higher, 1, column] = 1.0 + lean, -lean
+            offsets[1, column] = 0.0
+    return anchors, weights.reshape(count, -1), offsets
+
+
+def _lower_bounds(values: np.ndarray, orders: np.ndarray, orders_key: tuple) -> np.ndarray:
+    """Lower bounds on the RDP at every order from ``values`` filled at the anchor columns."""
+    anchors, weights, offsets = _bound_maps(orders_key)
     scaled = np.concatenate(
         (np.zeros((values.shape[0], 1)), (orders[anchors] - 1.0) * values[:, anchors]), axis=1
     )
-    count = points.size
-    position = np.searchsorted(points, orders, side="left")  # first anchor >= order
-    below = np.clip(position - 1, 0, count - 1)
-    below2 = np.clip(position - 2, 0, count - 1)
-    above = np.clip(position, 0, count - 1)
-    above2 = np.clip(position + 1, 0, count - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        slope_below = (scaled[:, below] - scaled[:, below2]) / (points[below] - points[below2])
-        slope_above = (scaled[:, above2] - scaled[:, above]) / (points[above2] - points[above])
-        from_below = scaled[:, below] + (orders - points[below]) * slope_below
-        from_above = scaled[:, above] - (points[above] - orders) * slope_above
-    from_below = np.where(position >= 2, from_below, 0.0)
-    from_above = np.where(position + 1 < count, from_above, 0.0)
-    monotone = np.where(position >= 2, scaled[:, below] / np.maximum(points[below] - 1.0, 1e-300)
-                        * (orders - 1.0), 0.0)
-    scaled_bound = np.maximum(np.maximum(from_below, from_above), np.maximum(monotone, 0.0))
-    bound = np.nan_to_num(scaled_bound / (orders - 1.0), nan=0.0, posinf=np.inf)
-    return np.maximum(bound * (1.0 - _MARGIN), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        candidates = (scaled @ weights).reshape(values.shape[0], 3, -1) + offsets
+        scaled_bound = np.nan_to_num(candidates.max(axis=1), nan=0.0)
+    bound = np.maximum(scaled_bound, 0.0) / (orders - 1.0)
+    return bound * (1.0 - _MARGIN)
 
 
 def minimize_over_orders(
@@ -95,13 +108,14 @@ def minimize_over_orders(
         The minimum and the index of the order attaining it.
     """
     values = np.full((batch, orders.size), np.nan)
-    anchors = _anchor_mask(orders)
+    orders_key = tuple(orders.tolist())
+    anchors = _bound_maps(orders_key)[0]
     mask = np.broadcast_to(anchors, values.shape)
     values[mask] = evaluate(mask)
     objective_values = np.where(mask, objective(np.where(mask, values, 0.0), orders), np.inf)
     best = objective_values.min(axis=1)
     if not np.all(anchors):
-        bounds = _lower_bounds(values, anchors, orders)
+        bounds = _lower_bounds(values, orders, orders_key)
         if floor is not None:
             bounds = np.maximum(bounds, np.asarray(floor, dtype=float)[:, None])
         needed = ~mask & (objective(bounds, orders) < best[:, None])

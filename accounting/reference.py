@@ -57,6 +57,7 @@ import numbers
 from collections.abc import Callable, Mapping, Sequence
 
 import mpmath
+from mpmath.calculus.quadrature import GaussLegendre, TanhSinh
 
 __all__ = [
     "DEFAULT_DIGITS",
@@ -77,6 +78,8 @@ _GUARD_DIGITS = 10
 # The series of (1 + y)^beta - 1 - beta y is used where |y| and |beta y| are below this.
 _SERIES_RADIUS = 2.0**-8
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+# Largest change (in nats) of the integrand's bound across one quadrature piece.
+_MAX_PIECE_DROP = 40.0
 # Largest |t| analysed in floating point; the Gaussian factor is exp(-5e199) beyond it.
 _T_MAX_FLOAT = 1e100
 
@@ -313,6 +316,14 @@ class _Shape:
         return -0.5 * t * t - _LOG_SQRT_2PI + _logaddexp(self.beta * self.log_ratio(t), with_y)
 
 
+def _magnitude_bits(shape: _Shape, t: float) -> int:
+    """Bits lost to the size of the exponents ``t^2/2`` and ``beta L(t)`` at ``t``."""
+    if not abs(t) < _T_MAX_FLOAT:
+        return 0
+    size = 0.5 * t * t + abs(shape.beta * shape.log_ratio(t))
+    return 4 + max(0, math.frexp(size)[1])
+
+
 def _bisect(fun: Callable[[float], float], a: float, b: float) -> float:
     """Zero of a function with ``fun(a) >= 0 >= fun(b)``, ``a < b``, to float resolution."""
     for _ in range(2000):
@@ -476,14 +487,49 @@ def _breakpoints(shape: _Shape, negligible: Callable[[float], bool]) -> list[flo
     return [t for t, _ in merged]
 
 
+class _CautiousGaussLegendre(GaussLegendre):
+    """Gauss-Legendre rule for ``mpmath.quad`` with a conservative error estimate.
+
+    mpmath's default estimate extrapolates from the last three degrees assuming regular
+    convergence, which can be far too optimistic when a piece is not yet resolved at the low
+    degrees (seen on the steep pieces next to the centre of the logistic ``w``). Here the
+    estimate is the whole difference between the last two degrees, i.e. the error of the
+    previous (half-size) rule, so a piece is accepted only once the smaller rule already
+    agrees with the larger one. The standard nodes are cached across calls.
+    """
+
+    _nodes_cache: dict = {}
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.standard_cache = _CautiousGaussLegendre._nodes_cache
+
+    def estimate_error(self, results, prec, epsilon):
+        return abs(results[-1] - results[-2])
+
+
+class _CautiousTanhSinh(TanhSinh):
+    """Tanh-sinh rule for ``mpmath.quad`` with the same conservative error estimate."""
+
+    _nodes_cache: dict = {}
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.standard_cache = _CautiousTanhSinh._nodes_cache
+
+    def estimate_error(self, results, prec, epsilon):
+        return abs(results[-1] - results[-2])
+
+
 def _quad_pieces(
     integrand: Callable[[mpmath.mpf], mpmath.mpf], points: list[mpmath.mpf], tolerance
 ) -> tuple[mpmath.mpf, mpmath.mpf]:
     """Integral over ``[-inf, points..., inf]`` and its estimated (absolute) error.
 
-    Finite pieces use Gauss-Legendre (cheapest for these smooth integrands); a piece whose
-    error estimate exceeds ``tolerance`` is redone with tanh-sinh, then split in four. The two
-    infinite tails use tanh-sinh.
+    Each finite piece goes to ``mpmath.quad`` with Gauss-Legendre (cheapest for these smooth
+    integrands, up to 96 nodes); a piece whose error estimate exceeds ``tolerance`` is redone
+    with tanh-sinh, and if that fails too it is split in four (up to three times). The two
+    infinite tails use tanh-sinh. Both rules use the conservative error estimate above.
     """
     total = mpmath.mpf(0)
     total_error = mpmath.mpf(0)
@@ -491,10 +537,10 @@ def _quad_pieces(
     def piece(a, b, depth: int) -> None:
         nonlocal total, total_error
         value, error = mpmath.quad(
-            integrand, [a, b], method="gauss-legendre", maxdegree=6, error=True
+            integrand, [a, b], method=_CautiousGaussLegendre, maxdegree=6, error=True
         )
         if error > tolerance:
-            value, error = mpmath.quad(integrand, [a, b], error=True)
+            value, error = mpmath.quad(integrand, [a, b], method=_CautiousTanhSinh, error=True)
         if error > tolerance and depth < 3:
             cuts = [a + (b - a) * k / 4 for k in range(5)]
             for left, right in zip(cuts[:-1], cuts[1:], strict=True):
@@ -506,7 +552,7 @@ def _quad_pieces(
     for a, b in zip(points[:-1], points[1:], strict=True):
         piece(a, b, 0)
     for tail in ([mpmath.ninf, points[0]], [points[-1], mpmath.inf]):
-        value, error = mpmath.quad(integrand, tail, error=True)
+        value, error = mpmath.quad(integrand, tail, method=_CautiousTanhSinh, error=True)
         total += value
         total_error += error
     return total, total_error
@@ -566,10 +612,13 @@ def _log_mean_power(q: mpmath.mpf, sigma: mpmath.mpf, beta: mpmath.mpf) -> mpmat
         return +value
 
     def log_integrand(t: mpmath.mpf) -> mpmath.mpf:
-        g = excess(t)
-        if g <= 0:
-            return mpmath.ninf
-        return mpmath.log(g) - t * t / 2 - _LOG_SQRT_2PI
+        work = ctx.prec
+        ctx.prec = work + _magnitude_bits(shape, float(t))
+        try:
+            g = excess(t)
+            return ctx.log(g) - t * t / 2 - _LOG_SQRT_2PI if g > 0 else ctx.ninf
+        finally:
+            ctx.prec = work
 
     negligible_nats = prec * math.log(2.0) + 40.0
 
@@ -583,7 +632,17 @@ def _log_mean_power(q: mpmath.mpf, sigma: mpmath.mpf, beta: mpmath.mpf) -> mpmat
     def negligible(t: float) -> bool:
         return shape.log_bound(t) < peak - negligible_nats
 
-    points = [mpmath.mpf(t) for t in _breakpoints(shape, negligible)]
+    points = _breakpoints(shape, negligible)
+    # Split pieces across which the integrand's bound changes by more than _MAX_PIECE_DROP
+    # nats: Gauss-Legendre resolves such steep pieces only with many more nodes.
+    refined = [points[0]]
+    for a, b in zip(points[:-1], points[1:], strict=True):
+        level_a, level_b = shape.log_bound(a), shape.log_bound(b)
+        if max(level_a, level_b) >= peak - negligible_nats:
+            parts = min(16, math.ceil(abs(level_a - level_b) / _MAX_PIECE_DROP))
+            refined.extend(a + (b - a) * k / parts for k in range(1, parts))
+        refined.append(b)
+    points = [mpmath.mpf(t) for t in refined]
     log_scale = max(peak, max(float(log_integrand(t)) for t in points))
     cut = log_scale - negligible_nats - 20.0
     tolerance = ctx.ldexp(1, -prec)
@@ -592,12 +651,19 @@ def _log_mean_power(q: mpmath.mpf, sigma: mpmath.mpf, beta: mpmath.mpf) -> mpmat
         scale = mpmath.mpf(log_scale) + mpmath.log(2 * mpmath.pi) / 2
 
         def integrand(t: mpmath.mpf, scale=scale) -> mpmath.mpf:
-            if shape.log_bound(float(t)) < cut:
+            t_float = float(t)
+            if shape.log_bound(t_float) < cut:
                 return zero
-            g = excess(t)
-            if not g:
-                return zero
-            return mpmath.exp(-t * t / 2 - scale) * g
+            # exp(-t^2/2 - scale) and (1 + y)^beta are exponentials of arguments up to about
+            # |t^2/2| and |beta L| in size, whose ratio is kept: carry that many more bits.
+            work = ctx.prec
+            ctx.prec = work + _magnitude_bits(shape, t_float)
+            try:
+                g = excess(t)
+                value = ctx.exp(-t * t / 2 - scale) * g if g else zero
+            finally:
+                ctx.prec = work
+            return +value
 
         value, error = _quad_pieces(integrand, points, tolerance)
         if value > 0 and error <= value * mpmath.ldexp(1, -(prec - 30)):
