@@ -23,6 +23,7 @@ from accounting.budget import (
     compute_epsilon,
     dpsgd_epsilon,
     dpsgd_sample_rate_and_steps,
+    epsilon_grid,
     get_privacy_budget,
     make_accountant,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "dpsgd_epsilon",
     "dpsgd_sample_rate_and_steps",
     "epsilon_from_rdp",
+    "epsilon_grid",
     "gaussian_log_moments",
     "get_privacy_budget",
     "make_accountant",

@@ -5,15 +5,28 @@ from __future__ import annotations
 import math
 import numbers
 
-from accounting._validation import check_delta, check_positive_int
+import numpy as np
+from scipy.special import erf
+
+from accounting._validation import (
+    check_delta,
+    check_noise_multiplier,
+    check_orders,
+    check_positive_int,
+    check_sample_rate,
+)
 from accounting.accountants import MomentsAccountant, RdpAccountant
-from accounting.conversions import Conversion, _check_conversion
+from accounting.conversions import Conversion, _check_conversion, epsilon_candidates
+from accounting.order_search import minimize_over_orders
+from accounting.orders import DEFAULT_ORDERS
+from accounting.rdp import _rdp_items
 
 __all__ = [
     "ACCOUNTANTS",
     "compute_epsilon",
     "dpsgd_epsilon",
     "dpsgd_sample_rate_and_steps",
+    "epsilon_grid",
     "get_privacy_budget",
     "make_accountant",
 ]
@@ -129,3 +142,57 @@ def get_privacy_budget(
     """
     check_delta(target_delta, "target_delta")
     return dpsgd_epsilon(sample_size, batch_size, num_epochs, noise_multiplier, target_delta)
+
+
+def epsilon_grid(
+    sample_rate,
+    noise_multiplier,
+    steps,
+    delta: float,
+    conversion: Conversion = "improved",
+    orders=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """RDP epsilon and optimal order for every configuration of a parameter grid at once.
+
+    Parameters
+    ----------
+    sample_rate, noise_multiplier, steps : array_like
+        Broadcast against each other; one configuration per element of the broadcast shape.
+    delta : float
+        Target delta in ``(0, 1)``.
+    conversion : {"improved", "classic"}
+    orders : array_like, optional
+        Rényi orders; :data:`accounting.DEFAULT_ORDERS` by default.
+
+    Returns
+    -------
+    (epsilon, order) : ndarrays of the broadcast shape
+        Equal, element by element, to ``RdpAccountant(orders, conversion).compose(q, sigma,
+        steps).get_epsilon_and_order(delta)``; the orders that cannot attain the minimum are
+        never evaluated (:mod:`accounting.order_search`).
+    """
+    rates = np.asarray(check_sample_rate(sample_rate), dtype=float)
+    noises = np.asarray(check_noise_multiplier(noise_multiplier), dtype=float)
+    counts = np.asarray(steps)
+    if counts.dtype.kind not in "iuf" or np.any(counts < 0) or np.any(counts != np.floor(counts)):
+        raise ValueError(f"steps must be whole numbers >= 0, got {steps!r}")
+    delta = check_delta(delta)
+    conversion = _check_conversion(conversion)
+    orders = DEFAULT_ORDERS if orders is None else np.sort(check_orders(orders))
+    rates, noises, counts = np.broadcast_arrays(rates, noises, counts.astype(float))
+    shape = rates.shape
+    rates, noises, counts = rates.ravel(), noises.ravel(), counts.ravel()
+
+    def evaluate(mask):
+        config, order = np.nonzero(mask)
+        with np.errstate(all="ignore"):
+            per_step = _rdp_items(rates[config], noises[config], orders[order])
+        return counts[config] * per_step
+
+    def objective(curve, orders_):
+        return epsilon_candidates(curve, orders_, delta, conversion)
+
+    # Pinsker: KL >= 2 TV^2, TV = q (2 Phi(1 / (2 sigma)) - 1); a floor on RDP at every order.
+    floor = counts * 2.0 * (rates * erf(0.5 / (np.sqrt(2.0) * noises))) ** 2 * (1.0 - 1e-12)
+    best, index = minimize_over_orders(evaluate, orders, rates.size, objective, floor)
+    return best.reshape(shape), orders[index].reshape(shape)

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 import mpmath
 from mpmath.calculus.quadrature import GaussLegendre, TanhSinh
@@ -568,7 +568,7 @@ def _log_mean_power(q: mpmath.mpf, sigma: mpmath.mpf, beta: mpmath.mpf) -> mpmat
     s = 1 / sigma
     half_s2 = s * s / 2
     one_minus_q = 1 - q
-    shape = _Shape(float(q), 1.0 / float(sigma), float(beta))
+    shape = _Shape(max(float(q), 1e-300), 1.0 / float(sigma), float(beta))
     # Outside the series region the subtraction (1 + y)^beta - 1 - beta y cancels at most
     # about 17 + log2|beta / (beta - 1)| bits (there |beta y| >= 2^-8).
     extra_bits = 30 + max(0, int(mpmath.mag(beta / (beta - 1))))
@@ -648,7 +648,8 @@ def _log_mean_power(q: mpmath.mpf, sigma: mpmath.mpf, beta: mpmath.mpf) -> mpmat
     tolerance = ctx.ldexp(1, -prec)
 
     for _attempt in range(2):
-        scale = mpmath.mpf(log_scale) + mpmath.log(2 * mpmath.pi) / 2
+        with mpmath.extraprec(64):  # |log_scale| may be large; keep its sum exact enough
+            scale = mpmath.mpf(log_scale) + mpmath.log(2 * mpmath.pi) / 2
 
         def integrand(t: mpmath.mpf, scale=scale) -> mpmath.mpf:
             t_float = float(t)
@@ -824,20 +825,21 @@ def log_moment(
 # ---------------------------------------------------------------------------------------------
 
 
-def _moment_items(log_moments_total) -> list[tuple[int, object]]:
+def _moment_items(log_moments_total) -> list[tuple[object, object]]:
     if isinstance(log_moments_total, Mapping):
         items = list(log_moments_total.items())
-    elif isinstance(log_moments_total, Sequence) and not isinstance(log_moments_total, str):
+    elif isinstance(log_moments_total, (str, bytes)) or not isinstance(log_moments_total, Iterable):
+        raise TypeError("log_moments_total must be a mapping or a sequence")
+    else:
         items = []
         for index, entry in enumerate(log_moments_total):
-            if isinstance(entry, Sequence) and not isinstance(entry, str):
-                if len(entry) != 2:
-                    raise ValueError("log_moments_total pairs must be (lambda, log moment)")
-                items.append((entry[0], entry[1]))
-            else:
+            if isinstance(entry, (numbers.Real, mpmath.mpf)):
                 items.append((index + 1, entry))
-    else:
-        raise TypeError("log_moments_total must be a mapping or a sequence")
+                continue
+            pair = list(entry)
+            if len(pair) != 2:
+                raise ValueError("log_moments_total pairs must be (lambda, log moment)")
+            items.append((pair[0], pair[1]))
     if not items:
         raise ValueError("log_moments_total must not be empty")
     return items
@@ -965,8 +967,8 @@ def rdp_to_epsilon_improved(
         log_delta = mpmath.log(_check_delta(delta))
         best = None
         for rdp_mp, alpha, order in _rdp_items(rdp_values, orders):
-            epsilon = rdp_mp + mpmath.log1p(-1 / alpha) - (log_delta + mpmath.log(alpha)) / (
-                alpha - 1
+            epsilon = (
+                rdp_mp + mpmath.log1p(-1 / alpha) - (log_delta + mpmath.log(alpha)) / (alpha - 1)
             )
             if best is None or epsilon < best[0]:
                 best = (epsilon, order)

@@ -46,9 +46,8 @@ def _ours_epsilon(setting):
 
 
 def _ours_grid():
-    curves = accounting.poisson_gaussian_rdp(GRID_RATES[:, None], GRID_NOISES[None, :],
-                                             accounting.DEFAULT_ORDERS) * GRID_STEPS
-    return accounting.epsilon_from_rdp(curves, accounting.DEFAULT_ORDERS, GRID_DELTA)[0]
+    return accounting.epsilon_grid(GRID_RATES[:, None], GRID_NOISES[None, :], GRID_STEPS,
+                                   GRID_DELTA)[0]
 
 
 def _peer():

@@ -16,6 +16,7 @@ from accounting import (
     delta_from_rdp,
     dpsgd_epsilon,
     epsilon_from_rdp,
+    epsilon_grid,
     gaussian_log_moments,
     get_privacy_budget,
     poisson_gaussian_rdp,
@@ -254,3 +255,24 @@ def test_custom_orders_without_integer_anchors():
     assert accountant.get_epsilon_and_order(1e-5) == epsilon_from_rdp(
         accountant.rdp, orders, 1e-5
     )
+
+
+def test_epsilon_grid_matches_accountant_per_configuration():
+    rates = np.array([[1e-4], [4e-3], [0.05], [1.0]])
+    noises = np.array([0.6, 1.1, 3.0])
+    steps = np.array([[[10]], [[100_000]]])
+    for conversion in ("improved", "classic"):
+        epsilons, orders = epsilon_grid(rates, noises, steps, 1e-6, conversion)
+        assert epsilons.shape == orders.shape == (2, 4, 3)
+        for index in np.ndindex(2, 4, 3):
+            expected = RdpAccountant(conversion=conversion).compose(
+                rates[index[1], 0], noises[index[2]], int(steps[index[0], 0, 0])
+            ).get_epsilon_and_order(1e-6)
+            assert (epsilons[index], orders[index]) == pytest.approx(expected, rel=1e-13)
+
+
+def test_epsilon_grid_rejects_bad_steps():
+    with pytest.raises(ValueError, match="steps"):
+        epsilon_grid(0.01, 1.0, [10, -1], 1e-5)
+    with pytest.raises(ValueError, match="steps"):
+        epsilon_grid(0.01, 1.0, 2.5, 1e-5)
