@@ -46,9 +46,14 @@ _TAIL = 40.0
 # Most probes per item when locating the integrand's mass.
 _MAX_PROBES = 4096
 # The power series of psi is used where |u| and |alpha u| are at most this radius.
-_SERIES_RADIUS = 0.1
+_SERIES_RADIUS = 0.03
 # Largest number of quadrature nodes evaluated at once (bounds memory on big grids).
 _CHUNK_NODES = 2_000_000
+# Few short items (at most _DIRECT_NODES nodes each, _DIRECT_BUDGET in all) are summed over their
+# whole range in one pass, which costs fewer NumPy calls; otherwise the range is first probed to
+# find the cells that carry the mass, which costs fewer evaluations.
+_DIRECT_NODES = 400
+_DIRECT_BUDGET = 20_000
 # Beyond this tilt alpha / sigma (far outside any useful setting: sigma < 1e-6 alpha, epsilon
 # in the billions) fractional orders use the convex upper bound between integer orders.
 _MAX_TILT = 1e6
@@ -233,13 +238,39 @@ def _log_a_minus_1_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarra
     step = 2.0 * np.pi * strip / 45.0
     lower = np.minimum(0.0, 0.5 / sigma) - _TAIL
     upper = np.maximum(0.0, 0.5 / sigma) + _TAIL + alpha / sigma
+    full_nodes = np.ceil((upper - lower) / step).astype(np.int64) + 1
+    direct = full_nodes <= _DIRECT_NODES
+    if np.sum(full_nodes[direct]) > _DIRECT_BUDGET:
+        direct[:] = False
+    if np.any(direct):
+        nodes = RaggedIndex(full_nodes[direct])
+        item = np.flatnonzero(direct)[nodes.item]
+        t = lower[item] + nodes.local * step[item]
+        log_values = _log_integrand(t, q[item], sigma[item], alpha[item])
+        result[direct] = np.log(step[direct]) + segment_logsumexp(log_values, nodes)
+    probed = np.flatnonzero(~direct)
+    if probed.size == 0:
+        return result
+    result[probed] = _probed_trapezoid(
+        q[probed], sigma[probed], alpha[probed], lower[probed], upper[probed], step[probed]
+    )
+    return result
+
+
+def _probed_trapezoid(q, sigma, alpha, lower, upper, step) -> np.ndarray:
+    """The trapezoidal sum for long ranges, in chunks that bound the memory used."""
+    result = np.empty(q.shape)
     probes_wanted = np.ceil((upper - lower) / np.maximum(step, _PROBE_SPACING))
     cell_steps = np.maximum(1.0, np.ceil((upper - lower) / np.minimum(probes_wanted, _MAX_PROBES)
                                          / step))
     cells = np.ceil((upper - lower) / (cell_steps * step)).astype(np.int64)
     cost = cells * (cell_steps.astype(np.int64) + 1)
-    bounds = np.searchsorted(np.cumsum(cost), np.arange(0, cost.sum(), _CHUNK_NODES), "left")
-    edges = np.unique(np.concatenate((bounds, [q.size])))
+    total_cost = int(cost.sum())
+    if total_cost <= _CHUNK_NODES:
+        edges = np.array([0, q.size])
+    else:
+        bounds = np.searchsorted(np.cumsum(cost), np.arange(0, total_cost, _CHUNK_NODES), "left")
+        edges = np.unique(np.concatenate((bounds, [q.size])))
     for start, stop in zip(edges[:-1], edges[1:], strict=False):
         part = slice(start, stop)
         result[part] = _trapezoid_on_mass(
