@@ -1,7 +1,85 @@
-"""NumPy DP-SGD reference kernel (per-example gradients, clipping, noise, Poisson sampling).
+"""NumPy DP-SGD reference kernel: per-example gradients, clipping, noise, Poisson sampling.
 
-The kernel arrives with its own issue; the package exists so the project layout is fixed. It
-imports nothing and exports nothing yet.
+A TensorFlow-free implementation of DP-SGD (Abadi et al. 2016, "Deep Learning with Differential
+Privacy") with TensorFlow Privacy's ``DPKerasSGDOptimizer`` semantics, meant as the reference a
+TensorFlow adapter is checked against. Per-example gradients are vectorised (no loop over
+examples); Dense-layer norms use the ghost-norm trick when cheaper; every step taken is composed
+in an :class:`accounting.RdpAccountant` by a :class:`PrivacyLedger`.
+
+>>> import numpy as np
+>>> import dpsgd_kernels as dk
+>>> model = dk.tf_privacy_mlp(dtype="float64", rng=0)
+>>> x = np.random.default_rng(1).normal(size=(8, 2)); y = (x[:, 0] > 0).astype(float)
+>>> step = dk.dp_gradient(model, x, y, dk.BinaryCrossentropy(), l2_norm_clip=1.0,
+...                       noise_multiplier=1.1, rng=np.random.default_rng(2))
+>>> [g.shape for g in step.gradients] == [w.shape for w in model.get_weights()]
+True
 """
 
-__all__: list[str] = []
+from dpsgd_kernels.activations import ACTIVATIONS
+from dpsgd_kernels.architectures import mnist_cnn, tf_privacy_mlp
+from dpsgd_kernels.dp_step import (
+    DPGradient,
+    batch_gradient,
+    clip_factors,
+    dp_gradient,
+    microbatch_gradient_norms,
+    microbatch_gradients,
+    noisy_average,
+    per_example_gradients,
+)
+from dpsgd_kernels.layers import Conv2D, Dense, Flatten, Layer, LinearLayer, MaxPool2D
+from dpsgd_kernels.ledger import BudgetExceededError, PrivacyLedger
+from dpsgd_kernels.losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Loss,
+    MeanSquaredError,
+    SparseCategoricalCrossentropy,
+    get_loss,
+)
+from dpsgd_kernels.metrics import accuracy
+from dpsgd_kernels.model import Sequential
+from dpsgd_kernels.naive import naive_dp_gradient, naive_per_example_gradients
+from dpsgd_kernels.optimizers import SGD, Adam, Optimizer
+from dpsgd_kernels.sampling import PoissonSampler, ShuffledBatchSampler
+from dpsgd_kernels.trainer import DPSGDTrainer, EpochReport
+
+__all__ = [
+    "ACTIVATIONS",
+    "SGD",
+    "Adam",
+    "BinaryCrossentropy",
+    "BudgetExceededError",
+    "CategoricalCrossentropy",
+    "Conv2D",
+    "DPGradient",
+    "DPSGDTrainer",
+    "Dense",
+    "EpochReport",
+    "Flatten",
+    "Layer",
+    "LinearLayer",
+    "Loss",
+    "MaxPool2D",
+    "MeanSquaredError",
+    "Optimizer",
+    "PoissonSampler",
+    "PrivacyLedger",
+    "Sequential",
+    "ShuffledBatchSampler",
+    "SparseCategoricalCrossentropy",
+    "accuracy",
+    "batch_gradient",
+    "clip_factors",
+    "dp_gradient",
+    "get_loss",
+    "microbatch_gradient_norms",
+    "microbatch_gradients",
+    "mnist_cnn",
+    "naive_dp_gradient",
+    "naive_per_example_gradients",
+    "noisy_average",
+    "per_example_gradients",
+    "tf_privacy_mlp",
+]

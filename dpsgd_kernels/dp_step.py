@@ -1,0 +1,328 @@
+"""Batch, per-example and per-microbatch gradients, and the DP-SGD privatized gradient.
+
+:func:`dp_gradient` follows TensorFlow Privacy's ``DPKerasSGDOptimizer`` (the
+``make_keras_optimizer_class`` gradient path of ``tensorflow_privacy``), which implements the
+Gaussian mechanism of Abadi et al. 2016, "Deep Learning with Differential Privacy":
+
+1. the batch of ``n`` examples is split into ``num_microbatches`` consecutive microbatches
+   (``tf.reshape(loss, [num_microbatches, -1])``; default one example per microbatch) and the
+   loss is averaged within each microbatch;
+2. every microbatch gradient ``g_b`` (all parameters jointly) is clipped to L2 norm
+   ``l2_norm_clip``: ``g_b * C / max(||g_b||, C)`` (``tf.clip_by_global_norm``);
+3. the clipped gradients are summed and ``N(0, (noise_multiplier * C)^2)`` noise is added to
+   every coordinate;
+4. the result is divided by ``num_microbatches``.
+
+With ``expected_batch_size`` (the Poisson-sampling variant of Abadi et al., whose privacy the RDP
+accountant computes) every example is its own microbatch and the noisy sum is divided by the
+*expected* batch size ``q * N`` instead of the realised one; empty batches are allowed.
+
+Microbatch gradients are never formed example by example: the per-layer rows and deltas of one
+backward pass give them as batched products (:mod:`dpsgd_kernels.ghost_norm`), and for layers
+where it is cheaper only their norms are computed ("ghost norm"); the clipped sum is then one
+re-weighted matrix product per layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dpsgd_kernels._validation import check_finite_positive, check_nonnegative, check_positive_int
+from dpsgd_kernels.losses import Loss, get_loss
+from dpsgd_kernels.model import Sequential
+
+__all__ = [
+    "DPGradient",
+    "batch_gradient",
+    "clip_factors",
+    "dp_gradient",
+    "microbatch_gradient_norms",
+    "microbatch_gradients",
+    "noisy_average",
+    "per_example_gradients",
+]
+
+GHOST_MODES = ("auto", True, False)
+
+
+@dataclass(frozen=True)
+class DPGradient:
+    """Result of :func:`dp_gradient`.
+
+    Attributes
+    ----------
+    gradients : list of numpy.ndarray
+        The privatized gradient, one array per parameter in Keras order.
+    loss : float
+        Mean per-example loss of the batch (``nan`` for an empty batch). Not privatized: use it
+        for monitoring only.
+    norms : numpy.ndarray
+        Unclipped L2 norm of every microbatch gradient (not privatized).
+    num_microbatches : int
+        Number of microbatches the batch was split into.
+    denominator : float
+        What the noisy sum was divided by (``num_microbatches``, or the expected batch size).
+    """
+
+    gradients: list[np.ndarray]
+    loss: float
+    norms: np.ndarray
+    num_microbatches: int
+    denominator: float
+
+
+def _check_model(model) -> Sequential:
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a dpsgd_kernels.Sequential, got {type(model).__name__}")
+    return model
+
+
+def _check_ghost(ghost):
+    valid = ghost == "auto" if isinstance(ghost, str) else isinstance(ghost, (bool, np.bool_))
+    if not valid:
+        raise ValueError(f"ghost must be 'auto', True or False, got {ghost!r}")
+    return ghost
+
+
+def _forward_backward(model: Sequential, x, y, loss: Loss | str, scale=None):
+    """Validate, run forward and backward; return ``(x, per-example losses)``."""
+    model = _check_model(model)
+    loss = get_loss(loss)
+    x = model.check_input(x)
+    if np.ndim(y) == 0 or np.shape(y)[0] != x.shape[0]:
+        raise ValueError(
+            f"y must hold one target per example of x ({x.shape[0]}), got shape {np.shape(y)}"
+        )
+    output = model.forward(x)
+    losses = loss.per_example(y, output)
+    d_output = loss.gradient(y, output)
+    if scale is not None:
+        d_output = d_output * scale
+    model.backward(d_output)
+    return x, losses
+
+
+def _check_grads_finite(grads: list[np.ndarray]) -> None:
+    for index, grad in enumerate(grads):
+        if not np.all(np.isfinite(grad)):
+            raise ValueError(
+                f"gradients[{index}] is not finite (NaN or inf): check x, y and the model "
+                "weights (a diverged run or a too large learning rate)"
+            )
+
+
+def _group_size(batch: int, num_microbatches) -> tuple[int, int]:
+    """``(num_microbatches, examples per microbatch)`` after checking the split is exact."""
+    if num_microbatches is None:
+        return batch, 1
+    num_microbatches = check_positive_int(num_microbatches, "num_microbatches")
+    if batch % num_microbatches:
+        raise ValueError(
+            f"num_microbatches must divide the batch size {batch}, got {num_microbatches}"
+        )
+    return num_microbatches, batch // num_microbatches
+
+
+def batch_gradient(model: Sequential, x, y, loss: Loss | str) -> tuple[list[np.ndarray], float]:
+    """Gradient of the mean loss over the batch (the ordinary, non-private step).
+
+    Returns
+    -------
+    gradients : list of numpy.ndarray
+        One array per parameter, Keras order.
+    loss : float
+        Mean loss over the batch.
+    """
+    x, losses = _forward_backward(model, x, y, loss)
+    if x.shape[0] == 0:
+        raise ValueError("x must hold at least one example")
+    scale = 1.0 / x.shape[0]
+    grads = [g for layer in model.linear_layers for g in layer.weighted_gradients(scale)]
+    _check_grads_finite(grads)
+    return grads, float(np.mean(losses))
+
+
+def microbatch_gradients(
+    model: Sequential, x, y, loss: Loss | str, num_microbatches: int | None = None
+) -> list[np.ndarray]:
+    """Gradient of every microbatch's mean loss, each array ``(num_microbatches, *shape)``."""
+    x, _ = _forward_backward(model, x, y, loss)
+    _, group_size = _group_size(x.shape[0], num_microbatches)
+    return [g for layer in model.linear_layers for g in layer.group_gradients(group_size)]
+
+
+def per_example_gradients(model: Sequential, x, y, loss: Loss | str) -> list[np.ndarray]:
+    """Gradient of every example's loss, each array ``(batch, *param.shape)``."""
+    return microbatch_gradients(model, x, y, loss)
+
+
+def clip_factors(norms: np.ndarray, l2_norm_clip: float) -> np.ndarray:
+    """``min(1, C / norm)`` written as ``C / max(norm, C)`` (``tf.clip_by_global_norm``)."""
+    return l2_norm_clip / np.maximum(norms, l2_norm_clip)
+
+
+def _norms_and_clipped_sum(model: Sequential, group_size: int, l2_norm_clip, ghost):
+    """Microbatch norms from the cached rows/deltas, then the sum of the clipped gradients."""
+    layers = model.linear_layers
+    plans = []
+    sq_norms = 0.0
+    for layer in layers:
+        use_ghost = layer.prefers_ghost(group_size) if ghost == "auto" else bool(ghost)
+        if use_ghost:
+            sq_norms = sq_norms + layer.group_sq_norms_ghost(group_size)
+            plans.append(None)
+        else:
+            grads = layer.group_gradients(group_size)
+            for grad in grads:
+                flat = grad.reshape(grad.shape[0], -1)
+                sq_norms = sq_norms + np.einsum("bi,bi->b", flat, flat)
+            plans.append(grads)
+    norms = np.sqrt(sq_norms)
+    if not np.isfinite(norms).all():
+        bad = np.flatnonzero(~np.isfinite(norms))
+        raise ValueError(
+            f"gradients of microbatch(es) {bad[:5].tolist()} are not finite (NaN or inf): check "
+            "x, y and the model weights (a diverged run or a too large learning rate)"
+        )
+    if l2_norm_clip is None:
+        return norms, None
+    factors = clip_factors(norms, l2_norm_clip).astype(model.dtype)
+    sums = []
+    for layer, grads in zip(layers, plans, strict=True):
+        if grads is None:
+            weights = factors if group_size == 1 else np.repeat(factors / group_size, group_size)
+            sums.extend(layer.weighted_gradients(weights))
+        else:
+            for grad in grads:
+                sums.append((factors @ grad.reshape(grad.shape[0], -1)).reshape(grad.shape[1:]))
+    return norms, sums
+
+
+def microbatch_gradient_norms(
+    model: Sequential,
+    x,
+    y,
+    loss: Loss | str,
+    num_microbatches: int | None = None,
+    ghost="auto",
+) -> np.ndarray:
+    """L2 norm (all parameters jointly) of every microbatch gradient, shape ``(num_microbatches,)``.
+
+    Parameters
+    ----------
+    ghost : {"auto", True, False}
+        Per layer, compute the norm from Gram matrices without materialising the gradient
+        (``True``), by materialising it (``False``), or whichever is cheaper (``"auto"``).
+    """
+    ghost = _check_ghost(ghost)
+    x, _ = _forward_backward(model, x, y, loss)
+    _, group_size = _group_size(x.shape[0], num_microbatches)
+    if x.shape[0] == 0:
+        return np.zeros(0, dtype=model.dtype)
+    return _norms_and_clipped_sum(model, group_size, None, ghost)[0]
+
+
+def noisy_average(
+    sums: list[np.ndarray], stddev: float, denominator: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """``(sum + N(0, stddev^2 I)) / denominator`` for every parameter.
+
+    The noise for all parameters is one ``rng.standard_normal`` draw of their total size, laid
+    out in parameter order (Keras order, each array in C order); nothing is drawn when
+    ``stddev == 0``. Returns new arrays of the sums' dtype.
+    """
+    dtype = sums[0].dtype
+    flat = np.concatenate([total.ravel() for total in sums])
+    if stddev:
+        flat += rng.standard_normal(flat.size, dtype=dtype) * dtype.type(stddev)
+    flat /= dtype.type(denominator)
+    grads, start = [], 0
+    for total in sums:
+        grads.append(flat[start : start + total.size].reshape(total.shape))
+        start += total.size
+    return grads
+
+
+def check_dp_arguments(l2_norm_clip, noise_multiplier, rng, expected_batch_size, num_microbatches):
+    """Validate the DP-SGD arguments shared by :func:`dp_gradient` and the naive reference."""
+    l2_norm_clip = check_finite_positive(l2_norm_clip, "l2_norm_clip")
+    noise_multiplier = check_nonnegative(noise_multiplier, "noise_multiplier")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if expected_batch_size is not None:
+        expected_batch_size = check_finite_positive(expected_batch_size, "expected_batch_size")
+        if num_microbatches is not None:
+            raise ValueError(
+                "num_microbatches must be None with expected_batch_size (the Poisson variant "
+                "clips every example separately)"
+            )
+    return l2_norm_clip, noise_multiplier, expected_batch_size
+
+
+def dp_gradient(
+    model: Sequential,
+    x,
+    y,
+    loss: Loss | str,
+    *,
+    l2_norm_clip: float,
+    noise_multiplier: float,
+    rng: np.random.Generator,
+    num_microbatches: int | None = None,
+    expected_batch_size: float | None = None,
+    ghost="auto",
+) -> DPGradient:
+    """The DP-SGD privatized gradient of one batch (TF Privacy ``DPKerasSGDOptimizer``).
+
+    Parameters
+    ----------
+    model : Sequential
+        The model; its parameters are not changed.
+    x, y : array_like
+        The batch and its targets (the loss defines the target format).
+    loss : Loss or str
+        Per-example loss.
+    l2_norm_clip : float
+        Clipping norm ``C > 0`` of every microbatch gradient.
+    noise_multiplier : float
+        ``sigma >= 0``; the noise standard deviation is ``sigma * C``.
+    rng : numpy.random.Generator
+        Source of the noise (pass a seeded generator for reproducible steps).
+    num_microbatches : int, optional
+        Number of microbatches; must divide the batch size. Default: one per example.
+    expected_batch_size : float, optional
+        Poisson variant: divide by this (``q * N``) instead of ``num_microbatches``; the batch
+        may then be empty.
+    ghost : {"auto", True, False}
+        Norm computation for Dense/Conv2D layers (see :func:`microbatch_gradient_norms`).
+
+    Raises
+    ------
+    ValueError
+        ``l2_norm_clip <= 0``, ``noise_multiplier < 0``, ``num_microbatches`` not dividing the
+        batch, shape mismatches, an empty batch without ``expected_batch_size``, or non-finite
+        gradients.
+    """
+    l2_norm_clip, noise_multiplier, expected_batch_size = check_dp_arguments(
+        l2_norm_clip, noise_multiplier, rng, expected_batch_size, num_microbatches
+    )
+    ghost = _check_ghost(ghost)
+    model = _check_model(model)
+    batch = np.shape(x)[0] if np.ndim(x) else 0
+    if batch == 0 and expected_batch_size is None:
+        raise ValueError("x must hold at least one example (empty batches need the Poisson "
+                         "variant, expected_batch_size)")
+    if batch == 0:
+        model.check_input(np.asarray(x, dtype=model.dtype).reshape((0,) + model.input_shape))
+        sums = [np.zeros_like(p) for p in model.params]
+        norms, loss_value, count = np.zeros(0, dtype=model.dtype), float("nan"), 0
+    else:
+        count, group_size = _group_size(batch, num_microbatches)
+        _, losses = _forward_backward(model, x, y, loss)
+        norms, sums = _norms_and_clipped_sum(model, group_size, l2_norm_clip, ghost)
+        loss_value = float(np.mean(losses))
+    denominator = float(count) if expected_batch_size is None else expected_batch_size
+    gradients = noisy_average(sums, noise_multiplier * l2_norm_clip, denominator, rng)
+    return DPGradient(gradients, loss_value, norms, count, denominator)

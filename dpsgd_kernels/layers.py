@@ -1,0 +1,392 @@
+"""Layers with forward, backward and per-example (per-microbatch) parameter gradients.
+
+Parameters use Keras' layout and order so that ``Sequential.get_weights()`` maps one-to-one onto
+``keras.Model.get_weights()``: kernel then bias; a Dense kernel is ``(in, units)``, a Conv2D
+kernel ``(kh, kw, in_channels, filters)``; images are NHWC. Initialisation is Keras' default
+(Glorot uniform kernel, zero bias).
+
+Dense and Conv2D are both linear maps over "rows": after the forward pass a layer keeps its input
+as ``a`` of shape ``(n, T, K)`` (``T`` = 1 for a flat Dense input, the output positions for a
+convolution, whose rows are im2col patches) and after the backward pass the gradient of every
+example's loss with respect to its pre-activation as ``delta`` of shape ``(n, T, P)``. Every
+per-example or per-microbatch gradient is then a batched product of these two arrays
+(:mod:`dpsgd_kernels.ghost_norm`); nothing loops over examples.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from dpsgd_kernels import ghost_norm
+from dpsgd_kernels._validation import check_positive_int
+from dpsgd_kernels.activations import get_activation
+from dpsgd_kernels.im2col import extract_patches, pad_images, padding_1d, scatter_patches
+
+__all__ = ["Conv2D", "Dense", "Flatten", "Layer", "LinearLayer", "MaxPool2D"]
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise TypeError(f"{name} must be an integer or a pair of integers, got {value!r}")
+    return tuple(check_positive_int(v, name) for v in value)
+
+
+def _check_padding(padding) -> str:
+    if padding not in ("same", "valid"):
+        raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+    return padding
+
+
+def _glorot_uniform(rng: np.random.Generator, shape, fan_in, fan_out, dtype) -> np.ndarray:
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+class Layer:
+    """Base layer: ``build`` fixes shapes and creates parameters, then forward/backward."""
+
+    def __init__(self) -> None:
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+
+    @property
+    def params(self) -> list[np.ndarray]:
+        """Parameters in Keras order (the live arrays, updated in place by optimizers)."""
+        return []
+
+    def build(self, input_shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator):
+        """Fix the per-example input shape, create parameters, return the output shape."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self._output_shape(self.input_shape)
+        return self.output_shape
+
+    def _output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return input_shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Output for a batch ``x``; caches what :meth:`backward` needs."""
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Gradient with respect to the input, example by example (``None`` if not needed)."""
+        raise NotImplementedError
+
+
+class LinearLayer(Layer):
+    """A layer ``y = activation(a W + b)`` over rows ``a``: the base of Dense and Conv2D.
+
+    After ``build``: ``in_features`` (``K``, row length), ``out_features`` (``P``, units or
+    filters) and ``rows_per_example`` (``T``: 1 for a flat Dense input, output positions for a
+    convolution).
+    """
+
+    def __init__(self, activation: str | None = None, use_bias: bool = True) -> None:
+        super().__init__()
+        self.activation = get_activation(activation)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"use_bias must be a bool, got {type(use_bias).__name__}")
+        self.use_bias = bool(use_bias)
+        self.kernel: np.ndarray | None = None
+        self.bias: np.ndarray | None = None
+        self._a = self._z = self._y = self._delta = None
+
+    @property
+    def params(self) -> list[np.ndarray]:
+        return [self.kernel, self.bias] if self.use_bias else [self.kernel]
+
+    def build(self, input_shape, dtype, rng):
+        output_shape = super().build(input_shape, dtype, rng)
+        # Plain ints, fixed once built (read on every step).
+        self.in_features = int(np.prod(self.kernel.shape[:-1]))
+        self.out_features = int(self.kernel.shape[-1])
+        self.rows_per_example = int(np.prod(output_shape[:-1])) if len(output_shape) > 1 else 1
+        self._flat_shape = (self.in_features, self.out_features)
+        return output_shape
+
+    def _activate(self, rows: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+        flat = rows.reshape(-1, self.in_features) @ self.kernel.reshape(self._flat_shape)
+        if self.use_bias:
+            flat += self.bias
+        self._a = rows
+        self._z = flat.reshape(out_shape)
+        self._y = self.activation.forward(self._z)
+        return self._y
+
+    def _delta_rows(self, dy: np.ndarray) -> np.ndarray:
+        dz = self.activation.backward(self._z, self._y, dy)
+        self._delta = dz.reshape(dz.shape[0], -1, self.out_features)
+        return self._delta
+
+    def _row_input_grad(self) -> np.ndarray:
+        """``delta W^T`` as ``(n, T, K)``: the gradient with respect to the rows."""
+        n, tokens, _ = self._delta.shape
+        flat = self._delta.reshape(n * tokens, -1) @ self.kernel.reshape(self._flat_shape).T
+        return flat.reshape(n, tokens, self.in_features)
+
+    # Gradients from the cached rows and deltas (valid after forward + backward).
+
+    def group_gradients(self, group_size: int) -> list[np.ndarray]:
+        """Gradient of every group's mean loss, each ``(n / group_size, *param.shape)``."""
+        kernel = ghost_norm.group_kernel_gradients(self._a, self._delta, group_size)
+        grads = [kernel.reshape((kernel.shape[0],) + self.kernel.shape)]
+        if self.use_bias:
+            grads.append(ghost_norm.group_bias_gradients(self._delta, group_size))
+        return grads
+
+    def prefers_ghost(self, group_size: int) -> bool:
+        """Whether the ghost norm is cheaper than materialising for groups of this size."""
+        rows = group_size * self.rows_per_example
+        return ghost_norm.ghost_is_cheaper(rows, self.in_features, self.out_features)
+
+    def group_sq_norms_ghost(self, group_size: int) -> np.ndarray:
+        """Squared norm of every group's gradient (all parameters) without materialising it."""
+        if group_size * self.rows_per_example == 1:
+            # One row per group: ||a d^T||^2 + ||d||^2 = (||a||^2 + 1) ||d||^2.
+            a, delta = self._a[:, 0, :], self._delta[:, 0, :]
+            sq_delta = np.einsum("np,np->n", delta, delta)
+            sq_a = np.einsum("nk,nk->n", a, a)
+            return sq_delta * (sq_a + 1) if self.use_bias else sq_delta * sq_a
+        sq = ghost_norm.ghost_sq_norms(self._a, self._delta, group_size)
+        if self.use_bias:
+            bias = ghost_norm.group_bias_gradients(self._delta, group_size)
+            sq = sq + np.einsum("bp,bp->b", bias, bias)
+        return sq
+
+    def weighted_gradients(self, weights) -> list[np.ndarray]:
+        """``sum_i w_i g_i`` over examples; ``weights`` is a scalar or an ``(n,)`` array."""
+        kernel = ghost_norm.weighted_kernel_gradient(self._a, self._delta, weights)
+        grads = [kernel.reshape(self.kernel.shape)]
+        if self.use_bias:
+            grads.append(ghost_norm.weighted_bias_gradient(self._delta, weights))
+        return grads
+
+
+class Dense(LinearLayer):
+    """Fully connected layer on the last axis (``keras.layers.Dense``).
+
+    Parameters
+    ----------
+    units : int
+        Output size ``>= 1``.
+    activation : str or None
+        ``"relu"``, ``"sigmoid"``, ``"tanh"``, ``"softmax"``, ``"linear"`` or ``None``.
+    use_bias : bool
+        Whether to add a bias (Keras' default ``True``).
+    """
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True):
+        super().__init__(activation, use_bias)
+        self.units = check_positive_int(units, "units")
+
+    def build(self, input_shape, dtype, rng):
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 1:
+            raise ValueError(f"Dense needs an input of rank >= 1 per example, got {input_shape}")
+        fan_in = input_shape[-1]
+        self.kernel = _glorot_uniform(rng, (fan_in, self.units), fan_in, self.units, dtype)
+        self.bias = np.zeros(self.units, dtype=dtype)
+        return super().build(input_shape, dtype, rng)
+
+    def _output_shape(self, input_shape):
+        return input_shape[:-1] + (self.units,)
+
+    def forward(self, x):
+        rows = x.reshape(x.shape[0], -1, x.shape[-1])
+        return self._activate(rows, x.shape[:-1] + (self.units,))
+
+    def backward(self, dy, need_input_grad=True):
+        self._delta_rows(dy)
+        if not need_input_grad:
+            return None
+        return self._row_input_grad().reshape(dy.shape[:-1] + (self.in_features,))
+
+    def __repr__(self) -> str:
+        return f"Dense({self.units}, activation={self.activation.name!r})"
+
+
+class Conv2D(LinearLayer):
+    """2-D convolution on NHWC images (``keras.layers.Conv2D``), via im2col.
+
+    Parameters
+    ----------
+    filters : int
+        Output channels ``>= 1``.
+    kernel_size : int or (int, int)
+        Window height and width.
+    strides : int or (int, int)
+        Strides along height and width (default 1).
+    padding : {"valid", "same"}
+        TensorFlow padding (see :mod:`dpsgd_kernels.im2col`).
+    activation : str or None
+        As for :class:`Dense`.
+    use_bias : bool
+        Whether to add a bias per filter.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = 1,
+        padding: str = "valid",
+        activation: str | None = None,
+        use_bias: bool = True,
+    ):
+        super().__init__(activation, use_bias)
+        self.filters = check_positive_int(filters, "filters")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.padding = _check_padding(padding)
+
+    def _geometry(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"Conv2D needs (height, width, channels) input per example, got {input_shape}"
+            )
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        oh, top, bottom = padding_1d(input_shape[0], kh, sh, self.padding)
+        ow, left, right = padding_1d(input_shape[1], kw, sw, self.padding)
+        return (oh, ow), (top, bottom, left, right)
+
+    def build(self, input_shape, dtype, rng):
+        input_shape = tuple(input_shape)
+        self._out_hw, self._pads = self._geometry(input_shape)
+        kh, kw = self.kernel_size
+        channels = input_shape[2]
+        shape = (kh, kw, channels, self.filters)
+        self.kernel = _glorot_uniform(
+            rng, shape, kh * kw * channels, kh * kw * self.filters, dtype
+        )
+        self.bias = np.zeros(self.filters, dtype=dtype)
+        return super().build(input_shape, dtype, rng)
+
+    def _output_shape(self, input_shape):
+        return self._out_hw + (self.filters,)
+
+    def forward(self, x):
+        n = x.shape[0]
+        padded = pad_images(x, self._pads)
+        self._padded_shape = padded.shape
+        patches = extract_patches(padded, self.kernel_size, self.strides, self._out_hw)
+        rows = patches.reshape(n, -1, self.in_features)
+        return self._activate(rows, (n,) + self.output_shape)
+
+    def backward(self, dy, need_input_grad=True):
+        self._delta_rows(dy)
+        if not need_input_grad:
+            return None
+        n = dy.shape[0]
+        kh, kw = self.kernel_size
+        channels = self.input_shape[2]
+        # Window gradients offset-major: (kh * kw, n * T, C) = delta @ W[i, j]^T for every offset.
+        per_offset = self.kernel.reshape(kh * kw, channels, self.filters).transpose(0, 2, 1)
+        d_offsets = np.matmul(self._delta.reshape(1, -1, self.filters), per_offset)
+        d_offsets = d_offsets.reshape((kh, kw, n) + self._out_hw + (channels,))
+        d_padded = scatter_patches(d_offsets, self._padded_shape, self.strides)
+        top, _, left, _ = self._pads
+        height, width = self.input_shape[:2]
+        return d_padded[:, top : top + height, left : left + width, :]
+
+    def __repr__(self) -> str:
+        return (
+            f"Conv2D({self.filters}, {self.kernel_size}, strides={self.strides}, "
+            f"padding={self.padding!r}, activation={self.activation.name!r})"
+        )
+
+
+class MaxPool2D(Layer):
+    """Max pooling on NHWC images (``keras.layers.MaxPool2D``).
+
+    Parameters
+    ----------
+    pool_size : int or (int, int)
+        Window height and width (default 2).
+    strides : int, (int, int) or None
+        Strides; ``None`` (Keras' default) means ``pool_size``.
+    padding : {"valid", "same"}
+        TensorFlow padding; "same" pads with ``-inf`` so padding never wins the max.
+
+    Notes
+    -----
+    The gradient goes to the first maximum of each window in row-major order (ties have
+    probability zero for continuous inputs).
+    """
+
+    def __init__(self, pool_size=2, strides=None, padding: str = "valid"):
+        super().__init__()
+        self.pool_size = _pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else _pair(strides, "strides")
+        self.padding = _check_padding(padding)
+
+    def _output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"MaxPool2D needs (height, width, channels) input per example, got {input_shape}"
+            )
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        oh, top, bottom = padding_1d(input_shape[0], ph, sh, self.padding)
+        ow, left, right = padding_1d(input_shape[1], pw, sw, self.padding)
+        self._out_hw, self._pads = (oh, ow), (top, bottom, left, right)
+        return (oh, ow, input_shape[2])
+
+    def _window(self, array: np.ndarray, i: int, j: int) -> np.ndarray:
+        """Element ``(i, j)`` of every pooling window: a strided view ``(n, oh, ow, C)``."""
+        (sh, sw), (oh, ow) = self.strides, self._out_hw
+        return array[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+
+    def _offsets(self):
+        return [(i, j) for i in range(self.pool_size[0]) for j in range(self.pool_size[1])]
+
+    def forward(self, x):
+        padded = pad_images(x, self._pads, value=-np.inf)
+        self._padded_shape = padded.shape
+        offsets = self._offsets()
+        out = self._window(padded, *offsets[0]).copy()
+        # Offset index of each window's first maximum (row-major), for the backward pass.
+        index_type = np.uint8 if len(offsets) < 256 else np.int32
+        winner = np.zeros(out.shape, dtype=index_type)
+        for k, (i, j) in enumerate(offsets[1:], start=1):
+            window = self._window(padded, i, j)
+            better = window > out
+            # winner = k where better (arithmetic: much faster than np.where / copyto(where=)).
+            winner *= ~better
+            winner += better.view(np.uint8).astype(index_type, copy=False) * index_type(k)
+            np.maximum(out, window, out=out)
+        self._winner = winner
+        return out
+
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        d_padded = np.zeros(self._padded_shape, dtype=dy.dtype)
+        for k, (i, j) in enumerate(self._offsets()):
+            window = self._window(d_padded, i, j)
+            window += dy * (self._winner == k)
+        top, _, left, _ = self._pads
+        height, width = self.input_shape[:2]
+        return d_padded[:, top : top + height, left : left + width, :]
+
+    def __repr__(self) -> str:
+        return f"MaxPool2D({self.pool_size}, strides={self.strides}, padding={self.padding!r})"
+
+
+class Flatten(Layer):
+    """Flatten every example to a vector in C (row-major, NHWC) order, as Keras does."""
+
+    def _output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        return dy.reshape((dy.shape[0],) + self.input_shape)
+
+    def __repr__(self) -> str:
+        return "Flatten()"

@@ -1,0 +1,66 @@
+"""Naive references: one Python-level backward pass per microbatch.
+
+These loop over microbatches (examples, by default) and exist only to check the vectorised
+kernel and to measure its speed-up (``benchmarks/kernel_speed.py``). They draw the noise exactly
+as :func:`dpsgd_kernels.dp_step.dp_gradient` does, so with generators in the same state the two
+return the same privatized gradient up to rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dpsgd_kernels.dp_step import (
+    DPGradient,
+    _group_size,
+    batch_gradient,
+    check_dp_arguments,
+    clip_factors,
+    noisy_average,
+)
+from dpsgd_kernels.losses import Loss
+from dpsgd_kernels.model import Sequential
+
+__all__ = ["naive_dp_gradient", "naive_per_example_gradients"]
+
+
+def naive_per_example_gradients(model: Sequential, x, y, loss: Loss | str) -> list[np.ndarray]:
+    """Per-example gradients by one :func:`batch_gradient` call per example."""
+    x, y = np.asarray(x), np.asarray(y)
+    rows = [batch_gradient(model, x[i : i + 1], y[i : i + 1], loss)[0] for i in range(len(x))]
+    return [np.stack(column) for column in zip(*rows, strict=True)]
+
+
+def naive_dp_gradient(
+    model: Sequential,
+    x,
+    y,
+    loss: Loss | str,
+    *,
+    l2_norm_clip: float,
+    noise_multiplier: float,
+    rng: np.random.Generator,
+    num_microbatches: int | None = None,
+    expected_batch_size: float | None = None,
+) -> DPGradient:
+    """:func:`~dpsgd_kernels.dp_step.dp_gradient` with a Python loop over microbatches."""
+    l2_norm_clip, noise_multiplier, expected_batch_size = check_dp_arguments(
+        l2_norm_clip, noise_multiplier, rng, expected_batch_size, num_microbatches
+    )
+    x, y = np.asarray(x), np.asarray(y)
+    count, size = _group_size(len(x), num_microbatches)
+    sums = [np.zeros_like(p) for p in model.params]
+    norms, losses = [], []
+    for b in range(count):
+        grads, value = batch_gradient(model, x[b * size : (b + 1) * size],
+                                      y[b * size : (b + 1) * size], loss)
+        norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads))
+        factor = clip_factors(np.asarray(norm), l2_norm_clip)
+        for total, grad in zip(sums, grads, strict=True):
+            total += grad * factor.astype(grad.dtype)
+        norms.append(norm)
+        losses.append(value)
+    denominator = float(count) if expected_batch_size is None else expected_batch_size
+    gradients = noisy_average(sums, noise_multiplier * l2_norm_clip, denominator, rng)
+    loss_value = float(np.mean(losses)) if losses else float("nan")
+    return DPGradient(gradients, loss_value, np.asarray(norms), count, denominator)

@@ -1,0 +1,237 @@
+"""DP-SGD training loop: sampler, privatized gradient, optimizer and privacy ledger.
+
+Every step draws a batch (Poisson by default, the sampling the accountant assumes), computes the
+privatized gradient (:func:`~dpsgd_kernels.dp_step.dp_gradient`), applies the optimizer to it and
+records the step in a :class:`~dpsgd_kernels.ledger.PrivacyLedger`. With ``target_epsilon`` the
+trainer checks *before* every step whether it would take epsilon above the budget and stops
+instead of taking it. ``private=False`` trains the same way on ordinary mean-loss gradients (no
+clipping, no noise, no ledger) for comparison.
+
+One epoch is ``ceil(N / batch_size)`` steps (TF Privacy's ``compute_dp_sgd_privacy`` convention)
+with Poisson sampling, and ``N // batch_size`` steps with the shuffled fixed-batch sampler.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dpsgd_kernels._validation import check_finite_positive, check_positive_int
+from dpsgd_kernels.dp_step import batch_gradient, dp_gradient
+from dpsgd_kernels.ledger import PrivacyLedger
+from dpsgd_kernels.losses import Loss, get_loss
+from dpsgd_kernels.metrics import accuracy
+from dpsgd_kernels.model import Sequential, as_generator
+from dpsgd_kernels.optimizers import Optimizer
+from dpsgd_kernels.sampling import PoissonSampler, ShuffledBatchSampler
+
+__all__ = ["DPSGDTrainer", "EpochReport"]
+
+SAMPLINGS = ("poisson", "shuffle")
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What one epoch did.
+
+    Attributes
+    ----------
+    epoch : int
+        1-based epoch number.
+    steps : int
+        Steps taken in this epoch (fewer than planned if the budget stopped training).
+    total_steps : int
+        Steps taken since the trainer was created.
+    loss : float
+        Mean training loss over the examples of the epoch's batches (not privatized).
+    epsilon : float
+        Epsilon spent at the end of the epoch (``inf`` for a non-private trainer).
+    """
+
+    epoch: int
+    steps: int
+    total_steps: int
+    loss: float
+    epsilon: float
+
+
+class DPSGDTrainer:
+    """Train a :class:`Sequential` model with DP-SGD and account for every step.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model, updated in place.
+    loss : Loss or str
+        Per-example loss.
+    optimizer : Optimizer
+        Applied to the privatized gradient (post-processing).
+    batch_size : int
+        Expected batch size ``q N`` (Poisson) or the fixed batch size (shuffle).
+    l2_norm_clip, noise_multiplier : float
+        ``C > 0`` and ``sigma > 0`` (ignored when ``private=False``).
+    delta : float
+        Delta at which epsilon is reported.
+    target_epsilon : float, optional
+        Budget: training stops before the step that would exceed it.
+    sampling : {"poisson", "shuffle"}
+        Batch sampler; only "poisson" matches the accountant (see :mod:`dpsgd_kernels.sampling`).
+    num_microbatches : int, optional
+        TF Privacy microbatches (shuffle sampling only; must divide ``batch_size``).
+    rng : numpy.random.Generator or int
+        Source of sampling and noise randomness.
+    private : bool
+        ``False`` for ordinary mini-batch training (the non-private baseline).
+    """
+
+    def __init__(
+        self,
+        model: Sequential,
+        loss: Loss | str,
+        optimizer: Optimizer,
+        *,
+        batch_size: int,
+        l2_norm_clip: float = 1.0,
+        noise_multiplier: float = 1.0,
+        delta: float = 1e-5,
+        target_epsilon: float | None = None,
+        sampling: str = "poisson",
+        num_microbatches: int | None = None,
+        rng: np.random.Generator | int = 0,
+        private: bool = True,
+    ):
+        if not isinstance(model, Sequential):
+            raise TypeError(f"model must be a Sequential, got {type(model).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be an Optimizer, got {type(optimizer).__name__}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        self.model, self.loss, self.optimizer = model, get_loss(loss), optimizer
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.private = bool(private)
+        self.l2_norm_clip = check_finite_positive(l2_norm_clip, "l2_norm_clip")
+        self.noise_multiplier = check_finite_positive(noise_multiplier, "noise_multiplier")
+        self.sampling = sampling
+        if num_microbatches is not None:
+            if sampling == "poisson":
+                raise ValueError(
+                    "num_microbatches needs sampling='shuffle' (Poisson batches vary in size and "
+                    "are clipped per example)"
+                )
+            num_microbatches = check_positive_int(num_microbatches, "num_microbatches")
+            if self.batch_size % num_microbatches:
+                raise ValueError(
+                    f"num_microbatches must divide batch_size={self.batch_size}, "
+                    f"got {num_microbatches}"
+                )
+        self.num_microbatches = num_microbatches
+        self.rng = as_generator(rng)
+        self.ledger = PrivacyLedger(delta, target_epsilon) if self.private else None
+        self.total_steps = 0
+        self.budget_exhausted = False
+        self.history: list[EpochReport] = []
+
+    @property
+    def epsilon(self) -> float:
+        """Epsilon spent so far (``inf`` for a non-private trainer)."""
+        return self.ledger.epsilon if self.private else math.inf
+
+    def _sampler(self, sample_size: int, steps: int):
+        if self.sampling == "poisson":
+            rate = self.batch_size / sample_size
+            return PoissonSampler(sample_size, rate, steps, self.rng), rate
+        sampler = ShuffledBatchSampler(sample_size, self.batch_size, steps, self.rng)
+        return sampler, sampler.sample_rate
+
+    def steps_per_epoch(self, sample_size: int) -> int:
+        """Steps in one epoch over ``sample_size`` examples."""
+        if self.sampling == "poisson":
+            return math.ceil(sample_size / self.batch_size)
+        return sample_size // self.batch_size
+
+    def step(
+        self,
+        x_batch: np.ndarray,
+        y_batch: np.ndarray,
+        sample_rate: float,
+        expected_batch_size: float | None = None,
+    ) -> float:
+        """One training step on a batch drawn with ``sample_rate``; returns its mean loss.
+
+        ``expected_batch_size`` selects the Poisson normalisation (``q N``); without it the
+        privatized gradient is divided by the number of microbatches (TF Privacy).
+        """
+        if not self.private:
+            grads, value = batch_gradient(self.model, x_batch, y_batch, self.loss)
+        else:
+            result = dp_gradient(
+                self.model, x_batch, y_batch, self.loss,
+                l2_norm_clip=self.l2_norm_clip,
+                noise_multiplier=self.noise_multiplier,
+                rng=self.rng,
+                num_microbatches=self.num_microbatches,
+                expected_batch_size=expected_batch_size,
+            )
+            grads, value = result.gradients, result.loss
+            self.ledger.record(sample_rate, self.noise_multiplier)
+        self.optimizer.apply(self.model.params, grads)
+        self.total_steps += 1
+        return value
+
+    def fit(self, x, y, epochs: int = 1, verbose: bool = False) -> list[EpochReport]:
+        """Train for ``epochs`` epochs (fewer if the privacy budget runs out).
+
+        Returns the reports of the epochs run by this call (also appended to :attr:`history`).
+        """
+        epochs = check_positive_int(epochs, "epochs")
+        x = self.model.check_input(x)
+        y = np.asarray(y)
+        if y.shape[:1] != x.shape[:1]:
+            raise ValueError(f"y must hold one target per example ({x.shape[0]}), got {y.shape}")
+        sample_size = x.shape[0]
+        if self.batch_size > sample_size:
+            raise ValueError(
+                f"batch_size must lie in [1, {sample_size}] (the sample size), "
+                f"got {self.batch_size}"
+            )
+        per_epoch = self.steps_per_epoch(sample_size)
+        sampler, rate = self._sampler(sample_size, epochs * per_epoch)
+        expected = rate * sample_size if self.sampling == "poisson" else None
+        batches = iter(sampler)
+        reports = []
+        for _ in range(epochs):
+            if self.private and not self.ledger.can_afford(rate, self.noise_multiplier):
+                self.budget_exhausted = True  # not even one more step: no empty epoch
+                break
+            loss_sum, examples, steps = 0.0, 0, 0
+            for _ in range(per_epoch):
+                if self.private and not self.ledger.can_afford(rate, self.noise_multiplier):
+                    self.budget_exhausted = True
+                    break
+                index = next(batches)
+                value = self.step(x[index], y[index], rate, expected)
+                if index.size:
+                    loss_sum += value * index.size
+                    examples += index.size
+                steps += 1
+            report = EpochReport(
+                epoch=len(self.history) + 1,
+                steps=steps,
+                total_steps=self.total_steps,
+                loss=loss_sum / examples if examples else math.nan,
+                epsilon=self.epsilon,
+            )
+            self.history.append(report)
+            reports.append(report)
+            if verbose:
+                print(report)
+            if self.budget_exhausted:
+                break
+        return reports
+
+    def evaluate(self, x, y) -> tuple[float, float]:
+        """``(mean loss, accuracy)`` of the model on ``(x, y)``."""
+        output = self.model.predict(x)
+        return self.loss(y, output), accuracy(self.loss, y, output)

@@ -1,0 +1,166 @@
+"""Layers, losses and the model: TF padding rules, Keras layout, hand-computed values, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dpsgd_kernels as dk
+from dpsgd_kernels.im2col import padding_1d
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, expected",
+    [
+        (28, 8, 2, (14, 3, 3)),  # MNIST CNN first layer: pad_total = 13*2 + 8 - 28 = 6
+        (4, 3, 2, (2, 0, 1)),  # pad_total 1: all of it after (bottom/right)
+        (5, 3, 2, (3, 1, 1)),
+        (7, 2, 1, (7, 0, 1)),
+        (6, 1, 3, (2, 0, 0)),
+        (5, 4, 4, (2, 1, 2)),
+    ],
+)
+def test_same_padding_follows_tensorflow(size, kernel, stride, expected):
+    assert padding_1d(size, kernel, stride, "same") == expected
+
+
+@pytest.mark.parametrize("size, kernel, stride, out", [(13, 4, 2, 5), (14, 2, 1, 13), (5, 5, 3, 1)])
+def test_valid_padding_sizes(size, kernel, stride, out):
+    assert padding_1d(size, kernel, stride, "valid") == (out, 0, 0)
+
+
+def _direct_conv(x, kernel, bias, strides, padding):
+    """Convolution by explicit loops over output pixels, with TF's padding formula."""
+    n, height, width, _ = x.shape
+    kh, kw, _, filters = kernel.shape
+    (oh, top, _), (ow, left, _) = (padding_1d(height, kh, strides[0], padding),
+                                   padding_1d(width, kw, strides[1], padding))
+    out = np.zeros((n, oh, ow, filters))
+    for r in range(oh):
+        for c in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    row, col = r * strides[0] + i - top, c * strides[1] + j - left
+                    if 0 <= row < height and 0 <= col < width:
+                        out[:, r, c, :] += x[:, row, col, :] @ kernel[i, j]
+    return out + bias
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2), (2, 3)])
+def test_conv_forward_matches_direct_loops(padding, strides):
+    rng = np.random.default_rng(0)
+    model = dk.Sequential([dk.Conv2D(3, (3, 4), strides=strides, padding=padding)],
+                          input_shape=(7, 9, 2), dtype="float64", rng=1)
+    kernel, bias = model.get_weights()
+    bias = rng.normal(size=bias.shape)
+    model.set_weights([kernel, bias])
+    x = rng.normal(size=(2, 7, 9, 2))
+    np.testing.assert_allclose(model.predict(x), _direct_conv(x, kernel, bias, strides, padding),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_maxpool_hand_computed():
+    x = np.array([[1, 5, 2], [4, 3, 9], [0, 8, 6]], dtype=float).reshape(1, 3, 3, 1)
+    pool = dk.Sequential([dk.MaxPool2D(2, 1), dk.Flatten(), dk.Dense(1, use_bias=False)],
+                         input_shape=(3, 3, 1), dtype="float64")
+    np.testing.assert_array_equal(pool.layers[0].forward(x)[0, :, :, 0], [[5, 9], [8, 9]])
+    same = dk.MaxPool2D(2, 2, padding="same")
+    same.build((3, 3, 1), np.dtype(np.float64), np.random.default_rng(0))
+    np.testing.assert_array_equal(same.forward(x)[0, :, :, 0], [[5, 9], [8, 6]])
+    # Backward: each output's gradient goes to its window's maximum; 9 wins two windows.
+    dy = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 2, 1)
+    pool.layers[0].forward(x)
+    dx = pool.layers[0].backward(dy)[0, :, :, 0]
+    np.testing.assert_array_equal(dx, [[0, 1, 0], [0, 0, 6], [0, 3, 0]])
+
+
+def test_keras_weight_layout_of_both_models():
+    mlp = dk.tf_privacy_mlp()
+    assert [w.shape for w in mlp.get_weights()] == [(2, 16), (16,), (16, 8), (8,), (8, 1), (1,)]
+    cnn = dk.mnist_cnn()
+    assert [w.shape for w in cnn.get_weights()] == [
+        (8, 8, 1, 16), (16,), (4, 4, 16, 32), (32,), (512, 32), (32,), (32, 10), (10,)
+    ]
+    assert cnn.count_params() == 26010  # the figure Keras' summary prints for the tutorial CNN
+    assert cnn.layers[1].output_shape == (13, 13, 16)
+    assert cnn.layers[3].output_shape == (4, 4, 32)
+    assert all(w.dtype == np.float32 for w in cnn.get_weights())
+    assert all(not np.any(b) for b in cnn.get_weights()[1::2])  # Keras zero bias init
+
+
+def test_flatten_is_row_major_nhwc():
+    x = np.arange(2 * 2 * 3, dtype=float).reshape(1, 2, 2, 3)
+    model = dk.Sequential([dk.Flatten(), dk.Dense(12, use_bias=False)], input_shape=(2, 2, 3),
+                          dtype="float64")
+    model.set_weights([np.eye(12)])
+    np.testing.assert_array_equal(model.predict(x)[0], np.arange(12))
+
+
+def test_set_weights_round_trip_and_errors():
+    model = dk.tf_privacy_mlp(dtype="float64", rng=0)
+    other = dk.tf_privacy_mlp(dtype="float64", rng=1)
+    other.set_weights(model.get_weights())
+    x = np.random.default_rng(2).normal(size=(5, 2))
+    np.testing.assert_array_equal(model.predict(x), other.predict(x))
+    weights = model.get_weights()
+    with pytest.raises(ValueError, match="weights must hold 6 arrays"):
+        model.set_weights(weights[:-1])
+    with pytest.raises(ValueError, match=r"weights\[2\] must have shape \(16, 8\)"):
+        model.set_weights(weights[:2] + [np.zeros((8, 16))] + weights[3:])
+    with pytest.raises(ValueError, match=r"weights\[0\] must contain only finite"):
+        model.set_weights([np.full((2, 16), np.nan)] + weights[1:])
+
+
+def test_model_input_validation():
+    model = dk.mnist_cnn()
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 28, 28, 1\)"):
+        model.predict(np.zeros((2, 28, 28)))
+    with pytest.raises(ValueError, match="x must contain only finite"):
+        model.predict(np.full((1, 28, 28, 1), np.inf))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        dk.Dense(3, "gelu")
+    with pytest.raises(ValueError, match="padding must be 'same' or 'valid'"):
+        dk.Conv2D(3, 3, padding="full")
+    with pytest.raises(ValueError, match="units must be a whole number >= 1"):
+        dk.Dense(0)
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        dk.tf_privacy_mlp(dtype="float16")
+    with pytest.raises(ValueError, match="smaller than the window"):
+        dk.mnist_cnn(input_shape=(8, 8, 1))
+
+
+def test_losses_hand_computed():
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    onehot = np.array([[1.0, 0, 0], [0, 0, 1]])
+    np.testing.assert_allclose(dk.CategoricalCrossentropy().per_example(onehot, p),
+                               [-np.log(0.7), -np.log(0.8)])
+    np.testing.assert_allclose(dk.SparseCategoricalCrossentropy().per_example([0, 2], p),
+                               [-np.log(0.7), -np.log(0.8)])
+    logits = np.log(p) + 3.0  # softmax(logits) == p
+    np.testing.assert_allclose(
+        dk.SparseCategoricalCrossentropy(from_logits=True).per_example([0, 2], logits),
+        [-np.log(0.7), -np.log(0.8)])
+    probs = np.array([[0.9], [0.2]])
+    np.testing.assert_allclose(dk.BinaryCrossentropy().per_example([1.0, 1.0], probs),
+                               [-np.log(0.9), -np.log(0.2)])
+    z = np.log(probs / (1 - probs))
+    np.testing.assert_allclose(dk.BinaryCrossentropy(from_logits=True).per_example([1, 0], z),
+                               [-np.log(0.9), -np.log(0.8)])
+    np.testing.assert_allclose(dk.MeanSquaredError().per_example([[1.0, 2.0]], [[2.0, 4.0]]),
+                               [2.5])
+    assert dk.MeanSquaredError()([[1.0, 2.0]], [[2.0, 4.0]]) == 2.5
+    # Keras clips probabilities to [1e-7, 1 - 1e-7]: a zero probability costs -log(1e-7).
+    assert dk.CategoricalCrossentropy().per_example([[1.0, 0]], [[0.0, 1.0]])[0] == \
+        pytest.approx(-np.log(1e-7))
+
+
+def test_loss_target_validation():
+    with pytest.raises(ValueError, match=r"y_true labels must lie in \[0, 2\]"):
+        dk.SparseCategoricalCrossentropy().per_example([0, 3], np.full((2, 3), 1 / 3))
+    with pytest.raises(ValueError, match="y_true must have the shape"):
+        dk.CategoricalCrossentropy().per_example(np.zeros((2, 2)), np.full((2, 3), 1 / 3))
+    with pytest.raises(ValueError, match="loss must be a Loss instance"):
+        dk.get_loss("hinge")
+    with pytest.raises(TypeError, match="from_logits must be a bool"):
+        dk.BinaryCrossentropy(from_logits="yes")
