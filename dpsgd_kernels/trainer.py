@@ -127,6 +127,11 @@ class DPSGDTrainer:
                     f"got {num_microbatches}"
                 )
         self.num_microbatches = num_microbatches
+        # A microbatch of several examples is clipped as a whole, so adding or removing one
+        # example can move its clipped gradient by up to 2 C: the accountant must see half the
+        # noise multiplier (TF Privacy's compute_dp_sgd_privacy_statement does the same).
+        grouped = num_microbatches is not None and self.batch_size // num_microbatches > 1
+        self.accounted_noise_multiplier = self.noise_multiplier / (2.0 if grouped else 1.0)
         self.rng = as_generator(rng)
         self.ledger = PrivacyLedger(delta, target_epsilon) if self.private else None
         self.total_steps = 0
@@ -175,7 +180,7 @@ class DPSGDTrainer:
                 expected_batch_size=expected_batch_size,
             )
             grads, value = result.gradients, result.loss
-            self.ledger.record(sample_rate, self.noise_multiplier)
+            self.ledger.record(sample_rate, self.accounted_noise_multiplier)
         self.optimizer.apply(self.model.params, grads)
         self.total_steps += 1
         return value
@@ -201,13 +206,19 @@ class DPSGDTrainer:
         expected = rate * sample_size if self.sampling == "poisson" else None
         batches = iter(sampler)
         reports = []
+
+        def out_of_budget() -> bool:
+            return self.private and not self.ledger.can_afford(
+                rate, self.accounted_noise_multiplier
+            )
+
         for _ in range(epochs):
-            if self.private and not self.ledger.can_afford(rate, self.noise_multiplier):
+            if out_of_budget():
                 self.budget_exhausted = True  # not even one more step: no empty epoch
                 break
             loss_sum, examples, steps = 0.0, 0, 0
             for _ in range(per_epoch):
-                if self.private and not self.ledger.can_afford(rate, self.noise_multiplier):
+                if out_of_budget():
                     self.budget_exhausted = True
                     break
                 index = next(batches)

@@ -175,6 +175,20 @@ def test_trainer_shuffle_sampling_with_microbatches_and_non_private_baseline():
     trainer.fit(x, y, epochs=2)
     assert trainer.ledger.history[0].sample_rate == pytest.approx(0.1)
     assert trainer.ledger.steps == 20
+    # Microbatches of 4 examples: one example moves its clipped microbatch gradient by up to
+    # 2 C, so the ledger accounts sigma / 2 (TF Privacy's statement: 16.3838 instead of 2.59666
+    # on its tutorial setting, peer-figures.md).
+    assert trainer.ledger.history[0].noise_multiplier == 0.5
+    assert trainer.ledger.epsilon == pytest.approx(
+        accounting.compute_epsilon(0.1, 0.5, 20, trainer.ledger.delta), rel=1e-12
+    )
+    tutorial = accounting.compute_epsilon(256 / 60000, 1.1 / 2, 14063, 1e-5)
+    assert tutorial == pytest.approx(16.3838, abs=5e-5)
+    one_per_microbatch = dk.DPSGDTrainer(
+        dk.tf_privacy_mlp(dtype="float64", rng=0), "binary_crossentropy", dk.SGD(0.5),
+        batch_size=20, noise_multiplier=1.0, sampling="shuffle", num_microbatches=20, rng=5,
+    )
+    assert one_per_microbatch.accounted_noise_multiplier == 1.0
     plain = dk.DPSGDTrainer(dk.tf_privacy_mlp(dtype="float64", rng=0), "binary_crossentropy",
                             dk.SGD(0.5), batch_size=20, private=False, rng=5)
     reports = plain.fit(x, y, epochs=5)
