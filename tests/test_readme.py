@@ -14,7 +14,7 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 def test_library_example_runs_and_matches_its_comments():
     text = README.read_text(encoding="utf-8")
-    (example,) = [block for block in re.findall(r"```python\n(.*?)```", text, re.S)]
+    example = re.findall(r"```python\n(.*?)```", text, re.S)[0]
     namespace: dict = {}
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
@@ -23,3 +23,14 @@ def test_library_example_runs_and_matches_its_comments():
     assert first_line.startswith("(2.5966555") and first_line.endswith(", 8.1)")
     assert namespace["eps"] == pytest.approx(0.2778802396, rel=1e-9)
     assert namespace["sigma"] == pytest.approx(1.0140214, rel=1e-6)
+
+
+def test_kernel_example_trains_within_budget():
+    text = README.read_text(encoding="utf-8")
+    example = re.findall(r"```python\n(.*?)```", text, re.S)[1]
+    namespace: dict = {}
+    exec(compile(example, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    reports, trainer = namespace["reports"], namespace["trainer"]
+    assert 1 <= len(reports) <= 5
+    assert trainer.ledger.epsilon <= 3.0
+    assert trainer.evaluate(namespace["x"], namespace["y"])[1] > 0.8
