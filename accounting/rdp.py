@@ -198,21 +198,28 @@ def _log_psi(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
     outer = np.flatnonzero(~series)
     if outer.size:
-        ud, bd = u[outer], alpha[outer] - 1.0
-        ell = np.log1p(ud)
-        growth = bd * ell
-        tail = bd * np.expm1(-ell)
-        if np.all(growth <= 700.0):
-            log_bracket = np.log(np.expm1(growth) + tail)
-        else:
-            safe = growth <= 700.0
-            log_bracket = np.where(
-                safe,
-                np.log(np.expm1(np.minimum(growth, 700.0)) + tail),
-                growth + np.log1p((tail - 1.0) * np.exp(-growth)),
-            )
-        result[outer] = ell + log_bracket
+        result[outer] = _log_psi_from_log1p(np.log1p(u[outer]), alpha[outer] - 1.0)
     return result
+
+
+def _log_psi_from_log1p(ell: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """``log psi`` from ``ell = log(1 + u)`` and ``beta = alpha - 1`` (away from ``u = 0``).
+
+    ``psi = (1 + u) (expm1(beta ell) + beta expm1(-ell))``; the bracket never cancels by more
+    than about two digits where ``|alpha u| > 0.03``, and it is taken in log space once
+    ``beta ell`` would overflow.
+    """
+    growth = beta * ell
+    tail = beta * np.expm1(-ell)
+    if np.all(growth <= 700.0):
+        log_bracket = np.log(np.expm1(growth) + tail)
+    else:
+        log_bracket = np.where(
+            growth <= 700.0,
+            np.log(np.expm1(np.minimum(growth, 700.0)) + tail),
+            growth + np.log1p((tail - 1.0) * np.exp(-growth)),
+        )
+    return ell + log_bracket
 
 
 def _log_integrand(t, q, sigma, alpha) -> np.ndarray:
@@ -222,9 +229,11 @@ def _log_integrand(t, q, sigma, alpha) -> np.ndarray:
     log_psi = np.full(t.shape, np.inf)
     finite = np.isfinite(u)
     log_psi[finite] = _log_psi(u[finite], alpha[finite])
-    # Where expm1 overflows, psi ~ (q e^s)^alpha to far better than double precision.
+    # Where expm1 overflows, log(1 + u) = log(q) + s + log1p((1 - q) e^-s / q) = log(q) + s to
+    # far better than double precision; psi keeps its "- 1 - alpha u" (which matters when alpha
+    # is close to 1: psi ~ (alpha - 1) u log u there, not u^alpha).
     huge = ~finite
-    log_psi[huge] = alpha[huge] * (np.log(q[huge]) + s[huge])
+    log_psi[huge] = _log_psi_from_log1p(np.log(q[huge]) + s[huge], alpha[huge] - 1.0)
     return -0.5 * t * t - _LOG_SQRT_2PI + log_psi
 
 

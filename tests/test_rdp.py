@@ -55,6 +55,10 @@ def test_integer_orders_agree_with_50_digit_binomial_sum(q, sigma, alpha):
         (4e-5, 1.2, 28.0),
         (0.3, 2.0, 1024.0),
         (1e-8, 1e4, 10_000.0),
+        # Below the contract's sigma range, orders near 1: exp(s) overflows where psi still
+        # needs its "- 1 - alpha u" (psi ~ (alpha - 1) u log u), found by accounting.testing.
+        (0.9999, 0.0237, 1.01),
+        (0.5, 0.03, 1.000001),
     ],
 )
 def test_edge_cases_agree_with_reference(q, sigma, alpha):
