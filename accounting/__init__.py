@@ -3,7 +3,9 @@
 How much privacy does a DP-SGD run spend, and how much noise does it need? This package answers
 with Rényi-DP and moments accountants for the Poisson-subsampled Gaussian mechanism, conversions
 to (epsilon, delta), calibration of noise, steps and sample rate, and an mpmath reference
-(:mod:`accounting.reference`) that every fast path is tested against.
+(:mod:`accounting.reference`) that every fast path is tested against. A property-based
+verification kit for any accountant lives in :mod:`accounting.testing` (needs the ``test``
+extra; ``import accounting`` does not import it).
 
 >>> import accounting
 >>> acc = accounting.RdpAccountant().compose(sample_rate=256 / 60000, noise_multiplier=1.1,
