@@ -42,12 +42,18 @@ The integration is done in the standardised variable ``t = z / sigma``: with ``s
 ``phi(t) [(1 + y)^beta - 1 - beta y]`` with ``phi`` the standard normal density. The modes of
 the log-integrand ``-t^2 / 2 + beta log(1 + y)`` are located analytically (its derivative
 ``-t + beta s w(t)``, with ``w`` a logistic function of ``t``, has one or three zeros, all in
-``(0, beta s)`` for ``beta > 0``), and ``mpmath.quad`` receives breakpoints spaced
-geometrically around each mode (on the scale of the mode's own width), around the Gaussian
-centres ``0``, ``s / 2`` and ``s`` of the subtracted terms, and around the centre of the
-logistic ``w`` (where ``(1 + y)^beta`` changes its exponential rate over ``1 / (|beta| s)``).
-The integrand is scaled by its largest value on the breakpoints, so that the absolute error
-target of ``mpmath.quad`` is relative to the integral.
+``(0, beta s)`` for ``beta > 0``). Breakpoints are spaced geometrically around each mode (on
+the scale of the mode's own width, which is at least 1 for ``beta > 0`` and can be much
+wider), around the Gaussian centres ``0``, ``s / 2`` and ``s`` of the subtracted terms, and
+around the centre of the logistic ``w`` (where ``(1 + y)^beta`` changes its exponential rate
+over ``1 / (|beta| s)``); pieces across which the integrand changes by more than ``e^40`` are
+split further. Each piece goes to ``mpmath.quad`` (Gauss-Legendre, then tanh-sinh, then a
+split, with a conservative error estimate), the tails to ``+-inf`` too. The integrand is
+scaled by its largest value on the breakpoints, so that the absolute error target of
+``mpmath.quad`` is relative to the integral, and it is evaluated with extra bits for the size
+of its exponents (``t^2 / 2`` reaches ``10^10`` for ``alpha = 10^4``, ``sigma = 0.1``). All
+work is done with ``digits + 10`` decimal digits; the quadrature must reach an estimated error
+below ``2^-(working bits - 30)`` of the integral or :class:`ArithmeticError` is raised.
 """
 
 from __future__ import annotations
