@@ -41,8 +41,11 @@ _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 _DROP_BELOW = 38.0
 # Target spacing of the probes that locate the integrand's mass, in units of t.
 _PROBE_SPACING = 2.5
-# Gaussian tail beyond which the integrand is negligible, in units of sigma (exp(-800)).
-_TAIL = 40.0
+# Margin beyond which the integrand is negligible, in units of t = z / sigma: below t = -14 the
+# Gaussian factor is under exp(-98) while psi is at most polynomially larger than near t = 0,
+# and beyond the (1 + u)^alpha mode (at most at alpha / sigma) the log-integrand falls with
+# slope at least t - alpha / sigma, so by more than 98 within 14.
+_TAIL = 14.0
 # Most probes per item when locating the integrand's mass.
 _MAX_PROBES = 4096
 # The power series of psi is used where |u| and |alpha u| are at most this radius.
