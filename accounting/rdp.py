@@ -190,14 +190,13 @@ def _log_psi(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     inner = np.flatnonzero(series)
     if inner.size:
         us, als = u[inner], alpha[inner]
-        coefficient = als * (als - 1.0) * 0.5
-        total = coefficient.copy()
         ratio = np.max(np.abs(als * us))
         terms = 2 if ratio == 0.0 else int(np.ceil(np.log(1e-17) / np.log(ratio))) + 1
-        for k in range(2, terms + 1):
-            coefficient *= (als - k) * (1.0 / (k + 1)) * us
-            total += coefficient
-        result[inner] = np.log(us * us * total)
+        # C(alpha, k+1) u^(k-1) / (C(alpha, k) u^(k-2)) = (alpha - k) u / (k + 1), k = 2 .. terms
+        k = np.arange(2.0, terms + 1.0)
+        steps = (als[:, None] - k) * (us[:, None] / (k + 1.0))
+        series_sum = 1.0 + np.cumprod(steps, axis=1).sum(axis=1)
+        result[inner] = np.log(us * us * (als * (als - 1.0) * 0.5) * series_sum)
 
     outer = np.flatnonzero(~series)
     if outer.size:
