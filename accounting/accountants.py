@@ -24,7 +24,7 @@ from accounting._validation import (
 from accounting.conversions import (
     Conversion,
     _check_conversion,
-    epsilon_candidates,
+    epsilon_objective,
     log_delta_candidates,
 )
 from accounting.order_search import minimize_over_orders
@@ -205,9 +205,7 @@ class RdpAccountant(_ComposingAccountant):
         (:mod:`accounting.order_search`).
         """
         delta = check_delta(delta)
-        epsilon, order = self._minimize(
-            lambda curve, orders: epsilon_candidates(curve, orders, delta, self.conversion)
-        )
+        epsilon, order = self._minimize(epsilon_objective(self._orders, delta, self.conversion))
         return max(0.0, epsilon), order
 
     def get_delta(self, epsilon: float) -> float:

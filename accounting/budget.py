@@ -16,7 +16,7 @@ from accounting._validation import (
     check_sample_rate,
 )
 from accounting.accountants import MomentsAccountant, RdpAccountant
-from accounting.conversions import Conversion, _check_conversion, epsilon_candidates
+from accounting.conversions import Conversion, _check_conversion, epsilon_objective
 from accounting.order_search import minimize_over_orders
 from accounting.orders import DEFAULT_ORDERS
 from accounting.rdp import _rdp_items
@@ -189,9 +189,7 @@ def epsilon_grid(
             per_step = _rdp_items(rates[config], noises[config], orders[order])
         return counts[config] * per_step
 
-    def objective(curve, orders_):
-        return epsilon_candidates(curve, orders_, delta, conversion)
-
+    objective = epsilon_objective(orders, delta, conversion)
     # Pinsker: KL >= 2 TV^2, TV = q (2 Phi(1 / (2 sigma)) - 1); a floor on RDP at every order.
     floor = counts * 2.0 * (rates * erf(0.5 / (np.sqrt(2.0) * noises))) ** 2 * (1.0 - 1e-12)
     best, index = minimize_over_orders(evaluate, orders, rates.size, objective, floor)

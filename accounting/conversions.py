@@ -86,19 +86,33 @@ def epsilon_from_rdp(
     return epsilon, orders[best]
 
 
+def epsilon_objective(orders: np.ndarray, delta: float, conversion: str):
+    """``curve -> epsilon at each order`` (clipped at 0, non-decreasing in the curve).
+
+    The order-dependent part is computed once: ``epsilon = curve + offset(alpha)``, and for the
+    improved conversion epsilon is 0 where ``curve <= -log1p(-delta^2)`` (Bretagnolle-Huber:
+    ``sqrt(1 - exp(-KL)) <= delta``). Unvalidated arguments.
+    """
+    log_delta = np.log(delta)
+    if conversion == "classic":
+        offset = -log_delta / (orders - 1.0)
+        threshold = -np.inf
+    else:
+        offset = np.log1p(-1.0 / orders) - (log_delta + np.log(orders)) / (orders - 1.0)
+        threshold = -np.log1p(-(delta**2))
+
+    def objective(curve: np.ndarray, _orders=None) -> np.ndarray:
+        candidates = np.maximum(curve + offset, 0.0)  # inf stays inf
+        if threshold >= 0.0:
+            candidates[curve <= threshold] = 0.0
+        return candidates
+
+    return objective
+
+
 def epsilon_candidates(curve: np.ndarray, orders: np.ndarray, delta: float, conversion: str):
     """Epsilon implied by each order's RDP, clipped at 0 (unvalidated; non-decreasing in rdp)."""
-    log_delta = np.log(delta)
-    with np.errstate(invalid="ignore"):
-        if conversion == "classic":
-            candidates = curve - log_delta / (orders - 1.0)
-        else:
-            candidates = curve + np.log1p(-1.0 / orders) - (log_delta + np.log(orders)) / (
-                orders - 1.0
-            )
-            # Bretagnolle-Huber: total variation <= sqrt(1 - exp(-KL)) <= delta gives epsilon 0.
-            candidates = np.where(delta**2 + np.expm1(-curve) >= 0.0, 0.0, candidates)
-    return np.where(np.isinf(curve), np.inf, np.maximum(candidates, 0.0))
+    return epsilon_objective(orders, delta, conversion)(np.asarray(curve, dtype=float))
 
 
 def delta_from_rdp(
