@@ -23,7 +23,7 @@ class RaggedIndex:
     def __init__(self, counts: np.ndarray):
         counts = np.asarray(counts, dtype=np.int64)
         self.counts = counts
-        self.starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        self.starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[: counts.size]
         total = int(counts.sum())
         self.item = np.repeat(np.arange(counts.size), counts)
         self.local = np.arange(total, dtype=np.int64) - np.repeat(self.starts, counts)

@@ -28,6 +28,8 @@ Everything is vectorised over orders and parameters: no Python loop runs per ord
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.special import gammaln
 
@@ -158,17 +160,32 @@ def _log_expm1(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 1.0, small, large)
 
 
+def _binomial_layout(alpha: np.ndarray):
+    """Terms ``k = 2 .. alpha`` of every item: ``(index, k, alpha - k, log C(alpha, k))``."""
+    index = RaggedIndex(alpha.astype(np.int64) - 1)
+    k = (index.local + 2).astype(float)
+    a = alpha[index.item]
+    log_binomial = gammaln(a + 1.0) - gammaln(k + 1.0) - gammaln(a - k + 1.0)
+    return index, k, a - k, log_binomial
+
+
+@lru_cache(maxsize=256)
+def _cached_binomial_layout(alpha: tuple):
+    return _binomial_layout(np.array(alpha))
+
+
 def _log_a_minus_1_integer(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``log(A_alpha - 1)`` for integer orders by the positive binomial sum over ``k >= 2``."""
-    n = alpha.astype(np.int64)
-    index = RaggedIndex(n - 1)  # k = 2 .. alpha
+    # Accountants ask for the same few orders again and again: reuse their layout.
+    small = alpha.size <= 64
+    index, k, rest, log_binomial = (
+        _cached_binomial_layout(tuple(alpha.tolist())) if small else _binomial_layout(alpha)
+    )
     item = index.item
-    k = (index.local + 2).astype(float)
-    a, qi, si = alpha[item], q[item], sigma[item]
-    log_binomial = gammaln(a + 1.0) - gammaln(k + 1.0) - gammaln(a - k + 1.0)
+    qi, si = q[item], sigma[item]
     log_terms = (
         log_binomial
-        + (a - k) * np.log1p(-qi)
+        + rest * np.log1p(-qi)
         + k * np.log(qi)
         + _log_expm1(k * (k - 1.0) / (2.0 * si**2))
     )
@@ -239,9 +256,13 @@ def _log_integrand(t, q, sigma, alpha) -> np.ndarray:
     return -0.5 * t * t - _LOG_SQRT_2PI + log_psi
 
 
-def _log_a_minus_1_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``log(A_alpha - 1)`` for any order by the trapezoidal rule on the integrand's mass."""
-    result = np.empty(q.shape)
+def _trapezoid_layout(sigma: np.ndarray, alpha: np.ndarray):
+    """Where and how finely each item's integrand is sampled.
+
+    Returns ``(lower, upper, step, full_nodes, direct, nodes, node_item, t)``: the range and the
+    trapezoid step of every item, and for the items summed in one pass (``direct``) the flat
+    node layout and abscissae.
+    """
     # Trapezoid step: geometric convergence at rate exp(-2 pi d / h) for an integrand analytic in
     # the strip |Im t| < d; the branch points of (1 + u)^alpha lie at Im t = pi sigma.
     # The Gaussian factor grows by exp(d^2 / 2) across the strip, hence the cap on d.
@@ -253,10 +274,28 @@ def _log_a_minus_1_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarra
     direct = full_nodes <= _DIRECT_NODES
     if np.sum(full_nodes[direct]) > _DIRECT_BUDGET:
         direct[:] = False
-    if np.any(direct):
-        nodes = RaggedIndex(full_nodes[direct])
-        item = np.flatnonzero(direct)[nodes.item]
-        t = lower[item] + nodes.local * step[item]
+    nodes = RaggedIndex(full_nodes[direct])
+    node_item = np.flatnonzero(direct)[nodes.item]
+    t = lower[node_item] + nodes.local * step[node_item]
+    return lower, upper, step, full_nodes, direct, nodes, node_item, t
+
+
+@lru_cache(maxsize=256)
+def _cached_trapezoid_layout(sigma: tuple, alpha: tuple):
+    return _trapezoid_layout(np.array(sigma), np.array(alpha))
+
+
+def _log_a_minus_1_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``log(A_alpha - 1)`` for any order by the trapezoidal rule on the integrand's mass."""
+    result = np.empty(q.shape)
+    # Accountants ask for the same few (sigma, order) pairs again and again: reuse the layout.
+    layout = (
+        _cached_trapezoid_layout(tuple(sigma.tolist()), tuple(alpha.tolist()))
+        if alpha.size <= 64
+        else _trapezoid_layout(sigma, alpha)
+    )
+    lower, upper, step, _, direct, nodes, item, t = layout
+    if item.size:
         log_values = _log_integrand(t, q[item], sigma[item], alpha[item])
         result[direct] = np.log(step[direct]) + segment_logsumexp(log_values, nodes)
     probed = np.flatnonzero(~direct)
