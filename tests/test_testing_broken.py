@@ -14,6 +14,7 @@ from accounting.testing import (
     check_rdp_closed_form,
     check_rdp_reference,
     check_round_trip,
+    properties,
     verify_accountant,
 )
 
@@ -150,3 +151,22 @@ def test_nan_and_exceptions_from_the_callable_are_findings():
 
     with pytest.raises(PropertyViolation, match="returned NaN"):
         check_rdp_closed_form(nan_rdp, max_examples=5, seed=19)
+
+
+def test_monotonicity_violations_are_caught_with_a_readable_counterexample():
+    def decreasing_in_q(q, sigma, orders):
+        return np.asarray(orders, dtype=float) * (1.0 - q) / sigma**2
+
+    def increasing_in_sigma(q, sigma, orders):
+        return np.asarray(orders, dtype=float) * q * sigma
+
+    in_q = properties.check_rdp_monotone_in_sample_rate(
+        decreasing_in_q, max_examples=30, seed=1, raise_on_failure=False
+    )
+    in_sigma = properties.check_rdp_monotone_in_noise(
+        increasing_in_sigma, max_examples=30, seed=1, raise_on_failure=False
+    )
+    assert not in_q.passed and "decreased as the sample rate grew" in str(in_q)
+    assert "q1=" in str(in_q) and "sigma=" in str(in_q)
+    assert not in_sigma.passed and "grew with the noise" in str(in_sigma)
+    assert "sigma1=" in str(in_sigma) and "q=" in str(in_sigma)

@@ -309,27 +309,7 @@ def check_rdp_monotone_in_sample_rate(
     CheckResult
     """
 
-    def body(q1, q2, sigma, orders):
-        low, high = sorted((q1, q2))
-        at_low = _rdp_values(rdp, low, sigma, orders)
-        at_high = _rdp_values(rdp, high, sigma, orders)
-        for alpha, a, b in zip(orders, at_low, at_high, strict=True):
-            if _exceeds(b, a, rtol):
-                raise _Falsified(
-                    f"RDP decreased as the sample rate grew: rdp(q={_show(low)}) = {_show(a)} > "
-                    f"rdp(q={_show(high)}) = {_show(b)} at sigma={_show(sigma)}, "
-                    f"alpha={_show(float(alpha))}"
-                )
-
-    strategies = {
-        "q1": sts.sample_rates(),
-        "q2": sts.sample_rates(),
-        "sigma": sts.noise_multipliers(),
-        "orders": sts.order_grids(max_size=4),
-    }
-    result, _ = _run("RDP non-decreasing in q", strategies, body,
-                     max_examples=max_examples, seed=seed)
-    return _finish(result, raise_on_failure)
+    return _check_rdp_monotone(rdp, "q", rtol, max_examples, seed, raise_on_failure)
 
 
 def check_rdp_monotone_in_noise(
@@ -345,26 +325,46 @@ def check_rdp_monotone_in_noise(
     Parameters are those of :func:`check_rdp_monotone_in_sample_rate`.
     """
 
-    def body(q, sigma1, sigma2, orders):
-        low, high = sorted((sigma1, sigma2))
-        at_low = _rdp_values(rdp, q, low, orders)
-        at_high = _rdp_values(rdp, q, high, orders)
+    return _check_rdp_monotone(rdp, "sigma", rtol, max_examples, seed, raise_on_failure)
+
+
+def _check_rdp_monotone(rdp, varied, rtol, max_examples, seed, raise_on_failure) -> CheckResult:
+    """RDP non-decreasing in ``q`` (``varied="q"``) or non-increasing in ``sigma``."""
+
+    fixed = "sigma" if varied == "q" else "q"
+    first, second = f"{varied}1", f"{varied}2"
+
+    def body(orders, **drawn):
+        low, high = sorted((drawn[first], drawn[second]))
+        other = drawn[fixed]
+        if varied == "q":
+            at_low = _rdp_values(rdp, low, other, orders)
+            at_high = _rdp_values(rdp, high, other, orders)
+        else:
+            at_low = _rdp_values(rdp, other, low, orders)
+            at_high = _rdp_values(rdp, other, high, orders)
         for alpha, a, b in zip(orders, at_low, at_high, strict=True):
-            if _exceeds(a, b, rtol):
+            where = f"alpha={_show(float(alpha))}"
+            if varied == "q" and _exceeds(b, a, rtol):
+                raise _Falsified(
+                    f"RDP decreased as the sample rate grew: rdp(q={_show(low)}) = {_show(a)} > "
+                    f"rdp(q={_show(high)}) = {_show(b)} at sigma={_show(other)}, {where}"
+                )
+            if varied == "sigma" and _exceeds(a, b, rtol):
                 raise _Falsified(
                     f"RDP grew with the noise: rdp(sigma={_show(high)}) = {_show(b)} > "
-                    f"rdp(sigma={_show(low)}) = {_show(a)} at q={_show(q)}, "
-                    f"alpha={_show(float(alpha))}"
+                    f"rdp(sigma={_show(low)}) = {_show(a)} at q={_show(other)}, {where}"
                 )
 
+    varied_values = sts.sample_rates() if varied == "q" else sts.noise_multipliers()
     strategies = {
-        "q": sts.sample_rates(),
-        "sigma1": sts.noise_multipliers(),
-        "sigma2": sts.noise_multipliers(),
+        first: varied_values,
+        second: varied_values,
+        fixed: sts.noise_multipliers() if varied == "q" else sts.sample_rates(),
         "orders": sts.order_grids(max_size=4),
     }
-    result, _ = _run("RDP non-increasing in sigma", strategies, body,
-                     max_examples=max_examples, seed=seed)
+    name = "RDP non-decreasing in q" if varied == "q" else "RDP non-increasing in sigma"
+    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
     return _finish(result, raise_on_failure)
 
 
