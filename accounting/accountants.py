@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import erf
 
 from accounting._validation import (
     check_delta,
@@ -27,7 +26,7 @@ from accounting.conversions import (
     epsilon_objective,
     log_delta_candidates,
 )
-from accounting.order_search import minimize_over_orders
+from accounting.order_search import kl_lower_bound, minimize_over_orders
 from accounting.orders import DEFAULT_ORDERS
 from accounting.rdp import _log_a_minus_1_integer, _rdp_items
 
@@ -84,6 +83,7 @@ class _ComposingAccountant:
 
     @property
     def _total(self) -> np.ndarray:
+        """Total at every order (a fresh array)."""
         return self._total_at(np.arange(self._orders.size))
 
     def compose(self, sample_rate: float, noise_multiplier: float, steps: int = 1):
@@ -166,7 +166,7 @@ class RdpAccountant(_ComposingAccountant):
     @property
     def rdp(self) -> np.ndarray:
         """Total RDP at each order."""
-        return self._total.copy()
+        return self._total
 
     def _per_step(self, sample_rate, noise_multiplier, index):
         return _step_rdp(sample_rate, noise_multiplier, self._orders_key, self._orders, index)
@@ -181,21 +181,14 @@ class RdpAccountant(_ComposingAccountant):
         def evaluate(mask):
             return self._total_at(np.flatnonzero(mask[0]))
 
+        kl_floor = sum(
+            kl_lower_bound(sample_rate, noise_multiplier, steps)
+            for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items()
+        )
         best, index = minimize_over_orders(
-            evaluate, self._orders, 1, objective, floor=np.array([self._kl_lower_bound()])
+            evaluate, self._orders, 1, objective, floor=np.array([kl_floor])
         )
         return float(best[0]), float(self._orders[index[0]])
-
-    def _kl_lower_bound(self) -> float:
-        """Lower bound on the total KL divergence, hence on the total RDP at every order.
-
-        Pinsker: ``KL >= 2 TV^2`` with ``TV(mu, mu0) = q (2 Phi(1 / (2 sigma)) - 1)``, summed over
-        steps (KL composes additively).
-        """
-        return sum(
-            steps * 2.0 * (sample_rate * erf(0.5 / (np.sqrt(2.0) * noise_multiplier))) ** 2
-            for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items()
-        ) * (1.0 - 1e-12)
 
     def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
         """Epsilon spent at ``delta`` and the order attaining it.
@@ -280,7 +273,7 @@ class MomentsAccountant(_ComposingAccountant):
     @property
     def log_moments(self) -> np.ndarray:
         """Total log moment at each lambda."""
-        return self._total.copy()
+        return self._total
 
     def _per_step(self, sample_rate, noise_multiplier, index):
         return _cached_log_moments(sample_rate, noise_multiplier, self.max_lambda)[index]

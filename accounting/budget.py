@@ -6,7 +6,6 @@ import math
 import numbers
 
 import numpy as np
-from scipy.special import erf
 
 from accounting._validation import (
     check_delta,
@@ -17,7 +16,7 @@ from accounting._validation import (
 )
 from accounting.accountants import MomentsAccountant, RdpAccountant
 from accounting.conversions import Conversion, _check_conversion, epsilon_objective
-from accounting.order_search import minimize_over_orders
+from accounting.order_search import kl_lower_bound, minimize_over_orders
 from accounting.orders import DEFAULT_ORDERS
 from accounting.rdp import _rdp_items
 
@@ -190,7 +189,6 @@ def epsilon_grid(
         return counts[config] * per_step
 
     objective = epsilon_objective(orders, delta, conversion)
-    # Pinsker: KL >= 2 TV^2, TV = q (2 Phi(1 / (2 sigma)) - 1); a floor on RDP at every order.
-    floor = counts * 2.0 * (rates * erf(0.5 / (np.sqrt(2.0) * noises))) ** 2 * (1.0 - 1e-12)
+    floor = kl_lower_bound(rates, noises, counts)
     best, index = minimize_over_orders(evaluate, orders, rates.size, objective, floor)
     return best.reshape(shape), orders[index].reshape(shape)
