@@ -934,12 +934,9 @@ def rdp_to_epsilon_classic(
     digits = _check_digits(digits)
     with mpmath.workdps(digits + _GUARD_DIGITS):
         log_inv_delta = -mpmath.log(_check_delta(delta))
-        best = None
-        for rdp_mp, alpha, order in _rdp_items(rdp_values, orders):
-            epsilon = rdp_mp + log_inv_delta / (alpha - 1)
-            if best is None or epsilon < best[0]:
-                best = (epsilon, order)
-        return best
+        return _minimum_over_orders(
+            rdp_values, orders, lambda rdp_mp, alpha: rdp_mp + log_inv_delta / (alpha - 1)
+        )
 
 
 def rdp_to_epsilon_improved(
@@ -971,11 +968,22 @@ def rdp_to_epsilon_improved(
     digits = _check_digits(digits)
     with mpmath.workdps(digits + _GUARD_DIGITS):
         log_delta = mpmath.log(_check_delta(delta))
-        best = None
-        for rdp_mp, alpha, order in _rdp_items(rdp_values, orders):
-            epsilon = (
+        epsilon, order = _minimum_over_orders(
+            rdp_values,
+            orders,
+            lambda rdp_mp, alpha: (
                 rdp_mp + mpmath.log1p(-1 / alpha) - (log_delta + mpmath.log(alpha)) / (alpha - 1)
-            )
-            if best is None or epsilon < best[0]:
-                best = (epsilon, order)
-        return max(best[0], mpmath.mpf(0)), best[1]
+            ),
+        )
+        return max(epsilon, mpmath.mpf(0)), order
+
+
+def _minimum_over_orders(rdp_values, orders, candidate) -> tuple[mpmath.mpf, object]:
+    """``min`` over the orders of ``candidate(rdp, alpha)`` and the order attaining it (first
+    on ties), at the caller's working precision."""
+    best = None
+    for rdp_mp, alpha, order in _rdp_items(rdp_values, orders):
+        value = candidate(rdp_mp, alpha)
+        if best is None or value < best[0]:
+            best = (value, order)
+    return best
