@@ -9,6 +9,10 @@ For each model three steps are timed (gradient + SGD update, float32, median of 
 Goals: dp <= 1.3x non-private (MLP) and <= 2.5x (CNN); dp >= 10x faster than naive.
 Prints a table, then (last) one JSON line of figures.
 
+The variants are timed round-robin (one repeat of each per round, the naive step in evenly
+spread rounds), so that load drift on a shared machine hits all of them alike and the ratios,
+taken from the same run, stay comparable.
+
 BLAS runs single-threaded unless ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` are set: the
 layers' matrix products are small and skinny, where BLAS threading costs more than it gains (and
 the numbers are meant per core).
@@ -34,14 +38,25 @@ import numpy as np  # noqa: E402
 import dpsgd_kernels as dk  # noqa: E402
 
 
-def _median_seconds(function, repeats: int) -> float:
-    function()  # warm-up (allocations, caches)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _interleaved_medians(functions, repeats) -> list[float]:
+    """Median seconds of every function, timed round-robin.
+
+    ``repeats[k]`` timed calls of ``functions[k]`` (after one warm-up call each), spread evenly
+    over ``max(repeats)`` rounds.
+    """
+    for function in functions:
+        function()  # warm-up (allocations, caches)
+    rounds = max(repeats)
+    times: list[list[float]] = [[] for _ in functions]
+    for r in range(rounds):
+        for k, function in enumerate(functions):
+            # Rounds where the k-th function's count of timed calls steps up.
+            if (r + 1) * repeats[k] // rounds == r * repeats[k] // rounds:
+                continue
+            start = time.perf_counter()
+            function()
+            times[k].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def _setups(batch: int):
@@ -79,8 +94,8 @@ def _steps(model, x, y, loss):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20, help="timed repeats per fast step")
-    parser.add_argument("--naive-repeats", type=int, default=3, help="timed repeats, naive step")
+    parser.add_argument("--repeats", type=int, default=40, help="timed repeats per fast step")
+    parser.add_argument("--naive-repeats", type=int, default=5, help="timed repeats, naive step")
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args(argv)
 
@@ -98,9 +113,9 @@ def main(argv=None) -> dict:
     print("-" * len(header))
     for name, (model, x, y, loss) in _setups(args.batch).items():
         non_private, dp, naive = _steps(model, x, y, loss)
-        t_plain = _median_seconds(non_private, args.repeats)
-        t_dp = _median_seconds(dp, args.repeats)
-        t_naive = _median_seconds(naive, args.naive_repeats)
+        t_plain, t_dp, t_naive = _interleaved_medians(
+            (non_private, dp, naive), (args.repeats, args.repeats, args.naive_repeats)
+        )
         print(
             f"{name:<5} {t_plain * 1e3:>12.3f} {t_dp * 1e3:>10.3f} {t_naive * 1e3:>10.1f} "
             f"{t_dp / t_plain:>12.2f} {t_naive / t_dp:>9.1f}"
