@@ -1,8 +1,10 @@
 """Privacy accounting for DP-SGD.
 
 How much privacy does a DP-SGD run spend, and how much noise does it need? This package answers
-with Rényi-DP and moments accountants for the Poisson-subsampled Gaussian mechanism, conversions
-to (epsilon, delta), calibration of noise, steps and sample rate, and an mpmath reference
+with Rényi-DP and moments accountants for the Poisson-subsampled Gaussian mechanism, a tight
+privacy-loss-distribution accountant with certified lower and upper epsilon
+(:class:`PldAccountant`), conversions to (epsilon, delta), calibration of noise, steps and
+sample rate, and an mpmath reference
 (:mod:`accounting.reference`) that every fast path is tested against. A property-based
 verification kit for any accountant lives in :mod:`accounting.testing` (needs the ``test``
 extra; ``import accounting`` does not import it).
@@ -35,7 +37,9 @@ from accounting.calibration import (
     calibrate_steps,
 )
 from accounting.conversions import CONVERSIONS, delta_from_rdp, epsilon_from_rdp
+from accounting.gdp import gaussian_delta, gaussian_epsilon, gdp_delta, gdp_epsilon, gdp_mu
 from accounting.orders import DEFAULT_ORDERS
+from accounting.pld_accountant import DeltaBounds, EpsilonBounds, PldAccountant
 from accounting.rdp import poisson_gaussian_rdp
 
 __all__ = [
@@ -43,7 +47,10 @@ __all__ = [
     "CONVERSIONS",
     "DEFAULT_ORDERS",
     "CompositionRecord",
+    "DeltaBounds",
+    "EpsilonBounds",
     "MomentsAccountant",
+    "PldAccountant",
     "RdpAccountant",
     "calibrate_noise_multiplier",
     "calibrate_sample_rate",
@@ -54,7 +61,12 @@ __all__ = [
     "dpsgd_sample_rate_and_steps",
     "epsilon_from_rdp",
     "epsilon_grid",
+    "gaussian_delta",
+    "gaussian_epsilon",
     "gaussian_log_moments",
+    "gdp_delta",
+    "gdp_epsilon",
+    "gdp_mu",
     "get_privacy_budget",
     "make_accountant",
     "poisson_gaussian_rdp",

@@ -18,6 +18,7 @@ from accounting.accountants import MomentsAccountant, RdpAccountant
 from accounting.conversions import Conversion, _check_conversion, epsilon_objective
 from accounting.order_search import kl_lower_bound, minimize_over_orders
 from accounting.orders import DEFAULT_ORDERS
+from accounting.pld_accountant import PldAccountant
 from accounting.rdp import _rdp_items
 
 __all__ = [
@@ -31,16 +32,23 @@ __all__ = [
 ]
 
 #: Names accepted wherever an ``accountant=`` argument is taken.
-ACCOUNTANTS: tuple[str, ...] = ("rdp", "moments")
+ACCOUNTANTS: tuple[str, ...] = ("rdp", "moments", "pld")
 
 
-def make_accountant(accountant: str = "rdp", conversion: Conversion = "improved", orders=None):
-    """A fresh accountant by name: ``"rdp"`` or ``"moments"``.
+def make_accountant(
+    accountant: str = "rdp",
+    conversion: Conversion = "improved",
+    orders=None,
+    pld_tolerance: float = 1e-3,
+):
+    """A fresh accountant by name: ``"rdp"``, ``"moments"`` or ``"pld"``.
 
     ``orders`` (RDP accountant only) overrides :data:`accounting.DEFAULT_ORDERS`.
 
     ``conversion`` applies to the RDP accountant; the moments accountant always converts with
-    its own tail bound (Abadi et al. 2016), which equals the classic RDP conversion.
+    its own tail bound (Abadi et al. 2016), which equals the classic RDP conversion; the PLD
+    accountant needs no conversion and answers with its certified upper bound (default
+    tolerance ``pld_tolerance`` on the width of its epsilon bracket).
     """
     conversion = _check_conversion(conversion)
     if accountant == "rdp":
@@ -49,6 +57,8 @@ def make_accountant(accountant: str = "rdp", conversion: Conversion = "improved"
         raise ValueError(f"orders applies to the 'rdp' accountant only, not {accountant!r}")
     if accountant == "moments":
         return MomentsAccountant()
+    if accountant == "pld":
+        return PldAccountant(tolerance=pld_tolerance)
     raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
 
 
@@ -60,14 +70,16 @@ def compute_epsilon(
     accountant: str = "rdp",
     conversion: Conversion = "improved",
     orders=None,
+    pld_tolerance: float = 1e-3,
 ) -> float:
     """Epsilon after ``steps`` Poisson-subsampled Gaussian steps, at ``delta``.
 
     ``conversion`` and ``orders`` apply to the RDP accountant; the moments accountant always uses
-    its tail bound (equal to the classic conversion).
+    its tail bound (equal to the classic conversion); ``"pld"`` answers with the certified upper
+    bound of a bracket at most ``pld_tolerance`` wide.
     """
     return (
-        make_accountant(accountant, conversion, orders)
+        make_accountant(accountant, conversion, orders, pld_tolerance)
         .compose(sample_rate, noise_multiplier, steps)
         .get_epsilon(delta)
     )
@@ -115,7 +127,8 @@ def dpsgd_epsilon(
         Noise standard deviation over the clipping norm, ``> 0``.
     delta : float
         Target delta in ``(0, 1)``.
-    accountant : {"rdp", "moments"}
+    accountant : {"rdp", "moments", "pld"}
+        ``"pld"`` gives the certified upper bound of :class:`accounting.PldAccountant`.
     conversion : {"improved", "classic"}
     """
     sample_rate, steps = dpsgd_sample_rate_and_steps(sample_size, batch_size, epochs)

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from accounting.budget import ACCOUNTANTS, dpsgd_sample_rate_and_steps, make_accountant
 from accounting.calibration import calibrate_noise_multiplier, calibrate_steps
 from accounting.conversions import CONVERSIONS
+from accounting.gdp import gdp_epsilon
+from accounting.pld_accountant import PldAccountant
 
 __all__ = ["main"]
 
@@ -64,6 +66,9 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="accountant to use (repeatable; default: all)")
         sub.add_argument("--conversion", choices=CONVERSIONS, default="improved",
                          help="RDP to (epsilon, delta) conversion (default: improved)")
+        if name in ("epsilon", "delta"):
+            sub.add_argument("--tolerance", type=float, default=1e-3,
+                             help="PLD: width of the certified epsilon bracket (default 1e-3)")
         sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -98,9 +103,28 @@ def _resolve_run(args, parser) -> dict:
     return run
 
 
+def _conversion_label(args, accountant: str) -> str:
+    return {"rdp": args.conversion, "moments": "tail bound", "pld": "certified"}[accountant]
+
+
+def _evaluate_pld(args, run: dict, row: dict) -> dict:
+    ledger = PldAccountant(tolerance=args.tolerance).compose(
+        run["sample_rate"], args.noise_multiplier, run["steps"]
+    )
+    if args.command == "epsilon":
+        bounds = ledger.get_epsilon_bounds(args.delta)
+        row["epsilon"], row["epsilon_lower"] = bounds.upper, bounds.lower
+    else:
+        bounds = ledger.get_delta_bounds(args.epsilon)
+        row["delta"], row["delta_lower"] = bounds.upper, bounds.lower
+    row["value_discretization"] = bounds.value_discretization
+    return row
+
+
 def _evaluate(args, run: dict, accountant: str) -> dict:
-    conversion = args.conversion if accountant == "rdp" else "tail bound"
-    row = {"accountant": accountant, "conversion": conversion}
+    row = {"accountant": accountant, "conversion": _conversion_label(args, accountant)}
+    if accountant == "pld" and args.command in ("epsilon", "delta"):
+        return _evaluate_pld(args, run, row)
     if args.command in ("epsilon", "delta"):
         ledger = make_accountant(accountant, args.conversion).compose(
             run["sample_rate"], args.noise_multiplier, run["steps"]
@@ -125,6 +149,17 @@ def _evaluate(args, run: dict, accountant: str) -> dict:
     return row
 
 
+def _approximation(args, run: dict) -> dict | None:
+    """The Gaussian-DP CLT estimate, for the epsilon command (flagged: not a bound)."""
+    if args.command != "epsilon":
+        return None
+    return {
+        "accountant": "gdp (CLT approximation, NOT an upper bound)",
+        "epsilon": gdp_epsilon(run["sample_rate"], args.noise_multiplier, run["steps"],
+                               args.delta),
+    }
+
+
 def _format_number(value) -> str:
     if isinstance(value, int):
         return str(value)
@@ -133,7 +168,7 @@ def _format_number(value) -> str:
     return f"{value:.6g}"
 
 
-def _print_table(args, run: dict, rows: list[dict]) -> None:
+def _print_table(args, run: dict, rows: list[dict], approximation: dict | None) -> None:
     print(f"DP-SGD privacy budget: {args.command}")
     if "sample_size" in run:
         print(f"  sample rate q      {run['sample_rate']:.6g}  "
@@ -156,6 +191,10 @@ def _print_table(args, run: dict, rows: list[dict]) -> None:
                 cells["optimum"] = f"alpha={_format_number(value)}"
             elif key == "lambda":
                 cells["optimum"] = f"lambda={_format_number(value)}"
+            elif key in ("epsilon_lower", "delta_lower"):
+                cells["certified lower"] = _format_number(value)
+            elif key == "value_discretization":
+                cells["optimum"] = f"grid={value:.3g}"
             elif key not in cells:
                 cells[key.replace("_", " ")] = _format_number(value)
         table.append(cells)
@@ -166,6 +205,10 @@ def _print_table(args, run: dict, rows: list[dict]) -> None:
     print("  ".join(title.ljust(width) for title, width in zip(header, widths, strict=True)))
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    if approximation is not None:
+        print()
+        print(f"  {approximation['accountant']}: epsilon "
+              f"{_format_number(approximation['epsilon'])}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,15 +219,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run = _resolve_run(args, parser)
         rows = [_evaluate(args, run, name) for name in dict.fromkeys(accountants)]
+        approximation = _approximation(args, run)
     except (ValueError, TypeError) as error:
         parser.error(str(error))
     if args.json:
         inputs = {key: value for key, value in vars(args).items()
                   if key not in ("json", "accountant", "command") and value is not None}
-        print(json.dumps({"command": args.command, "run": run, "inputs": inputs,
-                          "results": rows}))
+        report = {"command": args.command, "run": run, "inputs": inputs, "results": rows}
+        if approximation is not None:
+            report["approximation"] = approximation
+        print(json.dumps(report))
     else:
-        _print_table(args, run, rows)
+        _print_table(args, run, rows, approximation)
     return 0
 
 
