@@ -56,19 +56,26 @@ def _linear_backward(z, y, dy):
 
 @dataclass(frozen=True)
 class Activation:
-    """An activation: ``forward(z) -> y`` and ``backward(z, y, dy) -> dz``."""
+    """An activation: ``forward(z) -> y`` and ``backward(z, y, dy) -> dz``.
+
+    ``forward_in_place`` (optional) computes ``y`` overwriting ``z``; it is given only where
+    ``backward(y, y, dy) == backward(z, y, dy)`` (ReLU: ``y > 0`` exactly where ``z > 0``;
+    linear), so a layer may keep ``y`` alone and save an array per forward pass.
+    """
 
     name: str
     forward: Callable[[np.ndarray], np.ndarray]
     backward: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    forward_in_place: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation("relu", lambda z: np.maximum(z, 0), _relu_backward),
+    "relu": Activation("relu", lambda z: np.maximum(z, 0), _relu_backward,
+                       lambda z: np.maximum(z, 0, out=z)),
     "sigmoid": Activation("sigmoid", sigmoid, _sigmoid_backward),
     "tanh": Activation("tanh", np.tanh, _tanh_backward),
     "softmax": Activation("softmax", softmax, _softmax_backward),
-    "linear": Activation("linear", lambda z: z, _linear_backward),
+    "linear": Activation("linear", lambda z: z, _linear_backward, lambda z: z),
 }
 
 

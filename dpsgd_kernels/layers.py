@@ -112,8 +112,11 @@ class LinearLayer(Layer):
         if self.use_bias:
             flat += self.bias
         self._a = rows
-        self._z = flat.reshape(out_shape)
-        self._y = self.activation.forward(self._z)
+        z = flat.reshape(out_shape)
+        if self.activation.forward_in_place is not None:
+            self._z = self._y = self.activation.forward_in_place(z)  # z itself is not needed
+        else:
+            self._z, self._y = z, self.activation.forward(z)
         return self._y
 
     def _delta_rows(self, dy: np.ndarray) -> np.ndarray:
@@ -136,6 +139,14 @@ class LinearLayer(Layer):
         if self.use_bias:
             grads.append(ghost_norm.group_bias_gradients(self._delta, group_size))
         return grads
+
+    def group_flat_gradients(self, group_size: int) -> list[np.ndarray]:
+        """:meth:`group_gradients` with every group's gradient flattened: ``(groups, size)``."""
+        return [g.reshape(g.shape[0], -1) for g in self.group_gradients(group_size)]
+
+    def unflatten_gradients(self, flat: list[np.ndarray]) -> list[np.ndarray]:
+        """Parameter-shaped views of flat gradients in :meth:`group_flat_gradients`' layout."""
+        return [g.reshape(p.shape) for g, p in zip(flat, self.params, strict=True)]
 
     def prefers_ghost(self, group_size: int) -> bool:
         """Whether the ghost norm is cheaper than materialising for groups of this size."""
@@ -298,6 +309,61 @@ class Conv2D(LinearLayer):
         )
 
 
+def _strided_windows(array: np.ndarray, axis: int, size: int, stride: int, count: int):
+    """The ``size`` strided views ``array[..., k : k + stride (count - 1) + 1 : stride, ...]``.
+
+    View ``k`` holds element ``k`` of every one of the ``count`` windows along ``axis``.
+    """
+    views = []
+    for k in range(size):
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(k, k + stride * (count - 1) + 1, stride)
+        views.append(array[tuple(index)])
+    return views
+
+
+def _max_with_first_winner(views: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Element-wise maximum of equally shaped views and the index of its first occurrence.
+
+    For two views the index is the boolean ``second > first`` (ties go to the first); for more,
+    an unsigned integer array.
+    """
+    if len(views) == 1:
+        return views[0].copy(), np.zeros(views[0].shape, dtype=bool)
+    if len(views) == 2:
+        first, second = views
+        return np.maximum(first, second), second > first
+    out = views[0].copy()
+    index_type = np.uint8 if len(views) < 256 else np.int32
+    winner = np.zeros(out.shape, dtype=index_type)
+    for k, window in enumerate(views[1:], start=1):
+        better = window > out
+        # winner = k where better (arithmetic: much faster than np.where / copyto(where=)).
+        winner *= ~better
+        winner += better.view(np.uint8).astype(index_type, copy=False) * index_type(k)
+        np.maximum(out, window, out=out)
+    return out, winner
+
+
+def _route_to_winner(dy: np.ndarray, winner: np.ndarray, views: list[np.ndarray]) -> None:
+    """Add ``dy`` into the view that won each maximum; the views are of a zeroed buffer.
+
+    The first view is written, not added to: views of one offset never overlap each other, so
+    the buffer is still zero there. Masks multiply (``np.where`` is several times slower here).
+    """
+    if len(views) == 1:
+        views[0][...] = dy
+        return
+    if len(views) == 2:
+        second = dy * winner
+        np.subtract(dy, second, out=views[0])  # exact: dy - dy = 0 where the second won
+        views[1] += second
+        return
+    np.multiply(dy, winner == 0, out=views[0])
+    for k, view in enumerate(views[1:], start=1):
+        view += dy * (winner == k)
+
+
 class MaxPool2D(Layer):
     """Max pooling on NHWC images (``keras.layers.MaxPool2D``).
 
@@ -312,8 +378,12 @@ class MaxPool2D(Layer):
 
     Notes
     -----
-    The gradient goes to the first maximum of each window in row-major order (ties have
-    probability zero for continuous inputs).
+    The gradient goes to the first maximum of each window in row-major order (ties, which ReLU
+    zeros make common, go to the earliest element). The maximum is separable: a maximum along
+    the width, then one along the height of those row maxima, each keeping the index of its
+    first winner. The first row holding the window's maximum and the first column of that row
+    holding it is exactly the first maximum in row-major order, and each pass touches every
+    element once or twice instead of ``pool_h * pool_w`` times.
     """
 
     def __init__(self, pool_size=2, strides=None, padding: str = "valid"):
@@ -333,39 +403,29 @@ class MaxPool2D(Layer):
         self._out_hw, self._pads = (oh, ow), (top, bottom, left, right)
         return (oh, ow, input_shape[2])
 
-    def _window(self, array: np.ndarray, i: int, j: int) -> np.ndarray:
-        """Element ``(i, j)`` of every pooling window: a strided view ``(n, oh, ow, C)``."""
-        (sh, sw), (oh, ow) = self.strides, self._out_hw
-        return array[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+    def _width_views(self, array):
+        return _strided_windows(array, 2, self.pool_size[1], self.strides[1], self._out_hw[1])
 
-    def _offsets(self):
-        return [(i, j) for i in range(self.pool_size[0]) for j in range(self.pool_size[1])]
+    def _height_views(self, array):
+        return _strided_windows(array, 1, self.pool_size[0], self.strides[0], self._out_hw[0])
 
     def forward(self, x):
         padded = pad_images(x, self._pads, value=-np.inf)
         self._padded_shape = padded.shape
-        offsets = self._offsets()
-        out = self._window(padded, *offsets[0]).copy()
-        # Offset index of each window's first maximum (row-major), for the backward pass.
-        index_type = np.uint8 if len(offsets) < 256 else np.int32
-        winner = np.zeros(out.shape, dtype=index_type)
-        for k, (i, j) in enumerate(offsets[1:], start=1):
-            window = self._window(padded, i, j)
-            better = window > out
-            # winner = k where better (arithmetic: much faster than np.where / copyto(where=)).
-            winner *= ~better
-            winner += better.view(np.uint8).astype(index_type, copy=False) * index_type(k)
-            np.maximum(out, window, out=out)
-        self._winner = winner
+        row_max, self._width_winner = _max_with_first_winner(self._width_views(padded))
+        out, self._height_winner = _max_with_first_winner(self._height_views(row_max))
         return out
 
     def backward(self, dy, need_input_grad=True):
         if not need_input_grad:
             return None
+        n, height_pad, width_pad, channels = self._padded_shape
+        d_row_max = np.zeros((n, height_pad, self._out_hw[1], channels), dtype=dy.dtype)
+        _route_to_winner(dy, self._height_winner, self._height_views(d_row_max))
         d_padded = np.zeros(self._padded_shape, dtype=dy.dtype)
-        for k, (i, j) in enumerate(self._offsets()):
-            window = self._window(d_padded, i, j)
-            window += dy * (self._winner == k)
+        _route_to_winner(d_row_max, self._width_winner, self._width_views(d_padded))
+        if not any(self._pads):
+            return d_padded
         top, _, left, _ = self._pads
         height, width = self.input_shape[:2]
         return d_padded[:, top : top + height, left : left + width, :]

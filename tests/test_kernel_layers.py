@@ -75,6 +75,55 @@ def test_maxpool_hand_computed():
     np.testing.assert_array_equal(dx, [[0, 1, 0], [0, 0, 6], [0, 3, 0]])
 
 
+def _direct_maxpool(x, dy, pool, strides, padding):
+    """Max pooling and its gradient by loops over windows; the gradient of each window goes
+    to its first maximum in row-major order (padding never wins)."""
+    n, height, width, channels = x.shape
+    (oh, top, _), (ow, left, _) = (padding_1d(height, pool[0], strides[0], padding),
+                                   padding_1d(width, pool[1], strides[1], padding))
+    out, dx = np.zeros((n, oh, ow, channels)), np.zeros_like(x)
+    for b in range(n):
+        for c in range(channels):
+            for r in range(oh):
+                for q in range(ow):
+                    best = None
+                    for i in range(pool[0]):
+                        for j in range(pool[1]):
+                            row, col = r * strides[0] + i - top, q * strides[1] + j - left
+                            inside = 0 <= row < height and 0 <= col < width
+                            if inside and (best is None or x[b, row, col, c] > x[best]):
+                                best = (b, row, col, c)
+                    out[b, r, q, c] = x[best]
+                    dx[best] += dy[b, r, q, c]
+    return out, dx
+
+
+@pytest.mark.parametrize(
+    "pool, strides, padding",
+    [
+        ((2, 2), (1, 1), "valid"),  # the MNIST CNN's pooling
+        ((2, 2), (2, 2), "valid"),
+        ((3, 2), (2, 1), "valid"),
+        ((3, 3), (1, 1), "valid"),
+        ((2, 2), (2, 2), "same"),
+        ((3, 3), (2, 2), "same"),
+        ((2, 3), (1, 2), "same"),
+        ((1, 1), (1, 1), "valid"),
+        ((2, 1), (3, 1), "valid"),  # stride larger than the window: rows no window reads
+    ],
+)
+def test_maxpool_matches_direct_loops_with_ties(pool, strides, padding):
+    rng = np.random.default_rng(4)
+    # Small integers (and ReLU-like zeros): many ties, which must go to the first maximum.
+    x = np.maximum(rng.integers(-3, 4, size=(2, 7, 8, 3)), 0).astype(np.float64)
+    layer = dk.MaxPool2D(pool, strides, padding)
+    shape = layer.build(x.shape[1:], np.dtype(np.float64), rng)
+    dy = rng.normal(size=(2,) + shape)
+    out, dx = _direct_maxpool(x, dy, pool, strides, padding)
+    np.testing.assert_array_equal(layer.forward(x), out)
+    np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-15, atol=0)
+
+
 def test_keras_weight_layout_of_both_models():
     mlp = dk.tf_privacy_mlp()
     assert [w.shape for w in mlp.get_weights()] == [(2, 16), (16,), (16, 8), (8,), (8, 1), (1,)]
