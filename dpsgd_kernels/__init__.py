@@ -20,6 +20,7 @@ from dpsgd_kernels.activations import ACTIVATIONS
 from dpsgd_kernels.architectures import mnist_cnn, tf_privacy_mlp
 from dpsgd_kernels.dp_step import (
     DPGradient,
+    auto_chunk_size,
     batch_gradient,
     clip_factors,
     dp_gradient,
@@ -70,6 +71,7 @@ __all__ = [
     "ShuffledBatchSampler",
     "SparseCategoricalCrossentropy",
     "accuracy",
+    "auto_chunk_size",
     "batch_gradient",
     "clip_factors",
     "dp_gradient",

@@ -220,3 +220,64 @@ def test_bad_input_errors_name_the_argument():
             call()
         with pytest.raises(ValueError, match=r"gradients\[0\] is not finite"):
             dk.batch_gradient(model, x, y, "mse")
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("num_microbatches", [None, 4, 2])
+def test_chunked_steps_equal_one_pass_and_the_naive_loop(dtype, rtol, num_microbatches):
+    """Chunks of whole microbatches add up to the one-pass step (book-keeping clipped sums
+    from materialised conv gradients and Dense ghost norms alike), float32 and float64."""
+    rng = np.random.default_rng(8)
+    model = dk.mnist_cnn(input_shape=(16, 16, 1), dtype=dtype, rng=2)
+    x = rng.random(size=(8, 16, 16, 1)) * 3
+    y = rng.integers(0, 10, 8)
+    loss = dk.SparseCategoricalCrossentropy(from_logits=True)
+    reference = dk.microbatch_gradient_norms(model, x, y, loss, num_microbatches, chunk_size=None)
+    clip = float(np.mean(reference))  # some microbatches are clipped, some not
+    kwargs = dict(l2_norm_clip=clip, noise_multiplier=0.7, num_microbatches=num_microbatches)
+    whole = dk.dp_gradient(model, x, y, loss, rng=np.random.default_rng(3), chunk_size=None,
+                           **kwargs)
+    naive = dk.naive_dp_gradient(model, x, y, loss, rng=np.random.default_rng(3), **kwargs)
+    assert whole.norms.min() < clip < whole.norms.max()
+    for chunk_size in (1, 3, 5, "auto"):  # 3 and 5 with pairs or quads: rounded down
+        part = dk.dp_gradient(model, x, y, loss, rng=np.random.default_rng(3),
+                              chunk_size=chunk_size, **kwargs)
+        assert part.loss == pytest.approx(whole.loss, rel=rtol)
+        np.testing.assert_allclose(part.norms, whole.norms, rtol=rtol)
+        for a, b, c in zip(part.gradients, whole.gradients, naive.gradients, strict=True):
+            assert a.dtype == np.dtype(dtype)
+            scale = rtol * np.abs(b).max()  # float32 sums cancel: absolute error at b's scale
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=scale)
+            np.testing.assert_allclose(a, c, rtol=rtol, atol=scale)
+        norms = dk.microbatch_gradient_norms(model, x, y, loss, num_microbatches,
+                                             chunk_size=chunk_size)
+        np.testing.assert_allclose(norms, whole.norms, rtol=rtol)
+        grads, value = dk.batch_gradient(model, x, y, loss, chunk_size=chunk_size)
+        plain, plain_value = dk.batch_gradient(model, x, y, loss, chunk_size=None)
+        assert value == pytest.approx(plain_value, rel=rtol)
+        for a, b in zip(grads, plain, strict=True):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+def test_auto_chunks_split_the_cnn_but_not_the_mlp():
+    assert 16 <= dk.auto_chunk_size(dk.mnist_cnn()) <= 128
+    assert dk.auto_chunk_size(dk.tf_privacy_mlp()) > 4096
+
+
+def test_chunk_errors_and_non_finite_microbatch_index():
+    model, x, y = _linear_model()
+    kwargs = dict(l2_norm_clip=1.0, noise_multiplier=1.0, rng=np.random.default_rng(0))
+    for bad in (0, -2, 1.5):
+        with pytest.raises((ValueError, TypeError), match="chunk_size"):
+            dk.dp_gradient(model, x, y, "mse", chunk_size=bad, **kwargs)
+    with pytest.raises(ValueError, match="chunk_size must be 'auto', None or an integer"):
+        dk.batch_gradient(model, x, y, "mse", chunk_size="big")
+    # A float32 gradient whose squared norm overflows in the third chunk of one: named by its
+    # index in the whole batch.
+    model32 = dk.Sequential([dk.Dense(1, use_bias=False)], input_shape=(2,), dtype="float32")
+    model32.set_weights([np.zeros((2, 1))])
+    x_big = np.array(x, dtype=np.float32)
+    x_big[2, 0] = 1e30
+    with np.errstate(over="ignore", invalid="ignore"):
+        with pytest.raises(ValueError, match=r"microbatch\(es\) \[2\] are not finite"):
+            dk.dp_gradient(model32, x_big, y, "mse", chunk_size=1, **kwargs)
