@@ -1,11 +1,17 @@
 # Two entry points that work on a fresh machine with only Python 3.11 and pip:
 #   make demo   - budget planner on the TF Privacy tutorial example
 #   make test   - the test suite
+#   make test-tensorflow - the TensorFlow adapter's tests in two venvs of their own:
+#       .venv-tf  (current TensorFlow + Keras 3, no tensorflow-privacy) and
+#       .venv-tfp (TF 2.15.1 + Keras 2 + tensorflow-privacy 0.9.0, requirements/tf-privacy-cpu.txt)
 PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+TF_VENV ?= .venv-tf
+TFP_VENV ?= .venv-tfp
+
+.PHONY: demo test test-tensorflow lint bench clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +35,21 @@ bench: $(VENV)/.installed-test
 	$(VPY) benchmarks/accounting_speed.py
 	$(VPY) benchmarks/kernel_speed.py
 
+$(TF_VENV)/.installed-tf: pyproject.toml
+	$(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install -q -e '.[tensorflow-cpu,test]' pandas
+	touch $@
+
+$(TFP_VENV)/.installed-tfp: pyproject.toml requirements/tf-privacy-cpu.txt
+	$(PYTHON) -m venv $(TFP_VENV)
+	$(TFP_VENV)/bin/python -m pip install -q -r requirements/tf-privacy-cpu.txt \
+		-e '.[tensorflow-cpu,test]'
+	$(TFP_VENV)/bin/python -m pip install -q --no-deps tensorflow-privacy==0.9.0
+	touch $@
+
+test-tensorflow: $(TF_VENV)/.installed-tf $(TFP_VENV)/.installed-tfp
+	$(TF_VENV)/bin/python -m pytest -q tests/test_tf_*.py
+	$(TFP_VENV)/bin/python -m pytest -q tests/test_tf_*.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TF_VENV) $(TFP_VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info

@@ -1,0 +1,111 @@
+"""``PrivateDataLoader``: Poisson-sampled batches from NumPy arrays or pandas objects.
+
+Every batch includes each example independently with probability ``q = batch_size / N`` (the
+sampling the RDP accountant assumes; batch sizes vary and may be zero). Needs neither TensorFlow
+nor pandas: pandas objects are read through their ``to_numpy()`` method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from dpsgd_kernels._validation import check_positive_int
+from dpsgd_kernels.sampling import PoissonSampler
+
+__all__ = ["PrivateDataLoader"]
+
+
+def _as_array(value, name: str) -> np.ndarray:
+    if hasattr(value, "to_numpy"):  # pandas DataFrame / Series (pandas is not imported here)
+        value = value.to_numpy()
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be an array, a pandas DataFrame or Series, got {value!r}")
+    array = np.asarray(value)
+    if array.ndim == 0:
+        raise ValueError(f"{name} must have a leading axis of examples, got a scalar")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+    return array
+
+
+class PrivateDataLoader:
+    """Poisson-sampled batches of ``(features, labels)``.
+
+    Parameters
+    ----------
+    feature_df : array_like or pandas.DataFrame
+        Features, one row per example (``N >= 1`` rows; images as ``(N, H, W, C)`` arrays).
+    label_df : array_like, pandas.Series or pandas.DataFrame
+        Labels, one per example.
+    batch_size : int
+        Expected batch size ``1 <= batch_size <= N``; the sample rate is ``q = batch_size / N``.
+    seed : int, optional
+        Seed of the sampling (``None``: fresh entropy).
+
+    Notes
+    -----
+    Iterating gives one epoch of ``ceil(N / batch_size)`` batches. ``fit`` draws exactly
+    ``ceil(epochs N / batch_size)`` batches over ``epochs`` epochs (TF Privacy's and
+    :func:`accounting.get_privacy_budget`'s step count) through :meth:`batches`.
+    """
+
+    def __init__(self, feature_df, label_df, batch_size: int, *, seed: int | None = None):
+        self.features = _as_array(feature_df, "feature_df")
+        self.labels = _as_array(label_df, "label_df")
+        if self.labels.ndim == 2 and self.labels.shape[1] == 1 and hasattr(label_df, "to_numpy"):
+            self.labels = self.labels[:, 0]  # a one-column DataFrame of labels
+        if self.features.shape[0] != self.labels.shape[0]:
+            raise ValueError(
+                f"label_df must hold one label per row of feature_df ({self.features.shape[0]}), "
+                f"got {self.labels.shape[0]}"
+            )
+        if self.features.dtype.kind != "f":
+            self.features = self.features.astype(np.float32)
+        sample_size = check_positive_int(self.features.shape[0], "feature_df rows")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        if self.batch_size > sample_size:
+            raise ValueError(f"batch_size must lie in [1, {sample_size}] (the number of examples), "
+                             f"got {batch_size}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def sample_size(self) -> int:
+        """Number of examples ``N``."""
+        return int(self.features.shape[0])
+
+    @property
+    def sample_rate(self) -> float:
+        """Poisson sampling rate ``q = batch_size / N``."""
+        return self.batch_size / self.sample_size
+
+    @property
+    def expected_batch_size(self) -> float:
+        """``q N`` (= ``batch_size``): what the privatized gradient sum is divided by."""
+        return self.sample_rate * self.sample_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """``ceil(N / batch_size)``."""
+        return math.ceil(self.sample_size / self.batch_size)
+
+    def batches(self, steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``steps`` Poisson-sampled batches ``(x, y)`` (each possibly empty)."""
+        steps = check_positive_int(steps, "steps", minimum=0)
+        sampler = PoissonSampler(self.sample_size, self.sample_rate, steps, self._rng)
+        for index in sampler:
+            yield self.features[index], self.labels[index]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.batches(self.steps_per_epoch)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def __repr__(self) -> str:
+        return (f"PrivateDataLoader(sample_size={self.sample_size}, batch_size={self.batch_size}, "
+                f"sample_rate={self.sample_rate:.6g})")

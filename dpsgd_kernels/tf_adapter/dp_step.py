@@ -1,0 +1,449 @@
+"""The DP-SGD step on TensorFlow: vectorized per-example gradients, clipping and noise.
+
+Semantics are TF Privacy's ``DPKerasSGDOptimizer`` (and :func:`dpsgd_kernels.dp_gradient`): the
+batch is split into ``num_microbatches`` consecutive microbatches (default: one per example), the
+gradient of every microbatch's mean loss is clipped to L2 norm ``C`` over all trainable variables
+jointly (``g * C / max(||g||, C)``), the clipped gradients are summed, ``N(0, (sigma C)^2)`` noise
+is added to every coordinate and the result is divided by the number of microbatches, or by the
+expected batch size ``q N`` in the Poisson variant.
+
+Two vectorized ways to get the per-microbatch gradients, neither looping over examples:
+
+``"vectorized_map"``
+    One ``tf.vectorized_map`` over the microbatches of a function running the forward pass and
+    ``GradientTape.gradient`` on one microbatch; TensorFlow's pfor turns it into batched kernels.
+    Works for any Keras model. (pfor has no batched rule for ``Conv2DBackpropFilter`` and falls
+    back to a ``tf.while_loop`` inside the graph for convolution kernels, which is slow.)
+``"layerwise"``
+    For models made of the supported layers (:data:`~dpsgd_kernels.tf_adapter.convert.
+    SUPPORTED_LAYERS`): one forward pass keeping every Dense/Conv2D layer's input rows
+    (``tf.image.extract_patches`` for a convolution) and one backward pass for the gradients
+    with respect to the pre-activations; every microbatch's kernel gradient is then one batched
+    ``einsum`` of the two, as in the NumPy kernel. Batched kernels only, about the cost of an
+    ordinary step.
+
+``method="auto"`` (default) takes ``"layerwise"`` when the model allows it. Everything runs in one
+``tf.function`` on :func:`~dpsgd_kernels.tf_adapter.device.default_device` (the GPU when there is
+one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dpsgd_kernels._validation import (
+    check_finite_positive,
+    check_nonnegative,
+    check_positive_int,
+)
+from dpsgd_kernels.tf_adapter._imports import require_tensorflow
+from dpsgd_kernels.tf_adapter.convert import numpy_layers
+from dpsgd_kernels.tf_adapter.device import default_device
+from dpsgd_kernels.tf_adapter.losses import is_sparse_loss, per_example_loss
+
+__all__ = ["METHODS", "TFDPGradient", "TFDPStep"]
+
+METHODS = ("auto", "layerwise", "vectorized_map")
+
+
+@dataclass(frozen=True)
+class TFDPGradient:
+    """Result of :meth:`TFDPStep.dp_gradient` (NumPy arrays).
+
+    Attributes
+    ----------
+    gradients : list of numpy.ndarray
+        Privatized gradient per trainable variable (Keras ``get_weights()`` order).
+    loss : float
+        Mean per-example loss (not privatized; ``nan`` for an empty batch).
+    norms : numpy.ndarray
+        Unclipped L2 norm of every microbatch gradient (not privatized).
+    outputs : numpy.ndarray
+        Model outputs for the batch (for monitoring metrics; not privatized).
+    denominator : float
+        What the noisy sum was divided by.
+    """
+
+    gradients: list[np.ndarray]
+    loss: float
+    norms: np.ndarray
+    outputs: np.ndarray
+    denominator: float
+
+
+def _check_keras_model(model):
+    if not hasattr(model, "trainable_variables") or not callable(model):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
+    if not model.trainable_variables:
+        raise ValueError("model must be built and have trainable variables")
+    return model
+
+
+class TFDPStep:
+    """DP-SGD gradients and updates for a Keras model (TF Privacy microbatch semantics).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A built Keras model (Keras 2 or 3); its trainable variables are what is privatized.
+    loss : str, keras.losses.Loss or callable
+        Any standard Keras loss (reduced per example internally).
+    l2_norm_clip : float
+        Clipping norm ``C > 0``.
+    noise_multiplier : float
+        ``sigma >= 0``; the noise standard deviation is ``sigma * C``.
+    num_microbatches : int, optional
+        Microbatches per batch; must divide every batch. Default: one per example.
+    seed : int, optional
+        Seed of the step's own noise generator (``tf.random.Generator``) for reproducible noise.
+    device : str, optional
+        TensorFlow device; default :func:`~dpsgd_kernels.tf_adapter.device.default_device`.
+    method : {"auto", "layerwise", "vectorized_map"}
+        How per-microbatch gradients are computed (see the module docstring).
+    """
+
+    def __init__(self, model, loss, l2_norm_clip: float, noise_multiplier: float, *,
+                 num_microbatches: int | None = None, seed: int | None = None,
+                 device: str | None = None, method: str = "auto"):
+        tf = require_tensorflow()
+        self._tf = tf
+        self.model = _check_keras_model(model)
+        self.loss = loss
+        self._loss_fn = per_example_loss(loss)
+        self._sparse = is_sparse_loss(loss)
+        self.l2_norm_clip = check_finite_positive(l2_norm_clip, "l2_norm_clip")
+        self.noise_multiplier = check_nonnegative(noise_multiplier, "noise_multiplier")
+        self.num_microbatches = (
+            None if num_microbatches is None
+            else check_positive_int(num_microbatches, "num_microbatches")
+        )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+        self.device = default_device() if device is None else device
+        self.method = self._choose_method(method)
+        self.variables = list(model.trainable_variables)
+        self.dtype = tf.as_dtype(self.variables[0].dtype)
+        with tf.device(self.device):
+            self._generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
+                               else tf.random.Generator.from_seed(seed))
+        self._gradient_fn = tf.function(self._privatize, reduce_retracing=True)
+        self._per_example_fn = tf.function(self._microbatch_gradients, reduce_retracing=True)
+        self._apply_optimizer = self._apply_fn = None
+
+    def _choose_method(self, method) -> str:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method == "vectorized_map":
+            return method
+        try:
+            numpy_layers(self.model)
+            supported = type(self.model).__name__ == "Sequential" and len(
+                self.model.trainable_variables) == len(self.model.get_weights())
+        except (ValueError, TypeError, AttributeError, KeyError):
+            supported = False
+        if method == "layerwise" and not supported:
+            raise ValueError("method='layerwise' needs a Sequential of the supported layers "
+                             "(Dense, Conv2D, MaxPooling2D, Flatten); use 'vectorized_map'")
+        return "layerwise" if supported else "vectorized_map"
+
+    # ----- graph code ------------------------------------------------------------------------
+
+    def _microbatch_gradients(self, x, y, group: int):
+        if self.method == "layerwise":
+            return self._layerwise_gradients(x, y, group)
+        return self._vectorized_gradients(x, y, group)
+
+    def _layerwise_pass(self, x, y, group: int):
+        """One forward and one backward pass keeping every linear layer's rows and deltas.
+
+        Returns ``(rows, deltas, layers, losses, outputs)``: per Dense/Conv2D layer its input rows
+        ``(n, T, K)`` (im2col patches for a convolution) and the gradient of the microbatch-mean
+        loss with respect to its pre-activation, ``(n, T, P)``.
+        """
+        tf = self._tf
+        n = tf.shape(x)[0]
+        rows, pre_activations, linear = [], [], []
+        with tf.GradientTape() as tape:
+            h = x
+            for layer in self.model.layers:
+                kind = type(layer).__name__
+                if kind == "InputLayer":
+                    continue
+                if kind not in ("Dense", "Conv2D"):
+                    h = layer(h)
+                    continue
+                kernel = tf.convert_to_tensor(layer.kernel)
+                if kind == "Dense":
+                    features = kernel.shape[0]
+                    a = tf.reshape(h, [n, -1, features])
+                    z = tf.reshape(tf.matmul(tf.reshape(a, [-1, features]), kernel),
+                                   tf.concat([tf.shape(h)[:-1], [kernel.shape[1]]], 0))
+                else:
+                    kh, kw = layer.kernel_size
+                    strides = [1, *layer.strides, 1]
+                    padding = layer.padding.upper()
+                    z = tf.nn.conv2d(h, kernel, strides=strides, padding=padding)
+                    with tape.stop_recording():
+                        patches = tf.image.extract_patches(h, sizes=[1, kh, kw, 1],
+                                                           strides=strides, rates=[1, 1, 1, 1],
+                                                           padding=padding)
+                    a = tf.reshape(patches, [n, -1, kh * kw * kernel.shape[2]])
+                if layer.use_bias:
+                    z = tf.nn.bias_add(z, tf.convert_to_tensor(layer.bias))
+                rows.append(a)
+                pre_activations.append(z)
+                linear.append(layer)
+                h = layer.activation(z)
+            outputs = h
+            losses = self._loss_fn(y, outputs)
+            total = tf.reduce_sum(losses) / tf.cast(group, losses.dtype)
+        deltas = tape.gradient(total, pre_activations)
+        deltas = [tf.reshape(d, [n, -1, layer.kernel.shape[-1]])
+                  for d, layer in zip(deltas, linear, strict=True)]
+        return rows, deltas, linear, losses, outputs
+
+    def _layerwise_gradients(self, x, y, group: int):
+        """Per-microbatch gradients, materialised: one batched ``einsum`` per kernel."""
+        tf = self._tf
+        rows, deltas, linear, losses, outputs = self._layerwise_pass(x, y, group)
+        m = tf.shape(x)[0] // group
+        grads = []
+        for a, delta, layer in zip(rows, deltas, linear, strict=True):
+            a = tf.reshape(a, [m, -1, a.shape[-1]])
+            delta = tf.reshape(delta, [m, -1, delta.shape[-1]])
+            kernel_grad = tf.einsum("mtk,mtp->mkp", a, delta)
+            grads.append(tf.reshape(kernel_grad, tf.concat([[m], layer.kernel.shape], 0)))
+            if layer.use_bias:
+                grads.append(tf.reduce_sum(delta, axis=1))
+        return grads, losses, outputs
+
+    def _layerwise_clipped_sum(self, x, y, group: int, clip):
+        """``(clipped sums, losses, norms, outputs)`` without keeping per-example gradients.
+
+        Norms: a layer with one row per microbatch uses ``||a||^2 ||d||^2`` ("ghost norm");
+        others reduce the batched ``einsum``. Sums: ``rows^T (c * deltas)``, one matrix product
+        per kernel over all rows of the batch.
+        """
+        tf = self._tf
+        rows, deltas, linear, losses, outputs = self._layerwise_pass(x, y, group)
+        n = tf.shape(x)[0]
+        m = n // group
+        sq_norms = []
+        for a, delta, layer in zip(rows, deltas, linear, strict=True):
+            single_row = group == 1 and a.shape[1] == 1
+            if single_row:
+                sq_a = tf.reduce_sum(tf.square(a[:, 0, :]), axis=1)
+                sq_d = tf.reduce_sum(tf.square(delta[:, 0, :]), axis=1)
+                sq_norms.append(sq_d * (sq_a + 1.0) if layer.use_bias else sq_d * sq_a)
+                continue
+            a_m = tf.reshape(a, [m, -1, a.shape[-1]])
+            d_m = tf.reshape(delta, [m, -1, delta.shape[-1]])
+            kernel_grad = tf.einsum("mtk,mtp->mkp", a_m, d_m)
+            sq_norms.append(tf.reduce_sum(tf.square(kernel_grad), axis=[1, 2]))
+            if layer.use_bias:
+                sq_norms.append(tf.reduce_sum(tf.square(tf.reduce_sum(d_m, axis=1)), axis=1))
+        norms = tf.sqrt(tf.add_n(sq_norms))
+        factors = clip / tf.maximum(norms, clip)
+        per_example = tf.repeat(factors, group) if group > 1 else factors
+        sums = []
+        for a, delta, layer in zip(rows, deltas, linear, strict=True):
+            weighted = delta * per_example[:, None, None]
+            flat_a = tf.reshape(a, [-1, a.shape[-1]])
+            flat_d = tf.reshape(weighted, [-1, weighted.shape[-1]])
+            sums.append(tf.reshape(tf.matmul(flat_a, flat_d, transpose_a=True), layer.kernel.shape))
+            if layer.use_bias:
+                sums.append(tf.reduce_sum(flat_d, axis=0))
+        return sums, losses, norms, outputs
+
+    def _vectorized_gradients(self, x, y, group: int):
+        """``(grads per microbatch [(m, *shape)], per-example losses (n,), outputs (n, ...))``."""
+        tf = self._tf
+        n = tf.shape(x)[0]
+        m = n // group
+        xs = tf.reshape(x, tf.concat([[m, group], tf.shape(x)[1:]], 0))
+        ys = tf.reshape(y, tf.concat([[m, group], tf.shape(y)[1:]], 0))
+
+        def one_microbatch(args):
+            xb, yb = args
+            with tf.GradientTape() as tape:
+                outputs = self.model(xb, training=True)
+                losses = self._loss_fn(yb, outputs)
+                mean = tf.reduce_mean(losses)
+            grads = tape.gradient(mean, self.variables,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return grads, losses, outputs
+
+        grads, losses, outputs = tf.vectorized_map(one_microbatch, (xs, ys))
+        losses = tf.reshape(losses, [-1])
+        outputs = tf.reshape(outputs, tf.concat([[n], tf.shape(outputs)[2:]], 0))
+        return grads, losses, outputs
+
+    def _privatize(self, x, y, group: int, denominator, noise=None):
+        tf = self._tf
+        clip = tf.constant(self.l2_norm_clip, self.dtype)
+        if self.method == "layerwise":
+            sums, losses, norms, outputs = self._layerwise_clipped_sum(x, y, group, clip)
+        else:
+            grads, losses, outputs = self._vectorized_gradients(x, y, group)
+            m = tf.shape(grads[0])[0]
+            norms = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.reshape(g, [m, -1])), axis=1)
+                                      for g in grads]))
+            factors = clip / tf.maximum(norms, clip)
+            sums = [tf.tensordot(factors, g, axes=1) for g in grads]
+        stddev = tf.constant(self.noise_multiplier * self.l2_norm_clip, self.dtype)
+        result = []
+        for index, (total, var) in enumerate(zip(sums, self.variables, strict=True)):
+            if noise is not None:
+                total = total + stddev * tf.cast(noise[index], self.dtype)
+            elif self.noise_multiplier:
+                total = total + stddev * self._generator.normal(tf.shape(var), dtype=self.dtype)
+            result.append(total / tf.cast(denominator, self.dtype))
+        return result, tf.reduce_mean(losses), norms, outputs
+
+    def _noise_only(self, denominator, noise=None):
+        tf = self._tf
+        stddev = self.noise_multiplier * self.l2_norm_clip
+        result = []
+        for index, var in enumerate(self.variables):
+            if noise is not None:
+                draw = tf.cast(noise[index], self.dtype)
+            elif stddev:
+                draw = self._generator.normal(tf.shape(var), dtype=self.dtype)
+            else:
+                draw = tf.zeros(tf.shape(var), self.dtype)
+            result.append(tf.constant(stddev, self.dtype) * draw / tf.cast(denominator, self.dtype))
+        return result
+
+    # ----- Python-side helpers ---------------------------------------------------------------
+
+    def _inputs(self, x, y):
+        tf = self._tf
+        x_array = np.asarray(x, dtype=self.dtype.name)
+        if x_array.ndim == 0:
+            raise ValueError("x must be an array with a leading batch axis")
+        y_array = np.asarray(y)
+        if y_array.ndim == 0 or y_array.shape[0] != x_array.shape[0]:
+            raise ValueError(
+                f"y must hold one target per example of x ({x_array.shape[0]}), "
+                f"got shape {y_array.shape}"
+            )
+        if not self._sparse:
+            return tf.convert_to_tensor(x_array), tf.convert_to_tensor(y_array, self.dtype)
+        if y_array.dtype.kind == "f" and not np.all(y_array == np.round(y_array)):
+            raise ValueError("y must hold integer class labels for a sparse loss")
+        return tf.convert_to_tensor(x_array), tf.convert_to_tensor(y_array.astype(np.int64))
+
+    def _split(self, batch: int, expected_batch_size) -> tuple[int, float]:
+        """``(examples per microbatch, denominator)`` after validating the split."""
+        if expected_batch_size is not None:
+            expected = check_finite_positive(expected_batch_size, "expected_batch_size")
+            if self.num_microbatches is not None:
+                raise ValueError(
+                    "num_microbatches must be None with expected_batch_size (the Poisson variant "
+                    "clips every example separately)"
+                )
+            return 1, expected
+        if batch == 0:
+            raise ValueError("x must hold at least one example (empty batches need the Poisson "
+                             "variant, expected_batch_size)")
+        if self.num_microbatches is None:
+            return 1, float(batch)
+        if batch % self.num_microbatches:
+            raise ValueError(
+                f"num_microbatches must divide the batch size {batch}, got {self.num_microbatches}"
+            )
+        return batch // self.num_microbatches, float(self.num_microbatches)
+
+    def _noise_tensors(self, noise):
+        if noise is None:
+            return None
+        noise = list(noise)
+        shapes = [tuple(v.shape) for v in self.variables]
+        if len(noise) != len(shapes) or any(
+            np.shape(n) != s for n, s in zip(noise, shapes, strict=True)
+        ):
+            raise ValueError(
+                f"noise must be one standard-normal array per variable, shapes {shapes}"
+            )
+        return [self._tf.convert_to_tensor(np.asarray(n), dtype=self.dtype) for n in noise]
+
+    # ----- public API ------------------------------------------------------------------------
+
+    def per_example_gradients(self, x, y) -> list[np.ndarray]:
+        """Gradient of every microbatch's mean loss (every example's by default).
+
+        Returns one array ``(num_microbatches, *variable.shape)`` per trainable variable.
+        """
+        x, y = self._inputs(x, y)
+        group, _ = self._split(int(x.shape[0]), None)
+        with self._tf.device(self.device):
+            grads, _, _ = self._per_example_fn(x, y, group)
+        return [g.numpy() for g in grads]
+
+    def _run(self, x, y, expected_batch_size, noise):
+        tf = self._tf
+        x, y = self._inputs(x, y)
+        batch = int(x.shape[0])
+        group, denominator = self._split(batch, expected_batch_size)
+        noise = self._noise_tensors(noise)
+        denominator_t = tf.constant(denominator, tf.float64)
+        with tf.device(self.device):
+            if batch == 0:
+                grads = self._noise_only(denominator_t, noise)
+                empty = np.zeros((0,) + tuple(self.model.output_shape[1:]), self.dtype.name)
+                return grads, tf.constant(np.nan), tf.zeros([0], self.dtype), empty, denominator
+            grads, loss, norms, outputs = self._gradient_fn(x, y, group, denominator_t, noise)
+        return grads, loss, norms, outputs, denominator
+
+    def dp_gradient(self, x, y, *, expected_batch_size: float | None = None,
+                    noise: Sequence[np.ndarray] | None = None) -> TFDPGradient:
+        """The privatized gradient of one batch (the model is not changed).
+
+        Parameters
+        ----------
+        x, y : array_like
+            The batch and its targets.
+        expected_batch_size : float, optional
+            Poisson variant: divide by ``q N`` instead of the number of microbatches (the batch
+            may then be empty).
+        noise : sequence of array_like, optional
+            Standard-normal draws to use instead of the step's generator, one per variable (they
+            are multiplied by ``sigma C``); lets a test inject the NumPy kernel's noise.
+        """
+        grads, loss, norms, outputs, denominator = self._run(x, y, expected_batch_size, noise)
+        return TFDPGradient([np.asarray(g) for g in grads], float(loss), np.asarray(norms),
+                            np.asarray(outputs), denominator)
+
+    def apply(self, optimizer, x, y, *, expected_batch_size: float | None = None,
+              noise: Sequence[np.ndarray] | None = None):
+        """One DP-SGD update: privatized gradient, then ``optimizer.apply_gradients``.
+
+        Returns ``(loss, outputs)`` as tensors (mean loss and the model outputs, not privatized).
+        """
+        tf = self._tf
+        if self._apply_optimizer is not optimizer:
+            already = getattr(optimizer, "built", False) or getattr(optimizer, "_built", False)
+            if not already and callable(getattr(optimizer, "build", None)):
+                optimizer.build(self.variables)  # create slots outside the tf.function
+
+            def step(x, y, group, denominator, noise=None):
+                grads, loss, _, outputs = self._privatize(x, y, group, denominator, noise)
+                optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+                return loss, outputs
+
+            self._apply_optimizer = optimizer
+            self._apply_fn = tf.function(step, reduce_retracing=True)
+        x, y = self._inputs(x, y)
+        batch = int(x.shape[0])
+        group, denominator = self._split(batch, expected_batch_size)
+        noise = self._noise_tensors(noise)
+        denominator_t = tf.constant(denominator, tf.float64)
+        with tf.device(self.device):
+            if batch == 0:
+                grads = self._noise_only(denominator_t, noise)
+                optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+                return tf.constant(np.nan), None
+            return self._apply_fn(x, y, group, denominator_t, noise)

@@ -1,0 +1,235 @@
+"""``PrivateKerasModel``: train a Keras model with DP-SGD and report the epsilon spent.
+
+The API of hosted DP-SGD notebooks::
+
+    model = PrivateKerasModel(keras_model, l2_norm_clip=1.0, noise_multiplier=1.1)
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(x=PrivateDataLoader(features, labels, batch_size=256), epochs=3,
+                        target_delta=1e-5)
+    history.history["epsilon"][-1], model.predict(features)
+
+Every step Poisson-samples a batch (:class:`~dpsgd_kernels.tf_adapter.data.PrivateDataLoader`),
+clips every example's gradient, adds noise and divides by the expected batch size
+(:class:`~dpsgd_kernels.tf_adapter.dp_step.TFDPStep`), applies the Keras optimizer, and composes
+the step in an :class:`accounting.RdpAccountant`. After ``epochs`` epochs in total the epsilon
+reported equals :func:`accounting.get_privacy_budget` for the same run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import accounting
+from dpsgd_kernels._validation import check_finite_positive, check_positive_int
+from dpsgd_kernels.tf_adapter._imports import require_tensorflow
+from dpsgd_kernels.tf_adapter.data import PrivateDataLoader
+from dpsgd_kernels.tf_adapter.dp_step import TFDPStep
+from dpsgd_kernels.tf_adapter.losses import loss_name
+
+__all__ = ["PrivateHistory", "PrivateKerasModel"]
+
+
+@dataclass
+class PrivateHistory:
+    """What ``fit`` did, Keras-style: ``history["loss"]``, ``history["epsilon"]``, metrics.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        One value per epoch: mean training loss (not privatized), every compiled metric on the
+        training batches (not privatized), and ``epsilon`` spent so far at ``target_delta``.
+    epoch : list of int
+        Epoch numbers (0-based, continuing across ``fit`` calls).
+    steps : int
+        DP-SGD steps taken by this ``fit`` call.
+    """
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epoch: list[int] = field(default_factory=list)
+    steps: int = 0
+
+
+def _metric_objects(metrics, loss):
+    keras = require_tensorflow().keras
+    objects = []
+    for metric in metrics or []:
+        if metric in ("accuracy", "acc"):
+            name = loss_name(loss)
+            if "binary" in name:
+                objects.append(keras.metrics.BinaryAccuracy(name="accuracy"))
+            elif "sparse" in name:
+                objects.append(keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+            else:
+                objects.append(keras.metrics.CategoricalAccuracy(name="accuracy"))
+        elif isinstance(metric, str):
+            resolved = keras.metrics.get(metric)
+            if not isinstance(resolved, keras.metrics.Metric):
+                resolved = keras.metrics.MeanMetricWrapper(resolved, name=metric)
+            objects.append(resolved)
+        elif isinstance(metric, keras.metrics.Metric):
+            objects.append(metric)
+        else:
+            raise TypeError(f"metrics must hold metric names or keras.metrics.Metric objects, "
+                            f"got {metric!r}")
+    return objects
+
+
+class PrivateKerasModel:
+    """A Keras model trained with DP-SGD (per-example clipping, Gaussian noise, Poisson batches).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A built Keras model (Keras 2 or 3), trained in place.
+    l2_norm_clip : float
+        Clipping norm ``C > 0`` of every example's gradient.
+    noise_multiplier : float
+        ``sigma > 0``; noise standard deviation ``sigma C``.
+    seed : int, optional
+        Seed of the noise generator (``None``: fresh entropy).
+    device : str, optional
+        TensorFlow device (default: the GPU if TensorFlow finds one, else the CPU).
+    method : {"auto", "layerwise", "vectorized_map"}
+        Per-example gradient computation, see :class:`~dpsgd_kernels.tf_adapter.dp_step.TFDPStep`.
+    """
+
+    def __init__(self, model, l2_norm_clip: float, noise_multiplier: float, *,
+                 seed: int | None = None, device: str | None = None, method: str = "auto"):
+        require_tensorflow()
+        self.model = model
+        self.l2_norm_clip = check_finite_positive(l2_norm_clip, "l2_norm_clip")
+        self.noise_multiplier = check_finite_positive(noise_multiplier, "noise_multiplier")
+        self._seed, self._device, self._method = seed, device, method
+        self.accountant = accounting.RdpAccountant()
+        self.optimizer = self.loss = self._step = None
+        self.metrics: list = []
+        self._metric_specs: list = []
+        self._epochs_done = 0.0
+        self._epoch_index = 0
+        self._sample_size: int | None = None
+        self._batch_size: int | None = None
+
+    def compile(self, optimizer="sgd", loss=None, metrics=None) -> None:
+        """Set the optimizer (any Keras optimizer or its name), the loss and the metrics.
+
+        ``loss`` is any standard Keras loss (name, ``keras.losses.Loss`` or function); it is
+        evaluated per example. ``metrics`` are names (``"accuracy"`` picks binary, sparse or
+        categorical accuracy from the loss) or ``keras.metrics.Metric`` objects.
+        """
+        if loss is None:
+            raise ValueError("loss must be given (a Keras loss name, Loss object or function)")
+        keras = require_tensorflow().keras
+        self.optimizer = keras.optimizers.get(optimizer)
+        self.loss = loss
+        self._step = TFDPStep(self.model, loss, self.l2_norm_clip, self.noise_multiplier,
+                              seed=self._seed, device=self._device, method=self._method)
+        self.metrics = _metric_objects(metrics, loss)
+        self._metric_specs = list(metrics or [])
+
+    def _check_compiled(self) -> TFDPStep:
+        if self._step is None:
+            raise RuntimeError("call compile(optimizer, loss, metrics) before fit")
+        return self._step
+
+    def epsilon(self, target_delta: float) -> float:
+        """Epsilon spent so far at ``target_delta`` (0 before any step)."""
+        if self.accountant.steps == 0:
+            accounting.get_privacy_budget(1, 1, 0, 1.0, target_delta)  # validates the delta
+            return 0.0
+        return self.accountant.get_epsilon(target_delta)
+
+    def fit(self, x=None, y=None, *, epochs: int = 1, target_delta: float = 1e-5,
+            batch_size: int | None = None, verbose: int = 1) -> PrivateHistory:
+        """Train privately for ``epochs`` epochs; report loss, metrics and epsilon per epoch.
+
+        Parameters
+        ----------
+        x : PrivateDataLoader or array_like
+            The loader, or features (then ``y`` and ``batch_size`` are required and a loader is
+            made of them).
+        epochs : int
+            Epochs ``>= 1``. Over all ``fit`` calls, epoch ``e`` ends after ``ceil(e N / B)``
+            steps in total, so the epsilon reported equals
+            ``get_privacy_budget(N, B, e, noise_multiplier, target_delta)``.
+        target_delta : float
+            Delta in ``(0, 1)`` at which epsilon is reported.
+        verbose : int
+            1 prints one line per epoch, 0 is silent.
+        """
+        step = self._check_compiled()
+        if not isinstance(x, PrivateDataLoader):
+            if y is None or batch_size is None:
+                raise TypeError("x must be a PrivateDataLoader, or features with y and batch_size")
+            x = PrivateDataLoader(x, y, batch_size)
+        elif y is not None:
+            raise TypeError("y must be None when x is a PrivateDataLoader (it holds the labels)")
+        epochs = check_positive_int(epochs, "epochs")
+        self.epsilon(target_delta)  # validate before training
+        if self._sample_size not in (None, x.sample_size) or self._batch_size not in (
+                None, x.batch_size):
+            self._epochs_done = 0.0  # another data set: count its epochs afresh (RDP composes)
+        self._sample_size, self._batch_size = x.sample_size, x.batch_size
+        result = PrivateHistory()
+        for _ in range(epochs):
+            done = math.ceil(self._epochs_done * x.sample_size / x.batch_size)
+            target = math.ceil((self._epochs_done + 1) * x.sample_size / x.batch_size)
+            for metric in self.metrics:
+                metric.reset_state()
+            loss_sum, examples = 0.0, 0
+            for x_batch, y_batch in x.batches(target - done):
+                loss, outputs = step.apply(self.optimizer, x_batch, y_batch,
+                                           expected_batch_size=x.expected_batch_size)
+                self.accountant.compose(x.sample_rate, self.noise_multiplier)
+                result.steps += 1
+                if len(x_batch):
+                    loss_sum += float(loss) * len(x_batch)
+                    examples += len(x_batch)
+                    for metric in self.metrics:
+                        metric.update_state(y_batch, outputs)
+            self._epochs_done += 1
+            values = {"loss": loss_sum / examples if examples else math.nan}
+            values.update({m.name: float(m.result()) for m in self.metrics})
+            values["epsilon"] = self.epsilon(target_delta)
+            for key, value in values.items():
+                result.history.setdefault(key, []).append(value)
+            result.epoch.append(self._epoch_index)
+            self._epoch_index += 1
+            if verbose:
+                shown = " - ".join(f"{k}: {v:.4f}" for k, v in values.items())
+                print(f"Epoch {self._epoch_index} - {target - done} steps - {shown}")
+        return result
+
+    def predict(self, x, batch_size: int = 1024) -> np.ndarray:
+        """Model outputs for ``x`` (array or pandas object), in chunks of ``batch_size``."""
+        tf = require_tensorflow()
+        if hasattr(x, "to_numpy"):
+            x = x.to_numpy()
+        x = np.asarray(x, dtype=np.float32)
+        batch_size = check_positive_int(batch_size, "batch_size")
+        chunks = [np.asarray(self.model(tf.constant(x[i:i + batch_size]), training=False))
+                  for i in range(0, len(x), batch_size)]
+        if not chunks:
+            return np.zeros((0,) + tuple(self.model.output_shape[1:]), np.float32)
+        return np.concatenate(chunks)
+
+    def evaluate(self, x, y, batch_size: int = 1024) -> dict[str, float]:
+        """Mean loss and metrics on ``(x, y)`` (not privatized: for held-out data)."""
+        tf = require_tensorflow()
+        self._check_compiled()
+        outputs = self.predict(x, batch_size)
+        y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+        losses = self._step._loss_fn(tf.constant(y), tf.constant(outputs))
+        result = {"loss": float(tf.reduce_mean(losses))}
+        specs = [m if isinstance(m, str) else type(m).from_config(m.get_config())
+                 for m in self._metric_specs]
+        for metric in _metric_objects(specs, self.loss):
+            metric.update_state(y, outputs)
+            result[metric.name] = float(metric.result())
+        return result
+
+    def __repr__(self) -> str:
+        return (f"PrivateKerasModel(l2_norm_clip={self.l2_norm_clip}, "
+                f"noise_multiplier={self.noise_multiplier}, steps={self.accountant.steps})")

@@ -1,0 +1,125 @@
+"""PrivateKerasModel: trains privately, reports the accountant's epsilon, predicts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import accounting
+import dpsgd_kernels as dk
+
+tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.tensorflow
+
+from dpsgd_kernels.tf_adapter import (  # noqa: E402
+    PrivateDataLoader,
+    PrivateKerasModel,
+    get_privacy_budget,
+    to_keras_model,
+)
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    y = (x[:, 0] - x[:, 1] > 0).astype(np.float32)
+    return x, y
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_trains_and_reports_the_accountants_epsilon(optimizer, capsys):
+    x, y = _data()
+    keras_model = to_keras_model(dk.tf_privacy_mlp(rng=1))
+    model = PrivateKerasModel(keras_model, l2_norm_clip=1.0, noise_multiplier=0.8, seed=0)
+    opt = tf.keras.optimizers.SGD(0.5) if optimizer == "sgd" else tf.keras.optimizers.Adam(0.02)
+    model.compile(optimizer=opt, loss="binary_crossentropy", metrics=["accuracy"])
+    loader = PrivateDataLoader(x, y, batch_size=32, seed=0)
+    history = model.fit(x=loader, epochs=2, target_delta=1e-5)
+    assert "Epoch 2" in capsys.readouterr().out
+    # ceil(2 * 300 / 32) = 19 steps over the two epochs (10 + 9).
+    assert history.steps == 19 == model.accountant.steps
+    for epochs in (1, 2):
+        expected = accounting.get_privacy_budget(300, 32, epochs, 0.8, 1e-5)
+        assert history.history["epsilon"][epochs - 1] == pytest.approx(expected, rel=1e-12)
+    more = model.fit(x=loader, epochs=3, target_delta=1e-5, verbose=0)
+    assert more.epoch == [2, 3, 4]
+    assert more.history["epsilon"][-1] == pytest.approx(get_privacy_budget(300, 32, 5, 0.8, 1e-5),
+                                                        rel=1e-12)
+    assert model.epsilon(1e-5) == more.history["epsilon"][-1]
+    accuracy = float(np.mean((model.predict(x)[:, 0] > 0.5) == y))
+    assert accuracy > 0.8  # a linearly separable problem, learned despite the noise
+    assert more.history["accuracy"][-1] > 0.7
+    np.testing.assert_allclose(model.predict(x), keras_model(x).numpy(), rtol=1e-6)
+    evaluated = model.evaluate(x, y)
+    assert evaluated["accuracy"] == pytest.approx(accuracy)
+    assert evaluated["loss"] == pytest.approx(
+        float(tf.keras.losses.BinaryCrossentropy()(y[:, None], keras_model(x))), rel=1e-5)
+
+
+def test_fit_with_arrays_and_pandas():
+    pd = pytest.importorskip("pandas")
+    x, y = _data(100)
+    frame, labels = pd.DataFrame(x, columns=["a", "b"]), pd.Series(y)
+    model = PrivateKerasModel(to_keras_model(dk.tf_privacy_mlp(rng=2)), 1.0, 1.1, seed=1)
+    model.compile("sgd", tf.keras.losses.BinaryCrossentropy(), metrics=["accuracy"])
+    history = model.fit(frame, labels, batch_size=10, epochs=1, verbose=0)
+    assert history.steps == 10
+    assert history.history["epsilon"][0] == pytest.approx(
+        accounting.get_privacy_budget(100, 10, 1, 1.1, 1e-5), rel=1e-12)
+    assert model.predict(frame).shape == (100, 1)
+
+
+def test_one_private_step_is_the_poisson_dp_step():
+    """fit's update = SGD on (clipped sum + noise) / expected batch size (the kernel's)."""
+    x, y = _data(40)
+    reference = dk.tf_privacy_mlp(rng=3, dtype="float64")
+    keras_model = to_keras_model(dk.tf_privacy_mlp(rng=3))
+    model = PrivateKerasModel(keras_model, l2_norm_clip=0.5, noise_multiplier=1e-12, seed=0)
+    model.compile(tf.keras.optimizers.SGD(1.0), "binary_crossentropy")
+    loader = PrivateDataLoader(x, y, batch_size=40, seed=5)  # q = 1: every example, one step
+    model.fit(loader, epochs=1, verbose=0)
+    expected = dk.dp_gradient(reference, x, y, "binary_crossentropy", l2_norm_clip=0.5,
+                              noise_multiplier=0.0, rng=np.random.default_rng(0),
+                              expected_batch_size=40.0)
+    dk.SGD(1.0).apply(reference.params, expected.gradients)
+    for ours, theirs in zip(keras_model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_cnn_trains_on_a_gpu_or_cpu_device():
+    from dpsgd_kernels.tf_adapter import default_device
+
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 24)
+    model = PrivateKerasModel(to_keras_model(dk.mnist_cnn(rng=0)), 1.0, 1.1, seed=0)
+    model.compile("sgd", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    assert model._step.device == default_device()
+    history = model.fit(PrivateDataLoader(x, y, 8, seed=0), epochs=1, verbose=0)
+    assert history.steps == 3 and math.isfinite(history.history["loss"][0])
+
+
+def test_errors_name_the_argument():
+    keras_model = to_keras_model(dk.tf_privacy_mlp())
+    with pytest.raises(ValueError, match="l2_norm_clip must be a finite number > 0"):
+        PrivateKerasModel(keras_model, 0.0, 1.0)
+    with pytest.raises(ValueError, match="noise_multiplier must be a finite number > 0"):
+        PrivateKerasModel(keras_model, 1.0, 0.0)
+    model = PrivateKerasModel(keras_model, 1.0, 1.0)
+    x, y = _data(20)
+    with pytest.raises(RuntimeError, match="compile"):
+        model.fit(PrivateDataLoader(x, y, 5))
+    with pytest.raises(ValueError, match="loss must be given"):
+        model.compile("sgd")
+    model.compile("sgd", "binary_crossentropy")
+    with pytest.raises(TypeError, match="x must be a PrivateDataLoader"):
+        model.fit(x)
+    with pytest.raises(ValueError, match="epochs must be a whole number >= 1"):
+        model.fit(PrivateDataLoader(x, y, 5), epochs=0)
+    with pytest.raises(ValueError, match="target_delta"):
+        model.fit(PrivateDataLoader(x, y, 5), target_delta=2.0)
+    with pytest.raises(TypeError, match="metrics must hold"):
+        model.compile("sgd", "binary_crossentropy", metrics=[3])
