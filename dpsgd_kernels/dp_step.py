@@ -31,6 +31,7 @@ runs a third faster than in one pass). The noise is drawn once, after the last c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,11 +135,11 @@ def auto_chunk_size(model: Sequential) -> int:
     model = _check_model(model)
     floats = 0
     for layer in model.layers:
-        out = int(np.prod(layer.output_shape))
+        out = math.prod(layer.output_shape)
         if isinstance(layer, LinearLayer):
             floats += layer.rows_per_example * layer.in_features + 2 * out
         else:
-            floats += int(np.prod(layer.input_shape)) + out
+            floats += math.prod(layer.input_shape) + out
     return max(1, CHUNK_BYTES // (floats * model.dtype.itemsize))
 
 

@@ -22,7 +22,14 @@ import numpy as np
 from dpsgd_kernels import ghost_norm
 from dpsgd_kernels._validation import check_positive_int
 from dpsgd_kernels.activations import get_activation
-from dpsgd_kernels.im2col import extract_patches, pad_images, padding_1d, scatter_patches
+from dpsgd_kernels.im2col import (
+    depth_to_space,
+    extract_patches,
+    pad_images,
+    padding_1d,
+    scatter_patches,
+    space_to_depth,
+)
 
 __all__ = ["Conv2D", "Dense", "Flatten", "Layer", "LinearLayer", "MaxPool2D"]
 
@@ -108,7 +115,7 @@ class LinearLayer(Layer):
         return output_shape
 
     def _activate(self, rows: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
-        flat = rows.reshape(-1, self.in_features) @ self.kernel.reshape(self._flat_shape)
+        flat = rows.reshape(-1, self.in_features) @ self._row_kernel()
         if self.use_bias:
             flat += self.bias
         self._a = rows
@@ -119,6 +126,14 @@ class LinearLayer(Layer):
             self._z, self._y = z, self.activation.forward(z)
         return self._y
 
+    def _row_kernel(self) -> np.ndarray:
+        """The kernel as a ``(K, P)`` matrix in the rows' column order."""
+        return self.kernel.reshape(self._flat_shape)
+
+    def _kernel_from_rows(self, grads: np.ndarray) -> np.ndarray:
+        """Kernel gradients ``(..., K, P)`` in the rows' order to ``(..., *kernel.shape)``."""
+        return grads.reshape(grads.shape[:-2] + self.kernel.shape)
+
     def _delta_rows(self, dy: np.ndarray) -> np.ndarray:
         dz = self.activation.backward(self._z, self._y, dy)
         self._delta = dz.reshape(dz.shape[0], -1, self.out_features)
@@ -127,7 +142,7 @@ class LinearLayer(Layer):
     def _row_input_grad(self) -> np.ndarray:
         """``delta W^T`` as ``(n, T, K)``: the gradient with respect to the rows."""
         n, tokens, _ = self._delta.shape
-        flat = self._delta.reshape(n * tokens, -1) @ self.kernel.reshape(self._flat_shape).T
+        flat = self._delta.reshape(n * tokens, -1) @ self._row_kernel().T
         return flat.reshape(n, tokens, self.in_features)
 
     # Gradients from the cached rows and deltas (valid after forward + backward).
@@ -135,18 +150,27 @@ class LinearLayer(Layer):
     def group_gradients(self, group_size: int) -> list[np.ndarray]:
         """Gradient of every group's mean loss, each ``(n / group_size, *param.shape)``."""
         kernel = ghost_norm.group_kernel_gradients(self._a, self._delta, group_size)
-        grads = [kernel.reshape((kernel.shape[0],) + self.kernel.shape)]
+        grads = [self._kernel_from_rows(kernel)]
         if self.use_bias:
             grads.append(ghost_norm.group_bias_gradients(self._delta, group_size))
         return grads
 
     def group_flat_gradients(self, group_size: int) -> list[np.ndarray]:
-        """:meth:`group_gradients` with every group's gradient flattened: ``(groups, size)``."""
-        return [g.reshape(g.shape[0], -1) for g in self.group_gradients(group_size)]
+        """Every group's gradient flattened, ``(groups, size)`` per parameter; the kernel's
+        entries in the rows' order (:meth:`unflatten_gradients` restores the Keras layout)."""
+        kernel = ghost_norm.group_kernel_gradients(self._a, self._delta, group_size)
+        grads = [kernel.reshape(kernel.shape[0], -1)]
+        if self.use_bias:
+            grads.append(ghost_norm.group_bias_gradients(self._delta, group_size))
+        return grads
 
     def unflatten_gradients(self, flat: list[np.ndarray]) -> list[np.ndarray]:
-        """Parameter-shaped views of flat gradients in :meth:`group_flat_gradients`' layout."""
-        return [g.reshape(p.shape) for g, p in zip(flat, self.params, strict=True)]
+        """One flat gradient per parameter in :meth:`group_flat_gradients`' layout (e.g. a
+        weighted sum over groups) to the parameter's shape."""
+        grads = [self._kernel_from_rows(flat[0].reshape(self._flat_shape))]
+        if self.use_bias:
+            grads.append(flat[1])
+        return grads
 
     def prefers_ghost(self, group_size: int) -> bool:
         """Whether the ghost norm is cheaper than materialising for groups of this size."""
@@ -170,7 +194,7 @@ class LinearLayer(Layer):
     def weighted_gradients(self, weights) -> list[np.ndarray]:
         """``sum_i w_i g_i`` over examples; ``weights`` is a scalar or an ``(n,)`` array."""
         kernel = ghost_norm.weighted_kernel_gradient(self._a, self._delta, weights)
-        grads = [kernel.reshape(self.kernel.shape)]
+        grads = [self._kernel_from_rows(kernel)]
         if self.use_bias:
             grads.append(ghost_norm.weighted_bias_gradient(self._delta, weights))
         return grads
@@ -267,22 +291,56 @@ class Conv2D(LinearLayer):
         input_shape = tuple(input_shape)
         self._out_hw, self._pads = self._geometry(input_shape)
         kh, kw = self.kernel_size
+        sh, sw = self.strides
         channels = input_shape[2]
         shape = (kh, kw, channels, self.filters)
         self.kernel = _glorot_uniform(
             rng, shape, kh * kw * channels, kh * kw * self.filters, dtype
         )
         self.bias = np.zeros(self.filters, dtype=dtype)
+        # Strided with a kernel of whole strides: a stride-1 convolution over space-to-depth
+        # blocks (see dpsgd_kernels.im2col), whose patches are gathered in longer runs.
+        self._blocked = (sh, sw) != (1, 1) and kh % sh == 0 and kw % sw == 0
+        if self._blocked:
+            self._window = (kh // sh, kw // sw)
+            self._blocks_hw = (self._out_hw[0] + kh // sh - 1, self._out_hw[1] + kw // sw - 1)
+            self._window_strides = (1, 1)
+        else:
+            self._window, self._window_strides = self.kernel_size, self.strides
         return super().build(input_shape, dtype, rng)
 
     def _output_shape(self, input_shape):
         return self._out_hw + (self.filters,)
 
+    def _row_kernel(self):
+        if not self._blocked:
+            return super()._row_kernel()
+        # Rows hold (a, b, p, q, c) for kernel offset (a sh + p, b sw + q) and channel c.
+        (a, b), (sh, sw) = self._window, self.strides
+        blocked = self.kernel.reshape(a, sh, b, sw, -1, self.filters).transpose(0, 2, 1, 3, 4, 5)
+        return blocked.reshape(self._flat_shape)
+
+    def _kernel_from_rows(self, grads):
+        if not self._blocked:
+            return super()._kernel_from_rows(grads)
+        (a, b), (sh, sw) = self._window, self.strides
+        lead = grads.shape[:-2]
+        split = grads.reshape(lead + (a, b, sh, sw, -1, self.filters))
+        k = len(lead)
+        axes = tuple(range(k)) + (k, k + 2, k + 1, k + 3, k + 4, k + 5)
+        return split.transpose(axes).reshape(lead + self.kernel.shape)
+
+    def _image(self, x):
+        """What the windows slide over: the padded input, or its space-to-depth blocks."""
+        if self._blocked:
+            return space_to_depth(x, self._pads, self.strides, self._blocks_hw)
+        return pad_images(x, self._pads)
+
     def forward(self, x):
         n = x.shape[0]
-        padded = pad_images(x, self._pads)
-        self._padded_shape = padded.shape
-        patches = extract_patches(padded, self.kernel_size, self.strides, self._out_hw)
+        image = self._image(x)
+        self._image_shape = image.shape
+        patches = extract_patches(image, self._window, self._window_strides, self._out_hw)
         rows = patches.reshape(n, -1, self.in_features)
         return self._activate(rows, (n,) + self.output_shape)
 
@@ -291,16 +349,18 @@ class Conv2D(LinearLayer):
         if not need_input_grad:
             return None
         n = dy.shape[0]
-        kh, kw = self.kernel_size
-        channels = self.input_shape[2]
-        # Window gradients offset-major: (kh * kw, n * T, C) = delta @ W[i, j]^T for every offset.
-        per_offset = self.kernel.reshape(kh * kw, channels, self.filters).transpose(0, 2, 1)
+        wh, ww = self._window
+        depth = self._image_shape[3]
+        # Window gradients offset-major: (wh * ww, n * T, depth) = delta @ W[i, j]^T per offset.
+        per_offset = self._row_kernel().reshape(wh * ww, depth, self.filters).transpose(0, 2, 1)
         d_offsets = np.matmul(self._delta.reshape(1, -1, self.filters), per_offset)
-        d_offsets = d_offsets.reshape((kh, kw, n) + self._out_hw + (channels,))
-        d_padded = scatter_patches(d_offsets, self._padded_shape, self.strides)
+        d_offsets = d_offsets.reshape((wh, ww, n) + self._out_hw + (depth,))
+        d_image = scatter_patches(d_offsets, self._image_shape, self._window_strides)
+        if self._blocked:
+            return depth_to_space(d_image, self._pads, self.strides, self.input_shape[:2])
         top, _, left, _ = self._pads
         height, width = self.input_shape[:2]
-        return d_padded[:, top : top + height, left : left + width, :]
+        return d_image[:, top : top + height, left : left + width, :]
 
     def __repr__(self) -> str:
         return (

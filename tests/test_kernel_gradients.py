@@ -114,6 +114,8 @@ def test_dense_on_sequence_input_and_without_bias():
         (dict(kernel_size=(2, 3), strides=1, padding="valid"), dict(pool_size=2)),
         (dict(kernel_size=3, strides=(1, 2), padding="same"),
          dict(pool_size=(2, 3), strides=2, padding="same")),
+        # kernel of whole strides (space-to-depth path), odd 'same' padding
+        (dict(kernel_size=(4, 2), strides=2, padding="same"), dict(pool_size=2, strides=1)),
     ],
 )
 def test_conv_pool_per_example_gradients(conv, pool):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dpsgd_kernels as dk
-from dpsgd_kernels.im2col import padding_1d
+from dpsgd_kernels.im2col import depth_to_space, padding_1d, space_to_depth
 
 
 @pytest.mark.parametrize(
@@ -58,6 +58,60 @@ def test_conv_forward_matches_direct_loops(padding, strides):
     x = rng.normal(size=(2, 7, 9, 2))
     np.testing.assert_allclose(model.predict(x), _direct_conv(x, kernel, bias, strides, padding),
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize(
+    "kernel_size, strides, shape",
+    [
+        ((4, 4), (2, 2), (7, 9, 2)),  # whole strides: the space-to-depth path
+        ((4, 6), (2, 3), (7, 9, 2)),
+        ((2, 3), (2, 3), (8, 10, 3)),  # blocks of one window each
+        ((8, 8), (2, 2), (28, 28, 1)),  # the MNIST CNN's first layer
+        ((6, 2), (3, 1), (9, 5, 2)),  # stride 1 along the width: blocks one column wide
+    ],
+)
+def test_space_to_depth_convolutions_match_direct_loops(padding, kernel_size, strides, shape):
+    rng = np.random.default_rng(2)
+    conv = dk.Conv2D(3, kernel_size, strides=strides, padding=padding)
+    model = dk.Sequential([conv], input_shape=shape, dtype="float64", rng=1)
+    assert conv._blocked  # the im2col path is covered by test_conv_forward_matches_direct_loops
+    kernel, bias = model.get_weights()
+    bias = rng.normal(size=bias.shape)
+    model.set_weights([kernel, bias])
+    x = rng.normal(size=(2,) + shape)
+    np.testing.assert_allclose(model.predict(x), _direct_conv(x, kernel, bias, strides, padding),
+                               rtol=1e-12, atol=1e-12)
+    # Input gradient: the adjoint of the (linear) map x -> conv(x) - bias.
+    dy = rng.normal(size=(2,) + conv.output_shape)
+    dx = conv.backward(dy)
+    lhs = np.sum((_direct_conv(x, kernel, 0.0, strides, padding)) * dy)
+    np.testing.assert_allclose(np.sum(x * dx), lhs, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "shape, pads, block, blocks",
+    [
+        ((28, 28, 1), (3, 3, 3, 3), (2, 2), (17, 17)),  # MNIST CNN first layer
+        ((13, 13, 16), (0, 0, 0, 0), (2, 2), (6, 6)),  # second layer: last row/column unread
+        ((12, 12, 3), (0, 0, 0, 0), (2, 2), (6, 6)),  # exactly covered
+        ((7, 9, 2), (1, 2, 0, 1), (2, 3), (5, 4)),
+        ((7, 9, 2), (0, 1, 2, 0), (3, 2), (3, 6)),
+    ],
+)
+def test_space_to_depth_and_its_adjoint(shape, pads, block, blocks):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2,) + shape)
+    got = space_to_depth(x, pads, block, blocks)
+    (sh, sw), (bh, bw), (top, _, left, _) = block, blocks, pads
+    padded = np.zeros((2, bh * sh + 9, bw * sw + 9, shape[2]))
+    padded[:, top : top + shape[0], left : left + shape[1]] = x
+    padded = padded[:, : bh * sh, : bw * sw]
+    expected = padded.reshape(2, bh, sh, bw, sw, shape[2]).transpose(0, 1, 3, 2, 4, 5)
+    np.testing.assert_array_equal(got, expected.reshape(got.shape))
+    d_blocks = rng.normal(size=got.shape)  # <s2d(x), d> = <x, d2s(d)>
+    back = depth_to_space(d_blocks, pads, block, shape[:2])
+    np.testing.assert_allclose(np.sum(x * back), np.sum(got * d_blocks), rtol=1e-12)
 
 
 def test_maxpool_hand_computed():
