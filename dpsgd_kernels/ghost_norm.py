@@ -65,9 +65,21 @@ def group_kernel_gradients(a: np.ndarray, delta: np.ndarray, group_size: int) ->
     return grads
 
 
+def _ones(count: int, dtype) -> np.ndarray:
+    return np.ones(count, dtype=dtype)
+
+
 def group_bias_gradients(delta: np.ndarray, group_size: int) -> np.ndarray:
-    """Bias gradient of every group's mean loss, shape ``(n / group_size, P)``."""
-    grads = _grouped(delta, group_size).sum(axis=1)
+    """Bias gradient of every group's mean loss, shape ``(n / group_size, P)``.
+
+    The sum over a group's rows is a product with a vector of ones: BLAS does it several times
+    faster than ``sum(axis=1)``, which reduces along a strided axis.
+    """
+    groups = _grouped(delta, group_size)
+    if groups.shape[1] == 1:
+        grads = groups[:, 0, :].copy()
+    else:
+        grads = np.matmul(_ones(groups.shape[1], delta.dtype), groups)
     if group_size != 1:
         grads /= group_size
     return grads
@@ -101,7 +113,11 @@ def weighted_kernel_gradient(a: np.ndarray, delta: np.ndarray, weights) -> np.nd
 
 def weighted_bias_gradient(delta: np.ndarray, weights) -> np.ndarray:
     """``sum_i w_i sum_t delta_{i, t}``; ``weights`` is a scalar or ``(n,)``."""
+    n, tokens, out_features = delta.shape
+    flat_d = delta.reshape(n * tokens, out_features)
     if np.ndim(weights) == 0:
-        return delta.sum(axis=(0, 1)) * weights
-    per_example = delta[:, 0, :] if delta.shape[1] == 1 else delta.sum(axis=1)
-    return np.asarray(weights, dtype=delta.dtype) @ per_example
+        return (_ones(n * tokens, delta.dtype) @ flat_d) * weights
+    per_row = np.asarray(weights, dtype=delta.dtype)
+    if tokens != 1:
+        per_row = np.repeat(per_row, tokens)
+    return per_row @ flat_d
