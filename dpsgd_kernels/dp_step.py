@@ -247,9 +247,14 @@ def clip_factors(norms: np.ndarray, l2_norm_clip: float) -> np.ndarray:
     return l2_norm_clip / np.maximum(norms, l2_norm_clip)
 
 
-def _norms_and_clipped_sum(model: Sequential, group_size: int, l2_norm_clip, ghost, first=0):
+def _norms_and_clipped_sum(
+    model: Sequential, group_size: int, l2_norm_clip, ghost, first=0, totals=None
+):
     """Microbatch norms from the cached rows/deltas, then the sum of the clipped gradients.
 
+    Returns ``(norms, totals)``: per linear layer, its clipped sums (added into ``totals`` when
+    given, for chunks after the first), flat in the rows' layout where the layer's gradients
+    were materialised (:func:`_finish_sums` maps them to parameter shapes once, at the end).
     ``first`` is the index of the chunk's first microbatch (for error messages only).
     """
     layers = model.linear_layers
@@ -274,15 +279,28 @@ def _norms_and_clipped_sum(model: Sequential, group_size: int, l2_norm_clip, gho
         )
     if l2_norm_clip is None:
         return norms, None
-    factors = clip_factors(norms, l2_norm_clip).astype(model.dtype)
+    factors = clip_factors(norms, l2_norm_clip).astype(model.dtype, copy=False)
     sums = []
     for layer, grads in zip(layers, plans, strict=True):
         if grads is None:
             weights = factors if group_size == 1 else np.repeat(factors / group_size, group_size)
-            sums.extend(layer.weighted_gradients(weights))
-        else:
-            sums.extend(layer.unflatten_gradients([factors @ grad for grad in grads]))
-    return norms, sums
+            sums.append(layer.weighted_gradients(weights))
+        else:  # the clipped sum of materialised gradients: one vector-matrix product each
+            sums.append([factors @ grad for grad in grads])
+    if totals is None:
+        return norms, sums
+    for total, part in zip(totals, sums, strict=True):
+        _accumulate(total, part)
+    return norms, totals
+
+
+def _finish_sums(model: Sequential, group_size: int, ghost, totals) -> list[np.ndarray]:
+    """The clipped sums of :func:`_norms_and_clipped_sum` in parameter order and shapes."""
+    sums = []
+    for layer, total in zip(model.linear_layers, totals, strict=True):
+        use_ghost = layer.prefers_ghost(group_size) if ghost == "auto" else bool(ghost)
+        sums.extend(total if use_ghost else layer.unflatten_gradients(total))
+    return sums
 
 
 def microbatch_gradient_norms(
@@ -423,15 +441,15 @@ def dp_gradient(
     else:
         count, group_size = _group_size(batch, num_microbatches)
         model, x, y, loss = _validated(model, x, y, loss)
-        sums, norms, losses = None, [], []
+        totals, norms, losses = None, [], []
         for part in _chunks(model, batch, group_size, chunk_size):
             losses.append(_run(model, x[part], y[part], loss))
-            chunk_norms, chunk_sums = _norms_and_clipped_sum(
-                model, group_size, l2_norm_clip, ghost, part.start // group_size
+            chunk_norms, totals = _norms_and_clipped_sum(
+                model, group_size, l2_norm_clip, ghost, part.start // group_size, totals
             )
             norms.append(chunk_norms)
-            sums = _accumulate(sums, chunk_sums)
-        norms = np.concatenate(norms)
+        sums = _finish_sums(model, group_size, ghost, totals)
+        norms = np.concatenate(norms) if len(norms) > 1 else norms[0]
         loss_value = float(np.mean(np.concatenate(losses)))
     denominator = float(count) if expected_batch_size is None else expected_batch_size
     gradients = noisy_average(sums, noise_multiplier * l2_norm_clip, denominator, rng)
