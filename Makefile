@@ -1,6 +1,9 @@
 # Two entry points that work on a fresh machine with only Python 3.11 and pip:
 #   make demo   - budget planner on the TF Privacy tutorial example
-#   make test   - the test suite
+#   make test   - the test suite (executes the notebooks too)
+#   make notebooks - execute notebooks/*.ipynb, figures to notebooks/figures/
+#   make bench  - benchmarks side by side with peer libraries (own venv .venv-bench),
+#                 writes benchmarks/results.md
 #   make test-tensorflow - the TensorFlow adapter's tests in two venvs of their own:
 #       .venv-tf  (current TensorFlow + Keras 3, no tensorflow-privacy) and
 #       .venv-tfp (TF 2.15.1 + Keras 2 + tensorflow-privacy 0.9.0, requirements/tf-privacy-cpu.txt)
@@ -10,8 +13,11 @@ VPY := $(VENV)/bin/python
 
 TF_VENV ?= .venv-tf
 TFP_VENV ?= .venv-tfp
+BENCH_VENV ?= .venv-bench
+# torch for Opacus: the CPU build only (a plain torch==2.13.0 from PyPI pulls CUDA wheels).
+TORCH_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test test-tensorflow lint bench clean
+.PHONY: demo test test-tensorflow lint bench notebooks clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +37,20 @@ test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check accounting dpsgd_kernels tests benchmarks
 	$(VPY) -m pytest -q
 
-bench: $(VENV)/.installed-test
-	$(VPY) benchmarks/accounting_speed.py
-	$(VPY) benchmarks/kernel_speed.py
+notebooks: $(VENV)/.installed-test
+	$(VPY) notebooks/execute.py
+
+# Peers go into a separate environment, never into the package's dependencies.
+$(BENCH_VENV)/.installed-bench: pyproject.toml benchmarks/requirements-peers.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --no-deps 'torch==2.13.0+cpu' $(TORCH_PIP_ARGS)
+	$(BENCH_VENV)/bin/python -m pip install -q -e . -r benchmarks/requirements-peers.txt
+	touch $@
+
+# One run: accounting_speed.py, kernel_speed.py, tf_step_speed.py (with $(TF_VENV) if present)
+# and peers.py; prints the side-by-side table and writes benchmarks/results.md.
+bench: $(BENCH_VENV)/.installed-bench
+	$(BENCH_VENV)/bin/python benchmarks/run_all.py --tf-python $(or $(TF_VENV),.venv-tf)/bin/python
 
 $(TF_VENV)/.installed-tf: pyproject.toml
 	$(PYTHON) -m venv $(TF_VENV)
@@ -52,4 +69,4 @@ test-tensorflow: $(TF_VENV)/.installed-tf $(TFP_VENV)/.installed-tfp
 	$(TFP_VENV)/bin/python -m pytest -q tests/test_tf_*.py
 
 clean:
-	rm -rf $(VENV) $(TF_VENV) $(TFP_VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TF_VENV) $(TFP_VENV) $(BENCH_VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info
