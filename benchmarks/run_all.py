@@ -67,6 +67,20 @@ def tensorflow_python(candidate: str | None) -> tuple[str | None, str]:
     return None, f"TensorFlow does not import (tried {candidate or '-'} and {sys.executable})"
 
 
+def code_version() -> str:
+    """The commit measured, and whether the measured packages differ from it."""
+    def git(*args):
+        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                check=False)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "not a git checkout"
+    changed = git("status", "--porcelain", "--", "accounting", "dpsgd_kernels", "benchmarks")
+    return f"commit {commit}" + (" with local changes" if changed else "")
+
+
 def machine() -> dict:
     """CPU, cores, load, OS and the versions that matter, for the results file."""
     import numpy
@@ -93,6 +107,7 @@ def machine() -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(), "numpy": numpy.__version__,
         "scipy": scipy.__version__,
+        "code": code_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -303,8 +318,9 @@ def write_results(path, info, peers, accounting_figures, kernel, tf_step, tf_not
     ratios: dict = {}
     lines = ["# Benchmarks side by side with peer libraries", "",
              f"Produced by `make bench` (`python benchmarks/run_all.py`) in {elapsed:.0f} s on "
-             f"{info['date']}. Ratios are ours / peer (time: below 1 means ours is faster); every "
-             "figure of a table comes from the same run on the same inputs.", "",
+             f"{info['date']}, code at {info['code']}. Ratios are ours / peer (time: below 1 "
+             "means ours is faster); every figure of a table comes from the same run on the same "
+             "inputs.", "",
              "## Machine", "",
              f"- CPU: {info['cpu']}, {info['cores']} cores available, shared with other work "
              f"(load average at start {info['load_average_at_start']}); timings drift by tens of "
