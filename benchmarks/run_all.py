@@ -78,7 +78,8 @@ def code_version() -> str:
     if not commit:
         return "not a git checkout"
     changed = git("status", "--porcelain", "--", "accounting", "dpsgd_kernels", "benchmarks")
-    return f"commit {commit}" + (" with local changes" if changed else "")
+    paths = [line[3:] for line in changed.splitlines()]
+    return f"commit {commit}" + (f" with local changes in {', '.join(paths)}" if paths else "")
 
 
 def machine() -> dict:
