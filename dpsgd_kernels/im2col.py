@@ -55,23 +55,40 @@ def padding_1d(size: int, kernel: int, stride: int, padding: str) -> tuple[int, 
     raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
 
 
-def pad_images(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
-    """Pad ``(n, H, W, C)`` by ``(top, bottom, left, right)`` with ``value``."""
+def pad_images(
+    x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0, buffer=None
+) -> np.ndarray:
+    """Pad ``(n, H, W, C)`` by ``(top, bottom, left, right)`` with ``value``.
+
+    ``buffer`` (optional): an array of the padded shape whose padding already holds ``value``
+    (one this function filled before, with the same geometry); only the inside is written.
+    """
     top, bottom, left, right = pads
     if not any(pads):
         return x
-    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+    if buffer is None:
+        return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+    buffer[:, top : top + x.shape[1], left : left + x.shape[2], :] = x
+    return buffer
 
 
 def extract_patches(
-    x_padded: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], out: tuple[int, int]
+    x_padded: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], out: tuple[int, int],
+    buffer=None,
 ) -> np.ndarray:
-    """Windows of a padded NHWC batch, shape ``(n, out_h, out_w, kh, kw, C)`` (a fresh array)."""
+    """Windows of a padded NHWC batch, shape ``(n, out_h, out_w, kh, kw, C)``.
+
+    A fresh array, or ``buffer`` (of that shape and the input's dtype) overwritten.
+    """
     (kh, kw), (sh, sw), (oh, ow) = kernel, strides, out
     # View (n, H', W', C, kh, kw) of every window, keep the strided ones, copy once.
     windows = sliding_window_view(x_padded, (kh, kw), axis=(1, 2))
     windows = windows[:, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw]
-    return np.ascontiguousarray(windows.transpose(0, 1, 2, 4, 5, 3))
+    windows = windows.transpose(0, 1, 2, 4, 5, 3)
+    if buffer is None:
+        return np.ascontiguousarray(windows)
+    np.copyto(buffer, windows)
+    return buffer
 
 
 def scatter_patches(
@@ -115,22 +132,30 @@ def _phase_slices(pad: int, size: int, block: int, blocks: int):
 
 def space_to_depth(
     x: np.ndarray, pads: tuple[int, int, int, int], block: tuple[int, int],
-    blocks: tuple[int, int],
+    blocks: tuple[int, int], buffer=None,
 ) -> np.ndarray:
     """Zero-pad ``(n, H, W, C)`` by ``pads`` and regroup it into ``(n, bh, bw, sh * sw * C)``.
 
     Block ``(u, v)`` holds padded pixels ``(sh u + p, sw v + q)`` for ``0 <= p < sh``,
     ``0 <= q < sw``, channel index ``(p, q, c)`` in C order; ``blocks = (bh, bw)`` blocks are
-    made (padding rows or columns past them are dropped; no window reads them).
+    made (padding rows or columns past them are dropped; no window reads them). ``buffer``
+    (optional): the result array of an earlier call with the same geometry (or zeros), whose
+    padding is still zero; only the inside is written.
     """
     n, height, width, channels = x.shape
     (sh, sw), (bh, bw) = block, blocks
     top, _, left, _ = pads
+    shape = (n, bh, bw, sh, sw, channels)
     if top == left == 0 and bh * sh <= height and bw * sw <= width:  # no padding read: 1 copy
         image = x[:, : bh * sh, : bw * sw].reshape(n, bh, sh, bw, sw, channels)
-        out = np.ascontiguousarray(image.transpose(0, 1, 3, 2, 4, 5))
+        image = image.transpose(0, 1, 3, 2, 4, 5)
+        if buffer is None:
+            out = np.ascontiguousarray(image)
+        else:
+            out = buffer.reshape(shape)
+            np.copyto(out, image)
         return out.reshape(n, bh, bw, sh * sw * channels)
-    out = np.zeros((n, bh, bw, sh, sw, channels), dtype=x.dtype)
+    out = np.zeros(shape, dtype=x.dtype) if buffer is None else buffer.reshape(shape)
     for p, rows, u, count_u in _phase_slices(top, height, sh, bh):
         for q, cols, v, count_v in _phase_slices(left, width, sw, bw):
             out[:, u : u + count_u, v : v + count_v, p, q, :] = x[:, rows, cols, :]

@@ -15,6 +15,7 @@ per-example or per-microbatch gradient is then a batched product of these two ar
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -32,6 +33,10 @@ from dpsgd_kernels.im2col import (
 )
 
 __all__ = ["Conv2D", "Dense", "Flatten", "Layer", "LinearLayer", "MaxPool2D"]
+
+REUSE_MAX_BYTES = 32 * 2**20
+"""Largest work array a layer keeps between forward passes (32 MiB): the MNIST CNN's chunks
+of 32 keep about 2.5 MB; one unchunked pass over a large batch keeps nothing."""
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -81,6 +86,24 @@ class Layer:
     def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Gradient with respect to the input, example by example (``None`` if not needed)."""
         raise NotImplementedError
+
+    def _reusable(self, key: str, shape: tuple[int, ...], dtype) -> np.ndarray | None:
+        """A work array kept between calls, zero-filled when first made; ``None`` above
+        ``REUSE_MAX_BYTES``.
+
+        Passes over chunks of the same size then allocate (and page-fault) nothing new for
+        it. Only for arrays that are private to the layer and dead (or rewritten) by the time
+        the same key is asked for again: never for returned arrays.
+        """
+        if math.prod(shape) * np.dtype(dtype).itemsize > REUSE_MAX_BYTES:
+            return None
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buffer = buffers.get(key)
+        if buffer is None or buffer.dtype != dtype or buffer.shape[1:] != shape[1:] or (
+            buffer.shape[0] < shape[0]
+        ):
+            buffer = buffers[key] = np.zeros(shape, dtype=dtype)
+        return buffer[: shape[0]]
 
 
 class LinearLayer(Layer):
@@ -332,15 +355,24 @@ class Conv2D(LinearLayer):
 
     def _image(self, x):
         """What the windows slide over: the padded input, or its space-to-depth blocks."""
+        n, (top, bottom, left, right) = x.shape[0], self._pads
         if self._blocked:
-            return space_to_depth(x, self._pads, self.strides, self._blocks_hw)
-        return pad_images(x, self._pads)
+            shape = (n,) + self._blocks_hw + (self.in_features // math.prod(self._window),)
+            buffer = self._reusable("image", shape, x.dtype)
+            return space_to_depth(x, self._pads, self.strides, self._blocks_hw, buffer)
+        if not any(self._pads):
+            return x
+        height, width, channels = self.input_shape
+        shape = (n, height + top + bottom, width + left + right, channels)
+        return pad_images(x, self._pads, buffer=self._reusable("image", shape, x.dtype))
 
     def forward(self, x):
         n = x.shape[0]
         image = self._image(x)
         self._image_shape = image.shape
-        patches = extract_patches(image, self._window, self._window_strides, self._out_hw)
+        shape = (n,) + self._out_hw + self._window + (image.shape[3],)
+        patches = extract_patches(image, self._window, self._window_strides, self._out_hw,
+                                  self._reusable("patches", shape, x.dtype))
         rows = patches.reshape(n, -1, self.in_features)
         return self._activate(rows, (n,) + self.output_shape)
 
@@ -382,17 +414,18 @@ def _strided_windows(array: np.ndarray, axis: int, size: int, stride: int, count
     return views
 
 
-def _max_with_first_winner(views: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _max_with_first_winner(views: list[np.ndarray], out=None, winner=None):
     """Element-wise maximum of equally shaped views and the index of its first occurrence.
 
     For two views the index is the boolean ``second > first`` (ties go to the first); for more,
-    an unsigned integer array.
+    an unsigned integer array. ``out`` and ``winner`` (optional, two views only): arrays to
+    write the maximum and the boolean index into.
     """
     if len(views) == 1:
         return views[0].copy(), np.zeros(views[0].shape, dtype=bool)
     if len(views) == 2:
         first, second = views
-        return np.maximum(first, second), second > first
+        return np.maximum(first, second, out=out), np.greater(second, first, out=winner)
     out = views[0].copy()
     index_type = np.uint8 if len(views) < 256 else np.int32
     winner = np.zeros(out.shape, dtype=index_type)
@@ -405,17 +438,19 @@ def _max_with_first_winner(views: list[np.ndarray]) -> tuple[np.ndarray, np.ndar
     return out, winner
 
 
-def _route_to_winner(dy: np.ndarray, winner: np.ndarray, views: list[np.ndarray]) -> None:
-    """Add ``dy`` into the view that won each maximum; the views are of a zeroed buffer.
+def _route_to_winner(dy: np.ndarray, winner: np.ndarray, views: list[np.ndarray], temp=None):
+    """Add ``dy`` into the view that won each maximum; the views are of a buffer that is zero
+    outside the first view.
 
-    The first view is written, not added to: views of one offset never overlap each other, so
-    the buffer is still zero there. Masks multiply (``np.where`` is several times slower here).
+    The first view is written, not added to: views of one offset never overlap each other.
+    Masks multiply (``np.where`` is several times slower here). ``temp`` (optional, two views
+    only): an array of ``dy``'s shape to hold the second view's share.
     """
     if len(views) == 1:
         views[0][...] = dy
         return
     if len(views) == 2:
-        second = dy * winner
+        second = np.multiply(dy, winner, out=temp)
         np.subtract(dy, second, out=views[0])  # exact: dy - dy = 0 where the second won
         views[1] += second
         return
@@ -469,21 +504,47 @@ class MaxPool2D(Layer):
     def _height_views(self, array):
         return _strided_windows(array, 1, self.pool_size[0], self.strides[0], self._out_hw[0])
 
+    def _row_max_shape(self):
+        n, height_pad, _, channels = self._padded_shape
+        return (n, height_pad, self._out_hw[1], channels)
+
     def forward(self, x):
         padded = pad_images(x, self._pads, value=-np.inf)
         self._padded_shape = padded.shape
-        row_max, self._width_winner = _max_with_first_winner(self._width_views(padded))
-        out, self._height_winner = _max_with_first_winner(self._height_views(row_max))
+        row_shape, out_shape = self._row_max_shape(), (x.shape[0],) + self.output_shape
+        # Private work arrays are reused between calls (see Layer._reusable); `out` is not.
+        row_max, self._width_winner = _max_with_first_winner(
+            self._width_views(padded), self._reusable("row_max", row_shape, x.dtype),
+            self._reusable("width_winner", row_shape, bool),
+        )
+        out, self._height_winner = _max_with_first_winner(
+            self._height_views(row_max), None, self._reusable("height_winner", out_shape, bool)
+        )
         return out
+
+    def _zeroed(self, key, shape, dtype, stride, axis):
+        """A reusable buffer, zero except possibly where the first window view will write."""
+        buffer = self._reusable(key, shape, dtype)
+        if buffer is None:
+            return np.zeros(shape, dtype=dtype)
+        if stride != 1:
+            buffer[...] = 0
+        else:  # the first view covers positions [0, out): zero the rest
+            index = [slice(None)] * 4
+            index[axis] = slice(self._out_hw[axis - 1], None)
+            buffer[tuple(index)] = 0
+        return buffer
 
     def backward(self, dy, need_input_grad=True):
         if not need_input_grad:
             return None
-        n, height_pad, width_pad, channels = self._padded_shape
-        d_row_max = np.zeros((n, height_pad, self._out_hw[1], channels), dtype=dy.dtype)
-        _route_to_winner(dy, self._height_winner, self._height_views(d_row_max))
-        d_padded = np.zeros(self._padded_shape, dtype=dy.dtype)
-        _route_to_winner(d_row_max, self._width_winner, self._width_views(d_padded))
+        sh, sw = self.strides
+        d_row_max = self._zeroed("d_row_max", self._row_max_shape(), dy.dtype, sh, 1)
+        temp = self._reusable("d_out", dy.shape, dy.dtype)
+        _route_to_winner(dy, self._height_winner, self._height_views(d_row_max), temp)
+        d_padded = np.zeros(self._padded_shape, dtype=dy.dtype)  # returned: a fresh array
+        temp = self._reusable("d_row_share", d_row_max.shape, dy.dtype)
+        _route_to_winner(d_row_max, self._width_winner, self._width_views(d_padded), temp)
         if not any(self._pads):
             return d_padded
         top, _, left, _ = self._pads
