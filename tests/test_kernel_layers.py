@@ -267,3 +267,26 @@ def test_loss_target_validation():
         dk.get_loss("hinge")
     with pytest.raises(TypeError, match="from_logits must be a bool"):
         dk.BinaryCrossentropy(from_logits="yes")
+
+
+def _pooled_cnn():
+    layers = [dk.Conv2D(4, 4, strides=2, padding="same", activation="relu"), dk.MaxPool2D(2, 1),
+              dk.Conv2D(3, 3, activation="relu"), dk.MaxPool2D(2, 2), dk.Flatten(), dk.Dense(2)]
+    return dk.Sequential(layers, input_shape=(12, 12, 2), dtype="float64", rng=1)
+
+
+def test_reused_work_arrays_do_not_leak_between_calls():
+    """Layers keep private work arrays between passes; results must not depend on earlier
+    calls (batch sizes up and down), and returned arrays must not change afterwards."""
+    rng = np.random.default_rng(7)
+    used = _pooled_cnn()
+    x_big, x_small = rng.normal(size=(5, 12, 12, 2)), rng.normal(size=(3, 12, 12, 2))
+    y_big, y_small = rng.normal(size=(5, 2)), rng.normal(size=(3, 2))
+    first = used.predict(x_big)
+    kept = first.copy()
+    for x, y in ((x_small, y_small), (x_big, y_big), (x_small, y_small)):
+        got = dk.per_example_gradients(used, x, y, "mse")
+        want = dk.per_example_gradients(_pooled_cnn(), x, y, "mse")
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(first, kept)
