@@ -259,17 +259,19 @@ def _norms_and_clipped_sum(
     """
     layers = model.linear_layers
     plans = []
-    sq_norms = 0.0
+    terms = []
     for layer in layers:
         use_ghost = layer.prefers_ghost(group_size) if ghost == "auto" else bool(ghost)
         if use_ghost:
-            sq_norms = sq_norms + layer.group_sq_norms_ghost(group_size)
+            terms.append(layer.group_sq_norms_ghost(group_size))
             plans.append(None)
         else:
             grads = layer.group_flat_gradients(group_size)
-            for grad in grads:
-                sq_norms = sq_norms + np.einsum("bi,bi->b", grad, grad)
+            terms.extend(np.einsum("bi,bi->b", grad, grad) for grad in grads)
             plans.append(grads)
+    sq_norms = terms[0]
+    for term in terms[1:]:
+        sq_norms += term  # terms are fresh arrays
     norms = np.sqrt(sq_norms)
     if not np.isfinite(norms).all():
         bad = first + np.flatnonzero(~np.isfinite(norms))
@@ -450,7 +452,7 @@ def dp_gradient(
             norms.append(chunk_norms)
         sums = _finish_sums(model, group_size, ghost, totals)
         norms = np.concatenate(norms) if len(norms) > 1 else norms[0]
-        loss_value = float(np.mean(np.concatenate(losses)))
+        loss_value = float(np.mean(np.concatenate(losses) if len(losses) > 1 else losses[0]))
     denominator = float(count) if expected_batch_size is None else expected_batch_size
     gradients = noisy_average(sums, noise_multiplier * l2_norm_clip, denominator, rng)
     return DPGradient(gradients, loss_value, norms, count, denominator)
