@@ -523,8 +523,9 @@ class MaxPool2D(Layer):
         return out
 
     def _zeroed(self, key, shape, dtype, stride, axis):
-        """A reusable buffer, zero except possibly where the first window view will write."""
-        buffer = self._reusable(key, shape, dtype)
+        """A buffer (reusable under ``key``, fresh if ``key`` is None) that is zero except
+        possibly where the first window view along ``axis`` will write."""
+        buffer = np.empty(shape, dtype=dtype) if key is None else self._reusable(key, shape, dtype)
         if buffer is None:
             return np.zeros(shape, dtype=dtype)
         if stride != 1:
@@ -542,7 +543,7 @@ class MaxPool2D(Layer):
         d_row_max = self._zeroed("d_row_max", self._row_max_shape(), dy.dtype, sh, 1)
         temp = self._reusable("d_out", dy.shape, dy.dtype)
         _route_to_winner(dy, self._height_winner, self._height_views(d_row_max), temp)
-        d_padded = np.zeros(self._padded_shape, dtype=dy.dtype)  # returned: a fresh array
+        d_padded = self._zeroed(None, self._padded_shape, dy.dtype, sw, 2)  # returned: fresh
         temp = self._reusable("d_row_share", d_row_max.shape, dy.dtype)
         _route_to_winner(d_row_max, self._width_winner, self._width_views(d_padded), temp)
         if not any(self._pads):
