@@ -216,6 +216,15 @@ class LinearLayer(Layer):
 
     def weighted_gradients(self, weights) -> list[np.ndarray]:
         """``sum_i w_i g_i`` over examples; ``weights`` is a scalar or an ``(n,)`` array."""
+        if self._delta.shape[1] == 1 and isinstance(weights, np.ndarray) and weights.ndim == 1:
+            # One row per example (Dense on flat input): a^T (w * d) and w d, no reshapes.
+            delta = self._delta[:, 0, :]
+            weights = weights.astype(delta.dtype, copy=False)
+            kernel = self._a[:, 0, :].T @ (delta * weights[:, None])
+            grads = [self._kernel_from_rows(kernel)]
+            if self.use_bias:
+                grads.append(weights @ delta)
+            return grads
         kernel = ghost_norm.weighted_kernel_gradient(self._a, self._delta, weights)
         grads = [self._kernel_from_rows(kernel)]
         if self.use_bias:
