@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from accounting._validation import check_delta, check_epsilon
-from accounting.accountants import CompositionRecord, _ComposingAccountant
+from accounting.accountants import CompositionRecord, RdpAccountant, _ComposingAccountant
 from accounting.pld_composition import ResidualLaw, compose_plds
 from accounting.privacy_loss import RELATIONS, dominated_pmf, dominating_pairs, dominating_pmf
 
@@ -85,11 +85,12 @@ class _Composition:
         uppers, lowers = [], []
         failures = _FAILURE_FRACTIONS * delta
         for upper, lower, residuals in self.directions:
-            spare = delta - upper.infinity_mass - upper.tail_above
+            spare = delta - upper.infinity_mass - upper.tail_above - upper.rounding
             uppers.append(upper.inverse_hockey_stick(spare) if spare > 0 else math.inf)
             etas = residuals.shift(failures)
             candidates = [
-                lower.inverse_hockey_stick(delta + lower.tail_below + failure) - eta
+                lower.inverse_hockey_stick(delta + lower.tail_below + lower.rounding + failure)
+                - eta
                 for failure, eta in zip(failures, etas, strict=True)
             ]
             lowers.append(max(candidates))
@@ -100,12 +101,13 @@ class _Composition:
         for upper, lower, residuals in self.directions:
             uppers.append(
                 upper.hockey_stick(epsilon) + upper.infinity_mass + upper.tail_above
+                + upper.rounding
             )
             reach = lower.hockey_stick(epsilon)
             failures = np.maximum(_FAILURE_FRACTIONS * max(reach, 1e-300), 1e-300)
             etas = residuals.shift(failures)
             candidates = [
-                lower.hockey_stick(epsilon + eta) - lower.tail_below - failure
+                lower.hockey_stick(epsilon + eta) - lower.tail_below - lower.rounding - failure
                 for failure, eta in zip(failures, etas, strict=True)
             ]
             lowers.append(max(candidates))
@@ -131,11 +133,12 @@ class PldAccountant(_ComposingAccountant):
 
     Notes
     -----
-    ``get_epsilon`` / ``get_delta`` return the certified upper bounds. Infinite values are
-    legitimate: ``epsilon = inf`` when ``delta`` is below the mass the bounds cannot resolve
-    (about ``1e-18``). The bounds cover the discretisation, the truncation of the per-step
-    losses and the FFT window; floating-point rounding of the FFT is not in them (it changes
-    ``delta`` by about ``1e-16`` times the number of steps, relative).
+    ``get_epsilon`` / ``get_delta`` return the certified upper bounds. The bounds cover the
+    discretisation, the truncation of the per-step losses, the FFT window and a worst-case
+    bound on the FFT's floating-point error (about ``1e-14`` times the number of steps, in
+    ``delta``; see :func:`accounting.pld_composition.compose_plds`). Where ``delta`` is below
+    that resolvable mass, the PLD upper bound is infinite and the RDP accountant's epsilon (also
+    certified) is reported instead for add/remove neighbours; for replace-one it stays ``inf``.
 
     Examples
     --------
@@ -192,6 +195,8 @@ class PldAccountant(_ComposingAccountant):
 
     def _composition(self, step: float) -> _Composition:
         if step not in self._compositions:
+            while len(self._compositions) >= 3:  # bound the memory held by finer grids
+                self._compositions.pop(next(iter(self._compositions)))
             self._compositions[step] = _Composition(self._pairs_and_counts(), step)
         return self._compositions[step]
 
@@ -212,7 +217,8 @@ class PldAccountant(_ComposingAccountant):
 
     def _refine(self, query):
         """Run ``query(composition) -> (lower, upper, width)`` on finer grids until the
-        width meets the tolerance; returns the last result and its spacing."""
+        width meets the tolerance (or stops shrinking); returns the narrowest result and its
+        spacing."""
         if self._value_discretization is not None:
             step = self._value_discretization
             return query(self._composition(step)), step
@@ -223,21 +229,23 @@ class PldAccountant(_ComposingAccountant):
                 break
             except ValueError:
                 step *= 4.0
-        result = None
+        best = None
         for _ in range(8):
             try:
                 result = query(self._composition(step))
             except ValueError:
-                if result is None:
+                if best is None:
                     raise
-                break  # grid too large: keep the previous (certified) answer
-            last_step = step
+                break  # grid too large: keep the best (certified) answer so far
             width = result[2]
-            if not width > self._tolerance:
-                return result, step
-            ratio = math.sqrt(self._tolerance / width) * 0.9 if math.isfinite(width) else 0.25
+            if best is not None and not width < 0.8 * best[0][2]:
+                break  # the width no longer shrinks with the grid: rounding or tails dominate
+            best = (result, step)
+            if not width > self._tolerance or not math.isfinite(width):
+                break
+            ratio = math.sqrt(self._tolerance / width) * 0.9
             step = step * min(max(ratio, 0.1), 0.7)
-        return result, last_step
+        return best
 
     # ----------------------------------------------------------------- queries
     def get_epsilon_bounds(self, delta: float) -> EpsilonBounds:
@@ -257,7 +265,7 @@ class PldAccountant(_ComposingAccountant):
             return lower, upper, upper - lower
 
         (lower, upper, _), step = self._refine(query)
-        return EpsilonBounds(lower, upper, step)
+        return EpsilonBounds(lower, min(upper, self._rdp_epsilon(delta)), step)
 
     def get_delta_bounds(self, epsilon: float) -> DeltaBounds:
         """Certified ``(lower, upper)`` bracket of delta at ``epsilon``.
@@ -277,7 +285,26 @@ class PldAccountant(_ComposingAccountant):
             return lower, upper, max(epsilon - epsilon_lower, 0.0)
 
         (lower, upper, _), step = self._refine(query)
-        return DeltaBounds(lower, upper, step)
+        return DeltaBounds(lower, min(upper, self._rdp_delta(epsilon)), step)
+
+    def _rdp_accountant(self) -> RdpAccountant:
+        """An RDP accountant over the same steps (add/remove only: RDP's relation here)."""
+        rdp = RdpAccountant()
+        for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
+            rdp.compose(sample_rate, noise_multiplier, count)
+        return rdp
+
+    def _rdp_epsilon(self, delta: float) -> float:
+        """RDP's epsilon, also a certified upper bound: it caps the PLD one where the PLD's
+        rounding allowance exceeds a very small delta."""
+        if self._neighboring != "add_remove":
+            return math.inf
+        return self._rdp_accountant().get_epsilon(delta)
+
+    def _rdp_delta(self, epsilon: float) -> float:
+        if self._neighboring != "add_remove":
+            return 1.0
+        return self._rdp_accountant().get_delta(epsilon)
 
     def get_epsilon(self, delta: float) -> float:
         """Certified upper bound on epsilon at ``delta`` (``inf`` if not resolvable)."""

@@ -67,6 +67,7 @@ from mpmath.calculus.quadrature import GaussLegendre, TanhSinh
 
 __all__ = [
     "DEFAULT_DIGITS",
+    "hockey_stick_delta",
     "log_a_binomial",
     "log_a_integral",
     "log_moment",
@@ -987,3 +988,81 @@ def _minimum_over_orders(rdp_values, orders, candidate) -> tuple[mpmath.mpf, obj
         if best is None or value < best[0]:
             best = (value, order)
     return best
+
+
+# ---------------------------------------------------------------------------------------------
+# Hockey-stick divergence of one step (privacy loss distributions)
+# ---------------------------------------------------------------------------------------------
+
+#: Components ``(weight factor of q, mean)`` of the pairs of :mod:`accounting.privacy_loss`,
+#: written here independently: ``P`` then ``Q`` for each direction.
+_PAIR_MEANS = {
+    "remove": (((0, 0), (1, 1)), ((0, 0),)),
+    "add": (((0, 0),), ((0, 0), (1, -1))),
+    "replace": (((0, 0), (1, 1)), ((0, 0), (1, -1))),
+}
+
+
+def _mixture_density(q, sigma, components, x):
+    """Density at ``x`` of ``sum w N(m, sigma^2)``; a component ``(0, m)`` has weight
+    ``1 - q`` when the mixture has two components and 1 alone, ``(1, m)`` has weight ``q``."""
+    total = mpmath.mpf(0)
+    for kind, mean in components:
+        weight = q if kind == 1 else (1 - q if len(components) == 2 else mpmath.mpf(1))
+        total += weight * mpmath.npdf(x, mean, sigma)
+    return total
+
+
+def hockey_stick_delta(q, sigma, epsilon, direction: str, digits: int = DEFAULT_DIGITS):
+    """``delta(eps) = int (p(x) - e^eps q(x))_+ dx`` of one Poisson-subsampled Gaussian step.
+
+    The pairs ``(P, Q)`` are those of :mod:`accounting.privacy_loss` (``"remove"``, ``"add"``,
+    ``"replace"``). The loss ``log p / q`` increases in ``x``, so the integrand is positive
+    exactly beyond the root ``x*`` of ``log p(x*) / q(x*) = eps``, found by bisection in
+    ``mpmath``; ``int_{x*}^inf (p - e^eps q)`` is then integrated with ``mpmath.quad`` on pieces
+    one ``sigma`` wide near ``x*`` (Balle and Wang 2018 give the same quantity in closed form
+    for ``q = 1``).
+    """
+    q = _check_q(q)
+    sigma = _check_sigma(sigma)
+    digits = _check_digits(digits)
+    if direction not in _PAIR_MEANS:
+        raise ValueError(f"direction must be one of {tuple(_PAIR_MEANS)}, got {direction!r}")
+    p_parts, q_parts = _PAIR_MEANS[direction]
+    with mpmath.workdps(digits + _GUARD_DIGITS):
+        eps = _to_mpf(epsilon, "epsilon")
+        factor = mpmath.exp(eps)
+
+        def loss(x):
+            return mpmath.log(_mixture_density(q, sigma, p_parts, x)) - mpmath.log(
+                _mixture_density(q, sigma, q_parts, x)
+            )
+
+        def integrand(x):
+            return _mixture_density(q, sigma, p_parts, x) - factor * _mixture_density(
+                q, sigma, q_parts, x
+            )
+
+        # the loss is bounded above (add) or below (remove) when q < 1
+        far = 60 * sigma + 2
+        if direction == "add" and q < 1 and eps >= -mpmath.log1p(-q):
+            return mpmath.mpf(0)
+        if direction == "remove" and q < 1 and eps <= mpmath.log1p(-q):
+            return 1 - factor
+        low, high = -far, far
+        while loss(low) > eps:
+            low *= 2
+        while loss(high) < eps:
+            high *= 2
+        for _ in range(4 * mpmath.mp.prec):
+            mid = (low + high) / 2
+            if loss(mid) > eps:
+                high = mid
+            else:
+                low = mid
+            if high - low < mpmath.mpf(2) ** (-mpmath.mp.prec + 8) * (1 + abs(mid)):
+                break
+        root = (low + high) / 2
+        points = [root + k * sigma for k in range(0, 41)] + [mpmath.inf]
+        value = mpmath.quad(integrand, points)
+    return +value
