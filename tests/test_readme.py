@@ -25,9 +25,25 @@ def test_library_example_runs_and_matches_its_comments():
     assert namespace["sigma"] == pytest.approx(1.0140214, rel=1e-6)
 
 
+def _block_containing(marker: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    (block,) = [block for block in blocks if marker in block]
+    return block
+
+
+def test_pld_example_brackets_the_quoted_figures():
+    import accounting
+
+    namespace: dict = {"accounting": accounting}
+    exec(compile(_block_containing("PldAccountant"), str(README), "exec"), namespace)  # noqa: S102
+    bounds = namespace["bounds"]
+    assert 0.8524 <= bounds.lower <= 0.8526 and 0.8530 <= bounds.upper <= 0.8532
+    small = accounting.PldAccountant().compose(4 / 100000, 1.2, 500000).get_epsilon_bounds(1e-5)
+    assert 0.0855 <= small.lower <= 0.0857 and 0.0862 <= small.upper <= 0.0864
+
+
 def test_kernel_example_trains_within_budget():
-    text = README.read_text(encoding="utf-8")
-    example = re.findall(r"```python\n(.*?)```", text, re.S)[1]
+    example = _block_containing("dpsgd_kernels")
     namespace: dict = {}
     exec(compile(example, str(README), "exec"), namespace)  # noqa: S102 - our own README
     reports, trainer = namespace["reports"], namespace["trainer"]
