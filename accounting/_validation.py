@@ -16,6 +16,7 @@ __all__ = [
     "check_epsilon",
     "check_noise_multiplier",
     "check_orders",
+    "check_positive",
     "check_positive_int",
     "check_sample_rate",
     "check_steps",
@@ -68,6 +69,14 @@ def check_epsilon(value, name: str = "epsilon") -> float:
     if not 0.0 <= epsilon < np.inf:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return epsilon
+
+
+def check_positive(value, name: str) -> float:
+    """Return ``value`` as float after checking ``0 < value < inf``."""
+    number = _scalar(value, name)
+    if not 0.0 < number < np.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
 
 
 def check_steps(value, name: str = "steps") -> int:

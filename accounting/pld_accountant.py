@@ -27,8 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from accounting._validation import check_delta, check_epsilon
-from accounting.accountants import CompositionRecord, RdpAccountant, _ComposingAccountant
+from accounting._validation import check_delta, check_epsilon, check_positive
+from accounting.accountants import RdpAccountant, _ComposingAccountant
 from accounting.pld_composition import ResidualLaw, compose_plds
 from accounting.privacy_loss import RELATIONS, dominated_pmf, dominating_pairs, dominating_pmf
 
@@ -156,9 +156,9 @@ class PldAccountant(_ComposingAccountant):
     ):
         super().__init__(np.zeros(0))
         if value_discretization is not None:
-            value_discretization = _check_positive(value_discretization, "value_discretization")
+            value_discretization = check_positive(value_discretization, "value_discretization")
         self._value_discretization = value_discretization
-        self._tolerance = _check_positive(tolerance, "tolerance")
+        self._tolerance = check_positive(tolerance, "tolerance")
         if neighboring not in RELATIONS:
             raise ValueError(f"neighboring must be one of {RELATIONS}, got {neighboring!r}")
         self._neighboring = neighboring
@@ -318,16 +318,3 @@ class PldAccountant(_ComposingAccountant):
         """Certified upper bound on delta at ``epsilon``."""
         return self.get_delta_bounds(epsilon).upper
 
-    @property
-    def history(self) -> list[CompositionRecord]:
-        """What was composed, in order; consecutive identical compositions are merged."""
-        return super().history
-
-
-def _check_positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (0.0 < value < math.inf):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value

@@ -46,23 +46,29 @@ def _log_mgf(pld: DiscretePld, lambdas: np.ndarray) -> np.ndarray:
     return log_weighted_sum_exp(lambdas, pld.losses[keep], pld.masses[keep])
 
 
-def _moments(pld: DiscretePld) -> tuple[float, float]:
-    """Mean and variance of the normalised finite part of a discretised loss."""
-    total = pld.masses.sum()
+def _weighted_moments(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Mean and variance of ``values`` under the normalised non-negative ``weights``."""
+    total = weights.sum()
     if total <= 0:
         return 0.0, 0.0
-    losses = pld.losses
-    mean = float(np.sum(pld.masses * losses) / total)
-    var = float(np.sum(pld.masses * (losses - mean) ** 2) / total)
+    mean = float(np.sum(weights * values) / total)
+    var = float(np.sum(weights * (values - mean) ** 2) / total)
     return mean, var
 
 
-def _window(groups, tail_budget: float) -> tuple[float, float]:
-    """Ends ``(low, high)`` of the total loss beyond which at most ``tail_budget`` mass lies."""
+def _moments(pld: DiscretePld) -> tuple[float, float]:
+    """Mean and variance of the normalised finite part of a discretised loss."""
+    return _weighted_moments(pld.losses, pld.masses)
+
+
+def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
+    """Ends ``(low, high)`` of the total loss beyond which at most ``tail_budget`` mass lies.
+
+    ``moments`` holds :func:`_moments` of each group's per-step law.
+    """
     step = groups[0][0].step
-    moments = [(_moments(pld), count) for pld, count in groups]
-    mean = sum(count * m for (m, _), count in moments)
-    var = sum(count * v for (_, v), count in moments)
+    mean = sum(count * m for (m, _), (_, count) in zip(moments, groups, strict=True))
+    var = sum(count * v for (_, v), (_, count) in zip(moments, groups, strict=True))
     std = max(np.sqrt(var), step)
     log_budget = np.log(tail_budget)
     centre = np.sqrt(-2.0 * log_budget) / std
@@ -141,7 +147,8 @@ def compose_plds(groups, tail_budget: float, clip_negative: bool) -> ComposedPld
         Set the FFT's round-off negatives to zero (for an upper bound: it only adds mass).
     """
     step = groups[0][0].step
-    low, high = _window(groups, tail_budget)
+    moments = [_moments(pld) for pld, _ in groups]
+    low, high = _window(groups, moments, tail_budget)
     first = int(np.floor(low / step)) - 1
     size = int(np.ceil(high / step)) + 2 - first
     if size > MAX_GRID_SIZE:
@@ -162,9 +169,7 @@ def compose_plds(groups, tail_budget: float, clip_negative: bool) -> ComposedPld
     levels = np.log2(size) + 2.0
     log_envelope = 0.0
     relative = 0.0
-    for pld, count in groups:
-        keep = pld.masses > 0
-        mean = np.sum(pld.masses * pld.losses) / max(pld.masses[keep].sum(), 1e-300)
+    for (pld, count), (mean, _) in zip(groups, moments, strict=True):
         shift = int(round(mean / step))
         total_shift += count * shift
         positions = np.mod(pld.indices - shift, size)
@@ -202,19 +207,15 @@ class ResidualLaw:
     """
 
     def __init__(self, groups):
-        mean = 0.0
         var = 0.0
         parts = []
         for pld, count in groups:
             keep = pld.masses > 0
             lowered = (pld.residuals - pld.residual_slack)[keep]
             weights = pld.masses[keep]
-            total = weights.sum()
-            if total <= 0:
+            if weights.sum() <= 0:
                 continue
-            m = float(np.sum(weights * lowered) / total)
-            mean += count * m
-            var += count * float(np.sum(weights * (lowered - m) ** 2) / total)
+            var += count * _weighted_moments(lowered, weights)[1]
             parts.append((lowered, weights, count))
         std = max(np.sqrt(var), 1e-300)
         # lam * std from 0.05 to 50 covers failures down to exp(-1250)
