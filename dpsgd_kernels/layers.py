@@ -87,9 +87,9 @@ class Layer:
         """Gradient with respect to the input, example by example (``None`` if not needed)."""
         raise NotImplementedError
 
-    def _reusable(self, key: str, shape: tuple[int, ...], dtype) -> np.ndarray | None:
-        """A work array kept between calls, zero-filled when first made; ``None`` above
-        ``REUSE_MAX_BYTES``.
+    def _reusable(self, key: str, shape: tuple[int, ...], dtype, fill=0) -> np.ndarray | None:
+        """A work array kept between calls, filled with ``fill`` when first made; ``None``
+        above ``REUSE_MAX_BYTES``.
 
         Passes over chunks of the same size then allocate (and page-fault) nothing new for
         it. Only for arrays that are private to the layer and dead (or rewritten) by the time
@@ -102,7 +102,7 @@ class Layer:
         if buffer is None or buffer.dtype != dtype or buffer.shape[1:] != shape[1:] or (
             buffer.shape[0] < shape[0]
         ):
-            buffer = buffers[key] = np.zeros(shape, dtype=dtype)
+            buffer = buffers[key] = np.full(shape, fill, dtype=dtype)
         return buffer[: shape[0]]
 
 
@@ -112,7 +112,14 @@ class LinearLayer(Layer):
     After ``build``: ``in_features`` (``K``, row length), ``out_features`` (``P``, units or
     filters) and ``rows_per_example`` (``T``: 1 for a flat Dense input, output positions for a
     convolution).
+
+    A layer that copies its rows anyway (Conv2D's im2col patches) may set ``_bias_in_rows``: its
+    rows then end in a column of ones and the bias is the last row of the ``(K + 1, P)`` row
+    kernel, so the forward product adds it (no separate pass) and every gradient product over
+    the rows gives the bias gradient as its last row (and ghost norms include it).
     """
+
+    _bias_in_rows = False
 
     def __init__(self, activation: str | None = None, use_bias: bool = True) -> None:
         super().__init__()
@@ -138,9 +145,12 @@ class LinearLayer(Layer):
         return output_shape
 
     def _activate(self, rows: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
-        flat = rows.reshape(-1, self.in_features) @ self._row_kernel()
-        if self.use_bias:
-            flat += self.bias
+        if self._bias_in_rows:
+            flat = rows.reshape(-1, self.in_features + 1) @ self._augmented_kernel()
+        else:
+            flat = rows.reshape(-1, self.in_features) @ self._row_kernel()
+            if self.use_bias:
+                flat += self.bias
         self._a = rows
         z = flat.reshape(out_shape)
         if self.activation.forward_in_place is not None:
@@ -153,9 +163,20 @@ class LinearLayer(Layer):
         """The kernel as a ``(K, P)`` matrix in the rows' column order."""
         return self.kernel.reshape(self._flat_shape)
 
+    def _augmented_kernel(self) -> np.ndarray:
+        """``[W; b]``, ``(K + 1, P)``: the row kernel with the bias as its last row."""
+        kernel = np.empty((self.in_features + 1, self.out_features), dtype=self.kernel.dtype)
+        kernel[:-1] = self._row_kernel()
+        kernel[-1] = self.bias
+        return kernel
+
     def _kernel_from_rows(self, grads: np.ndarray) -> np.ndarray:
         """Kernel gradients ``(..., K, P)`` in the rows' order to ``(..., *kernel.shape)``."""
         return grads.reshape(grads.shape[:-2] + self.kernel.shape)
+
+    def _params_from_rows(self, grads: np.ndarray) -> list[np.ndarray]:
+        """Gradients ``(..., K + 1, P)`` over rows ending in a one to ``[kernel, bias]``."""
+        return [self._kernel_from_rows(grads[..., :-1, :]), grads[..., -1, :]]
 
     def _delta_rows(self, dy: np.ndarray) -> np.ndarray:
         dz = self.activation.backward(self._z, self._y, dy)
@@ -173,6 +194,8 @@ class LinearLayer(Layer):
     def group_gradients(self, group_size: int) -> list[np.ndarray]:
         """Gradient of every group's mean loss, each ``(n / group_size, *param.shape)``."""
         kernel = ghost_norm.group_kernel_gradients(self._a, self._delta, group_size)
+        if self._bias_in_rows:
+            return self._params_from_rows(kernel)
         grads = [self._kernel_from_rows(kernel)]
         if self.use_bias:
             grads.append(ghost_norm.group_bias_gradients(self._delta, group_size))
@@ -180,16 +203,19 @@ class LinearLayer(Layer):
 
     def group_flat_gradients(self, group_size: int) -> list[np.ndarray]:
         """Every group's gradient flattened, ``(groups, size)`` per parameter; the kernel's
-        entries in the rows' order (:meth:`unflatten_gradients` restores the Keras layout)."""
+        entries in the rows' order (:meth:`unflatten_gradients` restores the Keras layout). With
+        the bias in the rows, one array holds kernel and bias."""
         kernel = ghost_norm.group_kernel_gradients(self._a, self._delta, group_size)
         grads = [kernel.reshape(kernel.shape[0], -1)]
-        if self.use_bias:
+        if self.use_bias and not self._bias_in_rows:
             grads.append(ghost_norm.group_bias_gradients(self._delta, group_size))
         return grads
 
     def unflatten_gradients(self, flat: list[np.ndarray]) -> list[np.ndarray]:
         """One flat gradient per parameter in :meth:`group_flat_gradients`' layout (e.g. a
         weighted sum over groups) to the parameter's shape."""
+        if self._bias_in_rows:
+            return self._params_from_rows(flat[0].reshape(self.in_features + 1, -1))
         grads = [self._kernel_from_rows(flat[0].reshape(self._flat_shape))]
         if self.use_bias:
             grads.append(flat[1])
@@ -206,10 +232,12 @@ class LinearLayer(Layer):
             # One row per group: ||a d^T||^2 + ||d||^2 = (||a||^2 + 1) ||d||^2.
             a, delta = self._a[:, 0, :], self._delta[:, 0, :]
             sq_delta = np.einsum("np,np->n", delta, delta)
-            sq_a = np.einsum("nk,nk->n", a, a)
-            return sq_delta * (sq_a + 1) if self.use_bias else sq_delta * sq_a
+            sq_a = np.einsum("nk,nk->n", a, a)  # with the bias in the rows, includes the one
+            if self.use_bias and not self._bias_in_rows:
+                sq_a += 1
+            return sq_delta * sq_a
         sq = ghost_norm.ghost_sq_norms(self._a, self._delta, group_size)
-        if self.use_bias:
+        if self.use_bias and not self._bias_in_rows:
             bias = ghost_norm.group_bias_gradients(self._delta, group_size)
             sq = sq + np.einsum("bp,bp->b", bias, bias)
         return sq
@@ -221,11 +249,15 @@ class LinearLayer(Layer):
             delta = self._delta[:, 0, :]
             weights = weights.astype(delta.dtype, copy=False)
             kernel = self._a[:, 0, :].T @ (delta * weights[:, None])
+            if self._bias_in_rows:
+                return self._params_from_rows(kernel)
             grads = [self._kernel_from_rows(kernel)]
             if self.use_bias:
                 grads.append(weights @ delta)
             return grads
         kernel = ghost_norm.weighted_kernel_gradient(self._a, self._delta, weights)
+        if self._bias_in_rows:
+            return self._params_from_rows(kernel)
         grads = [self._kernel_from_rows(kernel)]
         if self.use_bias:
             grads.append(ghost_norm.weighted_bias_gradient(self._delta, weights))
@@ -330,6 +362,7 @@ class Conv2D(LinearLayer):
             rng, shape, kh * kw * channels, kh * kw * self.filters, dtype
         )
         self.bias = np.zeros(self.filters, dtype=dtype)
+        self._bias_in_rows = self.use_bias  # the patches are a copy: a ones column is free
         # Strided with a kernel of whole strides: a stride-1 convolution over space-to-depth
         # blocks (see dpsgd_kernels.im2col), whose patches are gathered in longer runs.
         self._blocked = (sh, sw) != (1, 1) and kh % sh == 0 and kw % sw == 0
@@ -380,9 +413,14 @@ class Conv2D(LinearLayer):
         image = self._image(x)
         self._image_shape = image.shape
         shape = (n,) + self._out_hw + self._window + (image.shape[3],)
-        patches = extract_patches(image, self._window, self._window_strides, self._out_hw,
-                                  self._reusable("patches", shape, x.dtype))
-        rows = patches.reshape(n, -1, self.in_features)
+        # Rows (n, T, K [+ 1]); with the bias in the rows, the last column is ones, set once.
+        columns = self.in_features + self._bias_in_rows
+        row_shape = (n, self.rows_per_example, columns)
+        rows = self._reusable("rows", row_shape, x.dtype, fill=1)
+        if rows is None:
+            rows = np.ones(row_shape, dtype=x.dtype)
+        extract_patches(image, self._window, self._window_strides, self._out_hw,
+                        rows[:, :, : self.in_features].reshape(shape))
         return self._activate(rows, (n,) + self.output_shape)
 
     def backward(self, dy, need_input_grad=True):
