@@ -53,6 +53,16 @@ def _check_padding(padding) -> str:
     return padding
 
 
+def _read_extent(size: int, out: int, window: int, stride: int, pad_before: int) -> int:
+    """How many leading input rows (of ``size``) ``out`` windows read along one axis."""
+    return min(size, (out - 1) * stride + window - pad_before)
+
+
+def _smaller(used_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int]:
+    """The element-wise minimum of two ``(rows, columns)`` pairs."""
+    return (min(used_hw[0], out_hw[0]), min(used_hw[1], out_hw[1]))
+
+
 def _glorot_uniform(rng: np.random.Generator, shape, fan_in, fan_out, dtype) -> np.ndarray:
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
@@ -78,6 +88,18 @@ class Layer:
 
     def _output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape
+
+    def limit_output(self, used_hw: tuple[int, int] | None) -> tuple[int, int] | None:
+        """Compute only the leading ``used_hw`` (rows, columns) of every output image.
+
+        :class:`~dpsgd_kernels.model.Sequential` calls this once, last layer first, with the
+        part of the output the next layer reads (``None``: all of it); the return value is the
+        part of the input this layer then reads (``None``: all of it), which the previous
+        layer is asked to compute in turn. Afterwards :meth:`forward` takes and returns the
+        cropped images (``output_shape`` keeps the full Keras shape); nothing read downstream
+        changes. Layers that read all of their input (the default) return ``None``.
+        """
+        return None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Output for a batch ``x``; caches what :meth:`backward` needs."""
@@ -377,6 +399,17 @@ class Conv2D(LinearLayer):
     def _output_shape(self, input_shape):
         return self._out_hw + (self.filters,)
 
+    def limit_output(self, used_hw):
+        if used_hw is not None:
+            self._out_hw = _smaller(used_hw, self._out_hw)
+            self.rows_per_example = math.prod(self._out_hw)
+            if self._blocked:
+                (a, b), (oh, ow) = self._window, self._out_hw
+                self._blocks_hw = (oh + a - 1, ow + b - 1)
+        (kh, kw), (sh, sw), (top, _, left, _) = self.kernel_size, self.strides, self._pads
+        return (_read_extent(self.input_shape[0], self._out_hw[0], kh, sh, top),
+                _read_extent(self.input_shape[1], self._out_hw[1], kw, sw, left))
+
     def _row_kernel(self):
         if not self._blocked:
             return super()._row_kernel()
@@ -404,12 +437,13 @@ class Conv2D(LinearLayer):
             return space_to_depth(x, self._pads, self.strides, self._blocks_hw, buffer)
         if not any(self._pads):
             return x
-        height, width, channels = self.input_shape
+        _, height, width, channels = x.shape
         shape = (n, height + top + bottom, width + left + right, channels)
         return pad_images(x, self._pads, buffer=self._reusable("image", shape, x.dtype))
 
     def forward(self, x):
         n = x.shape[0]
+        self._in_hw = x.shape[1:3]
         image = self._image(x)
         self._image_shape = image.shape
         shape = (n,) + self._out_hw + self._window + (image.shape[3],)
@@ -421,7 +455,7 @@ class Conv2D(LinearLayer):
             rows = np.ones(row_shape, dtype=x.dtype)
         extract_patches(image, self._window, self._window_strides, self._out_hw,
                         rows[:, :, : self.in_features].reshape(shape))
-        return self._activate(rows, (n,) + self.output_shape)
+        return self._activate(rows, (n,) + self._out_hw + (self.filters,))
 
     def backward(self, dy, need_input_grad=True):
         self._delta_rows(dy)
@@ -436,9 +470,9 @@ class Conv2D(LinearLayer):
         d_offsets = d_offsets.reshape((wh, ww, n) + self._out_hw + (depth,))
         d_image = scatter_patches(d_offsets, self._image_shape, self._window_strides)
         if self._blocked:
-            return depth_to_space(d_image, self._pads, self.strides, self.input_shape[:2])
+            return depth_to_space(d_image, self._pads, self.strides, self._in_hw)
         top, _, left, _ = self._pads
-        height, width = self.input_shape[:2]
+        height, width = self._in_hw
         return d_image[:, top : top + height, left : left + width, :]
 
     def __repr__(self) -> str:
@@ -545,6 +579,13 @@ class MaxPool2D(Layer):
         self._out_hw, self._pads = (oh, ow), (top, bottom, left, right)
         return (oh, ow, input_shape[2])
 
+    def limit_output(self, used_hw):
+        if used_hw is not None:
+            self._out_hw = _smaller(used_hw, self._out_hw)
+        (ph, pw), (sh, sw), (top, _, left, _) = self.pool_size, self.strides, self._pads
+        return (_read_extent(self.input_shape[0], self._out_hw[0], ph, sh, top),
+                _read_extent(self.input_shape[1], self._out_hw[1], pw, sw, left))
+
     def _width_views(self, array):
         return _strided_windows(array, 2, self.pool_size[1], self.strides[1], self._out_hw[1])
 
@@ -556,9 +597,11 @@ class MaxPool2D(Layer):
         return (n, height_pad, self._out_hw[1], channels)
 
     def forward(self, x):
+        self._in_hw = x.shape[1:3]
         padded = pad_images(x, self._pads, value=-np.inf)
         self._padded_shape = padded.shape
-        row_shape, out_shape = self._row_max_shape(), (x.shape[0],) + self.output_shape
+        row_shape = self._row_max_shape()
+        out_shape = (x.shape[0],) + self._out_hw + (x.shape[3],)
         # Private work arrays are reused between calls (see Layer._reusable); `out` is not.
         row_max, self._width_winner = _max_with_first_winner(
             self._width_views(padded), self._reusable("row_max", row_shape, x.dtype),
@@ -596,7 +639,7 @@ class MaxPool2D(Layer):
         if not any(self._pads):
             return d_padded
         top, _, left, _ = self._pads
-        height, width = self.input_shape[:2]
+        height, width = self._in_hw
         return d_padded[:, top : top + height, left : left + width, :]
 
     def __repr__(self) -> str:

@@ -65,6 +65,11 @@ class Sequential:
             shape = layer.build(shape, self.dtype, generator)
         self.layers = layers
         self.output_shape = shape
+        # Layers compute only what the next one reads (e.g. a valid convolution whose windows
+        # miss the last row and column of its input): Layer.limit_output, last layer first.
+        used = None
+        for layer in reversed(layers):
+            used = layer.limit_output(used)
 
     @property
     def linear_layers(self) -> list[LinearLayer]:

@@ -290,3 +290,50 @@ def test_reused_work_arrays_do_not_leak_between_calls():
         for a, b in zip(got, want, strict=True):
             np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(first, kept)
+
+
+def _cropping_models():
+    return {
+        "mnist": lambda: dk.mnist_cnn(dtype="float64", rng=3).layers,
+        "gaps": lambda: [dk.Conv2D(3, 3, padding="same", activation="tanh"),
+                         dk.MaxPool2D(2, 3), dk.Conv2D(2, 2, strides=3, activation="relu"),
+                         dk.Flatten(), dk.Dense(2)],
+        "same": lambda: [dk.Conv2D(3, 2, activation="relu"),
+                         dk.Conv2D(2, 3, strides=2, padding="same"), dk.MaxPool2D(3, 2, "same"),
+                         dk.Conv2D(2, 2, strides=2), dk.Flatten(), dk.Dense(3)],
+    }
+
+
+@pytest.mark.parametrize("name", ["mnist", "gaps", "same"])
+def test_layers_compute_only_what_the_next_layer_reads(name):
+    """A Sequential's layers skip outputs nobody reads; outputs and gradients stay those of
+    the same layers computing everything (built outside a Sequential)."""
+    input_shape = {"mnist": (28, 28, 1), "gaps": (11, 11, 2), "same": (12, 13, 1)}[name]
+    model = dk.Sequential(_cropping_models()[name](), input_shape, dtype="float64", rng=1)
+    full, shape = _cropping_models()[name](), input_shape
+    for layer in full:
+        shape = layer.build(shape, np.dtype("float64"), np.random.default_rng(0))
+    for layer, twin in zip(full, model.layers, strict=True):
+        for param, value in zip(layer.params, twin.params, strict=True):
+            param[...] = value + 0.1 * (param.ndim == 1)  # nonzero biases
+        for param, value in zip(twin.params, layer.params, strict=True):
+            param[...] = value
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3,) + input_shape)
+    h = x
+    for layer in full:
+        h = layer.forward(h)
+    np.testing.assert_allclose(model.forward(x), h, rtol=1e-12, atol=1e-12)
+    dy = rng.normal(size=h.shape)
+    model.backward(dy)
+    for position in range(len(full) - 1, -1, -1):
+        dy = full[position].backward(dy)
+    linear = [layer for layer in full if isinstance(layer, dk.LinearLayer)]
+    for layer, twin in zip(linear, model.linear_layers, strict=True):
+        for grad, expected in zip(twin.group_gradients(1), layer.group_gradients(1),
+                                  strict=True):
+            np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-12)
+    if name == "mnist":  # the last row and column of conv1 and pool1 are never read
+        assert model.layers[0].rows_per_example == 13 * 13
+        assert model.layers[1].forward(np.zeros((1, 13, 13, 16))).shape == (1, 12, 12, 16)
+        assert model.layers[0].output_shape == (14, 14, 16)  # Keras shapes unchanged
