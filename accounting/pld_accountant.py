@@ -29,7 +29,8 @@ import numpy as np
 
 from accounting._validation import check_delta, check_epsilon, check_positive
 from accounting.accountants import RdpAccountant, _ComposingAccountant
-from accounting.pld_composition import ResidualLaw, compose_plds
+from accounting.gdp import _mu_epsilon
+from accounting.pld_composition import ResidualLaw, choose_tilt, compose_plds
 from accounting.privacy_loss import RELATIONS, dominated_pmf, dominating_pairs, dominating_pmf
 
 __all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant"]
@@ -64,9 +65,10 @@ class DeltaBounds(NamedTuple):
 
 
 class _Composition:
-    """Upper and lower composed laws of every dominating pair on one grid."""
+    """Upper and lower composed laws of every dominating pair on one grid, each tilted towards
+    losses near ``anchor`` (a guess at the answer, ideally just below it)."""
 
-    def __init__(self, pairs_and_counts, step: float):
+    def __init__(self, pairs_and_counts, step: float, anchor: float):
         total_steps = sum(count for _, count in pairs_and_counts)
         tail = _TRUNCATION_TAIL / max(total_steps, 1)
         self.step = step
@@ -77,20 +79,22 @@ class _Composition:
         for entries in by_direction.values():
             upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, count in entries]
             lower_groups = [(dominated_pmf(pair, step, tail), count) for pair, count in entries]
-            upper = compose_plds(upper_groups, _WINDOW_TAIL, clip_negative=True)
-            lower = compose_plds(lower_groups, _WINDOW_TAIL, clip_negative=False)
+            tilt, excess = choose_tilt(upper_groups, anchor)
+            # window tails worth _WINDOW_TAIL at the anchor once the tilt is undone
+            budget = min(_WINDOW_TAIL * math.exp(min(-excess, 500.0)), 1e-12)
+            upper = compose_plds(upper_groups, budget, clip_negative=True, tilt=tilt)
+            lower = compose_plds(lower_groups, budget, clip_negative=False, tilt=tilt)
             self.directions.append((upper, lower, ResidualLaw(lower_groups)))
 
     def epsilon_bounds(self, delta: float) -> tuple[float, float]:
         uppers, lowers = [], []
         failures = _FAILURE_FRACTIONS * delta
         for upper, lower, residuals in self.directions:
-            spare = delta - upper.infinity_mass - upper.tail_above - upper.rounding
-            uppers.append(upper.inverse_hockey_stick(spare) if spare > 0 else math.inf)
+            spare = delta - upper.infinity_mass
+            uppers.append(upper.epsilon_upper(spare) if spare > 0 else math.inf)
             etas = residuals.shift(failures)
             candidates = [
-                lower.inverse_hockey_stick(delta + lower.tail_below + lower.rounding + failure)
-                - eta
+                lower.epsilon_lower(delta + failure) - eta
                 for failure, eta in zip(failures, etas, strict=True)
             ]
             lowers.append(max(candidates))
@@ -100,14 +104,15 @@ class _Composition:
         uppers, lowers = [], []
         for upper, lower, residuals in self.directions:
             uppers.append(
-                upper.hockey_stick(epsilon) + upper.infinity_mass + upper.tail_above
-                + upper.rounding
+                upper.hockey_stick(epsilon) + float(upper.allowance(epsilon))
+                + upper.infinity_mass
             )
             reach = lower.hockey_stick(epsilon)
             failures = np.maximum(_FAILURE_FRACTIONS * max(reach, 1e-300), 1e-300)
             etas = residuals.shift(failures)
             candidates = [
-                lower.hockey_stick(epsilon + eta) - lower.tail_below - lower.rounding - failure
+                lower.hockey_stick(epsilon + eta) - float(lower.allowance(epsilon + eta))
+                - failure
                 for failure, eta in zip(failures, etas, strict=True)
             ]
             lowers.append(max(candidates))
@@ -135,10 +140,12 @@ class PldAccountant(_ComposingAccountant):
     -----
     ``get_epsilon`` / ``get_delta`` return the certified upper bounds. The bounds cover the
     discretisation, the truncation of the per-step losses, the FFT window and a worst-case
-    bound on the FFT's floating-point error (about ``1e-14`` times the number of steps, in
-    ``delta``; see :func:`accounting.pld_composition.compose_plds`). Where ``delta`` is below
-    that resolvable mass, the PLD upper bound is infinite and the RDP accountant's epsilon (also
-    certified) is reported instead for add/remove neighbours; for replace-one it stays ``inf``.
+    bound on the FFT's floating-point error (see :func:`accounting.pld_composition.compose_plds`).
+    The composed laws are exponentially tilted towards the answer (the Gaussian-DP estimate
+    first, then each grid's certified lower bound), which makes that error relative to the tail
+    mass: brackets stay narrow down to ``delta`` of ``1e-14`` and below. If the PLD upper bound
+    is not resolvable (infinite), the RDP accountant's epsilon (also certified) is reported
+    instead for add/remove neighbours; for replace-one it stays ``inf``.
 
     Examples
     --------
@@ -162,7 +169,7 @@ class PldAccountant(_ComposingAccountant):
         if neighboring not in RELATIONS:
             raise ValueError(f"neighboring must be one of {RELATIONS}, got {neighboring!r}")
         self._neighboring = neighboring
-        self._compositions: dict[float, _Composition] = {}
+        self._compositions: dict[tuple[float, float], _Composition] = {}
 
     @property
     def neighboring(self) -> str:
@@ -193,12 +200,13 @@ class PldAccountant(_ComposingAccountant):
                 entries.append((pair, count))
         return entries
 
-    def _composition(self, step: float) -> _Composition:
-        if step not in self._compositions:
+    def _composition(self, step: float, anchor: float) -> _Composition:
+        key = (step, anchor)
+        if key not in self._compositions:
             while len(self._compositions) >= 3:  # bound the memory held by finer grids
                 self._compositions.pop(next(iter(self._compositions)))
-            self._compositions[step] = _Composition(self._pairs_and_counts(), step)
-        return self._compositions[step]
+            self._compositions[key] = _Composition(self._pairs_and_counts(), step, anchor)
+        return self._compositions[key]
 
     def _initial_step(self) -> float:
         """A first grid spacing from the bracket's second-order behaviour.
@@ -215,24 +223,26 @@ class PldAccountant(_ComposingAccountant):
             worst = min(worst, step)
         return float(min(worst, 0.05))
 
-    def _refine(self, query):
+    def _refine(self, query, anchor: float, follow_lower: bool):
         """Run ``query(composition) -> (lower, upper, width)`` on finer grids until the
         width meets the tolerance (or stops shrinking); returns the narrowest result and its
-        spacing."""
+        spacing. ``anchor`` is where the composed laws are made accurate (see
+        :func:`accounting.pld_composition.choose_tilt`); with ``follow_lower`` each finer grid
+        is anchored at the previous grid's certified lower bound."""
         if self._value_discretization is not None:
             step = self._value_discretization
-            return query(self._composition(step)), step
+            return query(self._composition(step, anchor)), step
         step = self._initial_step()
         for _ in range(12):  # a grid too large for memory: start coarser (still certified)
             try:
-                self._composition(step)
+                self._composition(step, anchor)
                 break
             except ValueError:
                 step *= 4.0
         best = None
         for _ in range(8):
             try:
-                result = query(self._composition(step))
+                result = query(self._composition(step, anchor))
             except ValueError:
                 if best is None:
                     raise
@@ -243,9 +253,22 @@ class PldAccountant(_ComposingAccountant):
             best = (result, step)
             if not width > self._tolerance or not math.isfinite(width):
                 break
+            if follow_lower and result[0] > 0:
+                anchor = result[0]
             ratio = math.sqrt(self._tolerance / width) * 0.9
             step = step * min(max(ratio, 0.1), 0.7)
         return best
+
+    def _first_anchor(self, delta: float, rdp_epsilon: float) -> float:
+        """A first guess at epsilon: the Gaussian-DP (CLT) estimate, capped by RDP's epsilon.
+
+        Only the accuracy of the bounds depends on it, never their validity."""
+        mu_squared = 0.0
+        for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
+            growth = math.expm1(min(1.0 / noise_multiplier**2, 700.0))
+            mu_squared += count * sample_rate**2 * min(growth, 1e300)
+        guess = _mu_epsilon(math.sqrt(min(mu_squared, 1e300)), delta)
+        return float(min(guess, rdp_epsilon)) if math.isfinite(rdp_epsilon) else float(guess)
 
     # ----------------------------------------------------------------- queries
     def get_epsilon_bounds(self, delta: float) -> EpsilonBounds:
@@ -264,8 +287,10 @@ class PldAccountant(_ComposingAccountant):
             lower, upper = composition.epsilon_bounds(delta)
             return lower, upper, upper - lower
 
-        (lower, upper, _), step = self._refine(query)
-        return EpsilonBounds(lower, min(upper, self._rdp_epsilon(delta)), step)
+        rdp_epsilon = self._rdp_epsilon(delta)
+        anchor = self._first_anchor(delta, rdp_epsilon)
+        (lower, upper, _), step = self._refine(query, anchor, follow_lower=True)
+        return EpsilonBounds(lower, min(upper, rdp_epsilon), step)
 
     def get_delta_bounds(self, epsilon: float) -> DeltaBounds:
         """Certified ``(lower, upper)`` bracket of delta at ``epsilon``.
@@ -284,7 +309,7 @@ class PldAccountant(_ComposingAccountant):
             epsilon_lower, _ = composition.epsilon_bounds(upper)
             return lower, upper, max(epsilon - epsilon_lower, 0.0)
 
-        (lower, upper, _), step = self._refine(query)
+        (lower, upper, _), step = self._refine(query, epsilon, follow_lower=False)
         return DeltaBounds(lower, min(upper, self._rdp_delta(epsilon)), step)
 
     def _rdp_accountant(self) -> RdpAccountant:

@@ -24,7 +24,7 @@ from scipy import fft, signal
 
 from accounting.privacy_loss import DiscretePld
 
-__all__ = ["ComposedPld", "ResidualLaw", "compose_plds", "log_weighted_sum_exp"]
+__all__ = ["ComposedPld", "ResidualLaw", "choose_tilt", "compose_plds", "log_weighted_sum_exp"]
 
 #: Largest FFT length the accountant will allocate (about 1 GiB of work arrays).
 MAX_GRID_SIZE = 1 << 25
@@ -72,7 +72,8 @@ def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
     std = max(np.sqrt(var), step)
     log_budget = np.log(tail_budget)
     centre = np.sqrt(-2.0 * log_budget) / std
-    lambdas = centre * np.array([0.003, 0.01, 0.03, 0.1, 0.3, 0.6, 0.8, 1.0, 1.25, 2.0, 4.0])
+    # a Gaussian's optimum is at 1; skewed or heavy-tailed laws move it, mostly downwards
+    lambdas = centre * np.array([0.03, 0.1, 0.3, 0.6, 0.8, 1.0, 1.3, 2.0])
     both = np.concatenate([lambdas, -lambdas])
     total = sum(count * _log_mgf(pld, both) for pld, count in groups)
     high = np.min((total[: lambdas.size] - log_budget) / lambdas)
@@ -80,23 +81,78 @@ def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
     return float(min(low, mean)), float(max(high, mean))
 
 
+#: Tilts tried by :func:`choose_tilt` (0 keeps the law as it is).
+_TILTS = np.concatenate([[0.0], np.geomspace(0.125, 1024.0, 40)])
+#: Atoms kept per group when ranking tilts (blocks of the grid are merged, moments kept).
+_RANKING_ATOMS = 2048
+
+
+def _coarsened(pld: DiscretePld) -> tuple[np.ndarray, np.ndarray]:
+    """Losses and masses of ``pld`` merged into at most ``_RANKING_ATOMS`` blocks (each block
+    at its mass-weighted mean loss): enough to rank tilts, never used for a bound."""
+    keep = pld.masses > 0
+    losses, masses = pld.losses[keep], pld.masses[keep]
+    block = max(1, -(-masses.size // _RANKING_ATOMS))
+    if block == 1:
+        return losses, masses
+    starts = np.arange(0, masses.size, block)
+    merged = np.add.reduceat(masses, starts)
+    means = np.add.reduceat(masses * losses, starts) / merged
+    return means, merged
+
+
+def choose_tilt(groups, anchor: float) -> tuple[float, float]:
+    """Exponential tilt ``lam`` for composing ``groups`` when hockey-stick values at losses
+    ``>= anchor`` are wanted, and ``G = log E[exp(lam S)] - lam anchor`` at that tilt.
+
+    Composing ``p_k exp(lam s_k)`` instead of ``p_k`` makes the FFT's absolute rounding error
+    relative to ``exp(G)`` (about the mass beyond ``anchor``) instead of to 1. The tilt that
+    minimises ``G`` (the Chernoff saddle point) is the most accurate; among the tilts within
+    ``e^2`` of it, the one with the narrowest tilted law (the shortest FFT) is returned.
+    """
+    tilts = _TILTS
+    log_mgf = np.zeros(tilts.size)
+    mean = np.zeros(tilts.size)
+    var = np.zeros(tilts.size)
+    for pld, count in groups:
+        losses, masses = _coarsened(pld)
+        exponents = tilts[:, None] * losses[None, :]
+        shift = exponents.max(axis=1)
+        weights = np.exp(exponents - shift[:, None]) * masses[None, :]
+        total = weights.sum(axis=1)
+        first = weights @ losses / total
+        second = weights @ (losses * losses) / total
+        log_mgf += count * (np.log(total) + shift)
+        mean += count * first
+        var += count * np.maximum(second - first * first, 0.0)
+    excess = log_mgf - tilts * anchor
+    near = excess <= excess.min() + 2.0
+    best = int(np.flatnonzero(near)[np.argmin(var[near])])
+    return float(tilts[best]), float(excess[best])
+
+
 @dataclass
 class ComposedPld:
-    """Law under ``P`` of the total loss on ``(first_index + i) * step``, plus what the window
-    left out: ``infinity_mass`` (paths with an infinite loss), ``tail_above`` / ``tail_below``
-    (bounds on the finite mass beyond each end of the window, folded into it by the FFT) and
-    ``rounding`` (a bound on the total absolute floating-point error of ``masses``)."""
+    """Law under ``P`` of the total loss on ``(first_index + i) * step``.
+
+    ``infinity_mass`` is the mass at loss ``+inf``. The finite masses are trusted where
+    :meth:`allowance` is below 1 (lower grid points are dropped): ``allowance(eps)`` bounds the
+    total error of the finite part of any hockey-stick value at ``eps`` - floating-point error of
+    the FFT, tail mass folded into the window by the circular convolution, mass beyond the
+    window - as ``exp(log_allowance - tilt * eps)`` (see :func:`compose_plds`).
+    """
 
     step: float
     first_index: int
     masses: np.ndarray
     infinity_mass: float
-    tail_above: float
-    tail_below: float
-    rounding: float = 0.0
+    tilt: float = 0.0
+    log_allowance: float = -np.inf
     _suffix: np.ndarray = field(init=False, repr=False)
     _tilted: np.ndarray = field(init=False, repr=False)
     _at_points: np.ndarray = field(init=False, repr=False)
+    _allowance_at_points: np.ndarray = field(init=False, repr=False)
+    _points: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
         reversed_masses = self.masses[::-1]
@@ -105,14 +161,20 @@ class ComposedPld:
         self._tilted = signal.lfilter([1.0], [1.0, -np.exp(-self.step)], reversed_masses)[::-1]
         # finite-part delta at eps = s_j: sum_{i > j} m_i (1 - exp(s_j - s_i))
         self._at_points = self._suffix - self._tilted
+        self._points = (self.first_index + np.arange(self.masses.size)) * self.step
+        self._allowance_at_points = self.allowance(self._points)
 
     @property
     def losses(self) -> np.ndarray:
         """Grid values of the total loss."""
-        return (self.first_index + np.arange(self.masses.size)) * self.step
+        return self._points
+
+    def allowance(self, epsilon):
+        """Bound on the error of :meth:`hockey_stick` at ``epsilon`` (array or scalar)."""
+        return np.exp(np.minimum(self.log_allowance - self.tilt * np.asarray(epsilon), 700.0))
 
     def hockey_stick(self, epsilon: float) -> float:
-        """``sum_i m_i (1 - exp(epsilon - s_i))_+`` over the window."""
+        """``sum_i m_i (1 - exp(epsilon - s_i))_+`` over the kept grid points."""
         j = int(np.ceil(epsilon / self.step - self.first_index + 1e-12))
         if j >= self.masses.size:
             return 0.0
@@ -120,21 +182,58 @@ class ComposedPld:
         s_j = (self.first_index + j) * self.step
         return float(self._suffix[j] - np.exp(epsilon - s_j) * self._tilted[j])
 
-    def inverse_hockey_stick(self, delta: float) -> float:
-        """Smallest ``epsilon`` with :meth:`hockey_stick` ``<= delta`` (``-inf`` if every
-        ``epsilon`` qualifies); exact for the discrete law."""
-        if delta <= 0:
-            return np.inf
-        below = self._at_points <= delta
-        j = int(np.argmax(below)) if below.any() else self.masses.size - 1
-        suffix, tilted = self._suffix[j], self._tilted[j]
-        if suffix <= delta or tilted <= 0:
-            return -np.inf if j == 0 else (self.first_index + j - 1) * self.step
+    def _solve_in_cell(self, j: int, level: float) -> float:
+        """``eps`` in ``[s_(j-1), s_j]`` where ``suffix_j - exp(eps - s_j) tilted_j = level``,
+        clamped to the cell (the hockey stick is exactly that expression there)."""
         s_j = (self.first_index + j) * self.step
-        return float(s_j + np.log((suffix - delta) / tilted))
+        suffix, tilted = self._suffix[j], self._tilted[j]
+        if suffix <= level or tilted <= 0:
+            return s_j - self.step
+        return float(np.clip(s_j + np.log((suffix - level) / tilted), s_j - self.step, s_j))
+
+    def epsilon_upper(self, delta: float) -> float:
+        """An ``epsilon`` at which the true finite hockey stick plus its allowance is at most
+        ``delta``: the smallest such grid point, refined inside its cell (``inf`` if none)."""
+        points = self.losses
+        fits = self._at_points + self._allowance_at_points <= delta
+        if not fits.any():
+            return np.inf
+        j = int(np.argmax(fits))
+        if j == 0:
+            if self.tilt > 0:  # nothing below the first kept point is known
+                return float(points[0])
+            level = delta - float(self.allowance(0.0))
+            return -np.inf if self._suffix[0] <= level else self._solve_in_cell(0, level)
+        return self._solve_in_cell(j, delta - self._allowance_at_points[j - 1])
+
+    def epsilon_lower(self, delta: float) -> float:
+        """An ``epsilon`` at which the true finite hockey stick is certainly at least ``delta``
+        (so the law's ``epsilon(delta)`` is no smaller): the largest such grid point, refined
+        inside the next cell (``-inf`` if none)."""
+        points = self.losses
+        fits = self._at_points - self._allowance_at_points >= delta
+        if not fits.any():
+            return -np.inf
+        j = int(fits.size - 1 - np.argmax(fits[::-1]))
+        if j + 1 >= self.masses.size:
+            return float(points[j])
+        return self._solve_in_cell(j + 1, delta + self._allowance_at_points[j])
 
 
-def compose_plds(groups, tail_budget: float, clip_negative: bool) -> ComposedPld:
+def _tilted_law(pld: DiscretePld, tilt: float) -> tuple[DiscretePld, float]:
+    """``pld`` reweighted by ``exp(tilt * loss)`` and normalised, and the log of the factor."""
+    keep = pld.masses > 0
+    log_weights = np.full(pld.masses.size, -np.inf)
+    log_weights[keep] = np.log(pld.masses[keep]) + tilt * pld.losses[keep]
+    top = log_weights.max()
+    weights = np.exp(log_weights - top)
+    total = weights.sum()
+    return DiscretePld(pld.step, pld.first_index, weights / total), float(top + np.log(total))
+
+
+def compose_plds(
+    groups, tail_budget: float, clip_negative: bool, tilt: float = 0.0
+) -> ComposedPld:
     """Compose ``groups = [(DiscretePld, count), ...]`` on one grid by FFT.
 
     Parameters
@@ -142,13 +241,33 @@ def compose_plds(groups, tail_budget: float, clip_negative: bool) -> ComposedPld
     groups : list of (DiscretePld, int)
         Per-step discretised laws (same ``step``) and how many times each is composed.
     tail_budget : float
-        Mass allowed beyond each end of the window (reported in the result's tails).
+        Mass of the (tilted) composed law allowed beyond each end of the window.
     clip_negative : bool
         Set the FFT's round-off negatives to zero (for an upper bound: it only adds mass).
+    tilt : float
+        Exponential tilt ``lam >= 0`` (see :func:`choose_tilt`): the laws ``p_k exp(lam s_k) /
+        M_g`` are composed and the result multiplied back by ``prod_g M_g^T_g exp(-lam s)``. An
+        absolute error ``e`` of the tilted masses becomes ``e exp(log M - lam s)`` at loss
+        ``s``, small exactly where hockey-stick values at large ``epsilon`` need it.
+
+    Notes
+    -----
+    With ``L = sum_g T_g log M_g`` and tilted-law error ``E`` (FFT rounding, plus the folded
+    and the left-out tail mass, ``4 tail_budget``), every hockey-stick value at ``eps`` is off by
+    at most ``E exp(L - lam eps)``: a mass at ``s > eps`` carries weight at most 1 and its error
+    is at most its tilted error times ``exp(L - lam s) <= exp(L - lam eps)``.
     """
     step = groups[0][0].step
-    moments = [_moments(pld) for pld, _ in groups]
-    low, high = _window(groups, moments, tail_budget)
+    tilted_groups = []
+    log_scale = 0.0
+    log_finite = 0.0
+    for pld, count in groups:
+        tilted, log_norm = _tilted_law(pld, tilt)
+        tilted_groups.append((tilted, count))
+        log_scale += count * log_norm
+        log_finite += count * np.log1p(-min(pld.infinity_mass, 1.0))
+    moments = [_moments(pld) for pld, _ in tilted_groups]
+    low, high = _window(tilted_groups, moments, tail_budget)
     first = int(np.floor(low / step)) - 1
     size = int(np.ceil(high / step)) + 2 - first
     if size > MAX_GRID_SIZE:
@@ -157,9 +276,7 @@ def compose_plds(groups, tail_budget: float, clip_negative: bool) -> ComposedPld
             f"{MAX_GRID_SIZE}); use a coarser value_discretization or a looser tolerance"
         )
     size = fft.next_fast_len(size, real=True)
-    spectrum = None
     total_shift = 0
-    log_finite = 0.0
     # Floating-point error of the composed masses (summed over the window, so it bounds the
     # error of any hockey-stick value): an FFT output carries at most ~log2(N) u sum|p|
     # (Higham 2002, Sec. 24.1), raising it to the power T multiplies that error by about
@@ -169,21 +286,36 @@ def compose_plds(groups, tail_budget: float, clip_negative: bool) -> ComposedPld
     levels = np.log2(size) + 2.0
     log_envelope = 0.0
     relative = 0.0
-    for (pld, count), (mean, _) in zip(groups, moments, strict=True):
+    transforms = []
+    for (pld, count), (mean, _) in zip(tilted_groups, moments, strict=True):
         shift = int(round(mean / step))
         total_shift += count * shift
         positions = np.mod(pld.indices - shift, size)
         placed = np.bincount(positions, weights=pld.masses, minlength=size)
         transform = fft.rfft(placed)
         error = 4.0 * levels * unit * pld.masses.sum()
-        bound = np.abs(transform) + error
+        magnitude = np.abs(transform)
+        with np.errstate(divide="ignore"):
+            log_magnitude = np.log(magnitude)
+        bound = magnitude + error
         log_envelope = log_envelope + count * np.log(bound)
-        relative = relative + count * (error + 2.0 * unit * bound) / bound
-        factor = transform**count
-        spectrum = factor if spectrum is None else spectrum * factor
-        log_finite += count * np.log1p(-min(pld.infinity_mass, 1.0))
+        # z^T is taken in polar form, exp(T log|z|) e^(i T arg z): its own relative error is
+        # about T u (|log|z|| + 1 + pi); the error e of z itself contributes T e / a
+        own = unit * (np.abs(np.maximum(log_magnitude, -750.0)) + 2.0 + np.pi)
+        relative = relative + count * (error / bound + own)
+        transforms.append((transform, log_magnitude, count))
+    # frequencies whose envelope is below e^-700 are left at zero (their whole size counts
+    # as error below); a smooth composed law leaves only a few hundred of them non-zero
+    live = np.flatnonzero(log_envelope > -700.0)
+    live_spectrum = np.ones(live.size, dtype=complex)
+    for transform, log_magnitude, count in transforms:
+        phase = np.mod(count * np.angle(transform[live]), 2.0 * np.pi)
+        live_spectrum *= np.exp(count * log_magnitude[live]) * (np.cos(phase) + 1j * np.sin(phase))
+    spectrum = np.zeros(log_envelope.size, dtype=complex)
+    spectrum[live] = live_spectrum
     envelope = np.exp(log_envelope)
     per_frequency = envelope * relative + 4.0 * levels * unit * envelope
+    per_frequency[log_envelope <= -700.0] = envelope[log_envelope <= -700.0]
     weights = np.full(per_frequency.size, 2.0)
     weights[0] = 1.0
     if size % 2 == 0:
@@ -191,10 +323,18 @@ def compose_plds(groups, tail_budget: float, clip_negative: bool) -> ComposedPld
     rounding = float(np.sum(weights * per_frequency))
     masses = fft.irfft(spectrum, n=size)
     masses = np.roll(masses, -(first - total_shift))
+    log_allowance = float(np.log(rounding + 4.0 * tail_budget) + log_scale)
+    if tilt > 0:
+        # below the loss where the allowance reaches 1 nothing can be certified: drop it
+        start = min(max(int(np.ceil(log_allowance / (tilt * step))) - first, 0), size - 1)
+        masses = masses[start:]
+        first += start
+    losses = (first + np.arange(masses.size)) * step
+    masses *= np.exp(log_scale - tilt * losses)
     if clip_negative:
         np.maximum(masses, 0.0, out=masses)
     return ComposedPld(
-        step, first, masses, float(-np.expm1(log_finite)), tail_budget, tail_budget, rounding
+        step, first, masses, float(-np.expm1(log_finite)), tilt, log_allowance
     )
 
 
@@ -218,8 +358,8 @@ class ResidualLaw:
             var += count * _weighted_moments(lowered, weights)[1]
             parts.append((lowered, weights, count))
         std = max(np.sqrt(var), 1e-300)
-        # lam * std from 0.05 to 50 covers failures down to exp(-1250)
-        self.lambdas = np.geomspace(0.05, 50.0, 28) / std
+        # lam * std from 0.1 to 50 covers failures from exp(-0.005) down to exp(-1250)
+        self.lambdas = np.geomspace(0.1, 50.0, 14) / std
         self.log_mgf = np.zeros(self.lambdas.size)
         for lowered, weights, count in parts:
             self.log_mgf += count * log_weighted_sum_exp(-self.lambdas, lowered, weights)

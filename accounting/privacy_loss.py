@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+from scipy import optimize, special
 
 __all__ = [
     "RELATIONS",
@@ -228,19 +228,49 @@ def _mixture_cdfs(components, sigma: float, x: np.ndarray):
     return lower, upper
 
 
-def _interval_masses(components, sigma: float, edges: np.ndarray):
-    """Mixture mass of ``[edges[i], edges[i + 1]]`` and a bound on its rounding error.
+def _mixture_median(components, sigma: float) -> float:
+    """Median of a Gaussian mixture (it lies between the extreme component means)."""
+    means = [mean for _, mean in components]
+    low, high = min(means) - 1e-9, max(means) + 1e-9
+    if high - low < 1e-6:
+        return 0.5 * (low + high)
 
-    Below the median the difference of lower CDFs is taken, above it the difference of upper
-    CDFs, so that tail cells keep their relative precision.
+    def excess(x: float) -> float:
+        lower, upper = _mixture_cdfs(components, sigma, np.array([x]))
+        return float(lower[0] - upper[0])
+
+    return float(optimize.brentq(excess, low, high, xtol=1e-6 * sigma))
+
+
+def _interval_masses(pair: DominatingPair, edges: np.ndarray):
+    """``P`` and ``Q`` masses of the cells ``[edges[i], edges[i + 1]]`` (``edges`` increasing),
+    each with a bound on its rounding error: ``(p_cells, p_error, q_cells, q_error)``.
+
+    Cells left of ``P``'s median are differences of lower CDFs, the others of upper CDFs, so
+    that tail cells keep their relative precision; each side is evaluated only where it is
+    used, and the normal CDF of each component mean once for both mixtures.
     """
-    lower, upper = _mixture_cdfs(components, sigma, edges)
-    from_lower = lower[1:] - lower[:-1]
-    from_upper = upper[:-1] - upper[1:]
-    use_upper = upper[:-1] < lower[:-1]
-    masses = np.where(use_upper, from_upper, from_lower)
-    scale = np.where(use_upper, upper[:-1], lower[1:])
-    return np.maximum(masses, 0.0), 8.0 * _EPS * scale
+    sigma = pair.noise_multiplier
+    cells = edges.size - 1
+    split = int(np.searchsorted(edges, _mixture_median(pair.p_components, sigma), "right"))
+    split = min(max(split, 0), cells)
+    left, right = edges[: split + 1], edges[split:]
+    means = {mean for _, mean in pair.p_components + pair.q_components}
+    lower_cdf = {mean: special.ndtr((left - mean) / sigma) for mean in means}
+    upper_cdf = {mean: special.ndtr((mean - right) / sigma) for mean in means}
+
+    def masses_of(components):
+        lower = sum(weight * lower_cdf[mean] for weight, mean in components)
+        upper = sum(weight * upper_cdf[mean] for weight, mean in components)
+        masses = np.empty(cells)
+        scale = np.empty(cells)
+        masses[:split] = lower[1:] - lower[:-1]
+        scale[:split] = lower[1:]
+        masses[split:] = upper[:-1] - upper[1:]
+        scale[split:] = upper[:-1]
+        return np.maximum(masses, 0.0), 8.0 * _EPS * scale
+
+    return (*masses_of(pair.p_components), *masses_of(pair.q_components))
 
 
 def _truncation_points(pair: DominatingPair, tail: float) -> tuple[float, float]:
@@ -272,8 +302,7 @@ def dominating_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePl
     grid = np.arange(first, last + 1) * step
     edges = pair.inverse_loss(grid)
     sigma = pair.noise_multiplier
-    p_cells, _ = _interval_masses(pair.p_components, sigma, edges)
-    q_cells, _ = _interval_masses(pair.q_components, sigma, edges)
+    p_cells, _, q_cells, _ = _interval_masses(pair, edges)
     # Split the cell [a, b] = [k step, (k + 1) step] keeping its P and Q mass:
     # to b: (e^-a P - Q) / (e^-a - e^-b), to a: the rest of P.
     a = grid[:-1]
@@ -306,9 +335,7 @@ def dominated_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePld
     last = max(int(np.floor(high / step + 0.5)), first)
     centres = np.arange(first, last + 1)
     edges = pair.inverse_loss((np.arange(first, last + 2) - 0.5) * step)
-    sigma = pair.noise_multiplier
-    p_cells, p_error = _interval_masses(pair.p_components, sigma, edges)
-    q_cells, q_error = _interval_masses(pair.q_components, sigma, edges)
+    p_cells, p_error, q_cells, q_error = _interval_masses(pair, edges)
     keep = (p_cells > 0) & (q_cells > 0)
     log_p = np.log(np.where(keep, p_cells, 1.0))
     log_q = np.log(np.where(keep, q_cells, 1.0))
