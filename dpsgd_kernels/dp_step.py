@@ -134,7 +134,7 @@ def auto_chunk_size(model: Sequential) -> int:
 
     The estimate counts, per example, every layer's input rows (im2col patches for a
     convolution) and its output twice (pre-activation and activation). Small models get chunks
-    far larger than any batch (one pass); the MNIST CNN gets 33 (batch 256: 8 chunks of 32).
+    far larger than any batch (one pass); the MNIST CNN gets 34 (batch 256: 8 chunks of 32).
     """
     model = _check_model(model)
     floats = 0

@@ -7,10 +7,12 @@ kernel ``(kh, kw, in_channels, filters)``; images are NHWC. Initialisation is Ke
 
 Dense and Conv2D are both linear maps over "rows": after the forward pass a layer keeps its input
 as ``a`` of shape ``(n, T, K)`` (``T`` = 1 for a flat Dense input, the output positions for a
-convolution, whose rows are im2col patches) and after the backward pass the gradient of every
-example's loss with respect to its pre-activation as ``delta`` of shape ``(n, T, P)``. Every
-per-example or per-microbatch gradient is then a batched product of these two arrays
-(:mod:`dpsgd_kernels.ghost_norm`); nothing loops over examples.
+convolution, whose rows are im2col patches, followed by a column of ones that carries the bias)
+and after the backward pass the gradient of every example's loss with respect to its
+pre-activation as ``delta`` of shape ``(n, T, P)``. Every per-example or per-microbatch gradient
+is then a batched product of these two arrays (:mod:`dpsgd_kernels.ghost_norm`); nothing loops
+over examples. Inside a :class:`~dpsgd_kernels.model.Sequential`, layers compute only the part of
+their output images the next layer reads (:meth:`Layer.limit_output`).
 """
 
 from __future__ import annotations
