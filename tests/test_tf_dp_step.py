@@ -73,6 +73,23 @@ def test_noise_free_step_equals_the_numpy_kernel(name, method, microbatches, cli
                                rtol=RTOL, atol=RTOL)
 
 
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_tensor_inputs_give_the_same_step_as_arrays(name):
+    model, x, y, loss, _ = PROBLEMS[name]()
+    step = TFDPStep(model, loss, 0.5, 0.0)
+    expected = step.dp_gradient(x, y)
+    other_dtype = np.float64 if name == "mlp" else np.int32
+    for labels in (tf.constant(y), tf.constant(y.astype(other_dtype))):
+        ours = step.dp_gradient(tf.constant(x), labels)
+        for a, b in zip(ours.gradients, expected.gradients, strict=True):
+            np.testing.assert_array_equal(a, b)
+    if name == "cnn":  # float labels of a sparse loss are checked on the NumPy path
+        with pytest.raises(ValueError, match="integer class labels"):
+            step.dp_gradient(tf.constant(x), tf.constant(y + 0.5))
+    with pytest.raises(ValueError, match="y must hold one target per example"):
+        step.dp_gradient(tf.constant(x), tf.constant(y[:3]))
+
+
 def test_a_huge_clip_gives_the_ordinary_gradient():
     model, x, y, loss, kernel_loss = _cnn()
     grads, _ = dk.batch_gradient(to_numpy_model(model, "float64"), x, y, kernel_loss)

@@ -198,7 +198,9 @@ class TFDPStep:
                 h = layer.activation(z)
             outputs = h
             losses = self._loss_fn(y, outputs)
-            total = tf.reduce_sum(losses) / tf.cast(group, losses.dtype)
+            total = tf.reduce_sum(losses)
+            if group > 1:
+                total = total / tf.cast(group, losses.dtype)
         deltas = tape.gradient(total, pre_activations)
         records = []
         for a, delta, layer in zip(inputs, deltas, linear, strict=True):
@@ -279,8 +281,8 @@ class TFDPStep:
                 grads.append(bias)
         return grads, losses, outputs
 
-    def _layerwise_clipped_sum(self, x, y, group: int, clip):
-        """``(clipped sums, losses, norms, outputs)`` without forming every gradient if possible.
+    def _layerwise_clipped_sum(self, x, y, group: int, clip, scale):
+        """``(scale * clipped sums, losses, norms, outputs)``, forming few gradients.
 
         Norms: a Dense layer with one input row per microbatch uses ``||a||^2 ||d||^2`` ("ghost
         norm", nothing per example is formed); a convolution reduces its per-example kernel
@@ -312,10 +314,10 @@ class TFDPStep:
                 sq_norms.append(tf.reduce_sum(tf.square(bias), axis=1))
             kept.append((kernel, bias))
         norms = tf.sqrt(tf.add_n(sq_norms))
-        factors = clip / tf.maximum(norms, clip)
+        factors = clip * scale / tf.maximum(norms, clip)
         per_example = tf.repeat(factors, group) if group > 1 else factors
         m = tf.shape(factors)[0]
-        sums = []
+        sums, column = [], None
         for (layer, a, delta), (kernel, bias) in zip(records, kept, strict=True):
             p = layer.kernel.shape[-1]
             if type(layer).__name__ == "Conv2D":
@@ -325,10 +327,14 @@ class TFDPStep:
                 if bias is not None:
                     sums.append(tf.linalg.matvec(bias, factors, transpose_a=True))
                 continue
-            weighted = tf.reshape(delta * tf.reshape(per_example, [-1] + [1] * (delta.shape.rank
-                                                                                - 1)), [-1, p])
-            flat_a = tf.reshape(a, [-1, layer.kernel.shape[0]])
-            sums.append(tf.matmul(flat_a, weighted, transpose_a=True))
+            if a.shape.rank == 2:
+                if column is None:
+                    column = per_example[:, None]
+                weighted = delta * column
+            else:
+                weighted = tf.reshape(delta * per_example[:, None, None], [-1, p])
+                a = tf.reshape(a, [-1, layer.kernel.shape[0]])
+            sums.append(tf.matmul(a, weighted, transpose_a=True))
             if layer.use_bias:
                 sums.append(tf.reduce_sum(weighted, axis=0))
         return sums, losses, norms, outputs
@@ -356,46 +362,73 @@ class TFDPStep:
         outputs = tf.reshape(outputs, tf.concat([[n], tf.shape(outputs)[2:]], 0))
         return grads, losses, outputs
 
+    def _noise(self, stddev, noise=None):
+        """Gaussian noise of standard deviation ``stddev`` per variable.
+
+        ``noise`` (standard-normal draws, one per variable) times ``stddev``, or one draw of the
+        generator for all variables, split up (one random op instead of one per variable).
+        """
+        tf = self._tf
+        if noise is not None:
+            return [stddev * tf.cast(draw, self.dtype) for draw in noise]
+        sizes = [int(np.prod(var.shape)) for var in self.variables]
+        draws = tf.split(self._generator.normal([sum(sizes)], stddev=stddev, dtype=self.dtype),
+                         sizes)
+        return [tf.reshape(draw, var.shape) for draw, var in zip(draws, self.variables,
+                                                                  strict=True)]
+
     def _privatize(self, x, y, group: int, denominator, noise=None):
+        """``(noisy clipped sum / denominator per variable, mean loss, norms, outputs)``.
+
+        The division is folded into the clip factors and the noise scale, so every variable
+        costs one weighted sum and one multiply-add of noise.
+        """
         tf = self._tf
         clip = tf.constant(self.l2_norm_clip, self.dtype)
+        scale = 1.0 / tf.cast(denominator, self.dtype)
         if self.method == "layerwise":
-            sums, losses, norms, outputs = self._layerwise_clipped_sum(x, y, group, clip)
+            sums, losses, norms, outputs = self._layerwise_clipped_sum(x, y, group, clip, scale)
         else:
             grads, losses, outputs = self._vectorized_gradients(x, y, group)
             m = tf.shape(grads[0])[0]
             norms = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.reshape(g, [m, -1])), axis=1)
                                       for g in grads]))
-            factors = clip / tf.maximum(norms, clip)
+            factors = clip * scale / tf.maximum(norms, clip)
             sums = [tf.tensordot(factors, g, axes=1) for g in grads]
-        stddev = tf.constant(self.noise_multiplier * self.l2_norm_clip, self.dtype)
-        result = []
-        for index, (total, var) in enumerate(zip(sums, self.variables, strict=True)):
-            if noise is not None:
-                total = total + stddev * tf.cast(noise[index], self.dtype)
-            elif self.noise_multiplier:
-                total = total + stddev * self._generator.normal(tf.shape(var), dtype=self.dtype)
-            result.append(total / tf.cast(denominator, self.dtype))
-        return result, tf.reduce_mean(losses), norms, outputs
+        if noise is not None or self.noise_multiplier:
+            stddev = tf.constant(self.noise_multiplier * self.l2_norm_clip, self.dtype) * scale
+            sums = [total + draw
+                    for total, draw in zip(sums, self._noise(stddev, noise), strict=True)]
+        return sums, tf.reduce_mean(losses), norms, outputs
 
     def _noise_only(self, denominator, noise=None):
         tf = self._tf
-        stddev = self.noise_multiplier * self.l2_norm_clip
-        result = []
-        for index, var in enumerate(self.variables):
-            if noise is not None:
-                draw = tf.cast(noise[index], self.dtype)
-            elif stddev:
-                draw = self._generator.normal(tf.shape(var), dtype=self.dtype)
-            else:
-                draw = tf.zeros(tf.shape(var), self.dtype)
-            result.append(tf.constant(stddev, self.dtype) * draw / tf.cast(denominator, self.dtype))
-        return result
+        scale = tf.constant(self.noise_multiplier * self.l2_norm_clip, self.dtype) / tf.cast(
+            denominator, self.dtype)
+        if noise is None and not self.noise_multiplier:
+            return [tf.zeros(var.shape, self.dtype) for var in self.variables]
+        return self._noise(scale, noise)
 
     # ----- Python-side helpers ---------------------------------------------------------------
 
+    def _tensor_inputs(self, x, y):
+        """``(x, y)`` for TensorFlow tensors without a round trip through NumPy, or ``None``."""
+        tf = self._tf
+        if not (isinstance(x, tf.Tensor) and isinstance(y, tf.Tensor)):
+            return None
+        if self._sparse and not y.dtype.is_integer:
+            return None  # the NumPy path checks that float labels are whole numbers
+        if x.shape.rank == 0 or y.shape.rank == 0 or x.shape[0] != y.shape[0]:
+            return None  # the NumPy path raises the error
+        x = x if x.dtype == self.dtype else tf.cast(x, self.dtype)
+        target = tf.int64 if self._sparse else self.dtype
+        return x, (y if y.dtype == target else tf.cast(y, target))
+
     def _inputs(self, x, y):
         tf = self._tf
+        tensors = self._tensor_inputs(x, y)
+        if tensors is not None:
+            return tensors
         x_array = np.asarray(x, dtype=self.dtype.name)
         if x_array.ndim == 0:
             raise ValueError("x must be an array with a leading batch axis")
