@@ -3,17 +3,13 @@
 Every composed step is discretised twice on a grid of spacing ``value_discretization``
 (:mod:`accounting.privacy_loss`): a *dominating* ("connect the dots") discretisation whose
 composed hockey-stick divergence is at least the true one, and a *dominated* (merged-cell)
-discretisation whose composed divergence, after an exact correction for the sub-grid residuals
-of the merged losses, is at most the true one. Both are composed by FFT
+discretisation whose composed ``P`` and ``Q`` laws give threshold divergences
+``P(S >= s) - exp(eps) Q(S >= s)`` that are at most the true one. Both are composed by FFT
 (:mod:`accounting.pld_composition`), so the true ``delta(epsilon)`` - and the true
 ``epsilon(delta)`` - of the Poisson-subsampled Gaussian is bracketed:
-``lower <= true <= upper``.
-
-The lower bound's correction: the merged atom of cell ``k`` has loss ``k step + r_k``; placing it
-at ``k step`` moves the total loss ``S`` by ``R = sum r``, so
-``delta(eps) >= delta_grid(eps + eta) - P(R < -eta)`` with ``P(R < -eta)`` bounded by Chernoff
-from the exact residual law. ``r_k`` is second order in the step (``E r = -step^2 / 24`` under
-``P`` for a smooth density), so the bracket narrows like ``step^2``.
+``lower <= true <= upper``. Both sides err by second-order terms in the grid spacing (a
+threshold on the grid-placed loss is nearly the best test), so the bracket narrows like
+``step^2``.
 
 For add/remove neighbours both dominating pairs (add and remove) are composed and the worse is
 reported; replace-one has one symmetric pair. Without an explicit ``value_discretization`` the
@@ -30,8 +26,19 @@ import numpy as np
 from accounting._validation import check_delta, check_epsilon, check_positive
 from accounting.accountants import RdpAccountant, _ComposingAccountant
 from accounting.gdp import _mu_epsilon
-from accounting.pld_composition import ResidualLaw, choose_tilt, compose_plds
-from accounting.privacy_loss import RELATIONS, dominated_pmf, dominating_pairs, dominating_pmf
+from accounting.pld_composition import (
+    ThresholdBound,
+    choose_tilt,
+    compose_plds,
+    compose_tilted,
+)
+from accounting.privacy_loss import (
+    RELATIONS,
+    DiscretePld,
+    dominated_pmf,
+    dominating_pairs,
+    dominating_pmf,
+)
 
 __all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant"]
 
@@ -39,9 +46,6 @@ __all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant"]
 _WINDOW_TAIL = 1e-18
 #: Per-step mass left out by the truncation of one step's loss, over all steps together.
 _TRUNCATION_TAIL = 1e-18
-#: Failure probabilities tried for the lower bound's residual shift, relative to delta.
-_FAILURE_FRACTIONS = np.array([1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4, 1e-5, 1e-6])
-
 
 class EpsilonBounds(NamedTuple):
     """Certified bracket ``lower <= epsilon <= upper`` at one ``delta``."""
@@ -78,44 +82,37 @@ class _Composition:
             by_direction.setdefault(pair.direction, []).append((pair, count))
         for entries in by_direction.values():
             upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, count in entries]
-            lower_groups = [(dominated_pmf(pair, step, tail), count) for pair, count in entries]
+            merged = [(dominated_pmf(pair, step, tail), count) for pair, count in entries]
+            q_groups = [
+                (DiscretePld(step, pld.first_index, pld.q_masses), count) for pld, count in merged
+            ]
             tilt, excess = choose_tilt(upper_groups, anchor)
             # window tails worth _WINDOW_TAIL at the anchor once the tilt is undone
             budget = min(_WINDOW_TAIL * math.exp(min(-excess, 500.0)), 1e-12)
             upper = compose_plds(upper_groups, budget, clip_negative=True, tilt=tilt)
-            lower = compose_plds(lower_groups, budget, clip_negative=False, tilt=tilt)
-            self.directions.append((upper, lower, ResidualLaw(lower_groups)))
+            # Q = P exp(-loss): tilting it by one more puts it where the tilted P is
+            lower = ThresholdBound(
+                compose_tilted(merged, budget, tilt=tilt),
+                compose_tilted(q_groups, budget, tilt=tilt + 1.0),
+            )
+            self.directions.append((upper, lower))
 
     def epsilon_bounds(self, delta: float) -> tuple[float, float]:
         uppers, lowers = [], []
-        failures = _FAILURE_FRACTIONS * delta
-        for upper, lower, residuals in self.directions:
+        for upper, lower in self.directions:
             spare = delta - upper.infinity_mass
             uppers.append(upper.epsilon_upper(spare) if spare > 0 else math.inf)
-            etas = residuals.shift(failures)
-            candidates = [
-                lower.epsilon_lower(delta + failure) - eta
-                for failure, eta in zip(failures, etas, strict=True)
-            ]
-            lowers.append(max(candidates))
+            lowers.append(lower.epsilon_lower(delta))
         return max(max(lowers), 0.0), max(max(uppers), 0.0)
 
     def delta_bounds(self, epsilon: float) -> tuple[float, float]:
         uppers, lowers = [], []
-        for upper, lower, residuals in self.directions:
+        for upper, lower in self.directions:
             uppers.append(
                 upper.hockey_stick(epsilon) + float(upper.allowance(epsilon))
                 + upper.infinity_mass
             )
-            reach = lower.hockey_stick(epsilon)
-            failures = np.maximum(_FAILURE_FRACTIONS * max(reach, 1e-300), 1e-300)
-            etas = residuals.shift(failures)
-            candidates = [
-                lower.hockey_stick(epsilon + eta) - float(lower.allowance(epsilon + eta))
-                - failure
-                for failure, eta in zip(failures, etas, strict=True)
-            ]
-            lowers.append(max(candidates))
+            lowers.append(lower.delta_lower(epsilon))
         return max(max(lowers), 0.0), min(max(uppers), 1.0)
 
 
@@ -212,14 +209,14 @@ class PldAccountant(_ComposingAccountant):
         """A first grid spacing from the bracket's second-order behaviour.
 
         The bracket's width grows like ``sqrt(T) step^2 / s`` for a per-step loss of standard
-        deviation ``s = q sqrt(exp(1/sigma^2) - 1)``; the constant 0.3 was fitted on the four
+        deviation ``s = q sqrt(exp(1/sigma^2) - 1)``; the constant 1.5 was fitted on the four
         settings of the benchmark (the refinement corrects it where it is off).
         """
         worst = math.inf
         for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
             growth = math.expm1(min(1.0 / noise_multiplier**2, 700.0))
             spread = max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12)
-            step = math.sqrt(0.3 * self._tolerance * spread / math.sqrt(count))
+            step = math.sqrt(1.5 * self._tolerance * spread / math.sqrt(count))
             worst = min(worst, step)
         return float(min(worst, 0.05))
 

@@ -17,14 +17,24 @@ subtracted from a lower one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import fft, signal
 
 from accounting.privacy_loss import DiscretePld
 
-__all__ = ["ComposedPld", "ResidualLaw", "choose_tilt", "compose_plds", "log_weighted_sum_exp"]
+__all__ = [
+    "ComposedPld",
+    "ThresholdBound",
+    "TiltedLaw",
+    "choose_tilt",
+    "compose_plds",
+    "compose_tilted",
+    "log_weighted_sum_exp",
+]
 
 #: Largest FFT length the accountant will allocate (about 1 GiB of work arrays).
 MAX_GRID_SIZE = 1 << 25
@@ -82,7 +92,7 @@ def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
 
 
 #: Tilts tried by :func:`choose_tilt` (0 keeps the law as it is).
-_TILTS = np.concatenate([[0.0], np.geomspace(0.125, 1024.0, 40)])
+_TILTS = np.concatenate([[0.0], np.geomspace(0.125, 1024.0, 27)])
 #: Atoms kept per group when ranking tilts (blocks of the grid are merged, moments kept).
 _RANKING_ATOMS = 2048
 
@@ -148,21 +158,27 @@ class ComposedPld:
     infinity_mass: float
     tilt: float = 0.0
     log_allowance: float = -np.inf
-    _suffix: np.ndarray = field(init=False, repr=False)
-    _tilted: np.ndarray = field(init=False, repr=False)
-    _at_points: np.ndarray = field(init=False, repr=False)
-    _allowance_at_points: np.ndarray = field(init=False, repr=False)
-    _points: np.ndarray = field(init=False, repr=False)
+    @cached_property
+    def _points(self) -> np.ndarray:
+        return (self.first_index + np.arange(self.masses.size)) * self.step
 
-    def __post_init__(self):
-        reversed_masses = self.masses[::-1]
-        self._suffix = np.cumsum(reversed_masses)[::-1]
+    @cached_property
+    def _suffix(self) -> np.ndarray:
+        return np.cumsum(self.masses[::-1])[::-1]
+
+    @cached_property
+    def _tilted(self) -> np.ndarray:
         # tilted[j] = sum_{i >= j} m_i exp(s_j - s_i), by the recurrence y_j = m_j + e^-step y_{j+1}
-        self._tilted = signal.lfilter([1.0], [1.0, -np.exp(-self.step)], reversed_masses)[::-1]
+        return signal.lfilter([1.0], [1.0, -np.exp(-self.step)], self.masses[::-1])[::-1]
+
+    @cached_property
+    def _at_points(self) -> np.ndarray:
         # finite-part delta at eps = s_j: sum_{i > j} m_i (1 - exp(s_j - s_i))
-        self._at_points = self._suffix - self._tilted
-        self._points = (self.first_index + np.arange(self.masses.size)) * self.step
-        self._allowance_at_points = self.allowance(self._points)
+        return self._suffix - self._tilted
+
+    @cached_property
+    def _allowance_at_points(self) -> np.ndarray:
+        return self.allowance(self._points)
 
     @property
     def losses(self) -> np.ndarray:
@@ -206,19 +222,6 @@ class ComposedPld:
             return -np.inf if self._suffix[0] <= level else self._solve_in_cell(0, level)
         return self._solve_in_cell(j, delta - self._allowance_at_points[j - 1])
 
-    def epsilon_lower(self, delta: float) -> float:
-        """An ``epsilon`` at which the true finite hockey stick is certainly at least ``delta``
-        (so the law's ``epsilon(delta)`` is no smaller): the largest such grid point, refined
-        inside the next cell (``-inf`` if none)."""
-        points = self.losses
-        fits = self._at_points - self._allowance_at_points >= delta
-        if not fits.any():
-            return -np.inf
-        j = int(fits.size - 1 - np.argmax(fits[::-1]))
-        if j + 1 >= self.masses.size:
-            return float(points[j])
-        return self._solve_in_cell(j + 1, delta + self._allowance_at_points[j])
-
 
 def _tilted_law(pld: DiscretePld, tilt: float) -> tuple[DiscretePld, float]:
     """``pld`` reweighted by ``exp(tilt * loss)`` and normalised, and the log of the factor."""
@@ -231,10 +234,46 @@ def _tilted_law(pld: DiscretePld, tilt: float) -> tuple[DiscretePld, float]:
     return DiscretePld(pld.step, pld.first_index, weights / total), float(top + np.log(total))
 
 
-def compose_plds(
-    groups, tail_budget: float, clip_negative: bool, tilt: float = 0.0
-) -> ComposedPld:
-    """Compose ``groups = [(DiscretePld, count), ...]`` on one grid by FFT.
+@dataclass
+class TiltedLaw:
+    """A composed law kept in tilted form: the mass at ``s_j = (first_index + j) step`` is
+    ``masses[j] exp(log_scale - tilt s_j)``, and ``error`` bounds the total absolute error of
+    ``masses`` (FFT rounding, folded and left-out tails). ``infinity_mass`` is the mass at
+    ``+inf``."""
+
+    step: float
+    first_index: int
+    masses: np.ndarray
+    tilt: float
+    log_scale: float
+    error: float
+    infinity_mass: float = 0.0
+
+    def log_tails(self, first: int, size: int, sign: float) -> np.ndarray:
+        """``log`` of the mass at or above ``s_m`` for ``m = first .. first + size - 1`` (the
+        law must end inside that range), moved by the error bound in the direction ``sign``
+        (``-1``: a lower bound, ``+1``: an upper bound); ``-inf`` where a lower bound is not
+        positive.
+
+        Kept in log space: ``sum_{j >= m} masses_j exp(-tilt (s_j - s_m))`` comes from one
+        recurrence and never under- or overflows, whatever ``exp(log_scale - tilt s_m)``.
+        """
+        end = self.first_index + self.masses.size
+        if end > first + size:
+            raise ValueError("the range must reach the end of the law")
+        padded = np.zeros(size)
+        lo = max(self.first_index, first)
+        if end > lo:
+            padded[lo - first : end - first] = self.masses[lo - self.first_index :]
+        decay = np.exp(-self.tilt * self.step)
+        sums = signal.lfilter([1.0], [1.0, -decay], padded[::-1])[::-1]
+        points = (first + np.arange(size)) * self.step
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(sums + sign * self.error) + self.log_scale - self.tilt * points
+
+
+def compose_tilted(groups, tail_budget: float, tilt: float = 0.0) -> TiltedLaw:
+    """Compose ``groups = [(DiscretePld, count), ...]`` on one grid by FFT, tilted.
 
     Parameters
     ----------
@@ -242,8 +281,6 @@ def compose_plds(
         Per-step discretised laws (same ``step``) and how many times each is composed.
     tail_budget : float
         Mass of the (tilted) composed law allowed beyond each end of the window.
-    clip_negative : bool
-        Set the FFT's round-off negatives to zero (for an upper bound: it only adds mass).
     tilt : float
         Exponential tilt ``lam >= 0`` (see :func:`choose_tilt`): the laws ``p_k exp(lam s_k) /
         M_g`` are composed and the result multiplied back by ``prod_g M_g^T_g exp(-lam s)``. An
@@ -280,8 +317,8 @@ def compose_plds(
     # Floating-point error of the composed masses (summed over the window, so it bounds the
     # error of any hockey-stick value): an FFT output carries at most ~log2(N) u sum|p|
     # (Higham 2002, Sec. 24.1), raising it to the power T multiplies that error by about
-    # T |z|^(T-1), the inverse FFT adds ~log2(N) u sum|Z| / N per output. Kept per frequency as
-    # log(prod_g a_g^T_g) and sum_g T_g e_g / a_g with a_g = |z_g| + e_g.
+    # T |z|^(T-1). Kept per frequency as the envelope log(prod_g a_g^T_g) and the relative
+    # error sum_g T_g e_g / a_g with a_g = |z_g| + e_g.
     unit = np.finfo(float).eps
     levels = np.log2(size) + 2.0
     log_envelope = 0.0
@@ -314,58 +351,82 @@ def compose_plds(
     spectrum = np.zeros(log_envelope.size, dtype=complex)
     spectrum[live] = live_spectrum
     envelope = np.exp(log_envelope)
-    per_frequency = envelope * relative + 4.0 * levels * unit * envelope
+    per_frequency = envelope * relative
     per_frequency[log_envelope <= -700.0] = envelope[log_envelope <= -700.0]
+    # Sum over the window of the masses' absolute errors. With m = IDFT(W) / N, Cauchy-Schwarz
+    # and Parseval give ||dm||_1 <= sqrt(N) ||dm||_2 = ||dW||_2; the inverse FFT's own error is
+    # normwise, at most ~log2(N) u ||W||_2 / sqrt(N) in l2 (Higham 2002, Thm 24.2), so at most
+    # ~log2(N) u ||W||_2 in l1. (Summing the per-frequency bounds instead - an l1 bound - is
+    # sqrt(number of live frequencies) times looser.) The half spectrum counts twice.
     weights = np.full(per_frequency.size, 2.0)
     weights[0] = 1.0
     if size % 2 == 0:
         weights[-1] = 1.0
-    rounding = float(np.sum(weights * per_frequency))
+    rounding = float(
+        np.sqrt(np.sum(weights * per_frequency**2))
+        + 8.0 * levels * unit * np.sqrt(np.sum(weights * envelope**2))
+    )
     masses = fft.irfft(spectrum, n=size)
     masses = np.roll(masses, -(first - total_shift))
-    log_allowance = float(np.log(rounding + 4.0 * tail_budget) + log_scale)
-    if tilt > 0:
-        # below the loss where the allowance reaches 1 nothing can be certified: drop it
-        start = min(max(int(np.ceil(log_allowance / (tilt * step))) - first, 0), size - 1)
-        masses = masses[start:]
-        first += start
-    losses = (first + np.arange(masses.size)) * step
-    masses *= np.exp(log_scale - tilt * losses)
-    if clip_negative:
-        np.maximum(masses, 0.0, out=masses)
-    return ComposedPld(
-        step, first, masses, float(-np.expm1(log_finite)), tilt, log_allowance
+    return TiltedLaw(
+        step, first, masses, tilt, log_scale, rounding + 4.0 * tail_budget,
+        float(-np.expm1(log_finite)),
     )
 
 
-class ResidualLaw:
-    """Chernoff data of ``R``, the sum over the composed steps of the dominated
-    discretisation's residuals (lowered by their rounding slack).
+def compose_plds(
+    groups, tail_budget: float, clip_negative: bool, tilt: float = 0.0
+) -> ComposedPld:
+    """:func:`compose_tilted` with the tilt undone: the composed law under ``P`` itself.
 
-    :meth:`shift` gives the smallest ``eta`` with ``P(no dropped atom and R < -eta) <= failure``
-    from ``exp(-lam eta) prod_g (sum_k p_k exp(-lam r_k))^T_g``, minimised over ``lam``.
+    Grid points below the loss where the allowance reaches 1 are dropped (nothing can be
+    certified there). ``clip_negative`` sets the FFT's round-off negatives to zero (for an upper
+    bound: it only adds mass).
+    """
+    law = compose_tilted(groups, tail_budget, tilt)
+    step, first, masses = law.step, law.first_index, law.masses
+    log_allowance = float(np.log(law.error) + law.log_scale)
+    if tilt > 0:
+        start = min(max(int(np.ceil(log_allowance / (tilt * step))) - first, 0), masses.size - 1)
+        masses = masses[start:]
+        first += start
+    losses = (first + np.arange(masses.size)) * step
+    masses = masses * np.exp(law.log_scale - tilt * losses)
+    if clip_negative:
+        np.maximum(masses, 0.0, out=masses)
+    return ComposedPld(step, first, masses, law.infinity_mass, tilt, log_allowance)
+
+
+class ThresholdBound:
+    """Lower bounds from the composed ``P`` and ``Q`` laws of a merged-cell discretisation.
+
+    For every threshold ``s`` on the grid, ``P(S >= s) - exp(eps) Q(S >= s) <= delta(eps)``
+    (data processing: the summed grid index is a post-processing of the composed outputs). Each
+    law's error bound is taken against the bound (``P`` tails lowered, ``Q`` tails raised), and
+    the tails are kept as logarithms: ``Q`` tails far below the smallest float are common at
+    large ``epsilon``, and a ``Q`` tail rounded to zero would certify an infinite epsilon.
     """
 
-    def __init__(self, groups):
-        var = 0.0
-        parts = []
-        for pld, count in groups:
-            keep = pld.masses > 0
-            lowered = (pld.residuals - pld.residual_slack)[keep]
-            weights = pld.masses[keep]
-            if weights.sum() <= 0:
-                continue
-            var += count * _weighted_moments(lowered, weights)[1]
-            parts.append((lowered, weights, count))
-        std = max(np.sqrt(var), 1e-300)
-        # lam * std from 0.1 to 50 covers failures from exp(-0.005) down to exp(-1250)
-        self.lambdas = np.geomspace(0.1, 50.0, 14) / std
-        self.log_mgf = np.zeros(self.lambdas.size)
-        for lowered, weights, count in parts:
-            self.log_mgf += count * log_weighted_sum_exp(-self.lambdas, lowered, weights)
+    def __init__(self, p_law: TiltedLaw, q_law: TiltedLaw):
+        first = max(p_law.first_index, q_law.first_index)
+        stop = max(p_law.first_index + p_law.masses.size, q_law.first_index + q_law.masses.size)
+        self.log_p = p_law.log_tails(first, stop - first, -1.0)
+        self.log_q = q_law.log_tails(first, stop - first, +1.0)
 
-    def shift(self, failure: np.ndarray) -> np.ndarray:
-        """``eta`` for every failure probability in ``failure``."""
-        log_failure = np.log(np.asarray(failure, dtype=float))
-        etas = (self.log_mgf[:, None] - log_failure[None, :]) / self.lambdas[:, None]
-        return np.min(etas, axis=0)
+    def delta_lower(self, epsilon: float) -> float:
+        """Largest threshold difference ``P(S >= s) - e^eps Q(S >= s)`` (at least 0)."""
+        live = np.isfinite(self.log_p)
+        if not live.any():
+            return 0.0
+        log_p = self.log_p[live]
+        gap = np.minimum(epsilon + self.log_q[live] - log_p, 0.0)
+        return float(max(np.max(np.exp(log_p) * -np.expm1(gap)), 0.0))
+
+    def epsilon_lower(self, delta: float) -> float:
+        """Largest ``eps`` with some threshold difference ``>= delta`` (``-inf`` if none)."""
+        fits = self.log_p > math.log(delta)
+        if not fits.any():
+            return -np.inf
+        log_p = self.log_p[fits]
+        log_excess = log_p + np.log1p(-np.exp(math.log(delta) - log_p))
+        return float(np.max(log_excess - self.log_q[fits]))

@@ -24,10 +24,13 @@ distributions"):
   grid is moved up to the grid's first point and mass above it goes to ``+inf``: both only make
   ``delta`` larger.
 * :func:`dominated_pmf`: the cell ``[(k - 1/2) step, (k + 1/2) step]`` is merged into one atom
-  (a post-processing, hence dominated) whose loss ``log(P_k / Q_k) = k step + r_k`` lies within
-  half a step of ``k step``. The atom is placed at ``k step`` and the residuals ``r_k`` (second
-  order in ``step``) are returned so that the composition can correct for them exactly; tails
-  are dropped, which only makes ``delta`` smaller.
+  (a post-processing, hence dominated) and placed at ``k step``; both its ``P`` and its ``Q``
+  mass are kept. Composing the two laws separately gives the laws of the summed grid index under
+  ``P`` and under ``Q``, again a post-processing of the composed outputs, so
+  ``P(S >= s) - exp(eps) Q(S >= s)`` is at most the true ``delta(eps)`` for every threshold ``s``
+  (no correction for where inside its cell a merged loss lies is needed). Tails are dropped
+  (a restriction to an event), and each mass is rounded down (``P``) or up (``Q``) by its
+  floating-point error bound, which also only lowers that difference.
 
 Every interval probability is a difference of normal CDFs taken on the side of the median where
 it keeps its relative precision.
@@ -167,17 +170,15 @@ class DiscretePld:
     """Masses under ``P`` of a privacy loss on the grid ``(first_index + i) * step``.
 
     ``infinity_mass`` is ``P``-mass at loss ``+inf`` (counted in full by every ``delta``).
-    ``residuals`` (dominated discretisations only): the true loss of atom ``i`` is
-    ``(first_index + i) * step + residuals[i]`` and ``residual_slack`` bounds, atom by atom, the
-    floating-point error of ``residuals``.
+    ``q_masses`` (dominated discretisations only): the ``Q``-masses of the same atoms, whose
+    losses ``log(masses / q_masses)`` need not lie on the grid.
     """
 
     step: float
     first_index: int
     masses: np.ndarray
     infinity_mass: float = 0.0
-    residuals: np.ndarray | None = None
-    residual_slack: np.ndarray | None = None
+    q_masses: np.ndarray | None = None
 
     @property
     def indices(self) -> np.ndarray:
@@ -319,8 +320,9 @@ def dominating_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePl
 
 
 def dominated_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePld:
-    """Merged-cell discretisation whose ``delta`` (after the residual correction of the
-    composition) lower-bounds the pair's, composed or not; see the module docstring.
+    """Merged-cell discretisation: ``P`` and ``Q`` masses of the loss cells centred on the
+    grid, whose composed threshold divergences lower-bound the pair's ``delta``; see the module
+    docstring.
 
     Parameters
     ----------
@@ -333,20 +335,9 @@ def dominated_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePld
     low, high = _truncation_points(pair, tail)
     first = int(np.ceil(low / step - 0.5))
     last = max(int(np.floor(high / step + 0.5)), first)
-    centres = np.arange(first, last + 1)
     edges = pair.inverse_loss((np.arange(first, last + 2) - 0.5) * step)
     p_cells, p_error, q_cells, q_error = _interval_masses(pair, edges)
-    keep = (p_cells > 0) & (q_cells > 0)
-    log_p = np.log(np.where(keep, p_cells, 1.0))
-    log_q = np.log(np.where(keep, q_cells, 1.0))
-    residuals = np.where(keep, log_p - log_q - centres * step, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slack = np.where(
-            keep,
-            p_error / p_cells + q_error / q_cells + 4 * _EPS * (np.abs(log_p) + np.abs(log_q)),
-            0.0,
-        )
-    # a merged loss lies inside its cell; rounding can only push it out by the slack
-    residuals = np.clip(residuals, -0.5 * step, 0.5 * step)
-    masses = np.where(keep, p_cells, 0.0)
-    return DiscretePld(step, first, masses, 0.0, residuals, slack)
+    # rounded so that P is never over- and Q never under-stated
+    masses = np.maximum(p_cells - p_error, 0.0)
+    q_masses = q_cells + q_error
+    return DiscretePld(step, first, masses, 0.0, q_masses)

@@ -1,7 +1,14 @@
-"""Speed of the accounting core: epsilon for one run, for a 10^4-configuration grid, calibration.
+"""Speed of the accounting core: epsilon for one run, for a 10^4-configuration grid, calibration,
+and the tight PLD accountant against dp_accounting's PLD and Opacus's PRV accountant.
 
-Prints a table, then (last) one JSON line of figures. When dp-accounting is importable it is timed
-on the same inputs (it is not a dependency: install it in a separate environment to compare).
+Prints tables, then (last) one JSON line of figures. When dp-accounting / Opacus are importable
+they are timed on the same inputs (they are not dependencies: install them in a separate
+environment to compare, as ``make bench`` does).
+
+PLD rows: dp_accounting's certified bracket is its optimistic and pessimistic PLD on its default
+grid (1e-4), so its time is both runs; Opacus's PRV answer at ``eps_error`` e is an upper bound
+with a bracket about 2e wide. For each, ours runs at the loosest tolerance of ``TOLERANCES``
+whose bracket is no wider *and* whose upper bound is no larger than the peer's.
 
     python benchmarks/accounting_speed.py [--repeats N]
 """
@@ -29,6 +36,10 @@ SETTINGS = {
 GRID_RATES = np.geomspace(1e-4, 0.1, 100)
 GRID_NOISES = np.linspace(0.6, 5.0, 100)
 GRID_STEPS, GRID_DELTA = 1000, 1e-5
+#: Tolerances tried, loosest first, when matching a peer's width and upper bound.
+TOLERANCES = (0.3, 0.1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+PLD_GRID = 1e-4  # dp_accounting's default value_discretization_interval
+PRV_EPS_ERROR = 0.01
 
 
 def _median_seconds(function, repeats: int) -> float:
@@ -69,6 +80,99 @@ def _peer():
         return accountant.get_epsilon(delta)
 
     return epsilon
+
+
+def ours_pld(setting, tolerance: float):
+    """Our certified bracket at ``tolerance`` for ``setting = (q, sigma, steps, delta)``."""
+    q, sigma, steps, delta = setting
+    return accounting.PldAccountant(tolerance=tolerance).compose(q, sigma, steps) \
+        .get_epsilon_bounds(delta)
+
+
+def matched_pld(setting, width: float, upper: float, repeats: int):
+    """Ours at the loosest tolerance whose bracket is no wider than ``width`` and whose upper
+    bound is no larger than ``upper``: ``(tolerance, median seconds, bounds)`` or ``None``."""
+    for tolerance in TOLERANCES:
+        bounds = ours_pld(setting, tolerance)
+        if bounds.width <= width and bounds.upper <= upper:
+            seconds = _median_seconds(lambda t=tolerance: ours_pld(setting, t), repeats)
+            return tolerance, seconds, bounds
+    return None
+
+
+def _pld_peers():
+    """``{name: function(setting) -> (lower, upper)}`` for the importable peers."""
+    peers = {}
+    try:
+        from dp_accounting.pld import privacy_loss_distribution as pld_module
+    except ImportError:
+        pld_module = None
+    if pld_module is not None:
+
+        def dp_accounting_bound(setting, pessimistic):
+            q, sigma, steps, delta = setting
+            pld = pld_module.from_gaussian_mechanism(
+                standard_deviation=sigma, sampling_prob=q, pessimistic_estimate=pessimistic,
+                value_discretization_interval=PLD_GRID, use_connect_dots=pessimistic,
+            )
+            return pld.self_compose(steps).get_epsilon_for_delta(delta)
+
+        peers["dp_accounting PLD"] = lambda s: (
+            dp_accounting_bound(s, False), dp_accounting_bound(s, True)
+        )
+    try:
+        from opacus.accountants import PRVAccountant
+    except ImportError:
+        PRVAccountant = None  # noqa: N806
+    if PRVAccountant is not None:
+
+        def opacus_prv(setting):
+            q, sigma, steps, delta = setting
+            accountant = PRVAccountant()
+            accountant.history = [(sigma, q, steps)]
+            upper = accountant.get_epsilon(delta, eps_error=PRV_EPS_ERROR)
+            return upper - 2 * PRV_EPS_ERROR, upper
+
+        peers[f"Opacus PRV {PRV_EPS_ERROR:g}"] = opacus_prv
+    return peers
+
+
+def pld_rows(repeats: int):
+    """Per setting: ours at the default tolerance, each peer, and ours matched to the peer."""
+    rows = []
+    peers = _pld_peers()
+    for name, setting in SETTINGS.items():
+        seconds = _median_seconds(lambda s=setting: ours_pld(s, 1e-3), repeats)
+        bounds = ours_pld(setting, 1e-3)
+        rows.append({"setting": name, "who": "ours tol 1e-3", "lower": bounds.lower,
+                     "upper": bounds.upper, "ms": seconds * 1e3})
+        for peer, function in peers.items():
+            theirs = _median_seconds(lambda f=function, s=setting: f(s), max(1, repeats // 3))
+            lower, upper = function(setting)
+            rows.append({"setting": name, "who": peer, "lower": lower, "upper": upper,
+                         "ms": theirs * 1e3})
+            matched = matched_pld(setting, upper - lower, upper, repeats)
+            if matched is None:
+                rows.append({"setting": name, "who": f"ours vs {peer}: no tolerance matches"})
+                continue
+            tolerance, seconds, bounds = matched
+            rows.append({"setting": name, "who": f"ours tol {tolerance:g} (vs {peer})",
+                         "lower": bounds.lower, "upper": bounds.upper, "ms": seconds * 1e3,
+                         "speedup": theirs / seconds})
+    return rows
+
+
+def _print_pld(rows) -> None:
+    print(f"\n{'PLD setting / who':<46} {'lower':>9} {'upper':>9} {'width':>9} {'ms':>9} "
+          f"{'speedup':>8}")
+    for row in rows:
+        label = f"{row['setting']} {row['who']}"
+        if "upper" not in row:
+            print(label)
+            continue
+        speedup = f"{row['speedup']:.1f}x" if "speedup" in row else ""
+        print(f"{label:<46} {row['lower']:>9.5f} {row['upper']:>9.5f} "
+              f"{row['upper'] - row['lower']:>9.2g} {row['ms']:>9.2f} {speedup:>8}")
 
 
 def main() -> None:
@@ -128,6 +232,15 @@ def main() -> None:
             peer_value = f"{row['peer_value']:.6g}" if "peer_value" in row else "-"
             line += f" {row['peer_ms']:>10.4f} {peer_value:>13} {row['speedup']:>7.1f}x"
         print(line)
+    pld = pld_rows(max(3, args.repeats // 3))
+    _print_pld(pld)
+    for row in pld:
+        if row["who"] == "ours tol 1e-3":
+            figures[f"pld_{row['setting']}_ms"] = round(row["ms"], 2)
+            figures[f"pld_{row['setting']}_width"] = float(f"{row['upper'] - row['lower']:.3g}")
+        elif "speedup" in row:
+            peer = "dp_accounting" if "dp_accounting" in row["who"] else "opacus_prv"
+            figures[f"pld_{row['setting']}_speedup_vs_{peer}"] = round(row["speedup"], 1)
     print(json.dumps(figures))
 
 
