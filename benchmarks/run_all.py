@@ -163,11 +163,12 @@ def pld_section(peers, ratios) -> list[str]:
     lines = ["## Tight accountants: certified bracket, width and time", "",
              "dp_accounting PLD: pessimistic (upper) and optimistic (lower) estimates at its "
              "default `value_discretization_interval` 1e-4; its certified width is their "
-             "difference, and its time is both together. Ours: `PldAccountant(tolerance=w)` with "
-             "`w` that width, with `w = 2 eps_error` (a PRV bracket's width), and our default "
-             "`1e-3`. Opacus PRV and prv_accountant: (lower, estimate, upper) at `eps_error` 0.01 "
-             "and 0.1 (Opacus's public `get_epsilon` returns the upper one). The ratio column "
-             "compares ours at equal or narrower width with the peer in that row.", ""]
+             "difference, and its time is both together. Ours: `PldAccountant(tolerance=t)` at the "
+             "loosest `t` of 0.3, 0.1, 0.03, ... 1e-5 whose bracket is no wider and whose upper "
+             "bound is no larger than the peer's (a PRV bracket is 2 eps_error wide), and at our "
+             "default `1e-3`. Opacus PRV and prv_accountant: (lower, estimate, upper) at "
+             "`eps_error` 0.01 and 0.1 (Opacus's public `get_epsilon` returns the upper one). The "
+             "ratio column compares ours matched to the peer with the peer in that row.", ""]
     rows = []
     for r in peers["pld"]:
         s = r["setting"]
@@ -180,7 +181,7 @@ def pld_section(peers, ratios) -> list[str]:
                          f"{o['upper']:.5f}", f"{o['width']:.3g}", _ms(o["ms"]), ""])
             return o
 
-        matched = ours_row("ours_dp_accounting", "ours PLD (at dp_accounting's width)")
+        matched = ours_row("ours_dp_accounting", "ours PLD (matched to dp_accounting)")
         if "dp_accounting_upper" in r:
             ratio = _ratio(matched["ms"], r["dp_accounting_both_ms"]) if matched else None
             ratios.setdefault("pld_time_vs_dp_accounting_pld", {})[s] = ratio
@@ -190,7 +191,7 @@ def pld_section(peers, ratios) -> list[str]:
                          _r(ratio)])
         for key in sorted(k for k in r if k.startswith("ours_prv_")):
             eps_error = key.removeprefix("ours_prv_")
-            o = ours_row(key, f"ours PLD (at PRV eps_error {eps_error}'s width)")
+            o = ours_row(key, f"ours PLD (matched to Opacus PRV {eps_error})")
             for peer, label in (("opacus_prv", "Opacus PRV"), ("prv_accountant", "prv_accountant")):
                 entry = r.get(f"{peer}_{eps_error}")
                 if entry is None:
