@@ -129,9 +129,9 @@ class TFDPStep:
         with tf.device(self.device):
             self._generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
                                else tf.random.Generator.from_seed(seed))
-        self._gradient_fn = tf.function(self._privatize, reduce_retracing=True)
-        self._per_example_fn = tf.function(self._microbatch_gradients, reduce_retracing=True)
-        self._apply_optimizer = self._apply_fn = None
+        self._concrete: dict[tuple, object] = {}
+        self._denominators: dict[float, object] = {}
+        self._apply_optimizer = None
 
     def _choose_method(self, method) -> str:
         if method not in METHODS:
@@ -480,6 +480,53 @@ class TFDPStep:
 
     # ----- public API ------------------------------------------------------------------------
 
+    def _compiled(self, purpose: str, x, y, group: int, noise=None):
+        """The traced step for ``purpose`` and this batch layout, cached.
+
+        ``purpose`` is ``"per_example"`` (arguments ``x, y``), ``"gradient"`` or ``"apply"``
+        (``x, y, denominator, *noise``). The batch axis is left unknown, so Poisson batches of
+        any size reuse one graph; ``group`` and whether noise is injected are traced in. Calling
+        a ``ConcreteFunction`` skips ``tf.function``'s argument dispatch, which on a 2-core CPU
+        cost about as much as the MLP's whole step.
+        """
+        key = (purpose, group, noise is not None, x.dtype, tuple(x.shape[1:]), y.dtype,
+               tuple(y.shape[1:]))
+        function = self._concrete.get(key)
+        if function is not None:
+            return function
+        tf = self._tf
+        optimizer = self._apply_optimizer
+        specs = [tf.TensorSpec([None, *x.shape[1:]], x.dtype),
+                 tf.TensorSpec([None, *y.shape[1:]], y.dtype)]
+        if purpose == "per_example":
+            def body(x, y):
+                return self._microbatch_gradients(x, y, group)
+        else:
+            specs.append(tf.TensorSpec([], tf.float64))
+            if noise is not None:
+                specs += [tf.TensorSpec(var.shape, self.dtype) for var in self.variables]
+
+            def body(x, y, denominator, *draws):
+                result = self._privatize(x, y, group, denominator, list(draws) or None)
+                if purpose == "gradient":
+                    return result
+                grads, loss, _, outputs = result
+                optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+                return loss, outputs
+        with tf.device(self.device):
+            function = tf.function(body).get_concrete_function(*specs)
+        self._concrete[key] = function
+        return function
+
+    def _denominator(self, value: float):
+        """A float64 scalar tensor of ``value`` (cached: creating one costs a little per step)."""
+        tensor = self._denominators.get(value)
+        if tensor is None:
+            if len(self._denominators) > 64:
+                self._denominators.clear()
+            tensor = self._denominators[value] = self._tf.constant(value, self._tf.float64)
+        return tensor
+
     def per_example_gradients(self, x, y) -> list[np.ndarray]:
         """Gradient of every microbatch's mean loss (every example's by default).
 
@@ -488,7 +535,7 @@ class TFDPStep:
         x, y = self._inputs(x, y)
         group, _ = self._split(int(x.shape[0]), None)
         with self._tf.device(self.device):
-            grads, _, _ = self._per_example_fn(x, y, group)
+            grads, _, _ = self._compiled("per_example", x, y, group)(x, y)
         return [g.numpy() for g in grads]
 
     def _run(self, x, y, expected_batch_size, noise):
@@ -497,13 +544,14 @@ class TFDPStep:
         batch = int(x.shape[0])
         group, denominator = self._split(batch, expected_batch_size)
         noise = self._noise_tensors(noise)
-        denominator_t = tf.constant(denominator, tf.float64)
+        denominator_t = self._denominator(denominator)
         with tf.device(self.device):
             if batch == 0:
                 grads = self._noise_only(denominator_t, noise)
                 empty = np.zeros((0,) + tuple(self.model.output_shape[1:]), self.dtype.name)
                 return grads, tf.constant(np.nan), tf.zeros([0], self.dtype), empty, denominator
-            grads, loss, norms, outputs = self._gradient_fn(x, y, group, denominator_t, noise)
+            function = self._compiled("gradient", x, y, group, noise)
+            grads, loss, norms, outputs = function(x, y, denominator_t, *(noise or ()))
         return grads, loss, norms, outputs, denominator
 
     def dp_gradient(self, x, y, *, expected_batch_size: float | None = None,
@@ -536,22 +584,17 @@ class TFDPStep:
             already = getattr(optimizer, "built", False) or getattr(optimizer, "_built", False)
             if not already and callable(getattr(optimizer, "build", None)):
                 optimizer.build(self.variables)  # create slots outside the tf.function
-
-            def step(x, y, group, denominator, noise=None):
-                grads, loss, _, outputs = self._privatize(x, y, group, denominator, noise)
-                optimizer.apply_gradients(zip(grads, self.variables, strict=True))
-                return loss, outputs
-
             self._apply_optimizer = optimizer
-            self._apply_fn = tf.function(step, reduce_retracing=True)
+            self._concrete = {key: fn for key, fn in self._concrete.items() if key[0] != "apply"}
         x, y = self._inputs(x, y)
         batch = int(x.shape[0])
         group, denominator = self._split(batch, expected_batch_size)
         noise = self._noise_tensors(noise)
-        denominator_t = tf.constant(denominator, tf.float64)
+        denominator_t = self._denominator(denominator)
         with tf.device(self.device):
             if batch == 0:
                 grads = self._noise_only(denominator_t, noise)
                 optimizer.apply_gradients(zip(grads, self.variables, strict=True))
                 return tf.constant(np.nan), None
-            return self._apply_fn(x, y, group, denominator_t, noise)
+            function = self._compiled("apply", x, y, group, noise)
+            return function(x, y, denominator_t, *(noise or ()))
