@@ -90,6 +90,19 @@ def test_tensor_inputs_give_the_same_step_as_arrays(name):
         step.dp_gradient(tf.constant(x), tf.constant(y[:3]))
 
 
+def test_poisson_batches_of_any_size_reuse_one_traced_step():
+    model, x, y, loss, kernel_loss = _cnn(batch=9)
+    reference = to_numpy_model(model, "float64")
+    step = TFDPStep(model, loss, 0.5, 0.0)
+    for size in (9, 4, 7, 1):
+        ours = step.dp_gradient(x[:size], y[:size], expected_batch_size=6.0)
+        expected = dk.dp_gradient(reference, x[:size], y[:size], kernel_loss, l2_norm_clip=0.5,
+                                  noise_multiplier=0.0, rng=np.random.default_rng(0),
+                                  expected_batch_size=6.0)
+        _assert_close(ours.gradients, expected.gradients)
+    assert len(step._concrete) == 1  # the batch axis is traced as unknown
+
+
 def test_a_huge_clip_gives_the_ordinary_gradient():
     model, x, y, loss, kernel_loss = _cnn()
     grads, _ = dk.batch_gradient(to_numpy_model(model, "float64"), x, y, kernel_loss)
