@@ -16,15 +16,24 @@ Two vectorized ways to get the per-microbatch gradients, neither looping over ex
     back to a ``tf.while_loop`` inside the graph for convolution kernels, which is slow.)
 ``"layerwise"``
     For models made of the supported layers (:data:`~dpsgd_kernels.tf_adapter.convert.
-    SUPPORTED_LAYERS`): one forward pass keeping every Dense/Conv2D layer's input rows
-    (``tf.image.extract_patches`` for a convolution) and one backward pass for the gradients
-    with respect to the pre-activations; every microbatch's kernel gradient is then one batched
-    ``einsum`` of the two, as in the NumPy kernel. Batched kernels only, about the cost of an
-    ordinary step.
+    SUPPORTED_LAYERS`): one forward pass keeping every Dense/Conv2D layer's input and one
+    backward pass for the gradients with respect to the pre-activations ("deltas"). A Dense
+    layer with one input row per example gets its per-example norms from ``||a||^2 ||d||^2``
+    (ghost norm, no per-example gradient formed) and its clipped sum from one matrix product of
+    the inputs and the deltas scaled by each example's clip factor (book-keeping: no second
+    backward pass). A convolution's per-example kernel gradients come from one grouped filter-
+    gradient kernel with the batch moved into the channels (depthwise for one input channel);
+    on CPU this was faster than ``tf.image.extract_patches`` plus a batched product, and than
+    Gram-matrix norms, which need the patches too.
 
-``method="auto"`` (default) takes ``"layerwise"`` when the model allows it. Everything runs in one
-``tf.function`` on :func:`~dpsgd_kernels.tf_adapter.device.default_device` (the GPU when there is
-one).
+``method="auto"`` (default) takes ``"layerwise"`` when the model allows it. Every step runs as one
+traced ``ConcreteFunction`` (cached per purpose, microbatch size, injected noise and example
+shape, with the batch axis unknown so Poisson batches of any size reuse it) on
+:func:`~dpsgd_kernels.tf_adapter.device.default_device` (the GPU when there is one). XLA
+(``jit_compile=True``) was measured and not used: on the 2-core CPU it made the CNN step 2x slower
+with patches and far slower with the grouped convolutions (and the non-private Keras CNN step
+3.8x slower), saved at most 0.1 ms on the MLP, and would compile once per batch size (Poisson
+batches would need padding to buckets).
 """
 
 from __future__ import annotations
