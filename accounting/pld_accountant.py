@@ -25,7 +25,7 @@ import numpy as np
 
 from accounting._validation import check_delta, check_epsilon, check_positive
 from accounting.accountants import RdpAccountant, _ComposingAccountant
-from accounting.gdp import _mu_epsilon
+from accounting.gdp import _mu_epsilon, gdp_mu
 from accounting.pld_composition import (
     ThresholdBound,
     choose_tilt,
@@ -260,10 +260,10 @@ class PldAccountant(_ComposingAccountant):
         """A first guess at epsilon: the Gaussian-DP (CLT) estimate, capped by RDP's epsilon.
 
         Only the accuracy of the bounds depends on it, never their validity."""
-        mu_squared = 0.0
-        for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
-            growth = math.expm1(min(1.0 / noise_multiplier**2, 700.0))
-            mu_squared += count * sample_rate**2 * min(growth, 1e300)
+        mu_squared = sum(  # mu-GDP composes as the root of the sum of squares
+            gdp_mu(sample_rate, noise_multiplier, count) ** 2
+            for (sample_rate, noise_multiplier), count in self._steps_by_pair.items()
+        )
         guess = _mu_epsilon(math.sqrt(min(mu_squared, 1e300)), delta)
         return float(min(guess, rdp_epsilon)) if math.isfinite(rdp_epsilon) else float(guess)
 

@@ -32,7 +32,7 @@ import time
 import warnings
 
 import numpy as np
-from accounting_speed import matched_pld
+from accounting_speed import matched_pld, ours_pld
 
 import accounting
 from accounting.accountants import _step_rdp_store
@@ -178,12 +178,6 @@ def _dp_accounting_pld(peers, setting, pessimistic):
     return pld.self_compose(steps).get_epsilon_for_delta(delta)
 
 
-def _ours_pld(setting, tolerance):
-    q, sigma, steps, delta = setting
-    return accounting.PldAccountant(tolerance=tolerance).compose(q, sigma, steps) \
-        .get_epsilon_bounds(delta)
-
-
 def _opacus_prv(peers, setting, eps_error):
     """Opacus's certified upper bound (its public answer) and, through the discretised PRV it
     builds, its (lower, estimate, upper)."""
@@ -236,7 +230,7 @@ def pld_rows(peers, repeats, prv_errors):
                        dp_accounting_both_ms=(t_pess + t_opt) * 1e3)
         # Ours at our default, and at the loosest tolerance whose bracket is no wider and whose
         # upper bound is no larger than each peer's (accounting_speed.matched_pld).
-        seconds, bounds = timed(lambda s=setting: _ours_pld(s, 1e-3), repeats)
+        seconds, bounds = timed(lambda s=setting: ours_pld(s, 1e-3), repeats)
         row["ours_default"] = _ours_entry(1e-3, seconds, bounds)
         if their_width is not None and their_width > 0:
             matched = matched_pld(setting, their_width, row["dp_accounting_upper"], repeats)
