@@ -111,16 +111,16 @@ class Layer:
         """Gradient with respect to the input, example by example (``None`` if not needed)."""
         raise NotImplementedError
 
-    def _reusable(self, key: str, shape: tuple[int, ...], dtype, fill=0) -> np.ndarray | None:
-        """A work array kept between calls, filled with ``fill`` when first made; ``None``
-        above ``REUSE_MAX_BYTES``.
+    def _reusable(self, key: str, shape: tuple[int, ...], dtype, fill=0) -> np.ndarray:
+        """A work array kept between calls, filled with ``fill`` when first made (a fresh one,
+        so filled, above ``REUSE_MAX_BYTES``).
 
         Passes over chunks of the same size then allocate (and page-fault) nothing new for
         it. Only for arrays that are private to the layer and dead (or rewritten) by the time
         the same key is asked for again: never for returned arrays.
         """
         if math.prod(shape) * np.dtype(dtype).itemsize > REUSE_MAX_BYTES:
-            return None
+            return np.full(shape, fill, dtype=dtype)
         buffers = self.__dict__.setdefault("_buffers", {})
         buffer = buffers.get(key)
         if buffer is None or buffer.dtype != dtype or buffer.shape[1:] != shape[1:] or (
@@ -453,8 +453,6 @@ class Conv2D(LinearLayer):
         columns = self.in_features + self._bias_in_rows
         row_shape = (n, self.rows_per_example, columns)
         rows = self._reusable("rows", row_shape, x.dtype, fill=1)
-        if rows is None:
-            rows = np.ones(row_shape, dtype=x.dtype)
         extract_patches(image, self._window, self._window_strides, self._out_hw,
                         rows[:, :, : self.in_features].reshape(shape))
         return self._activate(rows, (n,) + self._out_hw + (self.filters,))
@@ -497,19 +495,27 @@ def _strided_windows(array: np.ndarray, axis: int, size: int, stride: int, count
     return views
 
 
+def _shifted_views(flat: np.ndarray, size: int, step: int, length: int) -> list[np.ndarray]:
+    """The ``size`` views ``flat[k step : k step + length]`` of a 1-D array."""
+    return [flat[k * step : k * step + length] for k in range(size)]
+
+
 def _max_with_first_winner(views: list[np.ndarray], out=None, winner=None):
     """Element-wise maximum of equally shaped views and the index of its first occurrence.
 
     For two views the index is the boolean ``second > first`` (ties go to the first); for more,
-    an unsigned integer array. ``out`` and ``winner`` (optional, two views only): arrays to
-    write the maximum and the boolean index into.
+    an unsigned integer array. ``out`` (optional): an array to write the maximum into;
+    ``winner`` (optional, two views only): one for the boolean index.
     """
-    if len(views) == 1:
-        return views[0].copy(), np.zeros(views[0].shape, dtype=bool)
     if len(views) == 2:
         first, second = views
         return np.maximum(first, second, out=out), np.greater(second, first, out=winner)
-    out = views[0].copy()
+    if out is None:
+        out = views[0].copy()
+    else:
+        out[...] = views[0]
+    if len(views) == 1:
+        return out, np.zeros(out.shape, dtype=bool)
     index_type = np.uint8 if len(views) < 256 else np.int32
     winner = np.zeros(out.shape, dtype=index_type)
     for k, window in enumerate(views[1:], start=1):
@@ -602,6 +608,8 @@ class MaxPool2D(Layer):
         self._in_hw = x.shape[1:3]
         padded = pad_images(x, self._pads, value=-np.inf)
         self._padded_shape = padded.shape
+        if self.strides == (1, 1):
+            return self._forward_shifted(padded)
         row_shape = self._row_max_shape()
         out_shape = (x.shape[0],) + self._out_hw + (x.shape[3],)
         # Private work arrays are reused between calls (see Layer._reusable); `out` is not.
@@ -614,12 +622,43 @@ class MaxPool2D(Layer):
         )
         return out
 
+    def _shifted_lengths(self):
+        """Stride 1: lengths of the flat row maxima and window maxima (see
+        :meth:`_forward_shifted`)."""
+        (ph, pw), (_, _, width, channels) = self.pool_size, self._padded_shape
+        row_length = math.prod(self._padded_shape) - (pw - 1) * channels
+        return row_length, row_length - (ph - 1) * width * channels
+
+    def _forward_shifted(self, padded):
+        """Stride-1 pooling on the flat padded batch: window offsets are flat shifts.
+
+        Every pass runs over whole contiguous arrays (element-wise passes over strided views
+        of short rows cost several times as much): element ``i`` of the row maxima is the
+        maximum of ``flat[i + j C]`` over ``j < pool_w``, and the window maximum of row maxima
+        ``i + k W C`` over ``k < pool_h``, so the output lands on the input's grid; positions
+        whose window leaves its row or image are computed and never read.
+        """
+        (ph, pw), (_, _, width, channels) = self.pool_size, padded.shape
+        row_length, out_length = self._shifted_lengths()
+        flat = np.ascontiguousarray(padded).reshape(-1)
+        row_max, self._width_winner = _max_with_first_winner(
+            _shifted_views(flat, pw, channels, row_length),
+            self._reusable("row_max", (row_length,), flat.dtype),
+            self._reusable("width_winner", (row_length,), bool),
+        )
+        grid = np.empty(padded.shape, dtype=flat.dtype)  # returned: fresh
+        _, self._height_winner = _max_with_first_winner(
+            _shifted_views(row_max, ph, width * channels, out_length),
+            grid.reshape(-1)[:out_length],
+            self._reusable("height_winner", (out_length,), bool),
+        )
+        oh, ow = self._out_hw
+        return grid[:, :oh, :ow, :]
+
     def _zeroed(self, key, shape, dtype, stride, axis):
         """A buffer (reusable under ``key``, fresh if ``key`` is None) that is zero except
         possibly where the first window view along ``axis`` will write."""
         buffer = np.empty(shape, dtype=dtype) if key is None else self._reusable(key, shape, dtype)
-        if buffer is None:
-            return np.zeros(shape, dtype=dtype)
         if stride != 1:
             buffer[...] = 0
         else:  # the first view covers positions [0, out): zero the rest
@@ -631,6 +670,40 @@ class MaxPool2D(Layer):
     def backward(self, dy, need_input_grad=True):
         if not need_input_grad:
             return None
+        if self.strides == (1, 1):
+            d_padded = self._backward_shifted(dy)
+        else:
+            d_padded = self._backward_strided(dy)
+        if not any(self._pads):
+            return d_padded
+        top, _, left, _ = self._pads
+        height, width = self._in_hw
+        return d_padded[:, top : top + height, left : left + width, :]
+
+    def _backward_shifted(self, dy):
+        """Adjoint of :meth:`_forward_shifted`: the gradient, on the input grid with zeros
+        where no output was computed, routed back along the flat shifts."""
+        (ph, pw), (_, _, width, channels) = self.pool_size, self._padded_shape
+        row_length, out_length = self._shifted_lengths()
+        oh, ow = self._out_hw
+        grid = self._reusable("d_out", self._padded_shape, dy.dtype)
+        grid[:, :oh, :ow, :] = dy  # the rest stays zero (never written)
+        d_row_max = self._reusable("d_row_max", (row_length,), dy.dtype)
+        d_row_max[out_length:] = 0
+        _route_to_winner(
+            grid.reshape(-1)[:out_length], self._height_winner,
+            _shifted_views(d_row_max, ph, width * channels, out_length),
+            self._reusable("d_out_share", (out_length,), dy.dtype),
+        )
+        d_padded = np.empty(math.prod(self._padded_shape), dtype=dy.dtype)  # returned: fresh
+        d_padded[row_length:] = 0
+        _route_to_winner(
+            d_row_max, self._width_winner, _shifted_views(d_padded, pw, channels, row_length),
+            self._reusable("d_row_share", (row_length,), dy.dtype),
+        )
+        return d_padded.reshape(self._padded_shape)
+
+    def _backward_strided(self, dy):
         sh, sw = self.strides
         d_row_max = self._zeroed("d_row_max", self._row_max_shape(), dy.dtype, sh, 1)
         temp = self._reusable("d_out", dy.shape, dy.dtype)
@@ -638,11 +711,7 @@ class MaxPool2D(Layer):
         d_padded = self._zeroed(None, self._padded_shape, dy.dtype, sw, 2)  # returned: fresh
         temp = self._reusable("d_row_share", d_row_max.shape, dy.dtype)
         _route_to_winner(d_row_max, self._width_winner, self._width_views(d_padded), temp)
-        if not any(self._pads):
-            return d_padded
-        top, _, left, _ = self._pads
-        height, width = self._in_hw
-        return d_padded[:, top : top + height, left : left + width, :]
+        return d_padded
 
     def __repr__(self) -> str:
         return f"MaxPool2D({self.pool_size}, strides={self.strides}, padding={self.padding!r})"
