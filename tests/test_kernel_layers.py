@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import dpsgd_kernels as dk
+from dpsgd_kernels import activations as activations_module
 from dpsgd_kernels import layers as layers_module
 from dpsgd_kernels.im2col import depth_to_space, padding_1d, space_to_depth
 
@@ -356,3 +357,26 @@ def test_layers_compute_only_what_the_next_layer_reads(name):
         assert model.layers[0].rows_per_example == 13 * 13
         assert model.layers[1].forward(np.zeros((1, 13, 13, 16))).shape == (1, 12, 12, 16)
         assert model.layers[0].output_shape == (14, 14, 16)  # Keras shapes unchanged
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 4), (0, 4)])
+def test_relu_in_place_matches_maximum(monkeypatch, dtype, shape):
+    """Blocked against cached zeros (across block ends) or, for views, plain; same bits as
+    ``np.maximum(z, 0)`` (NaN and signed zeros included)."""
+    monkeypatch.setattr(activations_module, "ZERO_BLOCK", 4)
+    monkeypatch.setattr(activations_module, "_zero_blocks", {})
+    monkeypatch.setattr(activations_module, "SCALAR_RELU_MAX", 1)
+    rng = np.random.default_rng(9)
+    z = rng.normal(size=shape).astype(dtype)
+    z.reshape(-1)[:3] = [np.nan, -0.0, 0.0][: z.size]
+    want = np.maximum(z, 0)
+    got = activations_module.relu_in_place(z)
+    assert got is z
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    wide = rng.normal(size=(4, 6)).astype(dtype)
+    view = wide[:, ::2]  # not contiguous: np.maximum on the view, the rest untouched
+    expected = wide.copy()
+    expected[:, ::2] = np.maximum(view, 0)
+    activations_module.relu_in_place(view)
+    np.testing.assert_array_equal(wide, expected)
