@@ -19,6 +19,7 @@ grid is refined until ``upper - lower <= tolerance``.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -44,8 +45,13 @@ __all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant"]
 
 #: Mass allowed beyond each end of the FFT window; it is carried into the bounds.
 _WINDOW_TAIL = 1e-18
-#: Per-step mass left out by the truncation of one step's loss, over all steps together.
+#: Mass left out by the truncation of the per-step losses, over all steps together, when no
+#: delta is known (the lower tails move up to the grid's first point, the upper tails to +inf).
 _TRUNCATION_TAIL = 1e-18
+#: Share of the delta at stake spent on that truncation when it is known: 1e-9 moves epsilon
+#: by about 1e-9 / (d log delta / d epsilon) and cuts the per-step grids 2-4 fold at
+#: delta = 1e-5 against 1e-18 (the far tail of a subsampled Gaussian's loss is long and light).
+_TRUNCATION_SHARE = 1e-9
 
 class EpsilonBounds(NamedTuple):
     """Certified bracket ``lower <= epsilon <= upper`` at one ``delta``."""
@@ -68,52 +74,85 @@ class DeltaBounds(NamedTuple):
     value_discretization: float
 
 
+class _Direction:
+    """One dominating pair's composed laws on one grid: the upper law at once, the lower
+    (threshold) laws when first asked for, since one direction's lower bound already bounds
+    the worst direction's epsilon from below."""
+
+    def __init__(self, entries, step: float, tail: float, anchor: float):
+        self._entries, self._step, self._tail = entries, step, tail
+        upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, count in entries]
+        self._tilt, excess = choose_tilt(upper_groups, anchor)
+        # window tails worth _WINDOW_TAIL at the anchor once the tilt is undone
+        self._budget = min(_WINDOW_TAIL * math.exp(min(-excess, 500.0)), 1e-12)
+        self.upper = compose_plds(upper_groups, self._budget, clip_negative=True, tilt=self._tilt)
+
+    @cached_property
+    def lower(self) -> ThresholdBound:
+        """Threshold bounds from the merged-cell laws under ``P`` and ``Q``."""
+        merged = [
+            (dominated_pmf(pair, self._step, self._tail), count) for pair, count in self._entries
+        ]
+        q_groups = [
+            (DiscretePld(self._step, pld.first_index, pld.q_masses), count)
+            for pld, count in merged
+        ]
+        # Q = P exp(-loss): tilting it by one more puts it where the tilted P is
+        return ThresholdBound(
+            compose_tilted(merged, self._budget, tilt=self._tilt),
+            compose_tilted(q_groups, self._budget, tilt=self._tilt + 1.0),
+        )
+
+    def epsilon_upper(self, delta: float) -> float:
+        spare = delta - self.upper.infinity_mass
+        return self.upper.epsilon_upper(spare) if spare > 0 else math.inf
+
+    def delta_upper(self, epsilon: float) -> float:
+        upper = self.upper
+        return upper.hockey_stick(epsilon) + float(upper.allowance(epsilon)) + upper.infinity_mass
+
+
+def _worst_lower(directions, uppers, lower_of, enough: float) -> float:
+    """Largest lower bound over ``directions`` (visited by decreasing upper bound), skipping
+    those whose upper bound cannot beat the lower bound in hand and stopping once
+    ``max(uppers) - lower <= enough``: any direction's lower bound bounds the worst one's."""
+    lower = -math.inf
+    for index in np.argsort(uppers)[::-1]:
+        if uppers[index] <= lower or max(uppers) - lower <= enough:
+            break
+        lower = max(lower, lower_of(directions[index]))
+    return lower
+
+
 class _Composition:
     """Upper and lower composed laws of every dominating pair on one grid, each tilted towards
-    losses near ``anchor`` (a guess at the answer, ideally just below it)."""
+    losses near ``anchor`` (a guess at the answer, ideally just below it); the per-step losses
+    are truncated leaving out ``truncation`` mass over all steps (counted in the bounds)."""
 
-    def __init__(self, pairs_and_counts, step: float, anchor: float):
+    def __init__(self, pairs_and_counts, step: float, anchor: float, truncation: float):
         total_steps = sum(count for _, count in pairs_and_counts)
-        tail = _TRUNCATION_TAIL / max(total_steps, 1)
+        tail = truncation / max(total_steps, 1)
         self.step = step
-        self.directions = []
         by_direction: dict[str, list] = {}
         for pair, count in pairs_and_counts:
             by_direction.setdefault(pair.direction, []).append((pair, count))
-        for entries in by_direction.values():
-            upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, count in entries]
-            merged = [(dominated_pmf(pair, step, tail), count) for pair, count in entries]
-            q_groups = [
-                (DiscretePld(step, pld.first_index, pld.q_masses), count) for pld, count in merged
-            ]
-            tilt, excess = choose_tilt(upper_groups, anchor)
-            # window tails worth _WINDOW_TAIL at the anchor once the tilt is undone
-            budget = min(_WINDOW_TAIL * math.exp(min(-excess, 500.0)), 1e-12)
-            upper = compose_plds(upper_groups, budget, clip_negative=True, tilt=tilt)
-            # Q = P exp(-loss): tilting it by one more puts it where the tilted P is
-            lower = ThresholdBound(
-                compose_tilted(merged, budget, tilt=tilt),
-                compose_tilted(q_groups, budget, tilt=tilt + 1.0),
-            )
-            self.directions.append((upper, lower))
+        self.directions = [
+            _Direction(entries, step, tail, anchor) for entries in by_direction.values()
+        ]
 
-    def epsilon_bounds(self, delta: float) -> tuple[float, float]:
-        uppers, lowers = [], []
-        for upper, lower in self.directions:
-            spare = delta - upper.infinity_mass
-            uppers.append(upper.epsilon_upper(spare) if spare > 0 else math.inf)
-            lowers.append(lower.epsilon_lower(delta))
-        return max(max(lowers), 0.0), max(max(uppers), 0.0)
+    def epsilon_bounds(self, delta: float, enough: float = 0.0) -> tuple[float, float]:
+        """Certified ``(lower, upper)`` epsilon; lower bounds of further directions are skipped
+        once the width is at most ``enough``."""
+        uppers = [direction.epsilon_upper(delta) for direction in self.directions]
+        lower = _worst_lower(
+            self.directions, uppers, lambda d: d.lower.epsilon_lower(delta), enough
+        )
+        return max(lower, 0.0), max(max(uppers), 0.0)
 
     def delta_bounds(self, epsilon: float) -> tuple[float, float]:
-        uppers, lowers = [], []
-        for upper, lower in self.directions:
-            uppers.append(
-                upper.hockey_stick(epsilon) + float(upper.allowance(epsilon))
-                + upper.infinity_mass
-            )
-            lowers.append(lower.delta_lower(epsilon))
-        return max(max(lowers), 0.0), min(max(uppers), 1.0)
+        uppers = [direction.delta_upper(epsilon) for direction in self.directions]
+        lower = _worst_lower(self.directions, uppers, lambda d: d.lower.delta_lower(epsilon), 0.0)
+        return max(lower, 0.0), min(max(uppers), 1.0)
 
 
 class PldAccountant(_ComposingAccountant):
@@ -166,7 +205,7 @@ class PldAccountant(_ComposingAccountant):
         if neighboring not in RELATIONS:
             raise ValueError(f"neighboring must be one of {RELATIONS}, got {neighboring!r}")
         self._neighboring = neighboring
-        self._compositions: dict[tuple[float, float], _Composition] = {}
+        self._compositions: dict[tuple[float, float, float], _Composition] = {}
 
     @property
     def neighboring(self) -> str:
@@ -197,12 +236,14 @@ class PldAccountant(_ComposingAccountant):
                 entries.append((pair, count))
         return entries
 
-    def _composition(self, step: float, anchor: float) -> _Composition:
-        key = (step, anchor)
+    def _composition(self, step: float, anchor: float, truncation: float) -> _Composition:
+        key = (step, anchor, truncation)
         if key not in self._compositions:
             while len(self._compositions) >= 3:  # bound the memory held by finer grids
                 self._compositions.pop(next(iter(self._compositions)))
-            self._compositions[key] = _Composition(self._pairs_and_counts(), step, anchor)
+            self._compositions[key] = _Composition(
+                self._pairs_and_counts(), step, anchor, truncation
+            )
         return self._compositions[key]
 
     def _initial_step(self) -> float:
@@ -220,26 +261,27 @@ class PldAccountant(_ComposingAccountant):
             worst = min(worst, step)
         return float(min(worst, 0.05))
 
-    def _refine(self, query, anchor: float, follow_lower: bool):
+    def _refine(self, query, anchor: float, follow_lower: bool, truncation: float):
         """Run ``query(composition) -> (lower, upper, width)`` on finer grids until the
         width meets the tolerance (or stops shrinking); returns the narrowest result and its
         spacing. ``anchor`` is where the composed laws are made accurate (see
         :func:`accounting.pld_composition.choose_tilt`); with ``follow_lower`` each finer grid
-        is anchored at the previous grid's certified lower bound."""
+        is anchored at the previous grid's certified lower bound. ``truncation`` is the mass
+        the per-step truncation may leave out over all steps."""
         if self._value_discretization is not None:
             step = self._value_discretization
-            return query(self._composition(step, anchor)), step
+            return query(self._composition(step, anchor, truncation)), step
         step = self._initial_step()
         for _ in range(12):  # a grid too large for memory: start coarser (still certified)
             try:
-                self._composition(step, anchor)
+                self._composition(step, anchor, truncation)
                 break
             except ValueError:
                 step *= 4.0
         best = None
         for _ in range(8):
             try:
-                result = query(self._composition(step, anchor))
+                result = query(self._composition(step, anchor, truncation))
             except ValueError:
                 if best is None:
                     raise
@@ -280,13 +322,18 @@ class PldAccountant(_ComposingAccountant):
         if not self._steps_by_pair:
             return EpsilonBounds(0.0, 0.0, self._value_discretization or 0.0)
 
+        # on an automatic grid, a bracket within the tolerance is enough
+        enough = self._tolerance if self._value_discretization is None else 0.0
+
         def query(composition):
-            lower, upper = composition.epsilon_bounds(delta)
+            lower, upper = composition.epsilon_bounds(delta, enough)
             return lower, upper, upper - lower
 
         rdp_epsilon = self._rdp_epsilon(delta)
         anchor = self._first_anchor(delta, rdp_epsilon)
-        (lower, upper, _), step = self._refine(query, anchor, follow_lower=True)
+        (lower, upper, _), step = self._refine(
+            query, anchor, follow_lower=True, truncation=max(_TRUNCATION_SHARE * delta, 1e-300)
+        )
         return EpsilonBounds(lower, min(upper, rdp_epsilon), step)
 
     def get_delta_bounds(self, epsilon: float) -> DeltaBounds:
@@ -306,8 +353,13 @@ class PldAccountant(_ComposingAccountant):
             epsilon_lower, _ = composition.epsilon_bounds(upper)
             return lower, upper, max(epsilon - epsilon_lower, 0.0)
 
-        (lower, upper, _), step = self._refine(query, epsilon, follow_lower=False)
-        return DeltaBounds(lower, min(upper, self._rdp_delta(epsilon)), step)
+        rdp_delta = self._rdp_delta(epsilon)
+        # RDP's delta is at least the true one: a share of it is a safe scale for the truncation
+        truncation = _TRUNCATION_SHARE * rdp_delta if rdp_delta < 1.0 else _TRUNCATION_TAIL
+        (lower, upper, _), step = self._refine(
+            query, epsilon, follow_lower=False, truncation=max(truncation, 1e-300)
+        )
+        return DeltaBounds(lower, min(upper, rdp_delta), step)
 
     def _rdp_accountant(self) -> RdpAccountant:
         """An RDP accountant over the same steps (add/remove only: RDP's relation here)."""

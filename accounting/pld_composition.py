@@ -136,7 +136,9 @@ def choose_tilt(groups, anchor: float) -> tuple[float, float]:
         mean += count * first
         var += count * np.maximum(second - first * first, 0.0)
     excess = log_mgf - tilts * anchor
-    near = excess <= excess.min() + 2.0
+    # tilts below the saddle point let the error decay slowest beyond the anchor: not those
+    # far below the saddle point the error decays slowly beyond the anchor: not those
+    near = (excess <= excess.min() + 2.0) & (tilts >= 0.5 * tilts[np.argmin(excess)])
     best = int(np.flatnonzero(near)[np.argmin(var[near])])
     return float(tilts[best]), float(excess[best])
 

@@ -22,7 +22,8 @@ from accounting import (
     gdp_mu,
 )
 from accounting import reference as ref
-from accounting.pld_composition import compose_plds
+from accounting.pld_accountant import _worst_lower
+from accounting.pld_composition import choose_tilt, compose_plds
 from accounting.privacy_loss import dominated_pmf, dominating_pairs, dominating_pmf
 
 SETTINGS = {  # (q, sigma, steps, delta)
@@ -202,6 +203,66 @@ def test_tilted_composition_agrees_with_plain_one_within_the_allowances():
     # the point of the tilt: the error bound at large epsilon is relative to the tail mass
     assert tilted.allowance(3.0) < 1e-3 * plain.allowance(3.0)
     assert tilted.allowance(3.0) < 1e-4 * tilted.hockey_stick(3.0)  # plain: 0.15 of it
+
+
+def test_tilt_is_near_the_saddle_point_and_not_far_below_it():
+    pair = dominating_pairs(4e-5, 1.2, "add_remove")[0]
+    groups = [(dominating_pmf(pair, 1e-4, 2e-23), 500_000)]
+    anchor = 0.086
+    tilt, excess = choose_tilt(groups, anchor)
+    # G(lam) = log E[exp(lam S)] - lam anchor by direct summation over the per-step law
+    losses, masses = groups[0][0].losses, groups[0][0].masses
+
+    def chernoff(lam):
+        return 500_000 * math.log(np.sum(masses * np.exp(lam * losses))) - lam * anchor
+
+    lams = np.geomspace(0.125, 1024.0, 27)
+    values = np.array([chernoff(lam) for lam in lams])
+    saddle = lams[np.argmin(values)]
+    assert excess == pytest.approx(chernoff(tilt), abs=0.05)  # ranked on merged atoms
+    assert excess <= values.min() + 2.0 + 0.05
+    assert tilt >= 0.5 * saddle
+
+
+def test_lower_bound_of_any_direction_bounds_the_worst_one():
+    # the certified lower bound of the worst direction is the largest direction lower bound;
+    # _worst_lower visits directions by decreasing upper bound and stops when it cannot matter
+    visited = []
+
+    def lower_of(name):
+        visited.append(name)
+        return {"a": 0.4, "b": 0.75, "c": 0.3}[name]
+
+    uppers = [0.5, 0.9, 0.7]
+    assert _worst_lower(["a", "b", "c"], uppers, lower_of, enough=0.0) == 0.75
+    assert visited == ["b"]  # c's and a's uppers are below 0.75: they cannot raise it
+    visited.clear()
+    assert _worst_lower(["a", "b", "c"], [0.5, 0.9, 0.95], lower_of, enough=0.0) == 0.75
+    assert visited == ["c", "b"]
+    visited.clear()
+    assert _worst_lower(["a", "b", "c"], [0.5, 0.9, 0.95], lower_of, enough=0.7) == 0.3
+    assert visited == ["c"]  # 0.95 - 0.3 <= 0.7: enough
+
+
+def test_automatic_grid_may_skip_a_lower_bound_only_within_the_tolerance():
+    q, sigma, steps, delta = SETTINGS["C"]
+    fixed = PldAccountant(value_discretization=9e-5).compose(q, sigma, steps)
+    full = fixed.get_epsilon_bounds(delta)
+    composition = next(iter(fixed._compositions.values()))
+    lowers = [direction.lower.epsilon_lower(delta) for direction in composition.directions]
+    assert full.lower == pytest.approx(max(lowers), rel=1e-12)
+    loose = PldAccountant(tolerance=0.1).compose(q, sigma, steps).get_epsilon_bounds(delta)
+    assert loose.width <= 0.1 and loose.lower <= 0.0862494 <= loose.upper  # PRV estimate
+
+
+def test_truncation_spends_a_tiny_share_of_delta():
+    q, sigma, steps, delta = SETTINGS["B"]
+    acc = PldAccountant(tolerance=1e-3).compose(q, sigma, steps)
+    bounds = acc.get_epsilon_bounds(delta)
+    for composition in acc._compositions.values():
+        for direction in composition.directions:
+            assert direction.upper.infinity_mass <= 1e-9 * delta
+    assert bounds.lower <= PRV_001["B"][1] <= bounds.upper and bounds.width <= 1e-3
 
 
 @pytest.mark.parametrize(
