@@ -26,6 +26,7 @@ from dpsgd_kernels import ghost_norm
 from dpsgd_kernels._validation import check_positive_int
 from dpsgd_kernels.activations import get_activation
 from dpsgd_kernels.im2col import (
+    column_windows_shape,
     depth_to_space,
     extract_patches,
     pad_images,
@@ -453,8 +454,14 @@ class Conv2D(LinearLayer):
         columns = self.in_features + self._bias_in_rows
         row_shape = (n, self.rows_per_example, columns)
         rows = self._reusable("rows", row_shape, x.dtype, fill=1)
+        columns_shape = column_windows_shape(
+            image.shape, self._window, self._window_strides, self._out_hw, x.dtype.itemsize
+        )
+        columns = None if columns_shape is None else self._reusable(
+            "columns", columns_shape, x.dtype
+        )
         extract_patches(image, self._window, self._window_strides, self._out_hw,
-                        rows[:, :, : self.in_features].reshape(shape))
+                        rows[:, :, : self.in_features].reshape(shape), columns)
         return self._activate(rows, (n,) + self._out_hw + (self.filters,))
 
     def backward(self, dy, need_input_grad=True):

@@ -8,7 +8,13 @@ import pytest
 import dpsgd_kernels as dk
 from dpsgd_kernels import activations as activations_module
 from dpsgd_kernels import layers as layers_module
-from dpsgd_kernels.im2col import depth_to_space, padding_1d, space_to_depth
+from dpsgd_kernels.im2col import (
+    column_windows_shape,
+    depth_to_space,
+    extract_patches,
+    padding_1d,
+    space_to_depth,
+)
 
 
 @pytest.mark.parametrize(
@@ -380,3 +386,34 @@ def test_relu_in_place_matches_maximum(monkeypatch, dtype, shape):
     expected[:, ::2] = np.maximum(view, 0)
     activations_module.relu_in_place(view)
     np.testing.assert_array_equal(wide, expected)
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, strides",
+    [
+        ((9, 10, 1), (3, 3), (1, 1)),
+        ((11, 9, 2), (3, 2), (2, 3)),  # strided, not whole strides
+        ((16, 16, 4), (4, 4), (1, 1)),  # the MNIST CNN's first convolution, space-to-depth
+        ((7, 8, 3), (1, 2), (2, 1)),
+    ],
+)
+def test_patches_in_two_copies_match_one(shape, kernel, strides):
+    """Column windows first, then whole patches: the same windows as the one-copy gather."""
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(3,) + shape)
+    out = tuple((shape[i] - kernel[i]) // strides[i] + 1 for i in range(2))
+    want = extract_patches(x, kernel, strides, out)
+    rows_read = strides[0] * (out[0] - 1) + kernel[0]
+    columns = np.full((3, out[1], rows_read, kernel[1] * shape[2]), np.nan)
+    got = extract_patches(x, kernel, strides, out, np.full(want.shape, np.nan), columns)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_two_copy_patches_chosen_for_short_rows_only():
+    cnn = dk.mnist_cnn()
+    cnn.predict(np.zeros((2, 28, 28, 1)))
+    first, second = cnn.layers[0], cnn.layers[2]
+    assert first._buffers["columns"].shape == (2, 13, 16, 16)  # 64-byte rows: two copies
+    assert "columns" not in second._buffers  # 512-byte rows: one copy
+    assert column_windows_shape((2, 16, 16, 4), (4, 4), (1, 1), (13, 13), 4) is not None
+    assert column_windows_shape((2, 6, 6, 64), (2, 2), (1, 1), (5, 5), 4) is None
