@@ -82,8 +82,10 @@ def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
     std = max(np.sqrt(var), step)
     log_budget = np.log(tail_budget)
     centre = np.sqrt(-2.0 * log_budget) / std
-    # a Gaussian's optimum is at 1; skewed or heavy-tailed laws move it, mostly downwards
-    lambdas = centre * np.array([0.03, 0.1, 0.3, 0.6, 0.8, 1.0, 1.3, 2.0])
+    # a Gaussian's optimum is at 1; skewed or heavy-tailed laws move it, mostly downwards and
+    # by up to 1e3-fold (a subsampled Gaussian with sigma 0.6: its loss tail is log-normal)
+    lambdas = centre * np.array([1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 0.6, 0.8, 1.0,
+                                 1.3, 2.0])
     both = np.concatenate([lambdas, -lambdas])
     total = sum(count * _log_mgf(pld, both) for pld, count in groups)
     high = np.min((total[: lambdas.size] - log_budget) / lambdas)
