@@ -326,7 +326,6 @@ def compose_tilted(groups, tail_budget: float, tilt: float = 0.0) -> TiltedLaw:
     unit = np.finfo(float).eps
     levels = np.log2(size) + 2.0
     log_envelope = 0.0
-    relative = 0.0
     transforms = []
     for (pld, count), (mean, _) in zip(tilted_groups, moments, strict=True):
         shift = int(round(mean / step))
@@ -335,43 +334,48 @@ def compose_tilted(groups, tail_budget: float, tilt: float = 0.0) -> TiltedLaw:
         placed = np.bincount(positions, weights=pld.masses, minlength=size)
         transform = fft.rfft(placed)
         error = 4.0 * levels * unit * pld.masses.sum()
-        magnitude = np.abs(transform)
-        with np.errstate(divide="ignore"):
-            log_magnitude = np.log(magnitude)
-        bound = magnitude + error
-        log_envelope = log_envelope + count * np.log(bound)
-        # z^T is taken in polar form, exp(T log|z|) e^(i T arg z): its own relative error is
-        # about T u (|log|z|| + 1 + pi); the error e of z itself contributes T e / a
-        own = unit * (np.abs(np.maximum(log_magnitude, -750.0)) + 2.0 + np.pi)
-        relative = relative + count * (error / bound + own)
-        transforms.append((transform, log_magnitude, count))
-    # frequencies whose envelope is below e^-700 are left at zero (their whole size counts
-    # as error below); a smooth composed law leaves only a few hundred of them non-zero
+        log_envelope = log_envelope + count * np.log(np.abs(transform) + error)
+        transforms.append((transform, error, count))
+    # Frequencies whose envelope is below e^-700 are left at zero (their whole size counts as
+    # error below); a smooth composed law leaves only a few hundred of them non-zero, and only
+    # those are raised to their powers.
     live = np.flatnonzero(log_envelope > -700.0)
-    live_spectrum = np.ones(live.size, dtype=complex)
-    for transform, log_magnitude, count in transforms:
-        phase = np.mod(count * np.angle(transform[live]), 2.0 * np.pi)
-        live_spectrum *= np.exp(count * log_magnitude[live]) * (np.cos(phase) + 1j * np.sin(phase))
+    dead = log_envelope.size - live.size
+    # The composed law must start at index `first`: that circular shift is the phase
+    # 2 pi k roll / N, taken exactly in integers before the one rounding to a float.
+    roll = first - total_shift
+    phase = (2.0 * np.pi / size) * np.mod(live * (roll % size), size)
+    log_magnitude = np.zeros(live.size)
+    # z^T is taken in polar form, exp(T log|z|) e^(i T arg z): its own relative error is about
+    # T u (|log|z|| + 1 + pi); the error e of z itself contributes T e / a with a = |z| + e; the
+    # shift's phase and the final sums of logs and of phases add a few u
+    relative = np.full(live.size, 8.0 * unit)
+    for transform, error, count in transforms:
+        z = transform[live]
+        magnitude = np.abs(z)
+        with np.errstate(divide="ignore"):
+            log_z = np.log(magnitude)
+        relative += count * (
+            error / (magnitude + error) + unit * (np.abs(np.maximum(log_z, -750.0)) + 2.0 + np.pi)
+        )
+        log_magnitude += count * log_z
+        phase += np.mod(count * np.angle(z), 2.0 * np.pi)
     spectrum = np.zeros(log_envelope.size, dtype=complex)
-    spectrum[live] = live_spectrum
-    envelope = np.exp(log_envelope)
-    per_frequency = envelope * relative
-    per_frequency[log_envelope <= -700.0] = envelope[log_envelope <= -700.0]
+    spectrum[live] = np.exp(log_magnitude) * (np.cos(phase) + 1j * np.sin(phase))
+    envelope = np.exp(log_envelope[live])
     # Sum over the window of the masses' absolute errors. With m = IDFT(W) / N, Cauchy-Schwarz
     # and Parseval give ||dm||_1 <= sqrt(N) ||dm||_2 = ||dW||_2; the inverse FFT's own error is
     # normwise, at most ~log2(N) u ||W||_2 / sqrt(N) in l2 (Higham 2002, Thm 24.2), so at most
     # ~log2(N) u ||W||_2 in l1. (Summing the per-frequency bounds instead - an l1 bound - is
-    # sqrt(number of live frequencies) times looser.) The half spectrum counts twice.
-    weights = np.full(per_frequency.size, 2.0)
-    weights[0] = 1.0
-    if size % 2 == 0:
-        weights[-1] = 1.0
+    # sqrt(number of live frequencies) times looser.) The half spectrum counts twice; each dead
+    # frequency's whole value, below e^-700, adds at most sqrt(2 dead) e^-700 in l2.
+    weights = np.where((live == 0) | (2 * live == size), 1.0, 2.0)
+    dead_part = math.sqrt(2.0 * dead) * math.exp(-700.0)
     rounding = float(
-        np.sqrt(np.sum(weights * per_frequency**2))
-        + 8.0 * levels * unit * np.sqrt(np.sum(weights * envelope**2))
+        np.sqrt(np.sum(weights * (envelope * relative) ** 2)) + dead_part
+        + 8.0 * levels * unit * (np.sqrt(np.sum(weights * envelope**2)) + dead_part)
     )
     masses = fft.irfft(spectrum, n=size)
-    masses = np.roll(masses, -(first - total_shift))
     return TiltedLaw(
         step, first, masses, tilt, log_scale, rounding + 4.0 * tail_budget,
         float(-np.expm1(log_finite)),
