@@ -136,6 +136,18 @@ def extract_patches(
     return buffer
 
 
+def _start_phase(phase: np.ndarray, first: np.ndarray | None) -> None:
+    """Write a phase's first window offset (its top-left ``first.shape`` block) and zero the
+    rest of the phase (all of it when no offset falls in the phase)."""
+    if first is None:
+        phase[...] = 0
+        return
+    _, oh, ow, _ = first.shape
+    phase[:, :oh, :ow] = first
+    phase[:, oh:] = 0
+    phase[:, :oh, ow:] = 0
+
+
 def scatter_patches(
     d_offsets: np.ndarray, padded_shape: tuple[int, ...], strides: tuple[int, int]
 ) -> np.ndarray:
@@ -150,9 +162,14 @@ def scatter_patches(
     sh, sw = strides
     _, height, width, _ = padded_shape
     rows, cols = -(-height // sh), -(-width // sw)
-    phases = np.zeros((sh, sw, n, rows, cols, channels), dtype=d_offsets.dtype)
+    phases = np.empty((sh, sw, n, rows, cols, channels), dtype=d_offsets.dtype)
+    for p in range(sh):
+        for q in range(sw):
+            _start_phase(phases[p, q], d_offsets[p, q] if p < kh and q < kw else None)
     for i in range(kh):
         for j in range(kw):
+            if i < sh and j < sw:
+                continue  # the phase's first offset, written by _start_phase
             qi, qj = i // sh, j // sw
             block = phases[i % sh, j % sw, :, qi : qi + oh, qj : qj + ow, :]
             block += d_offsets[i, j]

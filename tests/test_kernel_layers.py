@@ -13,6 +13,7 @@ from dpsgd_kernels.im2col import (
     depth_to_space,
     extract_patches,
     padding_1d,
+    scatter_patches,
     space_to_depth,
 )
 
@@ -417,3 +418,24 @@ def test_two_copy_patches_chosen_for_short_rows_only():
     assert "columns" not in second._buffers  # 512-byte rows: one copy
     assert column_windows_shape((2, 16, 16, 4), (4, 4), (1, 1), (13, 13), 4) is not None
     assert column_windows_shape((2, 6, 6, 64), (2, 2), (1, 1), (5, 5), 4) is None
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, strides",
+    [
+        ((9, 10, 2), (3, 3), (1, 1)),
+        ((11, 9, 2), (3, 2), (2, 3)),
+        ((6, 6, 4), (2, 2), (1, 1)),  # the MNIST CNN's second convolution, space-to-depth
+        ((10, 11, 1), (2, 1), (3, 2)),  # strides past the window: phases no offset reaches
+    ],
+)
+def test_scatter_patches_is_the_adjoint_of_extract_patches(shape, kernel, strides):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2,) + shape)
+    out = tuple((shape[i] - kernel[i]) // strides[i] + 1 for i in range(2))
+    patches = extract_patches(x, kernel, strides, out)
+    d_patches = rng.normal(size=patches.shape)
+    d_offsets = d_patches.transpose(3, 4, 0, 1, 2, 5)  # offset-major
+    d_x = scatter_patches(np.ascontiguousarray(d_offsets), x.shape, strides)
+    assert d_x.shape == x.shape
+    np.testing.assert_allclose(np.sum(x * d_x), np.sum(patches * d_patches), rtol=1e-12)
