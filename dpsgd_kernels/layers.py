@@ -42,6 +42,38 @@ REUSE_MAX_BYTES = 32 * 2**20
 of 32 keep about 2.5 MB; one unchunked pass over a large batch keeps nothing."""
 
 
+SMALL_PRODUCT_MACS = 3 * 2**18
+"""Multiply-adds per block of :func:`row_product` (786,432). OpenBLAS runs single-precision
+products of at most 10^6 multiply-adds (``M N K``) with its small-matrix kernels, which skip
+packing the operands; on the development machine's SkylakeX kernels the MNIST CNN's row
+products ran 15-35% faster in such blocks than in one call."""
+
+MIN_BLOCK_ROWS = 32
+"""Fewest rows per block of :func:`row_product`; wider products run in one call."""
+
+
+def row_product(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``rows @ matrix`` for ``rows`` of shape ``(M, K)`` and ``matrix`` of shape
+    ``(..., K, N)``, in blocks of rows of at most ``SMALL_PRODUCT_MACS`` multiply-adds.
+
+    Same result as ``np.matmul(rows, matrix)`` up to rounding: every output row is one
+    row's product, whichever block it falls in.
+    """
+    m, k = rows.shape
+    n = matrix.shape[-1]
+    block = SMALL_PRODUCT_MACS // max(k * n, 1)
+    if block < MIN_BLOCK_ROWS or m <= block:
+        return np.matmul(rows, matrix)
+    lead = matrix.shape[:-2]
+    out = np.empty(lead + (m, n), dtype=np.result_type(rows, matrix))
+    whole = m - m % block
+    np.matmul(rows[:whole].reshape(-1, block, k), matrix[..., None, :, :],
+              out=out[..., :whole, :].reshape(lead + (whole // block, block, n)))
+    if whole < m:
+        np.matmul(rows[whole:], matrix, out=out[..., whole:, :])
+    return out
+
+
 def _pair(value, name: str) -> tuple[int, int]:
     if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
         value = (value, value)
@@ -171,9 +203,9 @@ class LinearLayer(Layer):
 
     def _activate(self, rows: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
         if self._bias_in_rows:
-            flat = rows.reshape(-1, self.in_features + 1) @ self._augmented_kernel()
+            flat = row_product(rows.reshape(-1, self.in_features + 1), self._augmented_kernel())
         else:
-            flat = rows.reshape(-1, self.in_features) @ self._row_kernel()
+            flat = row_product(rows.reshape(-1, self.in_features), self._row_kernel())
             if self.use_bias:
                 flat += self.bias
         self._a = rows
@@ -211,7 +243,7 @@ class LinearLayer(Layer):
     def _row_input_grad(self) -> np.ndarray:
         """``delta W^T`` as ``(n, T, K)``: the gradient with respect to the rows."""
         n, tokens, _ = self._delta.shape
-        flat = self._delta.reshape(n * tokens, -1) @ self._row_kernel().T
+        flat = row_product(self._delta.reshape(n * tokens, -1), self._row_kernel().T)
         return flat.reshape(n, tokens, self.in_features)
 
     # Gradients from the cached rows and deltas (valid after forward + backward).
@@ -473,7 +505,7 @@ class Conv2D(LinearLayer):
         depth = self._image_shape[3]
         # Window gradients offset-major: (wh * ww, n * T, depth) = delta @ W[i, j]^T per offset.
         per_offset = self._row_kernel().reshape(wh * ww, depth, self.filters).transpose(0, 2, 1)
-        d_offsets = np.matmul(self._delta.reshape(1, -1, self.filters), per_offset)
+        d_offsets = row_product(self._delta.reshape(-1, self.filters), per_offset)
         d_offsets = d_offsets.reshape((wh, ww, n) + self._out_hw + (depth,))
         d_image = scatter_patches(d_offsets, self._image_shape, self._window_strides)
         if self._blocked:

@@ -439,3 +439,24 @@ def test_scatter_patches_is_the_adjoint_of_extract_patches(shape, kernel, stride
     d_x = scatter_patches(np.ascontiguousarray(d_offsets), x.shape, strides)
     assert d_x.shape == x.shape
     np.testing.assert_allclose(np.sum(x * d_x), np.sum(patches * d_patches), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "rows, matrix",
+    [
+        ((100, 7), (7, 5)),  # blocks of 22 rows: 4 whole blocks and a remainder
+        ((88, 7), (7, 5)),  # whole blocks only
+        ((100, 7), (3, 7, 4)),  # stacked matrices (Conv2D backward: one per window offset)
+        ((10, 7), (7, 5)),  # one block: a single product
+        ((100, 300), (300, 2)),  # blocks under MIN_BLOCK_ROWS rows: a single product
+    ],
+)
+def test_row_product_in_blocks_matches_matmul(monkeypatch, dtype, rows, matrix):
+    monkeypatch.setattr(layers_module, "SMALL_PRODUCT_MACS", 800)
+    monkeypatch.setattr(layers_module, "MIN_BLOCK_ROWS", 4)
+    rng = np.random.default_rng(12)
+    a, b = rng.normal(size=rows).astype(dtype), rng.normal(size=matrix).astype(dtype)
+    got = layers_module.row_product(a, b)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-5 if dtype == np.float32 else 1e-12)
