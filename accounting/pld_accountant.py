@@ -45,13 +45,22 @@ __all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant"]
 
 #: Mass allowed beyond each end of the FFT window; it is carried into the bounds.
 _WINDOW_TAIL = 1e-18
-#: Mass left out by the truncation of the per-step losses, over all steps together, when no
-#: delta is known (the lower tails move up to the grid's first point, the upper tails to +inf).
-_TRUNCATION_TAIL = 1e-18
-#: Share of the delta at stake spent on that truncation when it is known: 1e-9 moves epsilon
-#: by about 1e-9 / (d log delta / d epsilon) and cuts the per-step grids 2-4 fold at
-#: delta = 1e-5 against 1e-18 (the far tail of a subsampled Gaussian's loss is long and light).
+#: Share of the delta at stake left out by the truncation of the per-step losses, over all
+#: steps together (the lower tails move up to the grid's first point, the upper tails to +inf):
+#: 1e-9 moves epsilon by about 1e-9 / (d log delta / d epsilon) and cuts the per-step grids
+#: 2-4 fold at delta = 1e-5 against a fixed 1e-18 (a subsampled Gaussian's loss tail is long).
 _TRUNCATION_SHARE = 1e-9
+#: The delta scale assumed where none is known (a truncation of 1e-18 in all).
+_UNKNOWN_DELTA_SCALE = 1e-9
+#: A direction is recomposed in extended precision where its double-precision rounding
+#: allowance at the anchor exceeds this share of the delta at stake.
+_EXTENDED_TRIGGER = 1e-3
+#: Automatic refinement stops before a grid predicted to need more FFT points than this (the
+#: bracket so far is returned, certified; a user-set ``value_discretization`` may go further).
+_REFINE_GRID_LIMIT = 1 << 22
+#: Whether NumPy's long double is wider than double here (x86: 64-bit mantissa; elsewhere it
+#: may be double itself, and extended precision would change nothing).
+_HAS_EXTENDED = np.finfo(np.longdouble).eps < np.finfo(float).eps
 
 class EpsilonBounds(NamedTuple):
     """Certified bracket ``lower <= epsilon <= upper`` at one ``delta``."""
@@ -79,13 +88,26 @@ class _Direction:
     (threshold) laws when first asked for, since one direction's lower bound already bounds
     the worst direction's epsilon from below."""
 
-    def __init__(self, entries, step: float, tail: float, anchor: float):
+    def __init__(self, entries, step: float, tail: float, anchor: float, delta_scale: float):
         self._entries, self._step, self._tail = entries, step, tail
         upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, count in entries]
         self._tilt, excess = choose_tilt(upper_groups, anchor)
         # window tails worth _WINDOW_TAIL at the anchor once the tilt is undone
         self._budget = min(_WINDOW_TAIL * math.exp(min(-excess, 500.0)), 1e-12)
-        self.upper = compose_plds(upper_groups, self._budget, clip_negative=True, tilt=self._tilt)
+        self._extended = False
+        self.upper = self._compose_upper(upper_groups)
+        # Where the tilt cannot make the FFT's worst-case rounding small next to delta (heavy
+        # tails, tiny delta), the transforms and their powers are redone with a 64-bit
+        # mantissa: the allowance drops ~2000-fold
+        rounding = float(self.upper.allowance(anchor))
+        if _HAS_EXTENDED and rounding > _EXTENDED_TRIGGER * delta_scale:
+            self._extended = True
+            self.upper = self._compose_upper(upper_groups)
+
+    def _compose_upper(self, groups):
+        return compose_plds(
+            groups, self._budget, clip_negative=True, tilt=self._tilt, extended=self._extended
+        )
 
     @cached_property
     def lower(self) -> ThresholdBound:
@@ -99,8 +121,8 @@ class _Direction:
         ]
         # Q = P exp(-loss): tilting it by one more puts it where the tilted P is
         return ThresholdBound(
-            compose_tilted(merged, self._budget, tilt=self._tilt),
-            compose_tilted(q_groups, self._budget, tilt=self._tilt + 1.0),
+            compose_tilted(merged, self._budget, tilt=self._tilt, extended=self._extended),
+            compose_tilted(q_groups, self._budget, tilt=self._tilt + 1.0, extended=self._extended),
         )
 
     def epsilon_upper(self, delta: float) -> float:
@@ -126,19 +148,26 @@ def _worst_lower(directions, uppers, lower_of, enough: float) -> float:
 
 class _Composition:
     """Upper and lower composed laws of every dominating pair on one grid, each tilted towards
-    losses near ``anchor`` (a guess at the answer, ideally just below it); the per-step losses
-    are truncated leaving out ``truncation`` mass over all steps (counted in the bounds)."""
+    losses near ``anchor`` (a guess at the answer, ideally just below it). ``delta_scale`` is
+    the delta at stake: the per-step truncation leaves out a ``_TRUNCATION_SHARE`` of it over all
+    steps (counted in the bounds), and it decides where extended precision is needed."""
 
-    def __init__(self, pairs_and_counts, step: float, anchor: float, truncation: float):
+    def __init__(self, pairs_and_counts, step: float, anchor: float, delta_scale: float):
         total_steps = sum(count for _, count in pairs_and_counts)
-        tail = truncation / max(total_steps, 1)
+        tail = max(_TRUNCATION_SHARE * delta_scale, 1e-300) / max(total_steps, 1)
         self.step = step
         by_direction: dict[str, list] = {}
         for pair, count in pairs_and_counts:
             by_direction.setdefault(pair.direction, []).append((pair, count))
         self.directions = [
-            _Direction(entries, step, tail, anchor) for entries in by_direction.values()
+            _Direction(entries, step, tail, anchor, delta_scale)
+            for entries in by_direction.values()
         ]
+
+    @property
+    def grid_points(self) -> int:
+        """Points of the largest composed upper law (about its FFT length)."""
+        return max(direction.upper.masses.size for direction in self.directions)
 
     def epsilon_bounds(self, delta: float, enough: float = 0.0) -> tuple[float, float]:
         """Certified ``(lower, upper)`` epsilon; lower bounds of further directions are skipped
@@ -236,13 +265,13 @@ class PldAccountant(_ComposingAccountant):
                 entries.append((pair, count))
         return entries
 
-    def _composition(self, step: float, anchor: float, truncation: float) -> _Composition:
-        key = (step, anchor, truncation)
+    def _composition(self, step: float, anchor: float, delta_scale: float) -> _Composition:
+        key = (step, anchor, delta_scale)
         if key not in self._compositions:
             while len(self._compositions) >= 3:  # bound the memory held by finer grids
                 self._compositions.pop(next(iter(self._compositions)))
             self._compositions[key] = _Composition(
-                self._pairs_and_counts(), step, anchor, truncation
+                self._pairs_and_counts(), step, anchor, delta_scale
             )
         return self._compositions[key]
 
@@ -261,31 +290,51 @@ class PldAccountant(_ComposingAccountant):
             worst = min(worst, step)
         return float(min(worst, 0.05))
 
-    def _refine(self, query, anchor: float, follow_lower: bool, truncation: float):
+    def _refine(
+        self, query, anchor: float, follow_lower: bool, delta_scale: float,
+        ceiling: float = math.inf,
+    ):
         """Run ``query(composition) -> (lower, upper, width)`` on finer grids until the
         width meets the tolerance (or stops shrinking); returns the narrowest result and its
         spacing. ``anchor`` is where the composed laws are made accurate (see
         :func:`accounting.pld_composition.choose_tilt`); with ``follow_lower`` each finer grid
-        is anchored at the previous grid's certified lower bound. ``truncation`` is the mass
-        the per-step truncation may leave out over all steps."""
+        is anchored at the previous grid's certified lower bound, and a grid whose upper bound
+        is infinite (the answer lies far above the anchor, where the tilted law is not accurate
+        enough) is recomposed anchored higher, towards ``ceiling`` (a known upper bound).
+        ``delta_scale`` is the delta at stake (see :class:`_Composition`)."""
+
+        def run(step: float, anchor: float):
+            result = query(self._composition(step, anchor, delta_scale))
+            for _ in range(3):
+                if math.isfinite(result[1]) or not follow_lower:
+                    break
+                base = max(anchor, 1e-3 * ceiling if math.isfinite(ceiling) else 1e-2)
+                higher = math.sqrt(base * ceiling) if math.isfinite(ceiling) else 4.0 * base
+                if not higher > anchor:
+                    break
+                anchor = higher
+                result = query(self._composition(step, anchor, delta_scale))
+            return result, anchor
+
         if self._value_discretization is not None:
             step = self._value_discretization
-            return query(self._composition(step, anchor, truncation)), step
+            return run(step, anchor)[0], step
         step = self._initial_step()
         for _ in range(12):  # a grid too large for memory: start coarser (still certified)
             try:
-                self._composition(step, anchor, truncation)
+                self._composition(step, anchor, delta_scale)
                 break
             except ValueError:
                 step *= 4.0
         best = None
         for _ in range(8):
             try:
-                result = query(self._composition(step, anchor, truncation))
+                result, anchor = run(step, anchor)
             except ValueError:
                 if best is None:
                     raise
                 break  # grid too large: keep the best (certified) answer so far
+            points = self._composition(step, anchor, delta_scale).grid_points  # cached
             width = result[2]
             if best is not None and not width < 0.8 * best[0][2]:
                 break  # the width no longer shrinks with the grid: rounding or tails dominate
@@ -294,8 +343,10 @@ class PldAccountant(_ComposingAccountant):
                 break
             if follow_lower and result[0] > 0:
                 anchor = result[0]
-            ratio = math.sqrt(self._tolerance / width) * 0.9
-            step = step * min(max(ratio, 0.1), 0.7)
+            ratio = min(max(math.sqrt(self._tolerance / width) * 0.9, 0.1), 0.7)
+            if points / ratio > _REFINE_GRID_LIMIT:
+                break  # too costly a grid for an automatic choice
+            step *= ratio
         return best
 
     def _first_anchor(self, delta: float, rdp_epsilon: float) -> float:
@@ -332,7 +383,7 @@ class PldAccountant(_ComposingAccountant):
         rdp_epsilon = self._rdp_epsilon(delta)
         anchor = self._first_anchor(delta, rdp_epsilon)
         (lower, upper, _), step = self._refine(
-            query, anchor, follow_lower=True, truncation=max(_TRUNCATION_SHARE * delta, 1e-300)
+            query, anchor, follow_lower=True, delta_scale=delta, ceiling=rdp_epsilon
         )
         return EpsilonBounds(lower, min(upper, rdp_epsilon), step)
 
@@ -354,10 +405,10 @@ class PldAccountant(_ComposingAccountant):
             return lower, upper, max(epsilon - epsilon_lower, 0.0)
 
         rdp_delta = self._rdp_delta(epsilon)
-        # RDP's delta is at least the true one: a share of it is a safe scale for the truncation
-        truncation = _TRUNCATION_SHARE * rdp_delta if rdp_delta < 1.0 else _TRUNCATION_TAIL
+        # RDP's delta is at least the true one: a safe scale for the truncation
+        scale = rdp_delta if rdp_delta < 1.0 else _UNKNOWN_DELTA_SCALE
         (lower, upper, _), step = self._refine(
-            query, epsilon, follow_lower=False, truncation=max(truncation, 1e-300)
+            query, epsilon, follow_lower=False, delta_scale=scale
         )
         return DeltaBounds(lower, min(upper, rdp_delta), step)
 

@@ -20,10 +20,11 @@ from accounting import (
     gaussian_epsilon,
     gdp_epsilon,
     gdp_mu,
+    pld_accountant,
 )
 from accounting import reference as ref
-from accounting.pld_accountant import _worst_lower
-from accounting.pld_composition import choose_tilt, compose_plds
+from accounting.pld_accountant import _REFINE_GRID_LIMIT, _worst_lower
+from accounting.pld_composition import choose_tilt, compose_plds, compose_tilted
 from accounting.privacy_loss import dominated_pmf, dominating_pairs, dominating_pmf
 
 SETTINGS = {  # (q, sigma, steps, delta)
@@ -236,6 +237,55 @@ def test_heavy_tailed_loss_gets_a_window_from_its_chernoff_optimum():
     assert bounds.lower <= 0.0695452 <= bounds.upper
     tight = PldAccountant(tolerance=1e-4).compose(1e-4, 0.6, 328).get_epsilon_bounds(1e-5)
     assert tight.width <= 1e-4 and tight.upper <= 0.0695452
+
+
+# small delta and a heavy loss tail: tilting cannot make double-precision FFT rounding small
+# next to delta there. dp_accounting 0.6 (value_discretization 1e-5), pessimistic: 0.0067134
+SMALL_DELTA_CASE = (1.15e-5, 1.016, 6399, 6.4e-11)
+
+
+@pytest.mark.skipif(
+    not pld_accountant._HAS_EXTENDED, reason="NumPy's longdouble is double on this platform"
+)
+def test_extended_precision_shrinks_the_rounding_allowance():
+    pair = dominating_pairs(1.15e-5, 1.016, "add_remove")[0]
+    groups = [(dominating_pmf(pair, 1.66e-4, 1e-25), 6399)]
+    double = compose_tilted(groups, 1e-18)
+    extended = compose_tilted(groups, 1e-18, extended=True)
+    assert extended.error < 1e-2 * double.error
+    # both are certified: the masses agree within the sum of their allowances (and far closer)
+    assert np.sum(np.abs(double.masses - extended.masses)) <= double.error + extended.error
+    assert np.max(np.abs(double.masses - extended.masses)) < 1e-13
+
+
+@pytest.mark.skipif(
+    not pld_accountant._HAS_EXTENDED, reason="NumPy's longdouble is double on this platform"
+)
+def test_small_delta_heavy_tail_is_resolved_in_extended_precision():
+    q, sigma, steps, delta = SMALL_DELTA_CASE
+    acc = PldAccountant(tolerance=1e-3).compose(q, sigma, steps)
+    bounds = acc.get_epsilon_bounds(delta)
+    assert bounds.width <= 1e-3 and bounds.lower <= 0.0067134  # double alone: [0.0026, 0.88]
+    assert any(d._extended for c in acc._compositions.values() for d in c.directions)
+
+
+def test_infinite_upper_bound_is_recomposed_with_a_higher_anchor(monkeypatch):
+    # without extended precision (as where longdouble is double) the remove direction's upper
+    # bound is infinite at the Gaussian-DP anchor; anchored higher it is finite
+    monkeypatch.setattr(pld_accountant, "_HAS_EXTENDED", False)
+    q, sigma, steps, delta = SMALL_DELTA_CASE
+    bounds = PldAccountant(tolerance=0.1).compose(q, sigma, steps).get_epsilon_bounds(delta)
+    rdp = RdpAccountant().compose(q, sigma, steps).get_epsilon(delta)
+    assert bounds.lower <= 0.0067134 and bounds.upper < 0.05 < rdp  # was capped at RDP's 0.88
+
+
+def test_automatic_refinement_stops_before_oversized_grids():
+    # epsilon ~2269: the bracket cannot reach 1e-4 (relative 4e-8); the grids stay bounded
+    acc = PldAccountant(tolerance=1e-4).compose(1.0, 5.0, 100_000)
+    bounds = acc.get_epsilon_bounds(1e-5)
+    assert all(c.grid_points <= _REFINE_GRID_LIMIT for c in acc._compositions.values())
+    exact = gaussian_epsilon(1e-5, 5.0 / math.sqrt(100_000))
+    assert bounds.lower <= exact <= bounds.upper and bounds.width < 1e-2
 
 
 def test_lower_bound_of_any_direction_bounds_the_worst_one():
