@@ -208,9 +208,12 @@ class PldAccountant(_ComposingAccountant):
     bound on the FFT's floating-point error (see :func:`accounting.pld_composition.compose_plds`).
     The composed laws are exponentially tilted towards the answer (the Gaussian-DP estimate
     first, then each grid's certified lower bound), which makes that error relative to the tail
-    mass: brackets stay narrow down to ``delta`` of ``1e-14`` and below. If the PLD upper bound
-    is not resolvable (infinite), the RDP accountant's epsilon (also certified) is reported
-    instead for add/remove neighbours; for replace-one it stays ``inf``.
+    mass: brackets stay narrow down to ``delta`` of ``1e-14`` and below. Where the tilt cannot
+    do that (heavy loss tails at tiny ``delta``), a direction is recomposed in ``longdouble``;
+    a grid whose upper bound is still infinite is recomposed anchored higher. If the PLD upper
+    bound is not resolvable (infinite), the RDP accountant's epsilon (also certified) is
+    reported instead for add/remove neighbours; for replace-one it stays ``inf``. Automatic
+    grids stop refining before 4M points (``tolerance`` is then not met; the bounds hold).
 
     Examples
     --------
