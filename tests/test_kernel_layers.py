@@ -452,11 +452,17 @@ def test_scatter_patches_is_the_adjoint_of_extract_patches(shape, kernel, stride
         ((100, 300), (300, 2)),  # blocks under MIN_BLOCK_ROWS rows: a single product
     ],
 )
-def test_row_product_in_blocks_matches_matmul(monkeypatch, dtype, rows, matrix):
+@pytest.mark.parametrize("transposed", [False, True])
+def test_row_product_in_blocks_matches_matmul(monkeypatch, dtype, rows, matrix, transposed):
+    """Blocks of rows (and a transposed matrix view copied first): np.matmul's result."""
     monkeypatch.setattr(layers_module, "SMALL_PRODUCT_MACS", 800)
     monkeypatch.setattr(layers_module, "MIN_BLOCK_ROWS", 4)
     rng = np.random.default_rng(12)
-    a, b = rng.normal(size=rows).astype(dtype), rng.normal(size=matrix).astype(dtype)
+    a = rng.normal(size=rows).astype(dtype)
+    shape = matrix[:-2] + matrix[:-3:-1] if transposed else matrix
+    b = rng.normal(size=shape).astype(dtype)
+    if transposed:
+        b = np.swapaxes(b, -1, -2)
     got = layers_module.row_product(a, b)
     assert got.dtype == dtype
     np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-5 if dtype == np.float32 else 1e-12)
