@@ -5,8 +5,9 @@ kernel ``k`` and stride ``s`` the output size is ``ceil(n / s)``, the total padd
 ``max((out - 1) s + k - n, 0)``, ``pad_total // 2`` goes before (top/left) and the rest after
 (bottom/right). ``padding="valid"``: ``out = floor((n - k) / s) + 1`` and no padding.
 
-Patches are gathered from a strided window view with one copy; their adjoint adds one block per
-kernel offset (``kh * kw`` adds): loops run over kernel offsets, never over examples.
+Patches are gathered from a strided window view with one copy, or with two where window rows
+are short (:func:`column_windows_shape`); their adjoint adds one block per kernel offset
+(``kh * kw`` adds): loops run over kernel offsets, never over examples.
 
 A strided convolution whose kernel is a whole number of strides (``kh = a sh``, ``kw = b sw``)
 is the stride-1 convolution, with an ``a x b`` kernel, of the input rearranged into blocks of
