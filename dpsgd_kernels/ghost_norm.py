@@ -53,9 +53,14 @@ def ghost_is_cheaper(rows_per_group: int, in_features: int, out_features: int) -
     return rows_per_group**2 * (in_features + out_features) < in_features * out_features
 
 
-def group_kernel_gradients(a: np.ndarray, delta: np.ndarray, group_size: int) -> np.ndarray:
-    """Kernel gradient of every group's mean loss, shape ``(n / group_size, K, P)``."""
+def group_kernel_gradients(
+    a: np.ndarray, delta: np.ndarray, group_size: int, transposed: bool = False
+) -> np.ndarray:
+    """Kernel gradient of every group's mean loss, shape ``(n / group_size, K, P)``, or its
+    transpose ``(n / group_size, P, K)`` (computed as ``D_b^T A_b``) with ``transposed``."""
     a_groups, d_groups = _grouped(a, group_size), _grouped(delta, group_size)
+    if transposed:
+        a_groups, d_groups = d_groups, a_groups
     if a_groups.shape[1] == 1:  # one row per group: an outer product, no contraction needed
         grads = a_groups[:, 0, :, None] * d_groups[:, 0, None, :]
     else:

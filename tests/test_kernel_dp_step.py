@@ -160,6 +160,29 @@ def test_ghost_norms_equal_materialised_norms(num_microbatches):
                 np.testing.assert_allclose(ga, gb, rtol=1e-9, atol=1e-13)
 
 
+@pytest.mark.parametrize("num_microbatches", [None, 2])
+def test_transposed_materialised_gradients_match_the_naive_loop(num_microbatches):
+    """Kernel gradients laid out (filters, rows) where an example has more rows than a row has
+    entries (the 28x28 MNIST CNN's first convolution): norms and the step as the loop's."""
+    rng = np.random.default_rng(9)
+    model = dk.mnist_cnn(dtype="float64", rng=4)
+    assert [layer._flat_transposed() for layer in model.linear_layers] == [
+        True, False, False, False
+    ]
+    x, y = rng.random(size=(4, 28, 28, 1)), rng.integers(0, 10, 4)
+    loss = dk.SparseCategoricalCrossentropy(from_logits=True)
+    norms = dk.microbatch_gradient_norms(model, x, y, loss, num_microbatches, ghost=False)
+    micro = dk.microbatch_gradients(model, x, y, loss, num_microbatches)
+    direct = np.linalg.norm(np.concatenate([g.reshape(g.shape[0], -1) for g in micro], 1), axis=1)
+    np.testing.assert_allclose(norms, direct, rtol=1e-10)
+    kwargs = dict(l2_norm_clip=float(np.median(norms)), noise_multiplier=0.5,
+                  num_microbatches=num_microbatches)
+    a = dk.dp_gradient(model, x, y, loss, rng=np.random.default_rng(1), ghost=False, **kwargs)
+    b = dk.naive_dp_gradient(model, x, y, loss, rng=np.random.default_rng(1), **kwargs)
+    for ga, gb in zip(a.gradients, b.gradients, strict=True):
+        np.testing.assert_allclose(ga, gb, rtol=1e-9, atol=1e-13)
+
+
 def test_auto_mode_picks_ghost_for_dense_and_materialises_wide_convolutions():
     model = dk.mnist_cnn()
     choices = [layer.prefers_ghost(1) for layer in model.linear_layers]
