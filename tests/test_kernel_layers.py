@@ -328,14 +328,18 @@ def _cropping_models():
         "same": lambda: [dk.Conv2D(3, 2, activation="relu"),
                          dk.Conv2D(2, 3, strides=2, padding="same"), dk.MaxPool2D(3, 2, "same"),
                          dk.Conv2D(2, 2, strides=2), dk.Flatten(), dk.Dense(3)],
+        # A stride-1 pool (flat path) whose last output row the next layer never reads.
+        "flat": lambda: [dk.Conv2D(3, 3, activation="relu"), dk.MaxPool2D(2, 1),
+                         dk.Conv2D(2, 2, strides=3), dk.Flatten(), dk.Dense(2)],
     }
 
 
-@pytest.mark.parametrize("name", ["mnist", "gaps", "same"])
+@pytest.mark.parametrize("name", ["mnist", "gaps", "same", "flat"])
 def test_layers_compute_only_what_the_next_layer_reads(name):
     """A Sequential's layers skip outputs nobody reads; outputs and gradients stay those of
     the same layers computing everything (built outside a Sequential)."""
-    input_shape = {"mnist": (28, 28, 1), "gaps": (11, 11, 2), "same": (12, 13, 1)}[name]
+    input_shape = {"mnist": (28, 28, 1), "gaps": (11, 11, 2), "same": (12, 13, 1),
+                   "flat": (12, 11, 1)}[name]
     model = dk.Sequential(_cropping_models()[name](), input_shape, dtype="float64", rng=1)
     full, shape = _cropping_models()[name](), input_shape
     for layer in full:
