@@ -207,7 +207,7 @@ class RdpAccountant(_ComposingAccountant):
         log_delta, _ = self._minimize(
             lambda curve, orders: log_delta_candidates(curve, orders, epsilon, self.conversion)
         )
-        return float(min(1.0, np.exp(log_delta)))
+        return float(np.exp(min(0.0, log_delta)))  # delta is at most 1
 
 
 def gaussian_log_moments(sample_rate: float, noise_multiplier: float, lambdas) -> np.ndarray:

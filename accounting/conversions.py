@@ -144,7 +144,8 @@ def delta_from_rdp(
         curve, orders, check_epsilon(epsilon), _check_conversion(conversion)
     )
     best = np.argmin(log_deltas, axis=-1)
-    delta = np.minimum(1.0, np.exp(np.take_along_axis(log_deltas, best[..., None], -1)[..., 0]))
+    # delta is at most 1: clip in log space (no overflow for vacuous orders)
+    delta = np.exp(np.minimum(np.take_along_axis(log_deltas, best[..., None], -1)[..., 0], 0.0))
     if curve.ndim == 1:
         return float(delta), float(orders[best])
     return delta, orders[best]
