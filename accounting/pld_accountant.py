@@ -237,28 +237,13 @@ class PldAccountant(_ComposingAccountant):
         if neighboring not in RELATIONS:
             raise ValueError(f"neighboring must be one of {RELATIONS}, got {neighboring!r}")
         self._neighboring = neighboring
-        self._compositions: dict[tuple[float, float, float], _Composition] = {}
+        # keyed by the composed steps too, so composing more never reuses a stale grid
+        self._compositions: dict[tuple, _Composition] = {}
 
     @property
     def neighboring(self) -> str:
         """Neighbouring relation of the bounds."""
         return self._neighboring
-
-    def compose(self, sample_rate: float, noise_multiplier: float, steps: int = 1):
-        """Add ``steps`` Poisson-subsampled Gaussian steps; returns ``self`` for chaining.
-
-        Parameters
-        ----------
-        sample_rate : float
-            Poisson sampling probability in ``[0, 1]``.
-        noise_multiplier : float
-            Noise standard deviation over the clipping norm, ``> 0``.
-        steps : int
-            Number of steps, ``>= 0``.
-        """
-        super().compose(sample_rate, noise_multiplier, steps)
-        self._compositions.clear()
-        return self
 
     # ----------------------------------------------------------------- grid selection
     def _pairs_and_counts(self):
@@ -269,7 +254,7 @@ class PldAccountant(_ComposingAccountant):
         return entries
 
     def _composition(self, step: float, anchor: float, delta_scale: float) -> _Composition:
-        key = (step, anchor, delta_scale)
+        key = (tuple(self._steps_by_pair.items()), step, anchor, delta_scale)
         if key not in self._compositions:
             while len(self._compositions) >= 3:  # bound the memory held by finer grids
                 self._compositions.pop(next(iter(self._compositions)))
@@ -307,7 +292,8 @@ class PldAccountant(_ComposingAccountant):
         ``delta_scale`` is the delta at stake (see :class:`_Composition`)."""
 
         def run(step: float, anchor: float):
-            result = query(self._composition(step, anchor, delta_scale))
+            composition = self._composition(step, anchor, delta_scale)
+            result = query(composition)
             for _ in range(3):
                 if math.isfinite(result[1]) or not follow_lower:
                     break
@@ -316,8 +302,9 @@ class PldAccountant(_ComposingAccountant):
                 if not higher > anchor:
                     break
                 anchor = higher
-                result = query(self._composition(step, anchor, delta_scale))
-            return result, anchor
+                composition = self._composition(step, anchor, delta_scale)
+                result = query(composition)
+            return result, anchor, composition
 
         if self._value_discretization is not None:
             step = self._value_discretization
@@ -332,12 +319,11 @@ class PldAccountant(_ComposingAccountant):
         best = None
         for _ in range(8):
             try:
-                result, anchor = run(step, anchor)
+                result, anchor, composition = run(step, anchor)
             except ValueError:
                 if best is None:
                     raise
                 break  # grid too large: keep the best (certified) answer so far
-            points = self._composition(step, anchor, delta_scale).grid_points  # cached
             width = result[2]
             if best is not None and not width < 0.8 * best[0][2]:
                 break  # the width no longer shrinks with the grid: rounding or tails dominate
@@ -347,7 +333,7 @@ class PldAccountant(_ComposingAccountant):
             if follow_lower and result[0] > 0:
                 anchor = result[0]
             ratio = min(max(math.sqrt(self._tolerance / width) * 0.9, 0.1), 0.7)
-            if points / ratio > _REFINE_GRID_LIMIT:
+            if composition.grid_points / ratio > _REFINE_GRID_LIMIT:
                 break  # too costly a grid for an automatic choice
             step *= ratio
         return best
