@@ -547,13 +547,20 @@ class TFDPStep:
             grads, _, _ = self._compiled("per_example", x, y, group)(x, y)
         return [g.numpy() for g in grads]
 
-    def _run(self, x, y, expected_batch_size, noise):
-        tf = self._tf
+    def _prepared(self, x, y, expected_batch_size, noise):
+        """A step's inputs as the compiled functions take them: ``(x, y, batch, group,
+        denominator, denominator tensor, noise tensors)``."""
         x, y = self._inputs(x, y)
         batch = int(x.shape[0])
         group, denominator = self._split(batch, expected_batch_size)
-        noise = self._noise_tensors(noise)
-        denominator_t = self._denominator(denominator)
+        return (x, y, batch, group, denominator, self._denominator(denominator),
+                self._noise_tensors(noise))
+
+    def _run(self, x, y, expected_batch_size, noise):
+        tf = self._tf
+        x, y, batch, group, denominator, denominator_t, noise = self._prepared(
+            x, y, expected_batch_size, noise
+        )
         with tf.device(self.device):
             if batch == 0:
                 grads = self._noise_only(denominator_t, noise)
@@ -595,11 +602,9 @@ class TFDPStep:
                 optimizer.build(self.variables)  # create slots outside the tf.function
             self._apply_optimizer = optimizer
             self._concrete = {key: fn for key, fn in self._concrete.items() if key[0] != "apply"}
-        x, y = self._inputs(x, y)
-        batch = int(x.shape[0])
-        group, denominator = self._split(batch, expected_batch_size)
-        noise = self._noise_tensors(noise)
-        denominator_t = self._denominator(denominator)
+        x, y, batch, group, _, denominator_t, noise = self._prepared(
+            x, y, expected_batch_size, noise
+        )
         with tf.device(self.device):
             if batch == 0:
                 grads = self._noise_only(denominator_t, noise)
