@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -22,22 +22,15 @@ def require_runner() -> None:
 
 
 def execute(name: str, figures: Path):
-    """Execute ``notebooks/<name>`` in a fresh kernel, figures to ``figures``; the notebook."""
-    import nbformat
-    from nbclient import NotebookClient
+    """Execute ``notebooks/<name>`` in a fresh kernel, figures to ``figures``; the notebook.
 
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    previous = os.environ.get("NOTEBOOK_FIGURES")
-    os.environ["NOTEBOOK_FIGURES"] = str(figures)
-    try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    finally:
-        if previous is None:
-            os.environ.pop("NOTEBOOK_FIGURES", None)
-        else:
-            os.environ["NOTEBOOK_FIGURES"] = previous
-    return notebook
+    The same runner as ``make notebooks`` (``notebooks/execute.py``, loaded by path: the
+    notebooks folder is not a package).
+    """
+    spec = importlib.util.spec_from_file_location("notebooks_execute", NOTEBOOKS / "execute.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    return runner.execute(NOTEBOOKS / name, figures)
 
 
 def outputs(notebook) -> dict:
