@@ -142,13 +142,21 @@ def _table(header, rows) -> list[str]:
     return lines
 
 
+def _rdp_peer_ratios(row, ratios, figure: str, key: str):
+    """ours/peer time of ``row`` against dp_accounting and Opacus, each also recorded in
+    ``ratios[f"{figure}_vs_{peer}"][key]``."""
+    pair = []
+    for peer in ("dp_accounting", "opacus"):
+        ratio = _ratio(row["ours_ms"], row.get(f"{peer}_ms"))
+        ratios.setdefault(f"{figure}_vs_{peer}", {})[key] = ratio
+        pair.append(ratio)
+    return tuple(pair)
+
+
 def rdp_section(peers, ratios) -> list[str]:
     rows = []
     for r in peers["rdp"]:
-        dpa = _ratio(r["ours_ms"], r.get("dp_accounting_ms"))
-        opa = _ratio(r["ours_ms"], r.get("opacus_ms"))
-        ratios.setdefault("rdp_time_vs_dp_accounting", {})[r["setting"]] = dpa
-        ratios.setdefault("rdp_time_vs_opacus", {})[r["setting"]] = opa
+        dpa, opa = _rdp_peer_ratios(r, ratios, "rdp_time", r["setting"])
         rows.append([r["setting"], _g(r["ours_eps"]), _g(r.get("dp_accounting_eps")),
                      _g(r.get("opacus_eps")), _ms(r["ours_ms"]), _ms(r.get("dp_accounting_ms")),
                      _ms(r.get("opacus_ms")), _r(dpa), _r(opa)])
@@ -212,11 +220,7 @@ def pld_section(peers, ratios) -> list[str]:
 def calibration_section(peers, ratios) -> list[str]:
     rows = []
     for r in peers["calibration"]:
-        dpa = _ratio(r["ours_ms"], r.get("dp_accounting_ms"))
-        opa = _ratio(r["ours_ms"], r.get("opacus_ms"))
-        key = f"eps {r['target']:g}"
-        ratios.setdefault("calibration_time_vs_dp_accounting", {})[key] = dpa
-        ratios.setdefault("calibration_time_vs_opacus", {})[key] = opa
+        dpa, opa = _rdp_peer_ratios(r, ratios, "calibration_time", f"eps {r['target']:g}")
 
         def cell(name, r=r):
             sigma = r.get(f"{name}_sigma")
