@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpsgd_kernels._validation import check_finite_positive, check_nonnegative, check_positive_int
+from dpsgd_kernels.ghost_norm import row_sq_norms
 from dpsgd_kernels.layers import LinearLayer
 from dpsgd_kernels.losses import Loss, get_loss
 from dpsgd_kernels.model import Sequential
@@ -116,17 +117,26 @@ def _validated(model, x, y, loss):
 
 
 def _run(model: Sequential, x: np.ndarray, y, loss: Loss) -> np.ndarray:
-    """Forward and backward on validated input; returns the per-example losses."""
+    """Forward and backward on validated input; returns the model output (see
+    :func:`_mean_loss`)."""
     output = model.forward(x)
-    losses = loss.per_example(y, output)
     model.backward(loss.gradient(y, output))
-    return losses
+    return output
 
 
-def _forward_backward(model: Sequential, x, y, loss: Loss | str):
-    """Validate, run forward and backward; return ``(x, per-example losses)``."""
+def _mean_loss(loss: Loss, y, outputs: list[np.ndarray]) -> float:
+    """Mean per-example loss of a batch from its chunks' outputs, evaluated once over the batch
+    (per-example losses do not depend on the chunking; one evaluation instead of one per chunk
+    saves the loss' fixed costs, targets validation included, on every chunk after the first)."""
+    output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+    return float(np.mean(loss.per_example(y, output)))
+
+
+def _forward_backward(model: Sequential, x, y, loss: Loss | str) -> np.ndarray:
+    """Validate, run forward and backward; return the validated ``x``."""
     model, x, y, loss = _validated(model, x, y, loss)
-    return x, _run(model, x, y, loss)
+    _run(model, x, y, loss)
+    return x
 
 
 def auto_chunk_size(model: Sequential) -> int:
@@ -223,20 +233,20 @@ def batch_gradient(
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one example")
     scale = 1.0 / x.shape[0]
-    grads, losses = None, []
+    grads, outputs = None, []
     for part in _chunks(model, x.shape[0], 1, chunk_size):
-        losses.append(_run(model, x[part], y[part], loss))
+        outputs.append(_run(model, x[part], y[part], loss))
         chunk = [g for layer in model.linear_layers for g in layer.weighted_gradients(scale)]
         grads = _accumulate(grads, chunk)
     _check_grads_finite(grads)
-    return grads, float(np.mean(np.concatenate(losses)))
+    return grads, _mean_loss(loss, y, outputs)
 
 
 def microbatch_gradients(
     model: Sequential, x, y, loss: Loss | str, num_microbatches: int | None = None
 ) -> list[np.ndarray]:
     """Gradient of every microbatch's mean loss, each array ``(num_microbatches, *shape)``."""
-    x, _ = _forward_backward(model, x, y, loss)
+    x = _forward_backward(model, x, y, loss)
     _, group_size = _group_size(x.shape[0], num_microbatches)
     return [g for layer in model.linear_layers for g in layer.group_gradients(group_size)]
 
@@ -251,68 +261,90 @@ def clip_factors(norms: np.ndarray, l2_norm_clip: float) -> np.ndarray:
     return l2_norm_clip / np.maximum(norms, l2_norm_clip)
 
 
-def _sq_row_norms(rows: np.ndarray) -> np.ndarray:
-    """Squared L2 norm of every row of a 2-D array, as a batch of BLAS dot products (a third
-    of the time of ``einsum("bi,bi->b")`` on the MNIST CNN's 8,224-wide rows)."""
-    return np.matmul(rows[:, None, :], rows[:, :, None]).reshape(rows.shape[0])
+class _ClippedSums:
+    """Per-step norms and clipped sums, fed one chunk at a time by :meth:`add_chunk`.
 
-
-def _norms_and_clipped_sum(
-    model: Sequential, group_size: int, l2_norm_clip, ghost, first=0, totals=None
-):
-    """Microbatch norms from the cached rows/deltas, then the sum of the clipped gradients.
-
-    Returns ``(norms, totals)``: per linear layer, its clipped sums (added into ``totals`` when
-    given, for chunks after the first), flat in the rows' layout where the layer's gradients
-    were materialised (:func:`_finish_sums` maps them to parameter shapes once, at the end).
-    ``first`` is the index of the chunk's first microbatch (for error messages only).
+    The choice between ghost norms and materialised gradients is made once per step, per
+    layer. A layer with materialised gradients adds each chunk's clipped sum (one
+    vector-matrix product per parameter) into running totals. A ghost-norm layer with one row
+    per example (Dense on flat input) keeps the chunk's rows and clip-weighted deltas instead
+    and forms its clipped sum once, at the end, as one matrix product over the whole batch
+    (these arrays are small; per chunk that saves a product, its reshapes and the adds).
+    Other ghost-norm layers add a re-weighted product per chunk (book-keeping, see the module
+    docstring).
     """
-    layers = model.linear_layers
-    plans = []
-    terms = []
-    for layer in layers:
-        use_ghost = layer.prefers_ghost(group_size) if ghost == "auto" else bool(ghost)
-        if use_ghost:
-            terms.append(layer.group_sq_norms_ghost(group_size))
-            plans.append(None)
-        else:
-            grads = layer.group_flat_gradients(group_size)
-            terms.extend(_sq_row_norms(grad) for grad in grads)
-            plans.append(grads)
-    sq_norms = terms[0]
-    for term in terms[1:]:
-        sq_norms += term  # terms are fresh arrays
-    norms = np.sqrt(sq_norms)
-    if not np.isfinite(norms).all():
-        bad = first + np.flatnonzero(~np.isfinite(norms))
-        raise ValueError(
-            f"gradients of microbatch(es) {bad[:5].tolist()} are not finite (NaN or inf): check "
-            "x, y and the model weights (a diverged run or a too large learning rate)"
-        )
-    if l2_norm_clip is None:
-        return norms, None
-    factors = clip_factors(norms, l2_norm_clip).astype(model.dtype, copy=False)
-    sums = []
-    for layer, grads in zip(layers, plans, strict=True):
-        if grads is None:
-            weights = factors if group_size == 1 else np.repeat(factors / group_size, group_size)
-            sums.append(layer.weighted_gradients(weights))
-        else:  # the clipped sum of materialised gradients: one vector-matrix product each
-            sums.append([factors @ grad for grad in grads])
-    if totals is None:
-        return norms, sums
-    for total, part in zip(totals, sums, strict=True):
-        _accumulate(total, part)
-    return norms, totals
 
+    def __init__(self, model: Sequential, group_size: int, ghost, l2_norm_clip) -> None:
+        self.layers = model.linear_layers
+        self.group_size = group_size
+        self.l2_norm_clip = l2_norm_clip
+        self.dtype = model.dtype
+        self.ghost = [
+            layer.prefers_ghost(group_size) if ghost == "auto" else bool(ghost)
+            for layer in self.layers
+        ]
+        self.deferred = [
+            use_ghost and layer.rows_per_example == 1
+            for layer, use_ghost in zip(self.layers, self.ghost, strict=True)
+        ]
+        self.totals: list[list[np.ndarray] | None] = [None] * len(self.layers)
+        self.rows: list[list[np.ndarray]] = [[] for _ in self.layers]
+        self.weighted: list[list[np.ndarray]] = [[] for _ in self.layers]
 
-def _finish_sums(model: Sequential, group_size: int, ghost, totals) -> list[np.ndarray]:
-    """The clipped sums of :func:`_norms_and_clipped_sum` in parameter order and shapes."""
-    sums = []
-    for layer, total in zip(model.linear_layers, totals, strict=True):
-        use_ghost = layer.prefers_ghost(group_size) if ghost == "auto" else bool(ghost)
-        sums.extend(total if use_ghost else layer.unflatten_gradients(total))
-    return sums
+    def add_chunk(self, first: int = 0) -> np.ndarray:
+        """Norms of the chunk's microbatches (from the layers' cached rows and deltas); with a
+        clipping norm, also adds their clipped gradients to the sums. ``first`` is the index
+        of the chunk's first microbatch (for error messages only)."""
+        group_size = self.group_size
+        sq_norms, materialised = None, []
+        for layer, use_ghost in zip(self.layers, self.ghost, strict=True):
+            if use_ghost:
+                terms = [layer.group_sq_norms_ghost(group_size)]
+                materialised.append(None)
+            else:
+                grads = layer.group_flat_gradients(group_size)
+                terms = [row_sq_norms(grad) for grad in grads]
+                materialised.append(grads)
+            for term in terms:  # fresh arrays
+                sq_norms = term if sq_norms is None else np.add(sq_norms, term, out=sq_norms)
+        norms = np.sqrt(sq_norms)
+        if not np.isfinite(norms).all():
+            bad = first + np.flatnonzero(~np.isfinite(norms))
+            raise ValueError(
+                f"gradients of microbatch(es) {bad[:5].tolist()} are not finite (NaN or inf): "
+                "check x, y and the model weights (a diverged run or a too large learning rate)"
+            )
+        if self.l2_norm_clip is None:
+            return norms
+        factors = clip_factors(norms, self.l2_norm_clip).astype(self.dtype, copy=False)
+        weights = factors if group_size == 1 else np.repeat(factors / group_size, group_size)
+        for index, (layer, grads) in enumerate(zip(self.layers, materialised, strict=True)):
+            if self.deferred[index]:
+                rows, weighted = layer.weighted_rows(weights)
+                self.rows[index].append(rows)
+                self.weighted[index].append(weighted)
+                continue
+            if grads is None:
+                part = layer.weighted_gradients(weights)
+            else:  # the clipped sum of materialised gradients: one vector-matrix product each
+                part = [factors @ grad for grad in grads]
+            self.totals[index] = _accumulate(self.totals[index], part)
+        return norms
+
+    def finish(self) -> list[np.ndarray]:
+        """The clipped sums, one array per parameter in Keras order and shapes."""
+        sums = []
+        for index, layer in enumerate(self.layers):
+            if self.deferred[index]:
+                rows, weighted = self.rows[index], self.weighted[index]
+                rows = rows[0] if len(rows) == 1 else np.concatenate(rows)
+                weighted = weighted[0] if len(weighted) == 1 else np.concatenate(weighted)
+                sums.extend(layer.gradients_from_weighted_rows(rows, weighted))
+            elif self.ghost[index]:
+                sums.extend(self.totals[index])
+            else:
+                sums.extend(layer.unflatten_gradients(self.totals[index]))
+        return sums
 
 
 def microbatch_gradient_norms(
@@ -341,11 +373,10 @@ def microbatch_gradient_norms(
     _, group_size = _group_size(x.shape[0], num_microbatches)
     if x.shape[0] == 0:
         return np.zeros(0, dtype=model.dtype)
-    norms = []
+    norms, sums = [], _ClippedSums(model, group_size, ghost, None)
     for part in _chunks(model, x.shape[0], group_size, chunk_size):
         _run(model, x[part], y[part], loss)
-        first = part.start // group_size
-        norms.append(_norms_and_clipped_sum(model, group_size, None, ghost, first)[0])
+        norms.append(sums.add_chunk(part.start // group_size))
     return np.concatenate(norms)
 
 
@@ -453,16 +484,13 @@ def dp_gradient(
     else:
         count, group_size = _group_size(batch, num_microbatches)
         model, x, y, loss = _validated(model, x, y, loss)
-        totals, norms, losses = None, [], []
+        clipped, norms, outputs = _ClippedSums(model, group_size, ghost, l2_norm_clip), [], []
         for part in _chunks(model, batch, group_size, chunk_size):
-            losses.append(_run(model, x[part], y[part], loss))
-            chunk_norms, totals = _norms_and_clipped_sum(
-                model, group_size, l2_norm_clip, ghost, part.start // group_size, totals
-            )
-            norms.append(chunk_norms)
-        sums = _finish_sums(model, group_size, ghost, totals)
+            outputs.append(_run(model, x[part], y[part], loss))
+            norms.append(clipped.add_chunk(part.start // group_size))
+        sums = clipped.finish()
         norms = np.concatenate(norms) if len(norms) > 1 else norms[0]
-        loss_value = float(np.mean(np.concatenate(losses) if len(losses) > 1 else losses[0]))
+        loss_value = _mean_loss(loss, y, outputs)
     denominator = float(count) if expected_batch_size is None else expected_batch_size
     gradients = noisy_average(sums, noise_multiplier * l2_norm_clip, denominator, rng)
     return DPGradient(gradients, loss_value, norms, count, denominator)

@@ -182,6 +182,7 @@ class LinearLayer(Layer):
     """
 
     _bias_in_rows = False
+    _reuses_rows = False  # whether the rows array is a work array rewritten on every pass
 
     def __init__(self, activation: str | None = None, use_bias: bool = True) -> None:
         super().__init__()
@@ -311,8 +312,8 @@ class LinearLayer(Layer):
         if group_size * self.rows_per_example == 1:
             # One row per group: ||a d^T||^2 + ||d||^2 = (||a||^2 + 1) ||d||^2.
             a, delta = self._a[:, 0, :], self._delta[:, 0, :]
-            sq_delta = np.einsum("np,np->n", delta, delta)
-            sq_a = np.einsum("nk,nk->n", a, a)  # with the bias in the rows, includes the one
+            sq_delta = ghost_norm.row_sq_norms(delta)
+            sq_a = ghost_norm.row_sq_norms(a)  # with the bias in the rows, includes the one
             if self.use_bias and not self._bias_in_rows:
                 sq_a += 1
             return sq_delta * sq_a
@@ -322,19 +323,34 @@ class LinearLayer(Layer):
             sq = sq + np.einsum("bp,bp->b", bias, bias)
         return sq
 
+    def weighted_rows(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For one row per example: ``(a, w * delta)``, shapes ``(n, K)`` and ``(n, P)``, the
+        two factors of ``sum_i w_i g_i`` (see :meth:`gradients_from_weighted_rows`); rows of
+        several passes may be stacked before the product. ``a`` is a copy where the layer
+        rewrites its rows array on every pass (Conv2D), so both stay valid after the next one.
+        """
+        delta = self._delta[:, 0, :]
+        rows = self._a[:, 0, :]
+        if self._reuses_rows:
+            rows = rows.copy()
+        return rows, delta * weights.astype(delta.dtype, copy=False)[:, None]
+
+    def gradients_from_weighted_rows(self, rows: np.ndarray, weighted: np.ndarray):
+        """``sum_i w_i g_i`` from :meth:`weighted_rows`' factors: kernel ``a^T (w * delta)``,
+        bias the column sums of ``w * delta``."""
+        kernel = rows.T @ weighted
+        if self._bias_in_rows:
+            return self._params_from_rows(kernel)
+        grads = [self._kernel_from_rows(kernel)]
+        if self.use_bias:
+            grads.append(weighted.sum(axis=0))
+        return grads
+
     def weighted_gradients(self, weights) -> list[np.ndarray]:
         """``sum_i w_i g_i`` over examples; ``weights`` is a scalar or an ``(n,)`` array."""
         if self._delta.shape[1] == 1 and isinstance(weights, np.ndarray) and weights.ndim == 1:
             # One row per example (Dense on flat input): a^T (w * d) and w d, no reshapes.
-            delta = self._delta[:, 0, :]
-            weights = weights.astype(delta.dtype, copy=False)
-            kernel = self._a[:, 0, :].T @ (delta * weights[:, None])
-            if self._bias_in_rows:
-                return self._params_from_rows(kernel)
-            grads = [self._kernel_from_rows(kernel)]
-            if self.use_bias:
-                grads.append(weights @ delta)
-            return grads
+            return self.gradients_from_weighted_rows(*self.weighted_rows(weights))
         kernel = ghost_norm.weighted_kernel_gradient(self._a, self._delta, weights)
         if self._bias_in_rows:
             return self._params_from_rows(kernel)
@@ -443,6 +459,7 @@ class Conv2D(LinearLayer):
         )
         self.bias = np.zeros(self.filters, dtype=dtype)
         self._bias_in_rows = self.use_bias  # the patches are a copy: a ones column is free
+        self._reuses_rows = True  # the patches go into a work array (Layer._reusable)
         # Strided with a kernel of whole strides: a stride-1 convolution over space-to-depth
         # blocks (see dpsgd_kernels.im2col), whose patches are gathered in longer runs.
         self._blocked = (sh, sw) != (1, 1) and kh % sh == 0 and kw % sw == 0

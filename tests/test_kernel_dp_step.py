@@ -282,6 +282,34 @@ def test_chunked_steps_equal_one_pass_and_the_naive_loop(dtype, rtol, num_microb
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_chunked_one_row_ghost_layers_keep_each_chunks_rows(use_bias):
+    """Ghost layers with one row per example form their clipped sums once per step from the
+    rows of every chunk: a Conv2D with a 1 x 1 output (whose rows array is rewritten by every
+    pass) and Dense layers give the one-pass and naive step in chunks of 1, 2 and 3."""
+    rng = np.random.default_rng(11)
+    model = dk.Sequential(
+        [dk.Conv2D(3, 3, activation="tanh", use_bias=use_bias), dk.Flatten(),
+         dk.Dense(4, activation="relu", use_bias=use_bias), dk.Dense(2, use_bias=use_bias)],
+        input_shape=(3, 3, 2), dtype="float64", rng=5,
+    )
+    assert all(layer.rows_per_example == 1 for layer in model.linear_layers)
+    x, y = rng.normal(size=(6, 3, 3, 2)), rng.normal(size=(6, 2))
+    clip = float(np.median(dk.microbatch_gradient_norms(model, x, y, "mse", chunk_size=None)))
+    kwargs = dict(l2_norm_clip=clip, noise_multiplier=0.0, ghost=True)
+    whole = dk.dp_gradient(model, x, y, "mse", rng=np.random.default_rng(0), chunk_size=None,
+                           **kwargs)
+    naive = dk.naive_dp_gradient(model, x, y, "mse", rng=np.random.default_rng(0),
+                                 l2_norm_clip=clip, noise_multiplier=0.0)
+    assert whole.norms.min() < clip < whole.norms.max()
+    for chunk_size in (1, 2, 3):
+        part = dk.dp_gradient(model, x, y, "mse", rng=np.random.default_rng(0),
+                              chunk_size=chunk_size, **kwargs)
+        for a, b, c in zip(part.gradients, whole.gradients, naive.gradients, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-15)
+
+
 def test_auto_chunks_split_the_cnn_but_not_the_mlp():
     assert 16 <= dk.auto_chunk_size(dk.mnist_cnn()) <= 128
     assert dk.auto_chunk_size(dk.tf_privacy_mlp()) > 4096
