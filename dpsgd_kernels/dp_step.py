@@ -128,8 +128,7 @@ def _mean_loss(loss: Loss, y, outputs: list[np.ndarray]) -> float:
     """Mean per-example loss of a batch from its chunks' outputs, evaluated once over the batch
     (per-example losses do not depend on the chunking; one evaluation instead of one per chunk
     saves the loss' fixed costs, targets validation included, on every chunk after the first)."""
-    output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
-    return float(np.mean(loss.per_example(y, output)))
+    return float(np.mean(loss.per_example(y, _stacked(outputs))))
 
 
 def _forward_backward(model: Sequential, x, y, loss: Loss | str) -> np.ndarray:
@@ -180,16 +179,6 @@ def _chunks(model: Sequential, batch: int, group_size: int, chunk_size) -> list[
     return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _accumulate(totals: list[np.ndarray] | None, parts: list[np.ndarray]) -> list[np.ndarray]:
-    """Add a chunk's (fresh) arrays into the running totals in place; the first chunk starts
-    them."""
-    if totals is None:
-        return parts
-    for total, part in zip(totals, parts, strict=True):
-        total += part
-    return totals
-
-
 def _check_grads_finite(grads: list[np.ndarray]) -> None:
     for index, grad in enumerate(grads):
         if not np.all(np.isfinite(grad)):
@@ -233,11 +222,12 @@ def batch_gradient(
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one example")
     scale = 1.0 / x.shape[0]
-    grads, outputs = None, []
+    grads, outputs = [], []
     for part in _chunks(model, x.shape[0], 1, chunk_size):
         outputs.append(_run(model, x[part], y[part], loss))
-        chunk = [g for layer in model.linear_layers for g in layer.weighted_gradients(scale)]
-        grads = _accumulate(grads, chunk)
+        _accumulate_into(
+            grads, [g for layer in model.linear_layers for g in layer.weighted_gradients(scale)]
+        )
     _check_grads_finite(grads)
     return grads, _mean_loss(loss, y, outputs)
 
@@ -267,29 +257,29 @@ class _ClippedSums:
     The choice between ghost norms and materialised gradients is made once per step, per
     layer. A layer with materialised gradients adds each chunk's clipped sum (one
     vector-matrix product per parameter) into running totals. A ghost-norm layer with one row
-    per example (Dense on flat input) keeps the chunk's rows and clip-weighted deltas instead
-    and forms its clipped sum once, at the end, as one matrix product over the whole batch
-    (these arrays are small; per chunk that saves a product, its reshapes and the adds).
-    Other ghost-norm layers add a re-weighted product per chunk (book-keeping, see the module
+    per example (Dense on flat input) in a step of several ``chunks`` keeps every chunk's rows,
+    deltas and clip weights and forms its clipped sum once, at the end, over the whole batch
+    (two products; per chunk that saves the products, their reshapes and the adds). Other
+    ghost-norm layers add a re-weighted product per chunk (book-keeping, see the module
     docstring).
     """
 
-    def __init__(self, model: Sequential, group_size: int, ghost, l2_norm_clip) -> None:
-        self.layers = model.linear_layers
+    def __init__(
+        self, model: Sequential, group_size: int, ghost, l2_norm_clip, chunks: int = 1
+    ) -> None:
         self.group_size = group_size
         self.l2_norm_clip = l2_norm_clip
         self.dtype = model.dtype
-        self.ghost = [
-            layer.prefers_ghost(group_size) if ghost == "auto" else bool(ghost)
-            for layer in self.layers
-        ]
-        self.deferred = [
-            use_ghost and layer.rows_per_example == 1
-            for layer, use_ghost in zip(self.layers, self.ghost, strict=True)
-        ]
-        self.totals: list[list[np.ndarray] | None] = [None] * len(self.layers)
-        self.rows: list[list[np.ndarray]] = [[] for _ in self.layers]
-        self.weighted: list[list[np.ndarray]] = [[] for _ in self.layers]
+        self.plan = []  # (layer, "materialised" | "ghost" | "rows") per linear layer
+        for layer in model.linear_layers:
+            if not (layer.prefers_ghost(group_size) if ghost == "auto" else ghost):
+                self.plan.append((layer, "materialised"))
+            elif chunks > 1 and layer.rows_per_example == 1:
+                self.plan.append((layer, "rows"))
+            else:
+                self.plan.append((layer, "ghost"))
+        self.totals: list = [[] for _ in self.plan]  # running sums, or rows and deltas
+        self.weights: list[np.ndarray] = []
 
     def add_chunk(self, first: int = 0) -> np.ndarray:
         """Norms of the chunk's microbatches (from the layers' cached rows and deltas); with a
@@ -297,16 +287,17 @@ class _ClippedSums:
         of the chunk's first microbatch (for error messages only)."""
         group_size = self.group_size
         sq_norms, materialised = None, []
-        for layer, use_ghost in zip(self.layers, self.ghost, strict=True):
-            if use_ghost:
-                terms = [layer.group_sq_norms_ghost(group_size)]
-                materialised.append(None)
-            else:
+        for layer, mode in self.plan:
+            if mode == "materialised":
                 grads = layer.group_flat_gradients(group_size)
-                terms = [row_sq_norms(grad) for grad in grads]
                 materialised.append(grads)
-            for term in terms:  # fresh arrays
+                for grad in grads:
+                    term = row_sq_norms(grad)
+                    sq_norms = term if sq_norms is None else np.add(sq_norms, term, out=sq_norms)
+            else:
+                term = layer.group_sq_norms_ghost(group_size)
                 sq_norms = term if sq_norms is None else np.add(sq_norms, term, out=sq_norms)
+                materialised.append(None)
         norms = np.sqrt(sq_norms)
         if not np.isfinite(norms).all():
             bad = first + np.flatnonzero(~np.isfinite(norms))
@@ -318,33 +309,43 @@ class _ClippedSums:
             return norms
         factors = clip_factors(norms, self.l2_norm_clip).astype(self.dtype, copy=False)
         weights = factors if group_size == 1 else np.repeat(factors / group_size, group_size)
-        for index, (layer, grads) in enumerate(zip(self.layers, materialised, strict=True)):
-            if self.deferred[index]:
-                rows, weighted = layer.weighted_rows(weights)
-                self.rows[index].append(rows)
-                self.weighted[index].append(weighted)
-                continue
-            if grads is None:
-                part = layer.weighted_gradients(weights)
+        self.weights.append(weights)
+        for (layer, mode), grads, total in zip(self.plan, materialised, self.totals, strict=True):
+            if mode == "rows":
+                total.append(layer.weighted_rows())
+            elif grads is None:
+                _accumulate_into(total, layer.weighted_gradients(weights))
             else:  # the clipped sum of materialised gradients: one vector-matrix product each
-                part = [factors @ grad for grad in grads]
-            self.totals[index] = _accumulate(self.totals[index], part)
+                _accumulate_into(total, [factors @ grad for grad in grads])
         return norms
 
     def finish(self) -> list[np.ndarray]:
         """The clipped sums, one array per parameter in Keras order and shapes."""
         sums = []
-        for index, layer in enumerate(self.layers):
-            if self.deferred[index]:
-                rows, weighted = self.rows[index], self.weighted[index]
-                rows = rows[0] if len(rows) == 1 else np.concatenate(rows)
-                weighted = weighted[0] if len(weighted) == 1 else np.concatenate(weighted)
-                sums.extend(layer.gradients_from_weighted_rows(rows, weighted))
-            elif self.ghost[index]:
-                sums.extend(self.totals[index])
+        for (layer, mode), total in zip(self.plan, self.totals, strict=True):
+            if mode == "rows":
+                rows, delta = zip(*total, strict=True)
+                weights = _stacked(self.weights)
+                sums.extend(layer.gradients_from_rows(_stacked(rows), _stacked(delta), weights))
+            elif mode == "ghost":
+                sums.extend(total)
             else:
-                sums.extend(layer.unflatten_gradients(self.totals[index]))
+                sums.extend(layer.unflatten_gradients(total))
         return sums
+
+
+def _accumulate_into(totals: list[np.ndarray], parts: list[np.ndarray]) -> None:
+    """Add a chunk's (fresh) arrays into running totals in place; an empty list takes them."""
+    if not totals:
+        totals.extend(parts)
+        return
+    for total, part in zip(totals, parts, strict=True):
+        total += part
+
+
+def _stacked(arrays) -> np.ndarray:
+    """The arrays of a list concatenated along the first axis (the array itself if only one)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def microbatch_gradient_norms(
@@ -484,8 +485,10 @@ def dp_gradient(
     else:
         count, group_size = _group_size(batch, num_microbatches)
         model, x, y, loss = _validated(model, x, y, loss)
-        clipped, norms, outputs = _ClippedSums(model, group_size, ghost, l2_norm_clip), [], []
-        for part in _chunks(model, batch, group_size, chunk_size):
+        parts = _chunks(model, batch, group_size, chunk_size)
+        clipped = _ClippedSums(model, group_size, ghost, l2_norm_clip, len(parts))
+        norms, outputs = [], []
+        for part in parts:
             outputs.append(_run(model, x[part], y[part], loss))
             norms.append(clipped.add_chunk(part.start // group_size))
         sums = clipped.finish()

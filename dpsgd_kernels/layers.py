@@ -312,8 +312,8 @@ class LinearLayer(Layer):
         if group_size * self.rows_per_example == 1:
             # One row per group: ||a d^T||^2 + ||d||^2 = (||a||^2 + 1) ||d||^2.
             a, delta = self._a[:, 0, :], self._delta[:, 0, :]
-            sq_delta = ghost_norm.row_sq_norms(delta)
-            sq_a = ghost_norm.row_sq_norms(a)  # with the bias in the rows, includes the one
+            sq_delta = np.einsum("np,np->n", delta, delta)
+            sq_a = np.einsum("nk,nk->n", a, a)  # with the bias in the rows, includes the one
             if self.use_bias and not self._bias_in_rows:
                 sq_a += 1
             return sq_delta * sq_a
@@ -323,34 +323,31 @@ class LinearLayer(Layer):
             sq = sq + np.einsum("bp,bp->b", bias, bias)
         return sq
 
-    def weighted_rows(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For one row per example: ``(a, w * delta)``, shapes ``(n, K)`` and ``(n, P)``, the
-        two factors of ``sum_i w_i g_i`` (see :meth:`gradients_from_weighted_rows`); rows of
-        several passes may be stacked before the product. ``a`` is a copy where the layer
-        rewrites its rows array on every pass (Conv2D), so both stay valid after the next one.
-        """
-        delta = self._delta[:, 0, :]
+    def weighted_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """For one row per example: ``(a, delta)``, shapes ``(n, K)`` and ``(n, P)``, from which
+        :meth:`gradients_from_rows` forms ``sum_i w_i g_i``; rows of several passes may be
+        stacked first. ``a`` is a copy where the layer rewrites its rows array on every pass
+        (Conv2D), so both stay valid after the next one."""
         rows = self._a[:, 0, :]
-        if self._reuses_rows:
-            rows = rows.copy()
-        return rows, delta * weights.astype(delta.dtype, copy=False)[:, None]
+        return (rows.copy() if self._reuses_rows else rows), self._delta[:, 0, :]
 
-    def gradients_from_weighted_rows(self, rows: np.ndarray, weighted: np.ndarray):
-        """``sum_i w_i g_i`` from :meth:`weighted_rows`' factors: kernel ``a^T (w * delta)``,
-        bias the column sums of ``w * delta``."""
-        kernel = rows.T @ weighted
+    def gradients_from_rows(self, rows: np.ndarray, delta: np.ndarray, weights: np.ndarray):
+        """``sum_i w_i g_i`` for one row per example: kernel ``a^T (w * delta)``, bias
+        ``w delta`` (see :meth:`weighted_rows`)."""
+        weights = weights.astype(delta.dtype, copy=False)
+        kernel = rows.T @ (delta * weights[:, None])
         if self._bias_in_rows:
             return self._params_from_rows(kernel)
         grads = [self._kernel_from_rows(kernel)]
         if self.use_bias:
-            grads.append(weighted.sum(axis=0))
+            grads.append(weights @ delta)
         return grads
 
     def weighted_gradients(self, weights) -> list[np.ndarray]:
         """``sum_i w_i g_i`` over examples; ``weights`` is a scalar or an ``(n,)`` array."""
         if self._delta.shape[1] == 1 and isinstance(weights, np.ndarray) and weights.ndim == 1:
             # One row per example (Dense on flat input): a^T (w * d) and w d, no reshapes.
-            return self.gradients_from_weighted_rows(*self.weighted_rows(weights))
+            return self.gradients_from_rows(self._a[:, 0, :], self._delta[:, 0, :], weights)
         kernel = ghost_norm.weighted_kernel_gradient(self._a, self._delta, weights)
         if self._bias_in_rows:
             return self._params_from_rows(kernel)
