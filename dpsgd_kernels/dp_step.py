@@ -321,11 +321,11 @@ class _ClippedSums:
 
     def finish(self) -> list[np.ndarray]:
         """The clipped sums, one array per parameter in Keras order and shapes."""
-        sums = []
+        sums, weights = [], None
         for (layer, mode), total in zip(self.plan, self.totals, strict=True):
             if mode == "rows":
                 rows, delta = zip(*total, strict=True)
-                weights = _stacked(self.weights)
+                weights = _stacked(self.weights) if weights is None else weights
                 sums.extend(layer.gradients_from_rows(_stacked(rows), _stacked(delta), weights))
             elif mode == "ghost":
                 sums.extend(total)
@@ -378,7 +378,7 @@ def microbatch_gradient_norms(
     for part in _chunks(model, x.shape[0], group_size, chunk_size):
         _run(model, x[part], y[part], loss)
         norms.append(sums.add_chunk(part.start // group_size))
-    return np.concatenate(norms)
+    return _stacked(norms)
 
 
 def noisy_average(
@@ -492,7 +492,7 @@ def dp_gradient(
             outputs.append(_run(model, x[part], y[part], loss))
             norms.append(clipped.add_chunk(part.start // group_size))
         sums = clipped.finish()
-        norms = np.concatenate(norms) if len(norms) > 1 else norms[0]
+        norms = _stacked(norms)
         loss_value = _mean_loss(loss, y, outputs)
     denominator = float(count) if expected_batch_size is None else expected_batch_size
     gradients = noisy_average(sums, noise_multiplier * l2_norm_clip, denominator, rng)
