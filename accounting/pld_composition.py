@@ -138,7 +138,6 @@ def choose_tilt(groups, anchor: float) -> tuple[float, float]:
         mean += count * first
         var += count * np.maximum(second - first * first, 0.0)
     excess = log_mgf - tilts * anchor
-    # tilts below the saddle point let the error decay slowest beyond the anchor: not those
     # far below the saddle point the error decays slowly beyond the anchor: not those (no tilt
     # stays a candidate: its error is absolute, and it is near only where tails are not small)
     above = (tilts >= 0.5 * tilts[np.argmin(excess)]) | (tilts == 0)
@@ -164,6 +163,7 @@ class ComposedPld:
     infinity_mass: float
     tilt: float = 0.0
     log_allowance: float = -np.inf
+
     @cached_property
     def _points(self) -> np.ndarray:
         return (self.first_index + np.arange(self.masses.size)) * self.step
