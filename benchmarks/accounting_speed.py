@@ -100,6 +100,27 @@ def matched_pld(setting, width: float, upper: float, repeats: int):
     return None
 
 
+def dp_accounting_pld_epsilon(pld_module, setting, pessimistic: bool) -> float:
+    """dp_accounting's PLD epsilon on its default grid ``PLD_GRID``: the pessimistic
+    (connect-the-dots) estimate is its upper bound, the optimistic one its lower bound.
+    ``pld_module`` is ``dp_accounting.pld.privacy_loss_distribution``."""
+    q, sigma, steps, delta = setting
+    pld = pld_module.from_gaussian_mechanism(
+        standard_deviation=sigma, sampling_prob=q, pessimistic_estimate=pessimistic,
+        value_discretization_interval=PLD_GRID, use_connect_dots=pessimistic,
+    )
+    return pld.self_compose(steps).get_epsilon_for_delta(delta)
+
+
+def opacus_prv_epsilon(prv_accountant_class, setting, eps_error: float):
+    """Opacus's certified upper bound (its public answer) at ``eps_error`` and the accountant
+    that gave it. ``prv_accountant_class`` is ``opacus.accountants.PRVAccountant``."""
+    q, sigma, steps, delta = setting
+    accountant = prv_accountant_class()
+    accountant.history = [(sigma, q, steps)]
+    return accountant.get_epsilon(delta, eps_error=eps_error), accountant
+
+
 def _pld_peers():
     """``{name: function(setting) -> (lower, upper)}`` for the importable peers."""
     peers = {}
@@ -108,17 +129,9 @@ def _pld_peers():
     except ImportError:
         pld_module = None
     if pld_module is not None:
-
-        def dp_accounting_bound(setting, pessimistic):
-            q, sigma, steps, delta = setting
-            pld = pld_module.from_gaussian_mechanism(
-                standard_deviation=sigma, sampling_prob=q, pessimistic_estimate=pessimistic,
-                value_discretization_interval=PLD_GRID, use_connect_dots=pessimistic,
-            )
-            return pld.self_compose(steps).get_epsilon_for_delta(delta)
-
         peers["dp_accounting PLD"] = lambda s: (
-            dp_accounting_bound(s, False), dp_accounting_bound(s, True)
+            dp_accounting_pld_epsilon(pld_module, s, False),
+            dp_accounting_pld_epsilon(pld_module, s, True),
         )
     try:
         from opacus.accountants import PRVAccountant
@@ -127,10 +140,7 @@ def _pld_peers():
     if PRVAccountant is not None:
 
         def opacus_prv(setting):
-            q, sigma, steps, delta = setting
-            accountant = PRVAccountant()
-            accountant.history = [(sigma, q, steps)]
-            upper = accountant.get_epsilon(delta, eps_error=PRV_EPS_ERROR)
+            upper, _ = opacus_prv_epsilon(PRVAccountant, setting, PRV_EPS_ERROR)
             return upper - 2 * PRV_EPS_ERROR, upper
 
         peers[f"Opacus PRV {PRV_EPS_ERROR:g}"] = opacus_prv

@@ -32,24 +32,23 @@ import time
 import warnings
 
 import numpy as np
-from accounting_speed import matched_pld, ours_pld
+from accounting_speed import (  # the settings (name: (q, sigma, steps, delta)) and the grid
+    GRID_DELTA,
+    GRID_NOISES,
+    GRID_RATES,
+    GRID_STEPS,
+    SETTINGS,
+    dp_accounting_pld_epsilon,
+    matched_pld,
+    opacus_prv_epsilon,
+    ours_pld,
+)
 
 import accounting
 from accounting.accountants import _step_rdp_store
 from accounting.rdp import _cached_trapezoid_layout
 
-#: name: (sample rate q, noise multiplier sigma, steps, delta)
-SETTINGS = {
-    "A": (256 / 60000, 1.1, 14063, 1e-5),
-    "B": (250 / 60000, 1.3, 3600, 1e-5),
-    "C": (4 / 100000, 1.2, 500000, 1e-5),
-    "D": (1e-3, 0.8, 100000, 1e-6),
-}
-DP_ACCOUNTING_GRID = 1e-4  # dp_accounting's default value_discretization_interval
 CALIBRATION_TARGETS = (1.0, 3.0, 8.0)
-GRID_RATES = np.geomspace(1e-4, 0.1, 100)
-GRID_NOISES = np.linspace(0.6, 5.0, 100)
-GRID_STEPS, GRID_DELTA = 1000, 1e-5
 
 
 def _clear_caches() -> None:
@@ -169,25 +168,6 @@ def rdp_rows(peers, repeats):
 
 
 # ------------------------------------------------------------------------------------ PLD / PRV
-def _dp_accounting_pld(peers, setting, pessimistic):
-    q, sigma, steps, delta = setting
-    pld = peers["dp_accounting_pld"].from_gaussian_mechanism(
-        standard_deviation=sigma, sampling_prob=q, pessimistic_estimate=pessimistic,
-        value_discretization_interval=DP_ACCOUNTING_GRID, use_connect_dots=pessimistic,
-    )
-    return pld.self_compose(steps).get_epsilon_for_delta(delta)
-
-
-def _opacus_prv(peers, setting, eps_error):
-    """Opacus's certified upper bound (its public answer) and, through the discretised PRV it
-    builds, its (lower, estimate, upper)."""
-    q, sigma, steps, delta = setting
-    accountant = peers["opacus"].PRVAccountant()
-    accountant.history = [(sigma, q, steps)]
-    upper = accountant.get_epsilon(delta, eps_error=eps_error)
-    return upper, accountant
-
-
 def _opacus_prv_bracket(accountant, delta, eps_error):
     delta_error = delta / 1000
     try:
@@ -222,8 +202,13 @@ def pld_rows(peers, repeats, prv_errors):
         row = {"setting": name}
         their_width = None
         if "dp_accounting_pld" in peers:
-            t_pess, pess = timed(lambda s=setting: _dp_accounting_pld(peers, s, True), repeats)
-            t_opt, opt = timed(lambda s=setting: _dp_accounting_pld(peers, s, False), repeats)
+            module = peers["dp_accounting_pld"]
+            t_pess, pess = timed(
+                lambda s=setting, m=module: dp_accounting_pld_epsilon(m, s, True), repeats
+            )
+            t_opt, opt = timed(
+                lambda s=setting, m=module: dp_accounting_pld_epsilon(m, s, False), repeats
+            )
             their_width = pess - opt
             row.update(dp_accounting_upper=pess, dp_accounting_lower=opt,
                        dp_accounting_width=their_width, dp_accounting_upper_ms=t_pess * 1e3,
@@ -239,7 +224,10 @@ def pld_rows(peers, repeats, prv_errors):
         if "opacus" in peers:
             for eps_error in prv_errors:
                 seconds, (upper, accountant) = timed(
-                    lambda s=setting, e=eps_error: _opacus_prv(peers, s, e), repeats
+                    lambda s=setting, e=eps_error: opacus_prv_epsilon(
+                        peers["opacus"].PRVAccountant, s, e
+                    ),
+                    repeats,
                 )
                 bracket = _opacus_prv_bracket(accountant, delta, eps_error)
                 row[f"opacus_prv_{eps_error:g}"] = {"ms": seconds * 1e3, "upper": upper,
