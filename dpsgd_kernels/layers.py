@@ -93,9 +93,13 @@ def _check_padding(padding) -> str:
     return padding
 
 
-def _read_extent(size: int, out: int, window: int, stride: int, pad_before: int) -> int:
-    """How many leading input rows (of ``size``) ``out`` windows read along one axis."""
-    return min(size, (out - 1) * stride + window - pad_before)
+def _read_extent(input_hw, out_hw, window, strides, pads) -> tuple[int, int]:
+    """How many leading input ``(rows, columns)`` the first ``out_hw`` windows read, for
+    windows of ``window`` at ``strides`` over the input padded by ``pads`` (top, bottom, left,
+    right)."""
+    top, _, left, _ = pads
+    return (min(input_hw[0], (out_hw[0] - 1) * strides[0] + window[0] - top),
+            min(input_hw[1], (out_hw[1] - 1) * strides[1] + window[1] - left))
 
 
 def _smaller(used_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int]:
@@ -478,9 +482,9 @@ class Conv2D(LinearLayer):
             if self._blocked:
                 (a, b), (oh, ow) = self._window, self._out_hw
                 self._blocks_hw = (oh + a - 1, ow + b - 1)
-        (kh, kw), (sh, sw), (top, _, left, _) = self.kernel_size, self.strides, self._pads
-        return (_read_extent(self.input_shape[0], self._out_hw[0], kh, sh, top),
-                _read_extent(self.input_shape[1], self._out_hw[1], kw, sw, left))
+        return _read_extent(
+            self.input_shape[:2], self._out_hw, self.kernel_size, self.strides, self._pads
+        )
 
     def _row_kernel(self):
         if not self._blocked:
@@ -668,9 +672,9 @@ class MaxPool2D(Layer):
     def limit_output(self, used_hw):
         if used_hw is not None:
             self._out_hw = _smaller(used_hw, self._out_hw)
-        (ph, pw), (sh, sw), (top, _, left, _) = self.pool_size, self.strides, self._pads
-        return (_read_extent(self.input_shape[0], self._out_hw[0], ph, sh, top),
-                _read_extent(self.input_shape[1], self._out_hw[1], pw, sw, left))
+        return _read_extent(
+            self.input_shape[:2], self._out_hw, self.pool_size, self.strides, self._pads
+        )
 
     def _width_views(self, array):
         return _strided_windows(array, 2, self.pool_size[1], self.strides[1], self._out_hw[1])
