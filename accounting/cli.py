@@ -18,8 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 from accounting.budget import ACCOUNTANTS, dpsgd_sample_rate_and_steps, make_accountant
 from accounting.calibration import calibrate_noise_multiplier, calibrate_steps
@@ -30,6 +33,37 @@ from accounting.pld_accountant import PldAccountant
 __all__ = ["main"]
 
 _ORDER_LABEL = {"rdp": "order", "moments": "lambda"}
+#: Default wall-clock limit of one accountant's row, in seconds (``--time-limit``).
+DEFAULT_TIME_LIMIT = 60.0
+
+
+class _RowTimeout(Exception):
+    """One accountant's row ran past ``--time-limit``."""
+
+
+def _whole_number(text: str) -> int:
+    """A count given as ``14063``, ``1e9`` or ``1_000_000`` (a whole number >= 0)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not (math.isfinite(value) and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(value)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0.0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return value
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -47,12 +81,14 @@ def _build_parser() -> argparse.ArgumentParser:
     for name, text in helps.items():
         sub = commands.add_parser(name, help=text, description=text)
         run = sub.add_argument_group("the run (give --sample-size/--batch-size or --sample-rate)")
-        run.add_argument("--sample-size", type=int, help="number of training examples n")
-        run.add_argument("--batch-size", type=int, help="expected batch size (q = batch / n)")
+        run.add_argument("--sample-size", type=_whole_number,
+                         help="number of training examples n")
+        run.add_argument("--batch-size", type=_whole_number,
+                         help="expected batch size (q = batch / n)")
         run.add_argument("--sample-rate", type=float, help="Poisson sampling probability q")
         if name != "steps":
             run.add_argument("--epochs", type=float, help="epochs (steps = ceil(epochs n / batch))")
-            run.add_argument("--steps", type=int, help="number of steps")
+            run.add_argument("--steps", type=_whole_number, help="number of steps (e.g. 1e5)")
         if name != "noise":
             sub.add_argument("--noise-multiplier", type=float, required=True,
                              help="noise standard deviation over the clipping norm")
@@ -66,10 +102,16 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="accountant to use (repeatable; default: all)")
         sub.add_argument("--conversion", choices=CONVERSIONS, default="improved",
                          help="RDP to (epsilon, delta) conversion (default: improved)")
-        if name in ("epsilon", "delta"):
-            sub.add_argument("--tolerance", type=float, default=1e-3,
-                             help="PLD: width of the certified epsilon bracket (default 1e-3)")
-        sub.add_argument("--json", action="store_true", help="print one JSON object")
+        default_tolerance = 1e-3 if name in ("epsilon", "delta") else 1e-2
+        sub.add_argument("--tolerance", type=float, default=default_tolerance,
+                         help="PLD: width of the certified epsilon bracket "
+                              f"(default {default_tolerance:g})")
+        sub.add_argument("--time-limit", type=_positive_seconds, default=DEFAULT_TIME_LIMIT,
+                         help="seconds one accountant may take before its row reports a "
+                              f"time-out (default {DEFAULT_TIME_LIMIT:g})")
+        sub.add_argument("--json", action="store_true",
+                         help="print one JSON object (strict JSON: infinity is the string "
+                              '"inf")')
     return parser
 
 
@@ -136,12 +178,12 @@ def _evaluate(args, run: dict, accountant: str) -> dict:
     elif args.command == "noise":
         row["noise_multiplier"] = calibrate_noise_multiplier(
             args.epsilon, args.delta, run["sample_rate"], run["steps"], accountant,
-            conversion=args.conversion,
+            conversion=args.conversion, pld_tolerance=args.tolerance,
         )
     else:
         steps = calibrate_steps(
             args.epsilon, args.delta, run["sample_rate"], args.noise_multiplier, accountant,
-            conversion=args.conversion,
+            conversion=args.conversion, pld_tolerance=args.tolerance,
         )
         row["steps"] = steps
         if "sample_size" in run:
@@ -186,6 +228,10 @@ def _print_table(args, run: dict, rows: list[dict], approximation: dict | None) 
     table = []
     for row in rows:
         cells = {"accountant": row["accountant"], "conversion": row["conversion"]}
+        if "error" in row:
+            cells["note"] = "no answer (see below)"
+            table.append(cells)
+            continue
         for key, value in row.items():
             if key == "order":
                 cells["optimum"] = f"alpha={_format_number(value)}"
@@ -205,30 +251,102 @@ def _print_table(args, run: dict, rows: list[dict], approximation: dict | None) 
     print("  ".join(title.ljust(width) for title, width in zip(header, widths, strict=True)))
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    failed = [row for row in rows if "error" in row]
+    if failed:
+        print()
+        for row in failed:
+            print(f"  {row['accountant']}: {row['error']}")
     if approximation is not None:
         print()
-        print(f"  {approximation['accountant']}: epsilon "
-              f"{_format_number(approximation['epsilon'])}")
+        if "error" in approximation:
+            print(f"  {approximation['accountant']}: {approximation['error']}")
+        else:
+            print(f"  {approximation['accountant']}: epsilon "
+                  f"{_format_number(approximation['epsilon'])}")
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """Raise :class:`_RowTimeout` once ``seconds`` have passed (a safety net: the accountants
+    bound their own work; the alarm only exists in the main thread of a Unix process)."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if not (hasattr(signal, "setitimer") and in_main_thread):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise _RowTimeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _evaluate_row(args, run: dict, accountant: str) -> tuple[dict, bool]:
+    """One accountant's row, and whether its failure was the input's fault (a ValueError or
+    TypeError) rather than a time-out; a row that cannot answer carries an ``error`` instead
+    of hiding the other accountants' rows."""
+    try:
+        with _time_limit(args.time_limit):
+            return _evaluate(args, run, accountant), False
+    except _RowTimeout:
+        message = f"no answer within {args.time_limit:g} s (--time-limit)"
+        invalid = False
+    except (ValueError, TypeError) as error:
+        message, invalid = str(error), True
+    row = {"accountant": accountant, "conversion": _conversion_label(args, accountant),
+           "error": message}
+    return row, invalid
+
+
+def _strict_json(value):
+    """``value`` with every infinite float replaced by the string ``"inf"`` / ``"-inf"``
+    (JSON has no infinity; NaN never occurs)."""
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``dp-budget`` and ``python -m accounting``."""
+    """Entry point of ``dp-budget`` and ``python -m accounting``.
+
+    Exit status 0 when at least one accountant answered (rows that could not answer carry an
+    ``error``), 2 for invalid arguments, 1 when every accountant ran out of time.
+    """
     parser = _build_parser()
     args = parser.parse_args(argv)
     accountants = args.accountant or list(ACCOUNTANTS)
     try:
         run = _resolve_run(args, parser)
-        rows = [_evaluate(args, run, name) for name in dict.fromkeys(accountants)]
-        approximation = _approximation(args, run)
     except (ValueError, TypeError) as error:
         parser.error(str(error))
+    evaluated = [_evaluate_row(args, run, name) for name in dict.fromkeys(accountants)]
+    rows = [row for row, _ in evaluated]
+    if all("error" in row for row in rows):
+        messages = "; ".join(dict.fromkeys(row["error"] for row in rows))
+        if any(invalid for _, invalid in evaluated):
+            parser.error(messages)
+        print(f"{parser.prog}: {messages}", file=sys.stderr)
+        return 1
+    try:
+        approximation = _approximation(args, run)
+    except (ValueError, TypeError) as error:
+        approximation = {"accountant": "gdp (CLT approximation)", "error": str(error)}
     if args.json:
         inputs = {key: value for key, value in vars(args).items()
                   if key not in ("json", "accountant", "command") and value is not None}
         report = {"command": args.command, "run": run, "inputs": inputs, "results": rows}
         if approximation is not None:
             report["approximation"] = approximation
-        print(json.dumps(report))
+        print(json.dumps(_strict_json(report), allow_nan=False))
     else:
         _print_table(args, run, rows, approximation)
     return 0

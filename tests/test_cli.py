@@ -100,3 +100,84 @@ def test_module_entry_point_runs():
     assert json.loads(result.stdout)["results"][0]["epsilon"] == pytest.approx(
         0.27788023960, rel=1e-9
     )
+
+
+# ------------------------------------------------------------------ robustness (issue 16)
+def test_one_accountant_that_cannot_answer_keeps_the_other_rows(capsys):
+    # The moments accountant's conversion alone costs log(1/delta)/32 = 0.36 > 1e-6.
+    report = _json(capsys, ["noise", *TUTORIAL, "--epsilon", "1e-6", "--delta", "1e-5",
+                            "--accountant", "rdp", "--accountant", "moments"])
+    by_name = {row["accountant"]: row for row in report["results"]}
+    assert "out of reach" in by_name["moments"]["error"]
+    sigma = by_name["rdp"]["noise_multiplier"]
+    assert sigma == calibrate_noise_multiplier(1e-6, 1e-5, 256 / 60000, 14063)
+    main(["noise", *TUTORIAL, "--epsilon", "1e-6", "--delta", "1e-5",
+          "--accountant", "rdp", "--accountant", "moments"])
+    out = capsys.readouterr().out
+    assert "moments     tail bound" in out and "moments: target_epsilon=1e-06" in out
+
+
+def test_json_is_strict_when_epsilon_is_infinite(capsys):
+    # sigma 1e-160: the RDP of one step overflows, so epsilon is inf (documented).
+    result = subprocess.run(
+        [sys.executable, "-m", "accounting", "epsilon", "--sample-rate", "0.5", "--steps", "10",
+         "--noise-multiplier", "1e-160", "--delta", "1e-5", "--accountant", "rdp", "--json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert "Infinity" not in result.stdout
+    report = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(name))
+    assert report["results"][0]["epsilon"] == "inf"
+
+
+@pytest.mark.parametrize(("flag", "text", "value"), [
+    ("--steps", "1e9", 10**9), ("--steps", "1_000", 1000), ("--steps", "14063", 14063),
+])
+def test_counts_accept_scientific_notation(capsys, flag, text, value):
+    report = _json(capsys, ["epsilon", "--sample-rate", "0.01", flag, text,
+                            "--noise-multiplier", "1.1", "--delta", "1e-5", "--accountant",
+                            "rdp"])
+    assert report["run"]["steps"] == value
+    assert report["results"][0]["epsilon"] == RdpAccountant().compose(0.01, 1.1, value) \
+        .get_epsilon(1e-5)
+
+
+@pytest.mark.parametrize("text", ["1.5", "nan", "inf", "ten"])
+def test_counts_reject_non_whole_numbers(capsys, text):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["epsilon", "--sample-rate", "0.01", "--steps", text, "--noise-multiplier", "1",
+              "--delta", "1e-5"])
+    assert exit_info.value.code == 2
+    assert "--steps" in capsys.readouterr().err
+
+
+def test_time_limit_turns_a_slow_row_into_an_error(capsys, monkeypatch):
+    import time
+
+    import accounting.cli as cli
+
+    real_evaluate = cli._evaluate
+
+    def slow_for_moments(args, run, accountant):
+        if accountant == "moments":
+            time.sleep(5)
+        return real_evaluate(args, run, accountant)
+
+    monkeypatch.setattr(cli, "_evaluate", slow_for_moments)
+    report = _json(capsys, ["epsilon", "--sample-rate", "0.01", "--steps", "100",
+                            "--noise-multiplier", "1", "--delta", "1e-5", "--accountant",
+                            "rdp", "--accountant", "moments", "--time-limit", "0.2"])
+    by_name = {row["accountant"]: row for row in report["results"]}
+    assert by_name["moments"]["error"] == "no answer within 0.2 s (--time-limit)"
+    assert by_name["rdp"]["epsilon"] == RdpAccountant().compose(0.01, 1, 100).get_epsilon(1e-5)
+    # every row out of time: exit status 1, the reason on stderr
+    assert main(["epsilon", "--sample-rate", "0.01", "--steps", "100", "--noise-multiplier",
+                 "1", "--delta", "1e-5", "--accountant", "moments", "--time-limit", "0.2"]) == 1
+    assert "no answer within 0.2 s" in capsys.readouterr().err
+
+
+def test_tolerance_reaches_pld_calibration(capsys):
+    report = _json(capsys, ["noise", "--sample-rate", "0.004", "--steps", "3600",
+                            "--epsilon", "1", "--delta", "1e-5", "--accountant", "pld",
+                            "--tolerance", "0.05"])
+    expected = calibrate_noise_multiplier(1, 1e-5, 0.004, 3600, "pld", pld_tolerance=0.05)
+    assert report["results"][0]["noise_multiplier"] == expected
