@@ -29,7 +29,32 @@ Guide
    Or, with ``pytest_plugins = ["accounting.testing.pytest_plugin"]`` in a ``conftest.py``,
    request the ``verify_accountant`` fixture (honours ``--accounting-examples N``).
 
-3. Or pick single checks from :mod:`accounting.testing.properties` (monotonicity in ``q``,
+3. Declare what your accountant supports with a :class:`Domain`, and the kit draws only
+   inside it. A framework whose RDP exists only at integer orders and for ``0 < q < 1``::
+
+       from accounting.testing import Domain, verify_accountant
+
+       SUPPORTED = Domain(orders="integer", q=(0.0, 1.0), q_closed=(False, False))
+
+       def test_my_rdp():
+           report = verify_accountant(my_rdp, kind="rdp", domain=SUPPORTED)
+           print(report)  # [SKIP] RDP closed forms at q=1 and q=0: not applicable: ...
+
+   ``orders`` is ``"any"`` (default), ``"integer"`` or your explicit grid (``orders=[2, 4,
+   8]``; the keyword ``verify_accountant(..., orders=...)`` is shorthand for it); ``q`` takes
+   open or closed ends through ``q_closed``; ``sigma``, ``steps``, ``delta`` and ``epsilon``
+   are closed ranges (``sigma=(0.5, 50)``, ``steps=(1, 10**6)``); ``relation`` is
+   ``"add_remove"`` (default) or ``"replace_one"``. A check that needs an input outside the
+   domain (the ``q = 1`` closed form, ``epsilon(q=1)``) or a reference the kit lacks (the RDP
+   reference is add/remove only, so under ``"replace_one"`` RDP is held to the shape checks,
+   ``q = 0`` and the bound ``2 alpha / sigma^2``) shows as ``[SKIP]`` with its reason, never as
+   passed. Under ``"replace_one"``, epsilon and delta functions are also checked at one step
+   against the exact ``"replace"`` hockey-stick divergence of :mod:`accounting.reference`
+   (:func:`check_epsilon_hockey_stick`, :func:`check_delta_hockey_stick`). Bad values raise
+   ``ValueError``/``TypeError`` naming the field, e.g. ``Domain.q: sample rates must lie in
+   [0, 1]``. Every strategy and check below also takes ``domain=``.
+
+4. Or pick single checks from :mod:`accounting.testing.properties` (monotonicity in ``q``,
    ``sigma``, ``steps``, ``delta``; RDP non-decreasing in ``alpha`` with ``(alpha - 1) RDP``
    convex; the ``q = 1`` closed form; subsampled <= unsubsampled; composition additivity; the
    ``delta(epsilon(delta))`` round trip; agreement with the mpmath reference
@@ -59,12 +84,15 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
     ) from error
 
 from accounting.testing import properties, strategies
+from accounting.testing.domain import RELATIONS, Domain, Range
 from accounting.testing.properties import (
     CheckResult,
     PropertyViolation,
     check_composition,
+    check_delta_hockey_stick,
     check_delta_monotone,
     check_delta_reference,
+    check_epsilon_hockey_stick,
     check_epsilon_monotone,
     check_epsilon_reference,
     check_epsilon_subsampling_bound,
@@ -87,13 +115,18 @@ from accounting.testing.verify import (
 
 __all__ = [
     "KINDS",
+    "RELATIONS",
     "CheckResult",
+    "Domain",
     "PropertyViolation",
+    "Range",
     "VerificationError",
     "VerificationReport",
     "check_composition",
+    "check_delta_hockey_stick",
     "check_delta_monotone",
     "check_delta_reference",
+    "check_epsilon_hockey_stick",
     "check_epsilon_monotone",
     "check_epsilon_reference",
     "check_epsilon_subsampling_bound",

@@ -39,6 +39,13 @@ suite holds to ``1e-10`` relative of the mpmath reference over ``q in [1e-8, 1]`
 ``sigma in [0.1, 1e4]``, ``alpha in (1, 1e4]`` (the ranges drawn here); the reported
 counterexample is always re-evaluated with the mpmath reference itself, and ``exact=True``
 decides every example with mpmath (slower: about half a second per fractional order).
+
+Every check takes ``domain=``, a :class:`~accounting.testing.Domain` of the inputs the
+accountant supports, and draws only inside it. A check that needs an input outside the domain
+(``q = 1`` for the closed form or for ``epsilon(q=1)``, ``steps = 1`` for the hockey-stick
+checks), or a reference the kit lacks for the domain's neighbouring relation (the RDP reference
+is add/remove), returns a *skipped* :class:`CheckResult` (``passed=False, skipped=True``,
+``[SKIP]`` with the reason) instead of running; it never raises for that.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from accounting.conversions import CONVERSIONS, epsilon_from_rdp
 from accounting.orders import DEFAULT_ORDERS
 from accounting.rdp import poisson_gaussian_rdp
 from accounting.testing import strategies as sts
+from accounting.testing.domain import Domain
 
 __all__ = [
     "AccountantFactory",
@@ -70,8 +78,10 @@ __all__ = [
     "PropertyViolation",
     "RdpFunction",
     "check_composition",
+    "check_delta_hockey_stick",
     "check_delta_monotone",
     "check_delta_reference",
+    "check_epsilon_hockey_stick",
     "check_epsilon_monotone",
     "check_epsilon_reference",
     "check_epsilon_subsampling_bound",
@@ -106,21 +116,35 @@ class CheckResult:
     name : str
         The property checked.
     passed : bool
-        Whether no counterexample was found.
+        Whether the check ran and found no counterexample (``False`` when skipped).
     message : str
-        What was found: the failed property with the minimal counterexample's values, or how
-        many examples the property held on.
+        What was found: the failed property with the minimal counterexample's values, how
+        many examples the property held on, or why the check was not applicable.
     counterexample : dict or None
         The shrunk inputs of the failure (``None`` on success).
+    skipped : bool
+        Whether the check did not run because it is not applicable to the declared
+        :class:`~accounting.testing.Domain`.
     """
 
     name: str
     passed: bool
     message: str
     counterexample: dict[str, Any] | None = None
+    skipped: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """Whether the check ran and found a counterexample."""
+        return not self.passed and not self.skipped
+
+    @property
+    def status(self) -> str:
+        """``"PASS"``, ``"FAIL"`` or ``"SKIP"``."""
+        return "SKIP" if self.skipped else "PASS" if self.passed else "FAIL"
 
     def __str__(self) -> str:
-        return f"[{'PASS' if self.passed else 'FAIL'}] {self.name}: {self.message}"
+        return f"[{self.status}] {self.name}: {self.message}"
 
 
 class PropertyViolation(AssertionError):
@@ -207,9 +231,29 @@ def _run(
 
 
 def _finish(result: CheckResult, raise_on_failure: bool) -> CheckResult:
-    if not result.passed and raise_on_failure:
+    if result.failed and raise_on_failure:
         raise PropertyViolation(result)
     return result
+
+
+def _skipped(name: str, reason: str) -> CheckResult:
+    """A check not run: not applicable to the declared domain (never counted as passed)."""
+    return CheckResult(name, False, f"not applicable: {reason}", None, skipped=True)
+
+
+def _domain(domain: Domain | None) -> Domain:
+    if domain is None:
+        return _ANY
+    if not isinstance(domain, Domain):
+        raise TypeError(f"domain must be an accounting.testing.Domain, got {domain!r}")
+    return domain
+
+
+_ANY = Domain()
+_NO_RDP_REFERENCE = (
+    "the kit has no replace-one RDP reference (accounting.reference.rdp is the add/remove "
+    "divergence of Mironov, Talwar and Zhang 2019)"
+)
 
 
 def _show(value: Any) -> str:
@@ -288,6 +332,7 @@ def check_rdp_monotone_in_sample_rate(
     max_examples: int = 50,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check ``q1 <= q2`` implies ``rdp(q1, sigma, alpha) <= rdp(q2, sigma, alpha)``.
 
@@ -303,13 +348,16 @@ def check_rdp_monotone_in_sample_rate(
         Fixes Hypothesis' random draws (for reproducible runs).
     raise_on_failure : bool
         Raise :class:`PropertyViolation` on failure (else return the failed result).
+    domain : Domain, optional
+        The inputs the function supports (:class:`~accounting.testing.Domain`); only these are
+        drawn.
 
     Returns
     -------
     CheckResult
     """
 
-    return _check_rdp_monotone(rdp, "q", rtol, max_examples, seed, raise_on_failure)
+    return _check_rdp_monotone(rdp, "q", rtol, max_examples, seed, raise_on_failure, domain)
 
 
 def check_rdp_monotone_in_noise(
@@ -319,17 +367,25 @@ def check_rdp_monotone_in_noise(
     max_examples: int = 50,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check ``sigma1 <= sigma2`` implies ``rdp(q, sigma1, alpha) >= rdp(q, sigma2, alpha)``.
 
     Parameters are those of :func:`check_rdp_monotone_in_sample_rate`.
     """
 
-    return _check_rdp_monotone(rdp, "sigma", rtol, max_examples, seed, raise_on_failure)
+    return _check_rdp_monotone(rdp, "sigma", rtol, max_examples, seed, raise_on_failure,
+                               domain)
 
 
-def _check_rdp_monotone(rdp, varied, rtol, max_examples, seed, raise_on_failure) -> CheckResult:
-    """RDP non-decreasing in ``q`` (``varied="q"``) or non-increasing in ``sigma``."""
+def _check_rdp_monotone(rdp, varied, rtol, max_examples, seed, raise_on_failure,
+                        domain) -> CheckResult:
+    """RDP non-decreasing in ``q`` (``varied="q"``) or non-increasing in ``sigma``.
+
+    Both hold under either neighbouring relation: the pair at a smaller ``q`` is the pair at
+    the larger one mixed with a common component, and more noise is a post-processing.
+    """
+    domain = _domain(domain)
 
     fixed = "sigma" if varied == "q" else "q"
     first, second = f"{varied}1", f"{varied}2"
@@ -356,12 +412,13 @@ def _check_rdp_monotone(rdp, varied, rtol, max_examples, seed, raise_on_failure)
                     f"rdp(sigma={_show(low)}) = {_show(a)} at q={_show(other)}, {where}"
                 )
 
-    varied_values = sts.sample_rates() if varied == "q" else sts.noise_multipliers()
+    rates, noises = sts.sample_rates(domain=domain), sts.noise_multipliers(domain=domain)
+    varied_values = rates if varied == "q" else noises
     strategies = {
         first: varied_values,
         second: varied_values,
-        fixed: sts.noise_multipliers() if varied == "q" else sts.sample_rates(),
-        "orders": sts.order_grids(max_size=4),
+        fixed: noises if varied == "q" else rates,
+        "orders": sts.order_grids(max_size=4, domain=domain),
     }
     name = "RDP non-decreasing in q" if varied == "q" else "RDP non-increasing in sigma"
     result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
@@ -375,6 +432,7 @@ def check_rdp_order_shape(
     max_examples: int = 50,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check RDP is non-decreasing in ``alpha`` and ``(alpha - 1) RDP(alpha)`` is convex.
 
@@ -383,6 +441,10 @@ def check_rdp_order_shape(
     ``rtol`` times the largest ``f``. Parameters are those of
     :func:`check_rdp_monotone_in_sample_rate`.
     """
+    name = "RDP non-decreasing in alpha, (alpha-1)*RDP convex"
+    domain = _domain(domain)
+    if domain.order_grid is not None and len(domain.order_grid) < 2:
+        return _skipped(name, "the domain's grid holds a single order")
 
     def body(q, sigma, orders):
         values = _rdp_values(rdp, q, sigma, orders)
@@ -409,12 +471,11 @@ def check_rdp_order_shape(
                 )
 
     strategies = {
-        "q": sts.sample_rates(),
-        "sigma": sts.noise_multipliers(),
-        "orders": sts.order_grids(min_size=3, max_size=6),
+        "q": sts.sample_rates(domain=domain),
+        "sigma": sts.noise_multipliers(domain=domain),
+        "orders": sts.order_grids(min_size=3, max_size=6, domain=domain),
     }
-    result, _ = _run("RDP non-decreasing in alpha, (alpha-1)*RDP convex", strategies, body,
-                     max_examples=max_examples, seed=seed)
+    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
     return _finish(result, raise_on_failure)
 
 
@@ -425,23 +486,36 @@ def check_rdp_closed_form(
     max_examples: int = 30,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check ``rdp(1, sigma, alpha) = alpha / (2 sigma^2)`` and ``rdp(0, sigma, alpha) = 0``.
 
     The first is the Gaussian mechanism's RDP (Mironov 2017, Proposition 7). Both must hold to
     ``rtol`` relative to ``alpha / (2 sigma^2)``. Parameters are those of
-    :func:`check_rdp_monotone_in_sample_rate`.
+    :func:`check_rdp_monotone_in_sample_rate`. Only the forms whose ``q`` lies in ``domain`` are
+    checked (skipped if neither does); under ``"replace_one"`` the ``q = 1`` value depends on
+    the sensitivity convention (1 or 2), so only ``q = 0`` is checked.
     """
+    name = "RDP closed forms at q=1 and q=0"
+    domain = _domain(domain)
+    at_one = domain.allows_q(1.0) and domain.relation == "add_remove"
+    at_zero = domain.allows_q(0.0)
+    if not at_one and not at_zero:
+        why_one = "q = 1 lies outside the domain" if not domain.allows_q(1.0) else (
+            "q = 1 depends on the replace-one sensitivity convention")
+        return _skipped(name, f"q = 0 lies outside the domain and {why_one}")
 
     def body(sigma, orders):
         gaussian = np.asarray(orders, dtype=float) / (2.0 * sigma**2)
-        full = _rdp_values(rdp, 1.0, sigma, orders)
+        full = _rdp_values(rdp, 1.0, sigma, orders) if at_one else gaussian
         for alpha, value, expected in zip(orders, full, gaussian, strict=True):
             if _relative_error(value, expected) > rtol:
                 raise _Falsified(
                     f"at q=1 the RDP must be alpha / (2 sigma^2) = {_show(expected)}, got "
                     f"{_show(value)} (alpha={_show(float(alpha))}, sigma={_show(sigma)})"
                 )
+        if not at_zero:
+            return
         empty = _rdp_values(rdp, 0.0, sigma, orders)
         for alpha, value, expected in zip(orders, empty, gaussian, strict=True):
             if abs(value) > rtol * expected:
@@ -450,9 +524,18 @@ def check_rdp_closed_form(
                     f"(alpha={_show(float(alpha))}, sigma={_show(sigma)})"
                 )
 
-    strategies = {"sigma": sts.noise_multipliers(), "orders": sts.order_grids(max_size=4)}
-    result, _ = _run("RDP closed forms at q=1 and q=0", strategies, body,
-                     max_examples=max_examples, seed=seed)
+    strategies = {
+        "sigma": sts.noise_multipliers(domain=domain),
+        "orders": sts.order_grids(max_size=4, domain=domain),
+    }
+    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
+    if not (at_one and at_zero):
+        why = "q = 0 is outside the domain" if at_one else (
+            "q = 1 is outside the domain" if not domain.allows_q(1.0)
+            else "under replace_one q = 1 depends on the sensitivity convention")
+        only = "q = 1 only" if at_one else "q = 0 only"
+        result = CheckResult(name, result.passed, f"{result.message} ({only}: {why})",
+                             result.counterexample)
     return _finish(result, raise_on_failure)
 
 
@@ -463,6 +546,7 @@ def check_rdp_subsampling_bound(
     max_examples: int = 50,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check ``0 <= rdp(q, sigma, alpha) <= alpha / (2 sigma^2)``, edges included.
 
@@ -471,24 +555,34 @@ def check_rdp_subsampling_bound(
     ``1e-16`` or ``1 - 1e-12``, ``q / sigma`` extreme, orders near 1 or above 1000), where the
     function must also return a number rather than raise or give NaN (``inf`` fails: the
     bound is finite). Parameters are those of :func:`check_rdp_monotone_in_sample_rate`.
+
+    Under ``domain.relation == "replace_one"`` the bound is the replace-one Gaussian's
+    ``2 alpha / sigma^2`` (the two outputs' means differ by at most 2; it also bounds the
+    convention where the sensitivity is 1).
     """
+    domain = _domain(domain)
+    replace = domain.relation == "replace_one"
+    factor, shown = (2.0, "2 alpha / sigma^2") if replace else (0.5, "alpha / (2 sigma^2)")
 
     def body(point):
         q, sigma, alpha = point
         (value,) = _rdp_values(rdp, q, sigma, [alpha])
-        bound = float(alpha) / (2.0 * sigma**2)
+        bound = factor * float(alpha) / sigma**2
         if _exceeds(bound, value, rtol):
             raise _Falsified(
-                f"subsampled RDP exceeds the unsubsampled alpha / (2 sigma^2) = {_show(bound)}: "
+                f"subsampled RDP exceeds the unsubsampled {shown} = {_show(bound)}: "
                 f"rdp(q={_show(q)}, sigma={_show(sigma)}, alpha={_show(float(alpha))}) = "
                 f"{_show(value)}",
                 inputs={"q": q, "sigma": sigma, "alpha": alpha},
             )
 
-    regular = st.tuples(sts.sample_rates(), sts.noise_multipliers(), sts.orders())
-    strategies = {"point": st.one_of(regular, sts.edge_mechanisms())}
-    result, _ = _run("subsampled RDP <= unsubsampled (edges included)", strategies, body,
-                     max_examples=max_examples, seed=seed)
+    regular = st.tuples(sts.sample_rates(domain=domain), sts.noise_multipliers(domain=domain),
+                        sts.orders(domain=domain))
+    strategies = {"point": st.one_of(regular, sts.edge_mechanisms(domain=domain))}
+    name = "subsampled RDP <= unsubsampled (edges included)"
+    if replace:
+        name = "subsampled RDP <= replace-one Gaussian 2 alpha / sigma^2 (edges included)"
+    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
     return _finish(result, raise_on_failure)
 
 
@@ -504,6 +598,7 @@ def check_rdp_reference(
     max_examples: int = 50,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check ``rdp`` agrees with the mpmath reference :func:`accounting.reference.rdp`.
 
@@ -524,9 +619,16 @@ def check_rdp_reference(
         fractional orders only). The defaults draw ``q`` in ``{0, 1} U [1e-8, 1]``, ``sigma``
         in ``[0.1, 1e4]`` and integer and fractional orders in ``(1, 1e4]``; with
         ``exact=False`` keep to these ranges, where the fast path is held to the reference.
+        A strategy given here is drawn as given; the others are narrowed to ``domain``.
     max_examples, seed, raise_on_failure
         As in :func:`check_rdp_monotone_in_sample_rate`.
+    domain : Domain, optional
+        The inputs to draw; skipped under ``"replace_one"`` (no replace-one RDP reference).
     """
+    name = f"RDP agrees with the mpmath reference (rtol={rtol:g})"
+    domain = _domain(domain)
+    if domain.relation == "replace_one":
+        return _skipped(name, _NO_RDP_REFERENCE)
 
     def expected_at(q, sigma, alpha, use_mpmath):
         if use_mpmath:
@@ -546,11 +648,11 @@ def check_rdp_reference(
             )
 
     strategies = {
-        "q": sample_rate if sample_rate is not None else sts.sample_rates(),
-        "sigma": noise_multiplier if noise_multiplier is not None else sts.noise_multipliers(),
-        "alpha": order if order is not None else sts.orders(),
+        "q": sample_rate if sample_rate is not None else sts.sample_rates(domain=domain),
+        "sigma": noise_multiplier if noise_multiplier is not None
+        else sts.noise_multipliers(domain=domain),
+        "alpha": order if order is not None else sts.orders(domain=domain),
     }
-    name = f"RDP agrees with the mpmath reference (rtol={rtol:g})"
     result, failure = _run(name, strategies, body, max_examples=max_examples, seed=seed)
     if failure is not None and failure.example is not None and not exact:
         q, sigma, alpha = (failure.example[key] for key in ("q", "sigma", "alpha"))
@@ -580,12 +682,12 @@ def check_rdp_reference(
 # --------------------------------------------------------------------------------------------
 
 
-def _epsilon_strategies() -> dict[str, st.SearchStrategy]:
+def _epsilon_strategies(domain: Domain | None = None) -> dict[str, st.SearchStrategy]:
     return {
-        "q": sts.sample_rates(-6.0),
-        "sigma": sts.noise_multipliers(-0.5, 2.0),
-        "steps": sts.step_counts(100_000),
-        "delta": sts.deltas(),
+        "q": sts.sample_rates(-6.0, domain=domain),
+        "sigma": sts.noise_multipliers(-0.5, 2.0, domain=domain),
+        "steps": sts.step_counts(100_000, domain=domain),
+        "delta": sts.deltas(domain=domain),
     }
 
 
@@ -606,6 +708,7 @@ def check_epsilon_monotone(
     max_examples: int = 30,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check ``epsilon(q, sigma, steps, delta)`` is monotone in one argument.
 
@@ -620,11 +723,11 @@ def check_epsilon_monotone(
         ``epsilon(q, sigma, steps, delta)``.
     argument : {"q", "sigma", "steps", "delta"}
         The argument varied.
-    rtol, max_examples, seed, raise_on_failure
+    rtol, max_examples, seed, raise_on_failure, domain
         As in :func:`check_rdp_monotone_in_sample_rate`.
     """
-    return _check_monotone(epsilon, "epsilon", argument, _epsilon_strategies(), _EPSILON_DIRECTIONS,
-                           rtol, max_examples, seed, raise_on_failure)
+    return _check_monotone(epsilon, "epsilon", argument, _epsilon_strategies(_domain(domain)),
+                           _EPSILON_DIRECTIONS, rtol, max_examples, seed, raise_on_failure)
 
 
 _DELTA_DIRECTIONS = {
@@ -635,10 +738,10 @@ _DELTA_DIRECTIONS = {
 }
 
 
-def _delta_strategies() -> dict[str, st.SearchStrategy]:
-    strategies = _epsilon_strategies()
+def _delta_strategies(domain: Domain | None = None) -> dict[str, st.SearchStrategy]:
+    strategies = _epsilon_strategies(domain)
     del strategies["delta"]
-    strategies["epsilon"] = sts.epsilons()
+    strategies["epsilon"] = sts.epsilons(domain=domain)
     return strategies
 
 
@@ -650,14 +753,15 @@ def check_delta_monotone(
     max_examples: int = 30,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check ``delta(q, sigma, steps, epsilon)`` is monotone in one argument and in ``[0, 1]``.
 
     Non-decreasing in ``q`` and ``steps``, non-increasing in ``sigma`` and ``epsilon``.
     Parameters are those of :func:`check_epsilon_monotone`.
     """
-    return _check_monotone(delta, "delta", argument, _delta_strategies(), _DELTA_DIRECTIONS,
-                           rtol, max_examples, seed, raise_on_failure)
+    return _check_monotone(delta, "delta", argument, _delta_strategies(_domain(domain)),
+                           _DELTA_DIRECTIONS, rtol, max_examples, seed, raise_on_failure)
 
 
 def _check_monotone(fn, what, argument, strategies, directions, rtol, max_examples, seed,
@@ -699,12 +803,18 @@ def check_epsilon_subsampling_bound(
     max_examples: int = 30,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check ``epsilon(q, sigma, steps, delta) <= epsilon(1, sigma, steps, delta)``.
 
     Half of the examples use huge step counts (``1e6`` to ``1e12``) or extreme ``q / sigma``.
-    Parameters are those of :func:`check_rdp_monotone_in_sample_rate`.
+    Parameters are those of :func:`check_rdp_monotone_in_sample_rate`; skipped when ``q = 1``
+    lies outside ``domain``.
     """
+    name = "subsampled epsilon <= unsubsampled (edges included)"
+    domain = _domain(domain)
+    if not domain.allows_q(1.0):
+        return _skipped(name, "it compares with epsilon at q = 1, outside the domain")
 
     def body(point, delta):
         q, sigma, steps = point
@@ -720,21 +830,31 @@ def check_epsilon_subsampling_bound(
                 inputs={"q": q, "sigma": sigma, "steps": steps, "delta": delta},
             )
 
-    regular = _epsilon_strategies()
+    regular = _epsilon_strategies(domain)
     edge = st.tuples(
         st.one_of(
-            sts.extreme_noise_products(),
-            st.tuples(sts.edge_sample_rates(), sts.noise_multipliers(-0.5, 2.0)),
+            sts.extreme_noise_products(domain=domain),
+            st.tuples(sts.edge_sample_rates(domain=domain),
+                      sts.noise_multipliers(-0.5, 2.0, domain=domain)),
         ),
-        st.one_of(sts.huge_step_counts(), sts.step_counts()),
+        st.one_of(sts.huge_step_counts(domain=domain), sts.step_counts(domain=domain)),
     ).map(lambda pair: (*pair[0], pair[1]))
     strategies = {
         "point": st.one_of(st.tuples(regular["q"], regular["sigma"], regular["steps"]), edge),
         "delta": regular["delta"],
     }
-    result, _ = _run("subsampled epsilon <= unsubsampled (edges included)", strategies, body,
-                     max_examples=max_examples, seed=seed)
+    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
     return _finish(result, raise_on_failure)
+
+
+def _reference_skip(domain: Domain, orders: Sequence[float] | None) -> str | None:
+    """Why the RDP-accountant reference cannot judge this domain (``None`` if it can)."""
+    if domain.relation == "replace_one":
+        return _NO_RDP_REFERENCE.replace("RDP reference", "RDP accountant reference")
+    if orders is None and domain.orders == "integer":
+        return ("epsilon depends on the accountant's own orders: declare them as "
+                "Domain(orders=[...]) rather than 'integer'")
+    return None
 
 
 def reference_epsilon(
@@ -784,6 +904,7 @@ def check_epsilon_reference(
     max_examples: int = 20,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check an RDP-based ``epsilon`` agrees with :func:`reference_epsilon` within ``rtol``.
 
@@ -802,7 +923,17 @@ def check_epsilon_reference(
         Decide every example with mpmath rather than with :func:`accounting.compute_epsilon`.
     digits, max_examples, seed, raise_on_failure
         As in :func:`check_rdp_reference`.
+    domain : Domain, optional
+        The inputs to draw; its explicit grid stands in for ``orders`` when that is not given.
+        Skipped under ``"replace_one"`` (the reference is an add/remove RDP accountant) and for
+        ``orders="integer"`` without an explicit grid (the reference needs the accountant's).
     """
+    name = f"epsilon agrees with the mpmath reference ({conversion} conversion, rtol={rtol:g})"
+    domain = _domain(domain)
+    skip = _reference_skip(domain, orders)
+    if skip:
+        return _skipped(name, skip)
+    orders = orders if orders is not None else domain.order_grid
     grid = None if orders is None else [float(alpha) for alpha in orders]
 
     def expected_at(q, sigma, steps, delta, use_mpmath):
@@ -826,8 +957,7 @@ def check_epsilon_reference(
                 {"value": value},
             )
 
-    name = f"epsilon agrees with the mpmath reference ({conversion} conversion, rtol={rtol:g})"
-    result, failure = _run(name, _epsilon_strategies(), body, max_examples=max_examples,
+    result, failure = _run(name, _epsilon_strategies(domain), body, max_examples=max_examples,
                            seed=seed)
     if failure is not None and failure.example is not None and not exact:
         example = failure.example
@@ -859,6 +989,7 @@ def check_delta_reference(
     max_examples: int = 20,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check an RDP-based ``delta(q, sigma, steps, epsilon)`` agrees with this package.
 
@@ -866,6 +997,12 @@ def check_delta_reference(
     .get_delta(epsilon)``, whose RDP curve is held to ``1e-10`` of the mpmath reference; values
     below ``1e-300`` are compared absolutely. Parameters as in :func:`check_epsilon_reference`.
     """
+    name = f"delta agrees with the reference ({conversion} conversion, rtol={rtol:g})"
+    domain = _domain(domain)
+    skip = _reference_skip(domain, orders)
+    if skip:
+        return _skipped(name, skip)
+    orders = orders if orders is not None else domain.order_grid
 
     def body(q, sigma, steps, epsilon):
         value = _scalar(delta, "delta", 1.0, q=q, sigma=sigma, steps=steps, epsilon=epsilon)
@@ -878,8 +1015,8 @@ def check_delta_reference(
                 f"(relative error {_relative_error(value, expected):.3g} > rtol={rtol:g})"
             )
 
-    name = f"delta agrees with the reference ({conversion} conversion, rtol={rtol:g})"
-    result, _ = _run(name, _delta_strategies(), body, max_examples=max_examples, seed=seed)
+    result, _ = _run(name, _delta_strategies(domain), body, max_examples=max_examples,
+                     seed=seed)
     return _finish(result, raise_on_failure)
 
 
@@ -891,6 +1028,7 @@ def check_round_trip(
     max_examples: int = 30,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check ``delta(epsilon(delta)) = delta`` (``<= delta`` where ``epsilon`` is 0).
 
@@ -914,8 +1052,8 @@ def check_round_trip(
             )
 
     delta_fn = delta
-    result, _ = _run("delta(epsilon(delta)) == delta", _epsilon_strategies(), body,
-                     max_examples=max_examples, seed=seed)
+    result, _ = _run("delta(epsilon(delta)) == delta", _epsilon_strategies(_domain(domain)),
+                     body, max_examples=max_examples, seed=seed)
     return _finish(result, raise_on_failure)
 
 
@@ -927,6 +1065,7 @@ def check_pld_below_rdp(
     max_examples: int = 30,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check a tight accountant never reports more epsilon than an RDP accountant.
 
@@ -944,7 +1083,15 @@ def check_pld_below_rdp(
     rtol, max_examples, seed, raise_on_failure
         As in :func:`check_rdp_monotone_in_sample_rate`; ``rtol`` also absorbs the tight
         accountant's discretisation error.
+    domain : Domain, optional
+        The inputs to draw. Under ``"replace_one"`` pass the matching ``rdp_epsilon``: the
+        default (an add/remove accountant) is not a bound there, and the check is skipped.
     """
+    name = "eps(tight accountant) <= eps(RDP)"
+    domain = _domain(domain)
+    if rdp_epsilon is None and domain.relation == "replace_one":
+        return _skipped(name, "the default RDP epsilon is add/remove, and "
+                        + _NO_RDP_REFERENCE.replace("RDP reference", "RDP accountant"))
     looser = rdp_epsilon if rdp_epsilon is not None else compute_epsilon
 
     def body(q, sigma, steps, delta):
@@ -958,8 +1105,114 @@ def check_pld_below_rdp(
                 f"at q={_show(q)}, sigma={_show(sigma)}, steps={steps}, delta={_show(delta)}"
             )
 
-    result, _ = _run("eps(tight accountant) <= eps(RDP)", _epsilon_strategies(), body,
-                     max_examples=max_examples, seed=seed)
+    result, _ = _run(name, _epsilon_strategies(domain), body, max_examples=max_examples,
+                     seed=seed)
+    return _finish(result, raise_on_failure)
+
+
+_DIRECTIONS = {"add_remove": ("remove", "add"), "replace_one": ("replace",)}
+
+
+def _exact_delta(q: float, sigma: float, epsilon: float, relation: str, digits: int) -> float:
+    """The exact delta of one step: the worst hockey-stick divergence over the relation's pairs."""
+    if q == 0.0:  # identical outputs: the reference's root search would not terminate
+        return 0.0
+    return max(float(reference.hockey_stick_delta(q, sigma, epsilon, direction, digits))
+               for direction in _DIRECTIONS[relation])
+
+
+def _hockey_stick_name(what: str, relation: str) -> str:
+    return f"{what} sound at one step: the {relation} hockey-stick reference"
+
+
+def check_epsilon_hockey_stick(
+    epsilon: EpsilonFunction,
+    *,
+    rtol: float = REFERENCE_RTOL,
+    digits: int = 15,
+    max_examples: int = 10,
+    seed: int | None = None,
+    raise_on_failure: bool = True,
+    domain: Domain | None = None,
+) -> CheckResult:
+    """Check ``epsilon(q, sigma, 1, delta)`` is never below the exact epsilon of one step.
+
+    Any sound accountant (RDP, PLD, ...) must report at least the true epsilon: at its reported
+    ``eps``, the exact ``delta(eps)`` of the step, :func:`accounting.reference.hockey_stick_delta`
+    (the worse of ``"remove"`` and ``"add"`` for add/remove neighbours, ``"replace"`` for
+    replace-one), must be ``<= delta * (1 + rtol)``. About 0.2 s of mpmath per direction and
+    example. Skipped when ``steps = 1`` lies outside ``domain``.
+
+    Parameters
+    ----------
+    epsilon : callable
+        ``epsilon(q, sigma, steps, delta)``.
+    rtol : float
+        Relative slack on ``delta``.
+    digits : int
+        Significant digits of the mpmath evaluation.
+    max_examples, seed, raise_on_failure, domain
+        As in :func:`check_rdp_monotone_in_sample_rate`; ``domain.relation`` picks the pairs.
+    """
+    domain = _domain(domain)
+    name = _hockey_stick_name("epsilon", domain.relation)
+    if not domain.steps_range.contains(1):
+        return _skipped(name, "it needs steps = 1, outside the domain")
+
+    def body(q, sigma, delta):
+        eps = _scalar(epsilon, "epsilon", math.inf, q=q, sigma=sigma, steps=1, delta=delta)
+        if math.isinf(eps):
+            return
+        exact = _exact_delta(q, sigma, eps, domain.relation, digits)
+        if exact > delta * (1.0 + rtol):
+            raise _Falsified(
+                f"epsilon(q={_show(q)}, sigma={_show(sigma)}, steps=1, delta={_show(delta)}) = "
+                f"{_show(eps)} is below the exact epsilon: the {domain.relation} hockey-stick "
+                f"delta at {_show(eps)} is {_show(exact)} > delta (rtol={rtol:g})",
+                {"value": eps, "exact_delta": exact},
+            )
+
+    strategies = _epsilon_strategies(domain)
+    del strategies["steps"]
+    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
+    return _finish(result, raise_on_failure)
+
+
+def check_delta_hockey_stick(
+    delta: DeltaFunction,
+    *,
+    rtol: float = REFERENCE_RTOL,
+    digits: int = 15,
+    max_examples: int = 10,
+    seed: int | None = None,
+    raise_on_failure: bool = True,
+    domain: Domain | None = None,
+) -> CheckResult:
+    """Check ``delta(q, sigma, 1, epsilon)`` is never below the exact delta of one step.
+
+    The exact delta is :func:`accounting.reference.hockey_stick_delta` for the pairs of
+    ``domain.relation`` (see :func:`check_epsilon_hockey_stick`); the reported delta must be
+    ``>= exact * (1 - rtol)``. Parameters as in :func:`check_epsilon_hockey_stick`.
+    """
+    domain = _domain(domain)
+    name = _hockey_stick_name("delta", domain.relation)
+    if not domain.steps_range.contains(1):
+        return _skipped(name, "it needs steps = 1, outside the domain")
+
+    def body(q, sigma, epsilon):
+        value = _scalar(delta, "delta", 1.0, q=q, sigma=sigma, steps=1, epsilon=epsilon)
+        exact = _exact_delta(q, sigma, epsilon, domain.relation, digits)
+        if value < exact * (1.0 - rtol):
+            raise _Falsified(
+                f"delta(q={_show(q)}, sigma={_show(sigma)}, steps=1, epsilon={_show(epsilon)}) "
+                f"= {_show(value)} is below the exact {domain.relation} hockey-stick delta "
+                f"{_show(exact)} (rtol={rtol:g})",
+                {"value": value, "exact_delta": exact},
+            )
+
+    strategies = _delta_strategies(domain)
+    del strategies["steps"]
+    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
     return _finish(result, raise_on_failure)
 
 
@@ -989,6 +1242,7 @@ def check_composition(
     max_examples: int = 30,
     seed: int | None = None,
     raise_on_failure: bool = True,
+    domain: Domain | None = None,
 ) -> CheckResult:
     """Check composition is additive: splitting, reordering or extending a history.
 
@@ -1005,7 +1259,10 @@ def check_composition(
         ``get_epsilon(delta)``.
     rtol, max_examples, seed, raise_on_failure
         As in :func:`check_rdp_monotone_in_sample_rate`.
+    domain : Domain, optional
+        The records (``q``, ``sigma``, ``steps``) and ``delta`` drawn.
     """
+    domain = _domain(domain)
 
     def body(history, split_at, extra, delta):
         history = [tuple(record) for record in history]
@@ -1034,10 +1291,10 @@ def check_composition(
             )
 
     strategies = {
-        "history": sts.composition_histories(),
+        "history": sts.composition_histories(domain=domain),
         "split_at": st.integers(0, 10**6),
-        "extra": sts.composition_histories(1, 1).map(lambda history: history[0]),
-        "delta": sts.deltas(),
+        "extra": sts.composition_histories(1, 1, domain=domain).map(lambda history: history[0]),
+        "delta": sts.deltas(domain=domain),
     }
     result, _ = _run("composition additive (split, reorder, extend)", strategies, body,
                      max_examples=max_examples, seed=seed)

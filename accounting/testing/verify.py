@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from accounting.testing import properties as props
+from accounting.testing.domain import Domain
 from accounting.testing.properties import CheckResult
 
 __all__ = ["KINDS", "VerificationError", "VerificationReport", "verify_accountant"]
@@ -18,35 +19,51 @@ KINDS: tuple[str, ...] = ("rdp", "epsilon", "tight_epsilon", "delta", "accountan
 
 @dataclass(frozen=True)
 class VerificationReport:
-    """The results of :func:`verify_accountant`, one :class:`CheckResult` per check."""
+    """The results of :func:`verify_accountant`, one :class:`CheckResult` per check.
+
+    A check not applicable to the declared :class:`~accounting.testing.Domain` is listed as
+    skipped (``[SKIP]``, with the reason), neither passed nor failed.
+    """
 
     target: str
     kind: str
     results: list[CheckResult] = field(default_factory=list)
+    domain: str = "unrestricted"
 
     @property
     def passed(self) -> bool:
-        """Whether every check passed."""
-        return all(result.passed for result in self.results)
+        """Whether no check failed and, unless there were none, at least one ran."""
+        ran = [result for result in self.results if not result.skipped]
+        return not self.failures and (bool(ran) or not self.results)
 
     @property
     def failures(self) -> list[CheckResult]:
         """The checks that found a counterexample."""
-        return [result for result in self.results if not result.passed]
+        return [result for result in self.results if result.failed]
+
+    @property
+    def skipped(self) -> list[CheckResult]:
+        """The checks not run because they do not apply to the domain."""
+        return [result for result in self.results if result.skipped]
 
     def failed(self, name_contains: str) -> bool:
         """Whether a check whose name contains ``name_contains`` failed."""
         return any(name_contains in result.name for result in self.failures)
 
     def __str__(self) -> str:
+        ran = len(self.results) - len(self.skipped)
+        where = "" if self.domain == "unrestricted" else f", domain: {self.domain}"
         head = (
-            f"verify_accountant({self.target}, kind={self.kind!r}): "
-            f"{len(self.results) - len(self.failures)}/{len(self.results)} checks passed"
+            f"verify_accountant({self.target}, kind={self.kind!r}{where}): "
+            f"{ran - len(self.failures)}/{ran} checks passed"
         )
+        if self.skipped:
+            head += f", {len(self.skipped)} skipped as not applicable"
         return "\n".join([head, *(f"  {result}" for result in self.results)])
 
     def raise_if_failed(self) -> VerificationReport:
-        """Raise :class:`VerificationError` if a check failed; return ``self`` otherwise."""
+        """Raise :class:`VerificationError` if a check failed (or every check was skipped);
+        return ``self`` otherwise."""
         if not self.passed:
             raise VerificationError(self)
         return self
@@ -68,6 +85,7 @@ def verify_accountant(
     epsilon_fn: Callable[..., float] | None = None,
     rdp_epsilon: Callable[..., float] | None = None,
     orders: Sequence[float] | None = None,
+    domain: Domain | None = None,
     conversion: str = "improved",
     max_examples: int = 30,
     reference_rtol: float = props.REFERENCE_RTOL,
@@ -101,8 +119,14 @@ def verify_accountant(
         With ``kind="tight_epsilon"``: the RDP epsilon it must not exceed (default
         :func:`accounting.compute_epsilon`).
     orders : sequence of float, optional
-        The user's Rényi orders (default :data:`accounting.DEFAULT_ORDERS`), for the epsilon
-        and delta reference checks.
+        The user's Rényi orders: shorthand for ``domain=Domain(orders=orders)`` (the RDP checks
+        draw only these orders; the epsilon and delta reference checks minimise over them,
+        default :data:`accounting.DEFAULT_ORDERS`). Give it here or in ``domain``, not both.
+    domain : Domain, optional
+        The inputs ``fn`` supports (orders, ranges of ``q``, ``sigma``, ``steps``, ``delta``
+        and ``epsilon``, neighbouring relation); every check draws only inside it, and one that
+        needs an input outside it is reported as skipped. Under ``"replace_one"`` the
+        epsilon and delta kinds also get the one-step hockey-stick soundness check.
     conversion : {"improved", "classic"}
         The user's RDP-to-DP conversion, for the reference checks.
     max_examples : int
@@ -127,12 +151,30 @@ def verify_accountant(
     VerificationReport
         One result per check; ``str(report)`` is a readable summary with each minimal
         counterexample.
+
+    Raises
+    ------
+    VerificationError
+        With ``raise_on_failure``, when a check fails (skipped checks never fail).
+    ValueError, TypeError
+        For a bad ``kind``, ``domain`` or ``orders`` (see :class:`~accounting.testing.Domain`).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    common = {"max_examples": max_examples, "seed": seed, "raise_on_failure": False}
+    if domain is None:
+        domain = Domain()
+    elif not isinstance(domain, Domain):
+        raise TypeError(f"domain must be an accounting.testing.Domain, got {domain!r}")
+    if orders is not None:
+        if domain.orders != "any":
+            raise ValueError("orders: given both as orders= and in domain; give it once")
+        domain = replace(domain, orders=orders)
+    replace_one = domain.relation == "replace_one"
+    common = {"max_examples": max_examples, "seed": seed, "raise_on_failure": False,
+              "domain": domain}
     shape = {**common, "rtol": shape_rtol}
     few = {**common, "max_examples": max(1, (2 * max_examples) // 3)}
+    hockey = {**common, "max_examples": max(1, max_examples // 3)}  # ~0.2 s of mpmath each
     checks: list[tuple[str, Callable[[], CheckResult]]] = []
 
     def add(name: str, run: Callable[[], CheckResult]) -> None:
@@ -153,11 +195,13 @@ def verify_accountant(
         add("subsampled epsilon", lambda: props.check_epsilon_subsampling_bound(fn, **shape))
         if kind == "epsilon":
             add("epsilon agrees", lambda: props.check_epsilon_reference(
-                fn, orders=orders, conversion=conversion, rtol=reference_rtol, exact=exact,
-                **few))
+                fn, conversion=conversion, rtol=reference_rtol, exact=exact, **few))
         else:
             add("eps(tight accountant) <= eps(RDP)", lambda: props.check_pld_below_rdp(
                 fn, rdp_epsilon, rtol=reference_rtol, **common))
+        if replace_one:
+            add("epsilon sound at one step", lambda: props.check_epsilon_hockey_stick(
+                fn, rtol=reference_rtol, **hockey))
         if delta_fn is not None:
             add("round trip", lambda: props.check_round_trip(
                 fn, delta_fn, rtol=reference_rtol, **common))
@@ -166,7 +210,10 @@ def verify_accountant(
             add(f"delta monotone in {argument}",
                 lambda argument=argument: props.check_delta_monotone(fn, argument, **shape))
         add("delta agrees", lambda: props.check_delta_reference(
-            fn, orders=orders, conversion=conversion, rtol=reference_rtol, **few))
+            fn, conversion=conversion, rtol=reference_rtol, **few))
+        if replace_one:
+            add("delta sound at one step", lambda: props.check_delta_hockey_stick(
+                fn, rtol=reference_rtol, **hockey))
         if epsilon_fn is not None:
             add("round trip", lambda: props.check_round_trip(
                 epsilon_fn, fn, rtol=reference_rtol, **common))
@@ -175,7 +222,7 @@ def verify_accountant(
 
     results = [run() for name, run in checks if not any(part in name for part in skip)]
     label = getattr(fn, "__qualname__", None) or repr(fn)
-    report = VerificationReport(label, kind, results)
+    report = VerificationReport(label, kind, results, domain.describe())
     if raise_on_failure:
         report.raise_if_failed()
     return report
