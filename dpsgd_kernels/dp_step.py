@@ -39,7 +39,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpsgd_kernels._validation import check_finite_positive, check_nonnegative, check_positive_int
+from dpsgd_kernels._validation import (
+    MAX_L2_NORM_CLIP,
+    MAX_NOISE_MULTIPLIER,
+    check_array,
+    check_finite_positive,
+    check_l2_norm_clip,
+    check_noise_multiplier,
+    check_nonnegative,
+    check_positive_int,
+)
 from dpsgd_kernels.ghost_norm import row_sq_norms
 from dpsgd_kernels.layers import LinearLayer
 from dpsgd_kernels.losses import Loss, get_loss
@@ -247,7 +256,19 @@ def per_example_gradients(model: Sequential, x, y, loss: Loss | str) -> list[np.
 
 
 def clip_factors(norms: np.ndarray, l2_norm_clip: float) -> np.ndarray:
-    """``min(1, C / norm)`` written as ``C / max(norm, C)`` (``tf.clip_by_global_norm``)."""
+    """``min(1, C / norm)`` written as ``C / max(norm, C)`` (``tf.clip_by_global_norm``).
+
+    ``norms`` must be finite and ``0 < C <= MAX_L2_NORM_CLIP``.
+    """
+    l2_norm_clip = check_l2_norm_clip(l2_norm_clip)
+    norms = check_array(norms, "norms")
+    if norms.size and norms.min() < 0:
+        raise ValueError("norms must be >= 0 (L2 norms)")
+    return _clip_factors(norms, l2_norm_clip)
+
+
+def _clip_factors(norms: np.ndarray, l2_norm_clip: float) -> np.ndarray:
+    """:func:`clip_factors` on validated arguments (the step's own, checked once per step)."""
     return l2_norm_clip / np.maximum(norms, l2_norm_clip)
 
 
@@ -307,7 +328,7 @@ class _ClippedSums:
             )
         if self.l2_norm_clip is None:
             return norms
-        factors = clip_factors(norms, self.l2_norm_clip).astype(self.dtype, copy=False)
+        factors = _clip_factors(norms, self.l2_norm_clip).astype(self.dtype, copy=False)
         weights = factors if group_size == 1 else np.repeat(factors / group_size, group_size)
         self.weights.append(weights)
         for (layer, mode), grads, total in zip(self.plan, materialised, self.totals, strict=True):
@@ -390,6 +411,14 @@ def noisy_average(
     out in parameter order (Keras order, each array in C order); nothing is drawn when
     ``stddev == 0``. Returns new arrays of the sums' dtype.
     """
+    stddev = check_nonnegative(stddev, "stddev", maximum=MAX_L2_NORM_CLIP * MAX_NOISE_MULTIPLIER)
+    denominator = check_finite_positive(denominator, "denominator")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if isinstance(sums, np.ndarray) or not sums or not all(
+        isinstance(total, np.ndarray) and total.dtype in (np.float32, np.float64) for total in sums
+    ):
+        raise TypeError("sums must be a non-empty list of float32 or float64 arrays")
     dtype = sums[0].dtype
     flat = np.concatenate([total.ravel() for total in sums])
     if stddev:
@@ -404,8 +433,8 @@ def noisy_average(
 
 def check_dp_arguments(l2_norm_clip, noise_multiplier, rng, expected_batch_size, num_microbatches):
     """Validate the DP-SGD arguments shared by :func:`dp_gradient` and the naive reference."""
-    l2_norm_clip = check_finite_positive(l2_norm_clip, "l2_norm_clip")
-    noise_multiplier = check_nonnegative(noise_multiplier, "noise_multiplier")
+    l2_norm_clip = check_l2_norm_clip(l2_norm_clip)
+    noise_multiplier = check_noise_multiplier(noise_multiplier)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     if expected_batch_size is not None:
@@ -443,9 +472,10 @@ def dp_gradient(
     loss : Loss or str
         Per-example loss.
     l2_norm_clip : float
-        Clipping norm ``C > 0`` of every microbatch gradient.
+        Clipping norm ``C`` of every microbatch gradient, ``0 < C <= 1e12``
+        (:data:`~dpsgd_kernels._validation.MAX_L2_NORM_CLIP`).
     noise_multiplier : float
-        ``sigma >= 0``; the noise standard deviation is ``sigma * C``.
+        ``0 <= sigma <= 1e6``; the noise standard deviation is ``sigma * C``.
     rng : numpy.random.Generator
         Source of the noise (pass a seeded generator for reproducible steps).
     num_microbatches : int, optional
@@ -464,9 +494,9 @@ def dp_gradient(
     Raises
     ------
     ValueError
-        ``l2_norm_clip <= 0``, ``noise_multiplier < 0``, ``num_microbatches`` not dividing the
-        batch, shape mismatches, an empty batch without ``expected_batch_size``, or non-finite
-        gradients.
+        ``l2_norm_clip`` outside ``(0, 1e12]``, ``noise_multiplier`` outside ``[0, 1e6]``,
+        ``num_microbatches`` not dividing the batch, shape mismatches, an empty batch without
+        ``expected_batch_size``, or non-finite gradients.
     """
     l2_norm_clip, noise_multiplier, expected_batch_size = check_dp_arguments(
         l2_norm_clip, noise_multiplier, rng, expected_batch_size, num_microbatches
@@ -474,12 +504,14 @@ def dp_gradient(
     ghost = _check_ghost(ghost)
     chunk_size = _check_chunk_size(chunk_size)
     model = _check_model(model)
-    batch = np.shape(x)[0] if np.ndim(x) else 0
+    if isinstance(x, (list, tuple)) and not x:  # an empty Poisson batch given as []
+        x = np.zeros((0, *model.input_shape), model.dtype)
+    x = model.check_input(x)
+    batch = x.shape[0]
     if batch == 0 and expected_batch_size is None:
         raise ValueError("x must hold at least one example (empty batches need the Poisson "
                          "variant, expected_batch_size)")
     if batch == 0:
-        model.check_input(np.asarray(x, dtype=model.dtype).reshape((0,) + model.input_shape))
         sums = [np.zeros_like(p) for p in model.params]
         norms, loss_value, count = np.zeros(0, dtype=model.dtype), float("nan"), 0
     else:

@@ -18,12 +18,19 @@ __all__ = ["Sequential", "as_generator"]
 
 
 def as_generator(rng, name: str = "rng") -> np.random.Generator:
-    """Accept a ``numpy.random.Generator`` or an integer seed; anything else is a TypeError."""
+    """Accept a ``numpy.random.Generator`` or an integer seed ``>= 0``.
+
+    Other kinds of value raise ``TypeError``; a negative seed raises ``ValueError``.
+    """
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValueError(
+                f"{name} must be a numpy.random.Generator or an int seed >= 0, got {rng!r}"
+            )
         return np.random.default_rng(int(rng))
-    raise TypeError(f"{name} must be a numpy.random.Generator or an int seed, got {rng!r}")
+    raise TypeError(f"{name} must be a numpy.random.Generator or an int seed >= 0, got {rng!r}")
 
 
 class Sequential:
@@ -55,6 +62,10 @@ class Sequential:
             raise ValueError("layers must not contain the same layer instance twice")
         if isinstance(input_shape, (int, np.integer)):
             input_shape = (input_shape,)
+        if not isinstance(input_shape, (tuple, list)):
+            raise TypeError(
+                f"input_shape must be an integer or a tuple of integers, got {input_shape!r}"
+            )
         self.input_shape = tuple(check_positive_int(d, "input_shape") for d in input_shape)
         self.dtype = check_dtype(dtype)
         if not any(isinstance(layer, LinearLayer) for layer in layers):

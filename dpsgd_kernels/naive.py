@@ -13,6 +13,7 @@ import numpy as np
 from dpsgd_kernels.dp_step import (
     DPGradient,
     _group_size,
+    _validated,
     batch_gradient,
     check_dp_arguments,
     clip_factors,
@@ -26,7 +27,9 @@ __all__ = ["naive_dp_gradient", "naive_per_example_gradients"]
 
 def naive_per_example_gradients(model: Sequential, x, y, loss: Loss | str) -> list[np.ndarray]:
     """Per-example gradients by one :func:`batch_gradient` call per example."""
-    x, y = np.asarray(x), np.asarray(y)
+    model, x, y, loss = _validated(model, x, y, loss)
+    if x.shape[0] == 0:
+        raise ValueError("x must hold at least one example")
     rows = [batch_gradient(model, x[i : i + 1], y[i : i + 1], loss)[0] for i in range(len(x))]
     return [np.stack(column) for column in zip(*rows, strict=True)]
 
@@ -47,7 +50,10 @@ def naive_dp_gradient(
     l2_norm_clip, noise_multiplier, expected_batch_size = check_dp_arguments(
         l2_norm_clip, noise_multiplier, rng, expected_batch_size, num_microbatches
     )
-    x, y = np.asarray(x), np.asarray(y)
+    model, x, y, loss = _validated(model, x, y, loss)
+    if x.shape[0] == 0 and expected_batch_size is None:
+        raise ValueError("x must hold at least one example (empty batches need the Poisson "
+                         "variant, expected_batch_size)")
     count, size = _group_size(len(x), num_microbatches)
     sums = [np.zeros_like(p) for p in model.params]
     norms, losses = [], []
