@@ -15,6 +15,11 @@ Formulas follow Keras 3 (``keras.losses``) with ``epsilon = 1e-7``:
 - mean squared error is averaged over the last axis.
 
 Where a probability is clipped the gradient is zero, as it is for TensorFlow's ``clip_by_value``.
+
+Targets are checked where Keras does not check them (:meth:`Loss.check_targets`): cross-entropy
+targets must lie in ``[0, 1]`` (outside it the loss is unbounded below and training silently
+drives it negative), categorical rows must sum to 1, and sparse labels must be whole numbers in
+``[0, classes - 1]``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,21 @@ __all__ = [
 EPSILON = 1e-7
 
 
+ROW_SUM_TOLERANCE = 1e-3
+"""How far a categorical target row may sum from 1 (float32 soft labels round)."""
+
+
+def _check_unit_interval(y_true: np.ndarray, name: str, loss: str) -> None:
+    """Cross-entropy targets outside ``[0, 1]`` make the loss unbounded below: reject them."""
+    if y_true.size and (y_true.min() < 0 or y_true.max() > 1):
+        first = int(np.flatnonzero(((y_true < 0) | (y_true > 1)).reshape(len(y_true), -1)
+                                   .any(axis=1))[0])
+        raise ValueError(
+            f"{name} labels must lie in [0, 1] for {loss}, got values from {y_true.min():g} "
+            f"to {y_true.max():g} (first at example {first})"
+        )
+
+
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     shifted = z - z.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
@@ -46,20 +66,61 @@ class Loss:
 
     name = "loss"
 
+    def check_targets(self, y_true, output_shape, dtype=None, name: str = "y_true") -> np.ndarray:
+        """Validate targets for outputs of shape ``output_shape`` ``(batch, units)``.
+
+        Checks in one vectorised pass the shape, finiteness and the values this loss accepts
+        (e.g. labels in ``[0, 1]`` for binary cross-entropy), so a whole data set can be
+        checked before training as well as one batch.
+
+        Parameters
+        ----------
+        y_true : array_like
+            Targets, one per example.
+        output_shape : tuple of int
+            Shape of the model outputs they are compared with, ``(batch, units)``.
+        dtype : numpy.dtype, optional
+            Cast the targets to it (float losses).
+        name : str
+            Name of the argument in error messages.
+
+        Returns
+        -------
+        numpy.ndarray
+            The targets in the form this loss reads (``(batch, units)`` for all but the sparse
+            loss, whose integer labels have shape ``(batch,)``).
+        """
+        output_shape = self._check_output_shape(output_shape)
+        y_true = check_array(y_true, name, dtype=dtype)
+        if y_true.ndim == 1 and output_shape[1] == 1:
+            y_true = y_true[:, None]
+        if y_true.shape != output_shape:
+            raise ValueError(
+                f"{name} must have the shape of the model output {output_shape}, "
+                f"got {y_true.shape}"
+            )
+        self._check_values(y_true, name)
+        return y_true
+
+    @staticmethod
+    def _check_output_shape(output_shape) -> tuple[int, ...]:
+        output_shape = tuple(output_shape)
+        if len(output_shape) != 2:
+            raise ValueError(f"y_pred must have shape (batch, units), got {output_shape}")
+        return output_shape
+
+    def _check_values(self, y_true: np.ndarray, name: str) -> None:
+        """Raise ``ValueError`` naming ``name`` for targets outside the loss' domain."""
+
     def _targets(self, y_true, y_pred: np.ndarray) -> np.ndarray:
         """Validate ``y_true`` against ``y_pred`` and return it in the form the loss uses."""
-        y_true = check_array(y_true, "y_true", dtype=y_pred.dtype)
-        if y_true.ndim == 1 and y_pred.ndim == 2 and y_pred.shape[1] == 1:
-            y_true = y_true[:, None]
-        if y_true.shape != y_pred.shape:
-            raise ValueError(
-                f"y_true must have the shape of the model output {y_pred.shape}, got {y_true.shape}"
-            )
-        return y_true
+        return self.check_targets(y_true, y_pred.shape, y_pred.dtype)
 
     @staticmethod
     def _check_pred(y_pred) -> np.ndarray:
         y_pred = np.asarray(y_pred)
+        if y_pred.dtype.kind not in "biuf":  # not finiteness: a diverged model's own error
+            raise TypeError(f"y_pred must be an array of real numbers, got dtype {y_pred.dtype}")
         if y_pred.ndim != 2:
             raise ValueError(f"y_pred must have shape (batch, units), got {y_pred.shape}")
         return y_pred
@@ -101,6 +162,9 @@ class _FromLogits(Loss):
 class CategoricalCrossentropy(_FromLogits):
     """Cross-entropy against one-hot (or soft) targets ``y_true`` of the output's shape.
 
+    Targets must lie in ``[0, 1]`` and every row must sum to 1 (within
+    :data:`ROW_SUM_TOLERANCE`); others raise ``ValueError``.
+
     Parameters
     ----------
     from_logits : bool
@@ -108,6 +172,17 @@ class CategoricalCrossentropy(_FromLogits):
     """
 
     name = "categorical_crossentropy"
+
+    def _check_values(self, y_true, name):
+        _check_unit_interval(y_true, name, self.name)
+        sums = y_true.sum(axis=-1)
+        bad = np.abs(sums - 1) > ROW_SUM_TOLERANCE
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{name} must hold one-hot (or probability) rows summing to 1 for {self.name}; "
+                f"row {first} sums to {sums[first]:.6g}"
+            )
 
     def _value(self, y_true, y_pred):
         if self.from_logits:
@@ -131,30 +206,57 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     name = "sparse_categorical_crossentropy"
 
-    def _targets(self, y_true, y_pred):
-        labels = check_array(y_true, "y_true")
+    def check_targets(self, y_true, output_shape, dtype=None, name: str = "y_true") -> np.ndarray:
+        """Validate integer class labels for outputs of shape ``(batch, classes)``.
+
+        Labels of shape ``(batch,)`` or ``(batch, 1)`` must be whole numbers in
+        ``[0, classes - 1]``; returns them as ``int64`` of shape ``(batch,)`` (``dtype`` is
+        ignored). See :meth:`Loss.check_targets`.
+        """
+        output_shape = self._check_output_shape(output_shape)
+        labels = check_array(y_true, name)
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
-        if labels.shape != y_pred.shape[:1]:
+        if labels.shape != output_shape[:1]:
             raise ValueError(
-                f"y_true must hold one integer label per example, shape ({y_pred.shape[0]},), "
+                f"{name} must hold one integer label per example, shape ({output_shape[0]},), "
                 f"got {labels.shape}"
             )
-        if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-            raise ValueError("y_true must hold integer class labels")
-        labels = labels.astype(np.int64)
-        classes = y_pred.shape[1]
+        if labels.dtype.kind == "f":
+            fractional = labels != np.round(labels)
+            if fractional.any():
+                first = int(np.flatnonzero(fractional)[0])
+                raise ValueError(
+                    f"{name} must hold integer class labels; example {first} has "
+                    f"{labels[first].item()!r}"
+                )
+        classes = output_shape[1]
         if labels.size and (labels.min() < 0 or labels.max() >= classes):
-            raise ValueError(f"y_true labels must lie in [0, {classes - 1}]")
+            first = int(np.flatnonzero((labels < 0) | (labels >= classes))[0])
+            raise ValueError(
+                f"{name} labels must lie in [0, {classes - 1}] (the model has {classes} "
+                f"outputs); example {first} has label {labels[first].item()!r}"
+            )
+        return labels.astype(np.int64, copy=False)
+
+    def _targets(self, y_true, y_pred):
+        labels = self.check_targets(y_true, y_pred.shape)
         one_hot = np.zeros(y_pred.shape, dtype=y_pred.dtype)
         one_hot[np.arange(labels.size), labels] = 1
         return one_hot
 
 
 class BinaryCrossentropy(_FromLogits):
-    """Binary cross-entropy, averaged over the last axis (targets in ``[0, 1]``)."""
+    """Binary cross-entropy, averaged over the last axis.
+
+    Targets must lie in ``[0, 1]`` (hard 0/1 labels or probabilities); others raise
+    ``ValueError``.
+    """
 
     name = "binary_crossentropy"
+
+    def _check_values(self, y_true, name):
+        _check_unit_interval(y_true, name, self.name)
 
     def _value(self, y_true, y_pred):
         if self.from_logits:

@@ -20,17 +20,18 @@ def accuracy(loss: Loss | str, y_true, y_pred: np.ndarray) -> float:
 
     Sparse labels: ``argmax(y_pred) == label``; one-hot: ``argmax`` of both agree; binary:
     prediction above 0.5 (above 0 for logits) equals the target. Undefined for regression.
+    ``y_true`` is checked as the loss checks it (:meth:`~dpsgd_kernels.losses.Loss.check_targets`).
     """
     loss = get_loss(loss)
-    y_pred = np.asarray(y_pred)
-    y_true = np.asarray(y_true)
+    if not isinstance(loss, (CategoricalCrossentropy, BinaryCrossentropy)):
+        raise ValueError(f"accuracy is defined for classification losses, not {loss!r}")
+    y_pred = Loss._check_pred(y_pred)
+    y_true = loss.check_targets(y_true, y_pred.shape)
     if isinstance(loss, SparseCategoricalCrossentropy):
-        correct = np.argmax(y_pred, axis=-1) == y_true.reshape(-1)
+        correct = np.argmax(y_pred, axis=-1) == y_true
     elif isinstance(loss, CategoricalCrossentropy):
         correct = np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)
-    elif isinstance(loss, BinaryCrossentropy):
-        threshold = 0.0 if loss.from_logits else 0.5
-        correct = (y_pred > threshold) == (y_true.reshape(y_pred.shape) > 0.5)
     else:
-        raise ValueError(f"accuracy is defined for classification losses, not {loss!r}")
+        threshold = 0.0 if loss.from_logits else 0.5
+        correct = (y_pred > threshold) == (y_true > 0.5)
     return float(np.mean(correct))

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpsgd_kernels._validation import check_finite_positive, check_positive_int
+from dpsgd_kernels._validation import (
+    check_array,
+    check_l2_norm_clip,
+    check_noise_multiplier,
+    check_positive_int,
+)
 from dpsgd_kernels.dp_step import batch_gradient, dp_gradient
 from dpsgd_kernels.ledger import PrivacyLedger
 from dpsgd_kernels.losses import Loss, get_loss
@@ -71,7 +76,7 @@ class DPSGDTrainer:
     batch_size : int
         Expected batch size ``q N`` (Poisson) or the fixed batch size (shuffle).
     l2_norm_clip, noise_multiplier : float
-        ``C > 0`` and ``sigma > 0`` (ignored when ``private=False``).
+        ``0 < C <= 1e12`` and ``0 < sigma <= 1e6`` (ignored when ``private=False``).
     delta : float
         Delta at which epsilon is reported.
     target_epsilon : float, optional
@@ -81,7 +86,7 @@ class DPSGDTrainer:
     num_microbatches : int, optional
         TF Privacy microbatches (shuffle sampling only; must divide ``batch_size``).
     rng : numpy.random.Generator or int
-        Source of sampling and noise randomness.
+        Source of sampling and noise randomness (or a seed ``>= 0``).
     private : bool
         ``False`` for ordinary mini-batch training (the non-private baseline).
     """
@@ -111,8 +116,8 @@ class DPSGDTrainer:
         self.model, self.loss, self.optimizer = model, get_loss(loss), optimizer
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.private = bool(private)
-        self.l2_norm_clip = check_finite_positive(l2_norm_clip, "l2_norm_clip")
-        self.noise_multiplier = check_finite_positive(noise_multiplier, "noise_multiplier")
+        self.l2_norm_clip = check_l2_norm_clip(l2_norm_clip)
+        self.noise_multiplier = check_noise_multiplier(noise_multiplier, allow_zero=False)
         self.sampling = sampling
         if num_microbatches is not None:
             if sampling == "poisson":
@@ -188,13 +193,20 @@ class DPSGDTrainer:
     def fit(self, x, y, epochs: int = 1, verbose: bool = False) -> list[EpochReport]:
         """Train for ``epochs`` epochs (fewer if the privacy budget runs out).
 
+        All of ``x`` and ``y`` is validated before the first step (shapes, finiteness, and the
+        targets against the loss and the model's output width, e.g. class labels in range), so
+        a bad example deep in the data set fails the call before any privacy is spent.
+
         Returns the reports of the epochs run by this call (also appended to :attr:`history`).
         """
         epochs = check_positive_int(epochs, "epochs")
         x = self.model.check_input(x)
-        y = np.asarray(y)
+        y = check_array(y, "y")
         if y.shape[:1] != x.shape[:1]:
             raise ValueError(f"y must hold one target per example ({x.shape[0]}), got {y.shape}")
+        y = self.loss.check_targets(
+            y, (x.shape[0], *self.model.output_shape), self.model.dtype, name="y"
+        )
         sample_size = x.shape[0]
         if self.batch_size > sample_size:
             raise ValueError(
