@@ -3,6 +3,8 @@
 Runs, one after the other on this machine:
 
 - ``benchmarks/accounting_speed.py`` and ``benchmarks/kernel_speed.py`` (our figures);
+- ``benchmarks/import_time.py`` (start-up: ``import accounting``, ``dp-budget``, and the peers'
+  imports where installed);
 - ``benchmarks/tf_step_speed.py`` with ``--tf-python`` when that file exists and TensorFlow
   imports in that interpreter (the TensorFlow adapter's step);
 - ``benchmarks/peers.py`` (ours against dp_accounting, Opacus and prv_accountant on the same
@@ -319,8 +321,18 @@ def kernel_section(kernel, tf_step, tf_note, ratios) -> list[str]:
     return lines
 
 
+def startup_section(startup) -> list[str]:
+    lines = ["## Start-up (from import_time.py)", ""]
+    if not startup:
+        return lines + ["import_time.py gave no figures (see its output above)."]
+    rows = [[label, f"{seconds:.3f}"] for label, seconds in startup["import_seconds"].items()]
+    return lines + _table(["fresh process", "median s"], rows) + [
+        "", f"Median of {startup['repeats']} fresh interpreters each, the interpreter's own "
+        "start included (first row)."]
+
+
 def write_results(path, info, peers, accounting_figures, kernel, tf_step, tf_note,
-                  elapsed) -> dict:
+                  elapsed, startup=None) -> dict:
     ratios: dict = {}
     lines = ["# Benchmarks side by side with peer libraries", "",
              f"Produced by `make bench` (`python benchmarks/run_all.py`) in {elapsed:.0f} s on "
@@ -342,6 +354,7 @@ def write_results(path, info, peers, accounting_figures, kernel, tf_step, tf_not
     for section in (rdp_section, pld_section, calibration_section, grid_section):
         lines += section(peers, ratios) + [""]
     lines += kernel_section(kernel, tf_step, tf_note, ratios) + [""]
+    lines += startup_section(startup) + [""]
     if accounting_figures:
         lines += ["## accounting_speed.py (its JSON line, same run)", ""]
         lines += _table(["figure", "value"], [[k, v] for k, v in accounting_figures.items()])
@@ -363,6 +376,8 @@ def main(argv=None) -> int:
 
     accounting_figures, output, seconds = run_script(python, HERE / "accounting_speed.py", quick)
     print(output, f"[accounting_speed.py: {seconds:.0f} s]\n", sep="")
+    startup, output, seconds = run_script(python, HERE / "import_time.py", quick)
+    print(output, f"[import_time.py: {seconds:.0f} s]\n", sep="")
     kernel, output, seconds = run_script(
         python, HERE / "kernel_speed.py", ["--repeats", "5", "--naive-repeats", "1"]
         if args.quick else [])
@@ -385,7 +400,7 @@ def main(argv=None) -> int:
         return 1
 
     ratios = write_results(args.output, info, peers, accounting_figures, kernel, tf_step, tf_note,
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, startup)
     print(args.output.read_text(encoding="utf-8"))
     print(f"[written to {args.output}]")
     print(json.dumps({"machine": info, "ratios_ours_over_peer": ratios, "tf_step": tf_note}))
