@@ -1,6 +1,7 @@
 # Two entry points that work on a fresh machine with only Python 3.11 and pip:
 #   make demo   - budget planner on the TF Privacy tutorial example
 #   make test   - the test suite (executes the notebooks too)
+#   make test-surface - a larger adversarial sweep of the public surface (bounded time/memory)
 #   make notebooks - execute notebooks/*.ipynb, figures to notebooks/figures/
 #   make bench  - benchmarks side by side with peer libraries (own venv .venv-bench),
 #                 writes benchmarks/results.md
@@ -17,7 +18,7 @@ BENCH_VENV ?= .venv-bench
 # torch for Opacus: the CPU build only (a plain torch==2.13.0 from PyPI pulls CUDA wheels).
 TORCH_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test test-tensorflow lint bench notebooks clean
+.PHONY: demo test test-surface test-tensorflow lint bench notebooks clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,12 @@ demo: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check accounting dpsgd_kernels tests benchmarks
 	$(VPY) -m pytest -q
+
+# Every public entry point under a 2 GiB address-space cap with adversarial arguments; make test
+# runs the same property test with SURFACE_EXAMPLES=4 per entry point.
+SURFACE_EXAMPLES ?= 60
+test-surface: $(VENV)/.installed-test
+	SURFACE_EXAMPLES=$(SURFACE_EXAMPLES) $(VPY) -m pytest -q tests/test_public_surface.py
 
 notebooks: $(VENV)/.installed-test
 	$(VPY) notebooks/execute.py

@@ -1,0 +1,374 @@
+"""The public surface of :mod:`accounting`, as calls a sandboxed worker can make by name.
+
+Each scenario is one public entry point (or a documented chain: construct, compose, query)
+with valid baseline arguments; the property test replaces one argument at a time with an
+adversarial value. Run as a script, this module is the worker: it caps its own address space,
+reads pickled ``(scenario, kwargs)`` requests from stdin and answers each with a pickled
+outcome, so that an allocation that grows without bound fails the test instead of the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import numbers
+import os
+import pickle
+import resource
+import struct
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Address-space cap of the worker (the issue's 2 GiB).
+MEMORY_LIMIT_BYTES = 2 << 30
+
+#: ``(name, fixed)``: a module-level callable of this file and its valid baseline arguments.
+Scenario = tuple[str, dict[str, Any]]
+
+TUTORIAL = {"sample_rate": 256 / 60000, "noise_multiplier": 1.1, "steps": 14063, "delta": 1e-5}
+
+
+def rdp_accountant(sample_rate, noise_multiplier, steps, delta, orders, conversion):
+    import accounting
+
+    ledger = accounting.RdpAccountant(orders=orders, conversion=conversion)
+    return ledger.compose(sample_rate, noise_multiplier, steps).get_epsilon_and_order(delta)
+
+
+def rdp_accountant_delta(sample_rate, noise_multiplier, steps, epsilon):
+    import accounting
+
+    return accounting.RdpAccountant().compose(sample_rate, noise_multiplier, steps).get_delta(
+        epsilon
+    )
+
+
+def moments_accountant(sample_rate, noise_multiplier, steps, delta, max_lambda):
+    import accounting
+
+    ledger = accounting.MomentsAccountant(max_lambda).compose(sample_rate, noise_multiplier, steps)
+    return ledger.get_epsilon_and_order(delta), ledger.get_delta(1.0)
+
+
+def pld_epsilon(sample_rate, noise_multiplier, steps, delta, value_discretization, tolerance,
+                neighboring):
+    import accounting
+
+    ledger = accounting.PldAccountant(
+        value_discretization=value_discretization, tolerance=tolerance, neighboring=neighboring
+    )
+    return tuple(ledger.compose(sample_rate, noise_multiplier, steps).get_epsilon_bounds(delta))
+
+
+def pld_delta(sample_rate, noise_multiplier, steps, epsilon, tolerance):
+    import accounting
+
+    ledger = accounting.PldAccountant(tolerance=tolerance)
+    return tuple(ledger.compose(sample_rate, noise_multiplier, steps).get_delta_bounds(epsilon))
+
+
+def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders):
+    import accounting
+
+    return accounting.poisson_gaussian_rdp(sample_rate, noise_multiplier, orders)
+
+
+def gaussian_log_moments(sample_rate, noise_multiplier, lambdas):
+    import accounting
+
+    return accounting.gaussian_log_moments(sample_rate, noise_multiplier, lambdas)
+
+
+def epsilon_from_rdp(rdp, orders, delta, conversion):
+    import accounting
+
+    return accounting.epsilon_from_rdp(rdp, orders, delta, conversion)
+
+
+def delta_from_rdp(rdp, orders, epsilon, conversion):
+    import accounting
+
+    return accounting.delta_from_rdp(rdp, orders, epsilon, conversion)
+
+
+def epsilon_grid(sample_rate, noise_multiplier, steps, delta, orders):
+    import accounting
+
+    return accounting.epsilon_grid(sample_rate, noise_multiplier, steps, delta, orders=orders)
+
+
+def compute_epsilon(sample_rate, noise_multiplier, steps, delta, accountant, pld_tolerance):
+    import accounting
+
+    return accounting.compute_epsilon(
+        sample_rate, noise_multiplier, steps, delta, accountant, pld_tolerance=pld_tolerance
+    )
+
+
+def dpsgd_epsilon(sample_size, batch_size, epochs, noise_multiplier, delta, accountant):
+    import accounting
+
+    return accounting.dpsgd_epsilon(
+        sample_size, batch_size, epochs, noise_multiplier, delta, accountant=accountant
+    )
+
+
+def get_privacy_budget(sample_size, batch_size, num_epochs, noise_multiplier, target_delta):
+    import accounting
+
+    return accounting.get_privacy_budget(
+        sample_size, batch_size, num_epochs, noise_multiplier, target_delta
+    )
+
+
+def make_accountant(accountant, conversion):
+    import accounting
+
+    return repr(accounting.make_accountant(accountant, conversion))
+
+
+def calibrate_noise_multiplier(target_epsilon, delta, sample_rate, steps, accountant, tolerance):
+    import accounting
+
+    return accounting.calibrate_noise_multiplier(
+        target_epsilon, delta, sample_rate, steps, accountant, tolerance=tolerance
+    )
+
+
+def calibrate_sample_rate(target_epsilon, delta, noise_multiplier, steps, accountant, tolerance):
+    import accounting
+
+    return accounting.calibrate_sample_rate(
+        target_epsilon, delta, noise_multiplier, steps, accountant, tolerance=tolerance
+    )
+
+
+def calibrate_steps(target_epsilon, delta, sample_rate, noise_multiplier, accountant):
+    import accounting
+
+    return accounting.calibrate_steps(
+        target_epsilon, delta, sample_rate, noise_multiplier, accountant
+    )
+
+
+def gaussian_delta(epsilon, noise_multiplier, steps):
+    import accounting
+
+    return accounting.gaussian_delta(epsilon, noise_multiplier, steps)
+
+
+def gaussian_epsilon(delta, noise_multiplier, steps):
+    import accounting
+
+    return accounting.gaussian_epsilon(delta, noise_multiplier, steps)
+
+
+def gdp(sample_rate, noise_multiplier, steps, delta, epsilon):
+    import accounting
+
+    return (
+        accounting.gdp_mu(sample_rate, noise_multiplier, steps),
+        accounting.gdp_epsilon(sample_rate, noise_multiplier, steps, delta),
+        accounting.gdp_delta(sample_rate, noise_multiplier, steps, epsilon),
+    )
+
+
+def reference_rdp(q, sigma, alpha):
+    from accounting import reference
+
+    return reference.rdp(q, sigma, alpha, digits=20)
+
+
+def reference_log_moment(q, sigma, lam):
+    from accounting import reference
+
+    return reference.log_moment(q, sigma, lam, digits=20)
+
+
+def reference_hockey_stick_delta(q, sigma, epsilon, direction):
+    from accounting import reference
+
+    return reference.hockey_stick_delta(q, sigma, epsilon, direction, digits=15)
+
+
+def reference_conversions(rdp_values, orders, delta):
+    from accounting import reference
+
+    return (
+        reference.rdp_to_epsilon_classic(rdp_values, orders, delta, digits=20),
+        reference.rdp_to_epsilon_improved(rdp_values, orders, delta, digits=20),
+    )
+
+
+def cli(command, **flags):
+    """``dp-budget COMMAND --flag value ...``: ``(exit status, stdout, stderr)``."""
+    from accounting.cli import main
+
+    argv = [command]
+    for name, value in flags.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    argv.append("--json")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as stop:
+            status = stop.code
+    return status, out.getvalue(), err.getvalue()
+
+
+_RUN = {"sample_rate": 0.01, "noise_multiplier": 1.1, "steps": 1000}
+
+#: Every scenario the property test drives, with valid baseline arguments.
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "rdp_accountant": {**TUTORIAL, "orders": None, "conversion": "improved"},
+    "rdp_accountant_delta": {**_RUN, "epsilon": 1.0},
+    "moments_accountant": {**_RUN, "delta": 1e-5, "max_lambda": 32},
+    "pld_epsilon": {**_RUN, "delta": 1e-5, "value_discretization": None, "tolerance": 1e-2,
+                    "neighboring": "add_remove"},
+    "pld_delta": {**_RUN, "epsilon": 1.0, "tolerance": 1e-2},
+    "poisson_gaussian_rdp": {"sample_rate": 0.01, "noise_multiplier": 1.1,
+                             "orders": [1.5, 2.0, 32.0]},
+    "gaussian_log_moments": {"sample_rate": 0.01, "noise_multiplier": 1.1, "lambdas": [1, 8]},
+    "epsilon_from_rdp": {"rdp": [0.1, 0.2, 0.4], "orders": [2.0, 4.0, 8.0], "delta": 1e-5,
+                         "conversion": "improved"},
+    "delta_from_rdp": {"rdp": [0.1, 0.2, 0.4], "orders": [2.0, 4.0, 8.0], "epsilon": 1.0,
+                       "conversion": "classic"},
+    "epsilon_grid": {"sample_rate": [0.01, 0.02], "noise_multiplier": 1.1, "steps": [10, 1000],
+                     "delta": 1e-5, "orders": None},
+    "compute_epsilon": {**_RUN, "delta": 1e-5, "accountant": "rdp", "pld_tolerance": 1e-2},
+    "dpsgd_epsilon": {"sample_size": 60000, "batch_size": 256, "epochs": 1,
+                      "noise_multiplier": 1.1, "delta": 1e-5, "accountant": "rdp"},
+    "get_privacy_budget": {"sample_size": 60000, "batch_size": 256, "num_epochs": 1,
+                           "noise_multiplier": 1.1, "target_delta": 1e-5},
+    "make_accountant": {"accountant": "pld", "conversion": "improved"},
+    "calibrate_noise_multiplier": {"target_epsilon": 1.0, "delta": 1e-5, "sample_rate": 0.01,
+                                   "steps": 1000, "accountant": "rdp", "tolerance": 1e-6},
+    "calibrate_sample_rate": {"target_epsilon": 1.0, "delta": 1e-5, "noise_multiplier": 1.1,
+                              "steps": 1000, "accountant": "rdp", "tolerance": 1e-6},
+    "calibrate_steps": {"target_epsilon": 1.0, "delta": 1e-5, "sample_rate": 0.01,
+                        "noise_multiplier": 1.1, "accountant": "rdp"},
+    "gaussian_delta": {"epsilon": 1.0, "noise_multiplier": 1.1, "steps": 10},
+    "gaussian_epsilon": {"delta": 1e-5, "noise_multiplier": 1.1, "steps": 10},
+    "gdp": {**_RUN, "delta": 1e-5, "epsilon": 1.0},
+    "reference_rdp": {"q": 0.01, "sigma": 1.1, "alpha": 2.5},
+    "reference_log_moment": {"q": 0.01, "sigma": 1.1, "lam": 4},
+    "reference_hockey_stick_delta": {"q": 0.01, "sigma": 1.1, "epsilon": 0.5,
+                                     "direction": "add"},
+    "reference_conversions": {"rdp_values": [0.1, 0.2], "orders": [2, 4], "delta": 1e-5},
+    "cli_epsilon": {"command": "epsilon", "sample_size": 60000, "batch_size": 256,
+                    "epochs": 1, "noise_multiplier": 1.1, "delta": 1e-5, "tolerance": 1e-2},
+    "cli_delta": {"command": "delta", "sample_rate": 0.01, "steps": 1000,
+                  "noise_multiplier": 1.1, "epsilon": 1.0},
+    "cli_noise": {"command": "noise", "sample_rate": 0.01, "steps": 1000, "epsilon": 1.0,
+                  "delta": 1e-5},
+    "cli_steps": {"command": "steps", "sample_rate": 0.01, "noise_multiplier": 1.1,
+                  "epsilon": 1.0, "delta": 1e-5},
+}
+
+
+def call(scenario: str, kwargs: dict[str, Any]):
+    """Run a scenario by name (CLI scenarios share :func:`cli`)."""
+    function = cli if scenario.startswith("cli_") else globals()[scenario]
+    return function(**kwargs)
+
+
+# ------------------------------------------------------------------------------ outcomes
+@dataclass
+class Outcome:
+    """What one call did: returned (``values`` flattened to floats), raised, or printed."""
+
+    kind: str  # "returned", "raised" or "cli"
+    values: list[float] = field(default_factory=list)
+    error_types: list[str] = field(default_factory=list)  # the exception's class and bases
+    message: str = ""
+    status: int | None = None
+    stdout: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def _flatten(value, out: list[float]) -> None:
+    """Every number inside ``value`` (tuples, lists, arrays, mpmath numbers) as a float."""
+    import mpmath
+    import numpy as np
+
+    if isinstance(value, (str, bytes)) or value is None:
+        return
+    if isinstance(value, (bool, np.bool_)):
+        return
+    if isinstance(value, (mpmath.mpf, mpmath.mpc)):
+        out.append(math.nan if mpmath.isnan(value) else float(value))
+    elif isinstance(value, (numbers.Real, np.number)):
+        out.append(float(value))
+    elif isinstance(value, np.ndarray):
+        out.extend(np.asarray(value, dtype=float).ravel().tolist())
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _flatten(item, out)
+    else:
+        raise TypeError(f"unexpected result type {type(value).__name__}")
+
+
+def _names(kind: type) -> list[str]:
+    return [base.__name__ for base in kind.__mro__]
+
+
+def _run_one(scenario: str, kwargs: dict[str, Any]) -> Outcome:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = call(scenario, kwargs)
+        except Exception as error:  # the test decides which kinds are acceptable
+            outcome = Outcome("raised", error_types=_names(type(error)), message=str(error))
+        else:
+            if scenario.startswith("cli_"):
+                status, stdout, stderr = result
+                outcome = Outcome("cli", status=status, stdout=stdout, message=stderr)
+            else:
+                values: list[float] = []
+                _flatten(result, values)
+                outcome = Outcome("returned", values=values)
+    # our own warnings (e.g. a tolerance not met) are part of the contract; NumPy's are leaks
+    outcome.warnings = [
+        f"{w.category.__module__}.{w.category.__name__}: {w.message}"
+        for w in caught
+        if not w.category.__module__.startswith("accounting")
+    ]
+    return outcome
+
+
+def _serve() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    read, write = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
+    while True:
+        header = read.read(4)
+        if len(header) < 4:
+            return
+        (size,) = struct.unpack("!I", header)
+        scenario, kwargs = pickle.loads(read.read(size))
+        try:
+            outcome = _run_one(scenario, kwargs)
+        except MemoryError as error:  # raised outside the call itself (e.g. while flattening)
+            outcome = Outcome("raised", error_types=_names(MemoryError), message=str(error))
+        payload = pickle.dumps(asdict(outcome))  # plain data: the parent has no __main__ here
+        write.write(struct.pack("!I", len(payload)) + payload)
+        write.flush()
+
+
+def strict_json(text: str):
+    """Parse ``text`` as strict JSON (no NaN or Infinity constants)."""
+
+    def reject(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    _serve()
