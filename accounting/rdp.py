@@ -62,6 +62,15 @@ _DIRECT_BUDGET = 20_000
 # Beyond this tilt alpha / sigma (far outside any useful setting: sigma < 1e-6 alpha, epsilon
 # in the billions) fractional orders use the convex upper bound between integer orders.
 _MAX_TILT = 1e6
+# Most quadrature nodes one fractional order may cost. The trapezoid step shrinks with sigma, so
+# a small noise needs about alpha / sigma^2 nodes; past this budget (sigma below about 5e-3 at
+# the default orders, epsilon in the thousands) the order gets the convex upper bound between
+# integer orders instead, so the cost of any input is independent of sigma.
+_MAX_ITEM_NODES = 20_000
+# Largest number of binomial terms summed at once (bounds memory for many large integer orders).
+_CHUNK_TERMS = 2_000_000
+# Binomial layouts are cached only up to this many terms (bounds the cache's memory).
+_CACHED_TERMS = 2**15
 
 
 def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders) -> np.ndarray:
@@ -128,6 +137,8 @@ def _rdp_items(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarra
         log_a_minus_1[fractional] = _log_a_minus_1_fractional(
             q[fractional], sigma[fractional], alpha[fractional]
         )
+        # NaN marks the orders whose quadrature would exceed its node budget.
+        extreme |= fractional & np.isnan(log_a_minus_1)
     log_a = np.zeros(q.shape)
     log_a[sampled] = np.logaddexp(0.0, log_a_minus_1[sampled])
     if np.any(extreme):
@@ -139,8 +150,10 @@ def _rdp_items(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarra
 def _log_a_interpolated(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Upper bound on ``log A_alpha`` by the chord between the neighbouring integer orders.
 
-    ``log A_alpha`` is convex in ``alpha`` (Hoelder's inequality) and ``log A_1 = 0``, so the chord
-    lies above it: the resulting epsilon is safe (never too small), though not tight.
+    ``log A_alpha = (alpha - 1) D_alpha(mu || mu0)`` is convex in ``alpha`` (Hoelder's
+    inequality; van Erven and Harremoës 2014, "Rényi Divergence and Kullback-Leibler
+    Divergence", Theorem 11) and ``log A_1 = 0``, so the chord lies above it: the resulting
+    epsilon is safe (never too small), though not tight.
     """
     below = np.floor(alpha)
     fraction = alpha - below
@@ -175,9 +188,28 @@ def _cached_binomial_layout(alpha: tuple):
 
 
 def _log_a_minus_1_integer(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``log(A_alpha - 1)`` for integer orders by the positive binomial sum over ``k >= 2``."""
+    """``log(A_alpha - 1)`` for integer orders by the positive binomial sum over ``k >= 2``.
+
+    Items are summed in chunks of at most ``_CHUNK_TERMS`` terms (or one item), so the memory
+    used is bounded whatever the number and size of the orders.
+    """
+    terms = np.cumsum(alpha - 1.0)
+    if terms.size == 0 or terms[-1] <= _CHUNK_TERMS:
+        return _log_a_minus_1_integer_chunk(q, sigma, alpha)
+    result = np.empty(q.shape)
+    start, done = 0, 0.0
+    while start < q.size:
+        stop = max(start + 1, int(np.searchsorted(terms, done + _CHUNK_TERMS, side="right")))
+        part = slice(start, stop)
+        result[part] = _log_a_minus_1_integer_chunk(q[part], sigma[part], alpha[part])
+        start, done = stop, terms[stop - 1]
+    return result
+
+
+def _log_a_minus_1_integer_chunk(q, sigma, alpha) -> np.ndarray:
+    """:func:`_log_a_minus_1_integer` for items of at most ``_CHUNK_TERMS`` terms (or one)."""
     # Accountants ask for the same few orders again and again: reuse their layout.
-    small = alpha.size <= 64
+    small = alpha.size <= 64 and np.sum(alpha) <= _CACHED_TERMS
     index, k, rest, log_binomial = (
         _cached_binomial_layout(tuple(alpha.tolist())) if small else _binomial_layout(alpha)
     )
@@ -270,11 +302,11 @@ def _trapezoid_layout(sigma: np.ndarray, alpha: np.ndarray):
     step = 2.0 * np.pi * strip / 45.0
     lower = np.minimum(0.0, 0.5 / sigma) - _TAIL
     upper = np.maximum(0.0, 0.5 / sigma) + _TAIL + alpha / sigma
-    full_nodes = np.ceil((upper - lower) / step).astype(np.int64) + 1
+    full_nodes = np.ceil((upper - lower) / step) + 1.0  # float: may exceed the int64 range
     direct = full_nodes <= _DIRECT_NODES
     if np.sum(full_nodes[direct]) > _DIRECT_BUDGET:
         direct[:] = False
-    nodes = RaggedIndex(full_nodes[direct])
+    nodes = RaggedIndex(full_nodes[direct].astype(np.int64))
     node_item = np.flatnonzero(direct)[nodes.item]
     t = lower[node_item] + nodes.local * step[node_item]
     return lower, upper, step, full_nodes, direct, nodes, node_item, t
@@ -286,7 +318,10 @@ def _cached_trapezoid_layout(sigma: tuple, alpha: tuple):
 
 
 def _log_a_minus_1_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``log(A_alpha - 1)`` for any order by the trapezoidal rule on the integrand's mass."""
+    """``log(A_alpha - 1)`` for any order by the trapezoidal rule on the integrand's mass.
+
+    NaN for the items whose quadrature would need more than ``_MAX_ITEM_NODES`` nodes.
+    """
     result = np.empty(q.shape)
     # Accountants ask for the same few (sigma, order) pairs again and again: reuse the layout.
     layout = (
@@ -308,25 +343,34 @@ def _log_a_minus_1_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarra
 
 
 def _probed_trapezoid(q, sigma, alpha, lower, upper, step) -> np.ndarray:
-    """The trapezoidal sum for long ranges, in chunks that bound the memory used."""
-    result = np.empty(q.shape)
+    """The trapezoidal sum for long ranges, in chunks that bound the memory used.
+
+    NaN for the items over the node budget: at least one cell (the peak's) is always summed, so
+    an item whose cell alone exceeds ``_MAX_ITEM_NODES`` nodes is left out before probing.
+    """
+    result = np.full(q.shape, np.nan)
     probes_wanted = np.ceil((upper - lower) / np.maximum(step, _PROBE_SPACING))
     cell_steps = np.maximum(1.0, np.ceil((upper - lower) / np.minimum(probes_wanted, _MAX_PROBES)
                                          / step))
+    within = np.flatnonzero(cell_steps <= _MAX_ITEM_NODES)
+    if within.size == 0:
+        return result
+    q, sigma, alpha, lower, upper, step, cell_steps = (
+        x[within] for x in (q, sigma, alpha, lower, upper, step, cell_steps)
+    )
     cells = np.ceil((upper - lower) / (cell_steps * step)).astype(np.int64)
-    cost = cells * (cell_steps.astype(np.int64) + 1)
-    total_cost = int(cost.sum())
-    if total_cost <= _CHUNK_NODES:
-        edges = np.array([0, q.size])
-    else:
-        bounds = np.searchsorted(np.cumsum(cost), np.arange(0, total_cost, _CHUNK_NODES), "left")
-        edges = np.unique(np.concatenate((bounds, [q.size])))
-    for start, stop in zip(edges[:-1], edges[1:], strict=False):
+    # At most _MAX_PROBES cells of at most _MAX_ITEM_NODES nodes: no int64 overflow.
+    cost = cells + 1 + np.minimum(cells * cell_steps.astype(np.int64), _MAX_ITEM_NODES)
+    ends = np.cumsum(cost)
+    start, done = 0, 0
+    while start < q.size:
+        stop = max(start + 1, int(np.searchsorted(ends, done + _CHUNK_NODES, side="right")))
         part = slice(start, stop)
-        result[part] = _trapezoid_on_mass(
+        result[within[part]] = _trapezoid_on_mass(
             q[part], sigma[part], alpha[part], lower[part], step[part],
             cell_steps[part].astype(np.int64), cells[part],
         )
+        start, done = stop, ends[stop - 1]
     return result
 
 
@@ -352,6 +396,10 @@ def _trapezoid_on_mass(q, sigma, alpha, lower, step, cell_steps, cells) -> np.nd
     next_above = np.zeros_like(above)
     next_above[:-1] = above[1:]
     keep = is_cell & (above | next_above)
+    # Items whose kept cells exceed the node budget get NaN (their caller uses a bound instead).
+    kept_nodes = np.bincount(item[keep], weights=cell_steps[item[keep]], minlength=q.size)
+    over = kept_nodes > _MAX_ITEM_NODES
+    keep &= ~over[item]
     cell_item = item[keep]
     cell_index = probes.local[keep]
 
@@ -362,4 +410,4 @@ def _trapezoid_on_mass(q, sigma, alpha, lower, step, cell_steps, cells) -> np.nd
     log_values = _log_integrand(t, q[node_item], sigma[node_item], alpha[node_item])
     per_item = RaggedIndex(np.bincount(node_item, minlength=q.size))
     # node_item is sorted, so per_item's blocks line up with log_values.
-    return np.log(step) + segment_logsumexp(log_values, per_item)
+    return np.where(over, np.nan, np.log(step) + segment_logsumexp(log_values, per_item))
