@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "MAX_ORDER",
     "check_delta",
     "check_epsilon",
     "check_noise_multiplier",
@@ -20,16 +21,35 @@ __all__ = [
     "check_positive_int",
     "check_sample_rate",
     "check_steps",
+    "count_as_float",
 ]
 
 
+#: Largest Rényi order accepted anywhere (orders, ``max_lambda + 1``, ``lambdas + 1``). An
+#: integer order ``alpha`` is a sum of ``alpha - 1`` terms, so this bounds the work per order
+#: (about 0.2 s and, in chunks, a few tens of MB at the limit).
+MAX_ORDER = 1_000_000
+
+
 def _as_float_array(value, name: str) -> np.ndarray:
-    if isinstance(value, (str, bytes)) or value is None:
+    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
         raise TypeError(f"{name} must be a real number or array of real numbers, got {value!r}")
     try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as error:
+        raw = np.asarray(value)
+        array = None if raw.dtype.kind in "bSUV" else np.asarray(raw, dtype=float)
+    except (TypeError, ValueError, OverflowError) as error:
         raise TypeError(f"{name} must be a real number or array of real numbers") from error
+    if array is None:  # bools and strings are not numbers, even inside arrays
+        raise TypeError(f"{name} must hold real numbers, got an array of dtype {raw.dtype}")
+    return array
+
+
+def _scalar_or_array(array: np.ndarray, value, name: str, scalar: bool):
+    if array.ndim == 0:
+        return float(array)
+    if scalar:
+        raise TypeError(f"{name} must be a single real number, got an array of shape "
+                        f"{array.shape}: {value!r}")
     return array
 
 
@@ -39,20 +59,26 @@ def _scalar(value, name: str) -> float:
     return float(value)
 
 
-def check_sample_rate(value, name: str = "sample_rate"):
-    """Return ``value`` as float (array) after checking ``0 <= value <= 1``."""
+def check_sample_rate(value, name: str = "sample_rate", scalar: bool = False):
+    """Return ``value`` as float (array) after checking ``0 <= value <= 1``.
+
+    With ``scalar=True`` an array (even of one element) is a ``TypeError``.
+    """
     array = _as_float_array(value, name)
     if np.any(np.isnan(array)) or np.any((array < 0) | (array > 1)):
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-    return float(array) if array.ndim == 0 else array
+    return _scalar_or_array(array, value, name, scalar)
 
 
-def check_noise_multiplier(value, name: str = "noise_multiplier"):
-    """Return ``value`` as float (array) after checking ``0 < value < inf``."""
+def check_noise_multiplier(value, name: str = "noise_multiplier", scalar: bool = False):
+    """Return ``value`` as float (array) after checking ``0 < value < inf``.
+
+    With ``scalar=True`` an array (even of one element) is a ``TypeError``.
+    """
     array = _as_float_array(value, name)
     if np.any(~np.isfinite(array)) or np.any(array <= 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(array) if array.ndim == 0 else array
+    return _scalar_or_array(array, value, name, scalar)
 
 
 def check_delta(value, name: str = "delta") -> float:
@@ -79,36 +105,57 @@ def check_positive(value, name: str) -> float:
     return number
 
 
-def check_steps(value, name: str = "steps") -> int:
-    """Return ``value`` as int after checking it is a non-negative integer."""
-    if isinstance(value, bool):
+def check_steps(value, name: str = "steps", minimum: int = 0) -> int:
+    """Return ``value`` as int after checking it is a whole number ``>= minimum``.
+
+    Any Python int is accepted (``10**400`` too); callers that need a float use
+    :func:`count_as_float`, which gives ``inf`` beyond the float range.
+    """
+    if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got bool")
     if isinstance(value, (numbers.Integral, np.integer)):
         steps = int(value)
     elif isinstance(value, (numbers.Real, np.floating)) and float(value).is_integer():
         steps = int(value)
     elif isinstance(value, (numbers.Real, np.floating)):
-        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     else:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if steps < 0:
-        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+    if steps < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return steps
 
 
-def check_positive_int(value, name: str) -> int:
-    """Return ``value`` as int after checking it is an integer >= 1."""
-    number = check_steps(value, name)
-    if number < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+def count_as_float(count: int) -> float:
+    """``float(count)``, or ``inf`` for an int beyond the float range (e.g. ``10**400``)."""
+    try:
+        return float(count)
+    except OverflowError:
+        return float("inf")
+
+
+def check_positive_int(value, name: str, maximum: int | None = None) -> int:
+    """Return ``value`` as int after checking it is an integer >= 1 (and <= ``maximum``)."""
+    number = check_steps(value, name, minimum=1)
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be a whole number in [1, {maximum}], got {value!r}")
     return number
 
 
 def check_orders(orders, name: str = "orders") -> np.ndarray:
-    """Return ``orders`` as a 1-D float array after checking every order is finite and > 1."""
+    """Return ``orders`` as a 1-D float array after checking ``1 < order <= MAX_ORDER``."""
     array = np.atleast_1d(_as_float_array(orders, name))
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of Renyi orders > 1")
-    if np.any(~np.isfinite(array)) or np.any(array <= 1):
-        raise ValueError(f"{name} must all be finite Renyi orders > 1, got {orders!r}")
+    if np.any(~np.isfinite(array)) or np.any(array <= 1) or np.any(array > MAX_ORDER):
+        raise ValueError(
+            f"{name} must all be finite Renyi orders in (1, {MAX_ORDER:.0e}] (the largest order "
+            f"accepted, MAX_ORDER, bounds the work per order), got {_short(orders)}"
+        )
     return array
+
+
+def _short(value) -> str:
+    """``repr`` of a value, cut short so that a huge array does not flood the message."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."

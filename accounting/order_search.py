@@ -30,6 +30,8 @@ __all__ = ["kl_lower_bound", "minimize_over_orders"]
 _ANCHOR_ORDERS = frozenset([*range(2, 13), 16, 20, 24, 32, 40, 48, 64])
 # Lower bounds are shrunk by this relative margin so rounding can never prune a winner.
 _MARGIN = 1e-9
+# Anchors spread over the orders when fewer than three of them are standard anchors.
+_SPREAD_ANCHORS = 17
 
 
 def kl_lower_bound(sample_rate, noise_multiplier, steps):
@@ -41,25 +43,36 @@ def kl_lower_bound(sample_rate, noise_multiplier, steps):
     Broadcasts over its arguments.
     """
     total_variation = sample_rate * erf(0.5 / (np.sqrt(2.0) * noise_multiplier))
-    return steps * 2.0 * total_variation**2 * (1.0 - 1e-12)
+    square = total_variation**2
+    with np.errstate(invalid="ignore", over="ignore"):  # steps may be inf; inf * 0 is 0 here
+        return np.where(square > 0.0, steps * 2.0 * square * (1.0 - 1e-12), 0.0)
 
 
 @lru_cache(maxsize=64)
-def _bound_maps(orders_key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bound_maps(orders_key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Anchor mask, and the linear maps from anchor values to the lower bounds at every order.
 
     With ``g = (alpha - 1) RDP`` known at the points ``1 (g = 0)`` and the anchors, each bound on
     ``g(alpha)`` is a linear combination of two known values: the chord through the two nearest
     points below extended to ``alpha``, the chord through the two nearest above extended down to
     ``alpha``, and monotonicity of RDP from the nearest anchor below. Returns ``(anchors,
-    weights, offsets)`` with ``weights`` of shape ``(points, 3, orders)`` and ``offsets`` of shape
-    ``(3, orders)`` (``-inf`` where a bound does not apply).
+    columns, weights, offsets)``: the anchor mask, the anchor columns sorted by order,
+    ``weights`` of shape ``(points, 3, orders)`` and ``offsets`` of shape ``(3, orders)``
+    (``-inf`` where a bound does not apply).
     """
     orders = np.array(orders_key)
-    anchors = np.isin(orders, list(_ANCHOR_ORDERS))
-    if np.count_nonzero(anchors) < 3:
-        anchors = np.ones(orders.shape, dtype=bool)
-    points = np.concatenate(([1.0], orders[anchors]))
+    # One anchor per distinct value (a repeated order would make a chord of zero width).
+    first = np.zeros(orders.shape, dtype=bool)
+    first[np.unique(orders, return_index=True)[1]] = True
+    anchors = first & np.isin(orders, list(_ANCHOR_ORDERS))
+    if np.count_nonzero(anchors) < 3:  # evenly spread distinct orders (few: weights are dense)
+        distinct = np.flatnonzero(first)[np.argsort(orders[first], kind="stable")]
+        picks = np.unique(np.linspace(0, distinct.size - 1, _SPREAD_ANCHORS).round().astype(int))
+        anchors = np.zeros(orders.shape, dtype=bool)
+        anchors[distinct[picks]] = True
+    columns = np.flatnonzero(anchors)
+    columns = columns[np.argsort(orders[columns], kind="stable")]  # points must be sorted
+    points = np.concatenate(([1.0], orders[columns]))
     count = points.size
     weights = np.zeros((count, 3, orders.size))
     offsets = np.full((3, orders.size), -np.inf)
@@ -76,14 +89,14 @@ def _bound_maps(orders_key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             lean = (points[high] - alpha) / (points[higher] - points[high])
             weights[high, 1, column], weights[higher, 1, column] = 1.0 + lean, -lean
             offsets[1, column] = 0.0
-    return anchors, weights.reshape(count, -1), offsets
+    return anchors, columns, weights.reshape(count, -1), offsets
 
 
 def _lower_bounds(values: np.ndarray, orders: np.ndarray, orders_key: tuple) -> np.ndarray:
     """Lower bounds on the RDP at every order from ``values`` filled at the anchor columns."""
-    anchors, weights, offsets = _bound_maps(orders_key)
+    _, columns, weights, offsets = _bound_maps(orders_key)
     scaled = np.concatenate(
-        (np.zeros((values.shape[0], 1)), (orders[anchors] - 1.0) * values[:, anchors]), axis=1
+        (np.zeros((values.shape[0], 1)), (orders[columns] - 1.0) * values[:, columns]), axis=1
     )
     with np.errstate(invalid="ignore", over="ignore"):
         candidates = (scaled @ weights).reshape(values.shape[0], 3, -1) + offsets
