@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.special import erf
 
 from accounting._validation import (
+    MAX_ORDER,
     check_delta,
     check_epsilon,
     check_noise_multiplier,
@@ -19,6 +21,7 @@ from accounting._validation import (
     check_positive_int,
     check_sample_rate,
     check_steps,
+    count_as_float,
 )
 from accounting.conversions import (
     Conversion,
@@ -30,7 +33,15 @@ from accounting.order_search import kl_lower_bound, minimize_over_orders
 from accounting.orders import DEFAULT_ORDERS
 from accounting.rdp import _log_a_minus_1_integer, _rdp_items
 
-__all__ = ["CompositionRecord", "MomentsAccountant", "RdpAccountant"]
+__all__ = ["MAX_LAMBDA", "CompositionRecord", "MomentsAccountant", "RdpAccountant"]
+
+#: Largest ``max_lambda`` of :class:`MomentsAccountant`: it tracks every ``lambda = 1 ..
+#: max_lambda``, each a binomial sum of ``lambda`` terms, so one composition costs about
+#: ``max_lambda^2 / 2`` terms (half a million at the limit, milliseconds).
+MAX_LAMBDA = 1024
+# Per-step values of accountants with more orders than this are kept by the accountant itself
+# rather than in the shared cache (bounds the cache's memory).
+_MAX_CACHED_ORDERS = 4096
 
 
 @dataclass(frozen=True)
@@ -48,9 +59,10 @@ def _step_rdp_store(sample_rate: float, noise_multiplier: float, orders: tuple) 
     return np.full(len(orders), np.nan)
 
 
-def _step_rdp(sample_rate, noise_multiplier, orders_key, orders, index) -> np.ndarray:
+def _step_rdp(sample_rate, noise_multiplier, orders_key, orders, index, store=None):
     """RDP of one step at ``orders[index]``, computing only the orders not cached yet."""
-    store = _step_rdp_store(sample_rate, noise_multiplier, orders_key)
+    if store is None:
+        store = _step_rdp_store(sample_rate, noise_multiplier, orders_key)
     missing = index[np.isnan(store[index])]
     if missing.size:  # arguments were validated by compose
         alphas = orders[missing]
@@ -78,8 +90,22 @@ class _ComposingAccountant:
         """Total over everything composed at ``self._orders[index]``."""
         total = np.zeros(index.shape)
         for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items():
-            total += steps * self._per_step(sample_rate, noise_multiplier, index)
+            per_step = self._per_step(sample_rate, noise_multiplier, index)
+            # steps beyond the float range count as inf; 0 per step stays 0 (not inf * 0)
+            total += np.where(per_step > 0.0, count_as_float(steps) * per_step, 0.0)
         return total
+
+    def _tv_bound(self) -> float:
+        """Upper bound on the total variation distance of everything composed.
+
+        One step's is ``q (2 Phi(1 / (2 sigma)) - 1)`` and total variation is subadditive over
+        composition; ``(0, tv)``-DP holds with ``tv`` this bound.
+        """
+        total = 0.0
+        for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items():
+            step_tv = sample_rate * float(erf(0.5 / (np.sqrt(2.0) * noise_multiplier)))
+            total += count_as_float(steps) * step_tv if step_tv > 0.0 else 0.0
+        return min(1.0, total)
 
     @property
     def _total(self) -> np.ndarray:
@@ -92,14 +118,15 @@ class _ComposingAccountant:
         Parameters
         ----------
         sample_rate : float
-            Poisson sampling probability in ``[0, 1]``.
+            Poisson sampling probability in ``[0, 1]`` (a single number).
         noise_multiplier : float
-            Noise standard deviation over the clipping norm, ``> 0``.
+            Noise standard deviation over the clipping norm, ``> 0`` (a single number).
         steps : int
-            Number of steps, ``>= 0``.
+            Number of steps, ``>= 0``: any integer; beyond the float range (``10**400``) it
+            counts as ``inf`` and epsilon is ``inf`` unless the per-step cost is exactly 0.
         """
-        sample_rate = float(check_sample_rate(sample_rate))
-        noise_multiplier = float(check_noise_multiplier(noise_multiplier))
+        sample_rate = check_sample_rate(sample_rate, scalar=True)
+        noise_multiplier = check_noise_multiplier(noise_multiplier, scalar=True)
         steps = check_steps(steps)
         if steps == 0 or sample_rate == 0.0:
             if steps:
@@ -141,7 +168,8 @@ class RdpAccountant(_ComposingAccountant):
     Parameters
     ----------
     orders : array_like, optional
-        Rényi orders ``> 1`` to track; :data:`accounting.DEFAULT_ORDERS` by default.
+        Rényi orders in ``(1, MAX_ORDER]`` (``MAX_ORDER = 1e6``) to track;
+        :data:`accounting.DEFAULT_ORDERS` by default.
     conversion : {"improved", "classic"}
         RDP to (epsilon, delta) conversion, see :mod:`accounting.conversions`.
 
@@ -157,6 +185,8 @@ class RdpAccountant(_ComposingAccountant):
         orders = DEFAULT_ORDERS if orders is None else check_orders(orders)
         super().__init__(np.array(orders, dtype=float))
         self.conversion = _check_conversion(conversion)
+        # Accountants with very many orders keep their per-step values out of the shared cache.
+        self._own_store: dict | None = {} if self._orders.size > _MAX_CACHED_ORDERS else None
 
     @property
     def orders(self) -> np.ndarray:
@@ -169,20 +199,23 @@ class RdpAccountant(_ComposingAccountant):
         return self._total
 
     def _per_step(self, sample_rate, noise_multiplier, index):
-        return _step_rdp(sample_rate, noise_multiplier, self._orders_key, self._orders, index)
+        store = None
+        if self._own_store is not None:
+            store = self._own_store.setdefault(
+                (sample_rate, noise_multiplier), np.full(self._orders.size, np.nan)
+            )
+        return _step_rdp(
+            sample_rate, noise_multiplier, self._orders_key, self._orders, index, store
+        )
 
     def _minimize(self, objective) -> tuple[float, float]:
         """Exact minimum of ``objective`` over the orders, evaluating only orders that can win."""
-        if not self._steps_by_pair:
-            values = objective(np.zeros(self._orders.shape), self._orders)
-            index = int(np.argmin(values))
-            return float(values[index]), float(self._orders[index])
 
         def evaluate(mask):
             return self._total_at(np.flatnonzero(mask[0]))
 
         kl_floor = sum(
-            kl_lower_bound(sample_rate, noise_multiplier, steps)
+            kl_lower_bound(sample_rate, noise_multiplier, count_as_float(steps))
             for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items()
         )
         best, index = minimize_over_orders(
@@ -195,19 +228,49 @@ class RdpAccountant(_ComposingAccountant):
 
         Equal to ``epsilon_from_rdp(self.rdp, self.orders, delta, self.conversion)``, computed
         without evaluating the orders that provably cannot attain the minimum
-        (:mod:`accounting.order_search`).
+        (:mod:`accounting.order_search`). With nothing spent (no step composed, or only steps
+        at sample rate 0) it is ``(0.0, orders[0])`` under either conversion.
         """
         delta = check_delta(delta)
+        if not self._steps_by_pair:  # the output does not depend on the data: (0, 0)-DP
+            return 0.0, float(self._orders[0])
         epsilon, order = self._minimize(epsilon_objective(self._orders, delta, self.conversion))
         return max(0.0, epsilon), order
 
     def get_delta(self, epsilon: float) -> float:
-        """Delta at ``epsilon`` (equal to ``delta_from_rdp(self.rdp, self.orders, epsilon)``)."""
+        """Delta at ``epsilon`` (equal to ``delta_from_rdp(self.rdp, self.orders, epsilon)``).
+
+        0 when nothing is spent (no step composed, or only steps at sample rate 0).
+        """
         epsilon = check_epsilon(epsilon)
+        if not self._steps_by_pair:
+            return 0.0
         log_delta, _ = self._minimize(
             lambda curve, orders: log_delta_candidates(curve, orders, epsilon, self.conversion)
         )
         return float(np.exp(min(0.0, log_delta)))  # delta is at most 1
+
+
+def _check_lambdas(lambdas) -> np.ndarray:
+    """``lambdas`` as a float array after checking they are whole numbers in [1, MAX_ORDER-1]."""
+    if isinstance(lambdas, (str, bytes, bool, np.bool_)) or lambdas is None:
+        raise TypeError(f"lambdas must be whole numbers, got {lambdas!r}")
+    raw = np.asarray(lambdas)
+    if raw.dtype.kind not in "iuf" and raw.dtype != object:
+        raise TypeError(f"lambdas must be whole numbers, got an array of dtype {raw.dtype}")
+    try:
+        lam = np.atleast_1d(raw.astype(float))
+    except (TypeError, ValueError, OverflowError) as error:
+        raise TypeError(f"lambdas must be whole numbers, got {lambdas!r}") from error
+    if (
+        lam.ndim != 1 or lam.size == 0 or not np.all(np.isfinite(lam))
+        or np.any(lam < 1) or np.any(lam > MAX_ORDER - 1) or np.any(lam != np.floor(lam))
+    ):
+        raise ValueError(
+            f"lambdas must be a non-empty 1-D sequence of whole numbers in [1, {MAX_ORDER - 1}] "
+            f"(lambda + 1 is a Renyi order, at most MAX_ORDER), got {lambdas!r}"[:300]
+        )
+    return lam
 
 
 def gaussian_log_moments(sample_rate: float, noise_multiplier: float, lambdas) -> np.ndarray:
@@ -225,20 +288,18 @@ def gaussian_log_moments(sample_rate: float, noise_multiplier: float, lambdas) -
     noise_multiplier : float
         Noise standard deviation over the clipping norm, ``> 0``.
     lambdas : array_like of int
-        Moment orders ``>= 1``.
+        Moment orders, whole numbers in ``[1, MAX_ORDER - 1]`` (``lambda + 1`` is a Rényi
+        order, at most ``MAX_ORDER = 1e6``).
     """
-    sample_rate = float(check_sample_rate(sample_rate))
-    noise_multiplier = float(check_noise_multiplier(noise_multiplier))
-    lam = np.atleast_1d(np.asarray(lambdas))
-    if lam.ndim != 1 or lam.size == 0 or np.any(lam < 1) or np.any(lam != np.floor(lam)):
-        raise ValueError(f"lambdas must be whole numbers >= 1, got {lambdas!r}")
-    lam = lam.astype(float)
+    sample_rate = check_sample_rate(sample_rate, scalar=True)
+    noise_multiplier = check_noise_multiplier(noise_multiplier, scalar=True)
+    lam = np.atleast_1d(_check_lambdas(lambdas))
     if sample_rate == 0.0:
         return np.zeros(lam.shape)
-    if sample_rate == 1.0:
-        return lam * (lam + 1.0) / (2.0 * noise_multiplier**2)
     n = lam + 1.0
     with np.errstate(all="ignore"):  # overflow to inf is the documented result
+        if sample_rate == 1.0:
+            return lam * (lam + 1.0) / (2.0 * noise_multiplier**2)
         log_a_minus_1 = _log_a_minus_1_integer(
             np.full(n.shape, sample_rate), np.full(n.shape, noise_multiplier), n
         )
@@ -254,14 +315,20 @@ class MomentsAccountant(_ComposingAccountant):
     ``delta = min_lambda exp(sum alpha(lambda) - lambda epsilon)``. This equals the classic RDP
     conversion over orders ``lambda + 1``.
 
+    With nothing spent (no step composed, only steps at sample rate 0, or every log moment 0
+    in floating point, e.g. ``sigma = 1e300``) epsilon is 0 and delta is the total variation
+    bound of what was composed (0 with nothing composed) rather than the tail bound's floor
+    ``log(1/delta) / max_lambda``.
+
     Parameters
     ----------
     max_lambda : int
-        Largest moment order tracked (32 in the paper's experiments).
+        Largest moment order tracked (32 in the paper's experiments), in
+        ``[1, MAX_LAMBDA]`` (``MAX_LAMBDA = 1024``).
     """
 
     def __init__(self, max_lambda: int = 32):
-        max_lambda = check_positive_int(max_lambda, "max_lambda")
+        max_lambda = check_positive_int(max_lambda, "max_lambda", maximum=MAX_LAMBDA)
         super().__init__(np.arange(1, max_lambda + 1, dtype=float))
         self.max_lambda = max_lambda
 
@@ -279,16 +346,28 @@ class MomentsAccountant(_ComposingAccountant):
         return _cached_log_moments(sample_rate, noise_multiplier, self.max_lambda)[index]
 
     def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
-        """Epsilon spent at ``delta`` and the ``lambda`` attaining it."""
-        log_inverse_delta = -np.log(check_delta(delta))
-        candidates = (self._total + log_inverse_delta) / self._orders
+        """Epsilon spent at ``delta`` and the ``lambda`` attaining it.
+
+        ``(0.0, 1.0)`` when nothing is spent: every total log moment is 0 and ``delta`` is at
+        least the total variation bound of what was composed (``(0, tv)``-DP).
+        """
+        delta = check_delta(delta)
+        total = self._total
+        if not np.any(total) and delta >= self._tv_bound():
+            return 0.0, float(self._orders[0])
+        log_inverse_delta = -np.log(delta)
+        candidates = (total + log_inverse_delta) / self._orders
         best = int(np.argmin(candidates))
         return float(candidates[best]), float(self._orders[best])
 
     def get_delta(self, epsilon: float) -> float:
-        """Delta at ``epsilon`` by the tail bound."""
+        """Delta at ``epsilon`` by the tail bound (the total variation bound if nothing is spent).
+        """
         epsilon = check_epsilon(epsilon)
-        log_deltas = self._total - self._orders * epsilon
+        total = self._total
+        if not np.any(total):  # delta(epsilon) <= delta(0) = total variation
+            return self._tv_bound()
+        log_deltas = total - self._orders * epsilon
         return float(min(1.0, np.exp(np.min(log_deltas))))
 
 

@@ -13,6 +13,8 @@ from accounting._validation import (
     check_orders,
     check_positive_int,
     check_sample_rate,
+    check_steps,
+    count_as_float,
 )
 from accounting.accountants import MomentsAccountant, RdpAccountant
 from accounting.conversions import Conversion, _check_conversion, epsilon_objective
@@ -170,6 +172,8 @@ def epsilon_grid(
     ----------
     sample_rate, noise_multiplier, steps : array_like
         Broadcast against each other; one configuration per element of the broadcast shape.
+        ``steps`` are whole numbers ``>= 0`` (Python ints beyond the float range count as
+        ``inf``; a float ``inf`` is not a number of steps). An empty grid gives empty arrays.
     delta : float
         Target delta in ``(0, 1)``.
     conversion : {"improved", "classic"}
@@ -180,28 +184,48 @@ def epsilon_grid(
     -------
     (epsilon, order) : ndarrays of the broadcast shape
         Equal, element by element, to ``RdpAccountant(orders, conversion).compose(q, sigma,
-        steps).get_epsilon_and_order(delta)``; the orders that cannot attain the minimum are
-        never evaluated (:mod:`accounting.order_search`).
+        steps).get_epsilon_and_order(delta)`` (so ``(0, orders[0])`` where nothing is spent:
+        ``q = 0`` or ``steps = 0``); the orders that cannot attain the minimum are never
+        evaluated (:mod:`accounting.order_search`).
     """
     rates = np.asarray(check_sample_rate(sample_rate), dtype=float)
     noises = np.asarray(check_noise_multiplier(noise_multiplier), dtype=float)
-    counts = np.asarray(steps)
-    if counts.dtype.kind not in "iuf" or np.any(counts < 0) or np.any(counts != np.floor(counts)):
-        raise ValueError(f"steps must be whole numbers >= 0, got {steps!r}")
+    counts = _check_step_counts(steps)
     delta = check_delta(delta)
     conversion = _check_conversion(conversion)
     orders = DEFAULT_ORDERS if orders is None else np.sort(check_orders(orders))
-    rates, noises, counts = np.broadcast_arrays(rates, noises, counts.astype(float))
+    rates, noises, counts = np.broadcast_arrays(rates, noises, counts)
     shape = rates.shape
     rates, noises, counts = rates.ravel(), noises.ravel(), counts.ravel()
+    if rates.size == 0:
+        return np.zeros(shape), np.zeros(shape)
 
     def evaluate(mask):
         config, order = np.nonzero(mask)
         with np.errstate(all="ignore"):
             per_step = _rdp_items(rates[config], noises[config], orders[order])
-        return counts[config] * per_step
+            # steps beyond the float range are inf; 0 per step stays 0 (not inf * 0)
+            return np.where(per_step > 0.0, counts[config] * per_step, 0.0)
 
     objective = epsilon_objective(orders, delta, conversion)
     floor = kl_lower_bound(rates, noises, counts)
     best, index = minimize_over_orders(evaluate, orders, rates.size, objective, floor)
+    nothing_spent = (rates == 0.0) | (counts == 0.0)  # as RdpAccountant: (0, 0)-DP
+    best[nothing_spent], index[nothing_spent] = 0.0, 0
     return best.reshape(shape), orders[index].reshape(shape)
+
+
+def _check_step_counts(steps) -> np.ndarray:
+    """``steps`` as a float array of whole numbers ``>= 0`` (huge Python ints become ``inf``)."""
+    if isinstance(steps, (str, bytes, bool, np.bool_)) or steps is None:
+        raise TypeError(f"steps must be whole numbers, got {steps!r}")
+    raw = np.asarray(steps)
+    if raw.dtype == object:  # Python ints beyond int64: checked one by one
+        flat = [count_as_float(check_steps(value)) for value in raw.ravel().tolist()]
+        return np.array(flat, dtype=float).reshape(raw.shape)
+    if raw.dtype.kind not in "iuf":
+        raise TypeError(f"steps must be whole numbers, got an array of dtype {raw.dtype}")
+    counts = raw.astype(float)
+    if not np.all(np.isfinite(counts)) or np.any(counts < 0) or np.any(counts != np.floor(counts)):
+        raise ValueError(f"steps must be finite whole numbers >= 0, got {steps!r}"[:300])
+    return counts
