@@ -14,36 +14,37 @@ from __future__ import annotations
 
 import math
 
-from scipy.optimize import brentq
-
 from accounting._validation import (
     check_delta,
     check_noise_multiplier,
+    check_positive,
     check_sample_rate,
     check_steps,
 )
 from accounting.budget import compute_epsilon
 from accounting.conversions import Conversion
 
-__all__ = ["calibrate_noise_multiplier", "calibrate_sample_rate", "calibrate_steps"]
+__all__ = [
+    "MAX_NOISE_MULTIPLIER",
+    "MAX_STEPS",
+    "MIN_NOISE_MULTIPLIER",
+    "MIN_SAMPLE_RATE",
+    "calibrate_noise_multiplier",
+    "calibrate_sample_rate",
+    "calibrate_steps",
+]
 
-_MAX_NOISE = 1e8
-_MIN_NOISE = 1e-6
-_MAX_STEPS = 10**15
-
-
-def _check_target(target_epsilon) -> float:
-    if isinstance(target_epsilon, bool) or not isinstance(target_epsilon, (int, float)):
-        raise TypeError(f"target_epsilon must be a real number, got {target_epsilon!r}")
-    if not 0.0 < float(target_epsilon) < math.inf:
-        raise ValueError(f"target_epsilon must be a finite number > 0, got {target_epsilon!r}")
-    return float(target_epsilon)
-
-
-def _check_tolerance(tolerance) -> float:
-    if not isinstance(tolerance, (int, float)) or not 0.0 < float(tolerance) < math.inf:
-        raise ValueError(f"tolerance must be a finite number > 0, got {tolerance!r}")
-    return float(tolerance)
+#: :func:`calibrate_noise_multiplier` gives up (ValueError) once a noise multiplier this large
+#: (the first power of 2 above it, 2**27) still misses the target.
+MAX_NOISE_MULTIPLIER = 1e8
+#: :func:`calibrate_noise_multiplier` searches no lower: once a noise multiplier at or below this
+#: (the first power of 2 below it, 2**-20) meets the target, it is returned as is.
+MIN_NOISE_MULTIPLIER = 1e-6
+#: :func:`calibrate_steps` raises ValueError when more steps than this meet the target.
+MAX_STEPS = 10**15
+#: :func:`calibrate_sample_rate` returns 0.0 only when no rate at or above this (the smallest
+#: normal float, 2**-1022) meets the target.
+MIN_SAMPLE_RATE = 2.0**-1022
 
 
 def _boundary_on_safe_side(spend, low, high, tolerance, safe_is_high):
@@ -51,6 +52,8 @@ def _boundary_on_safe_side(spend, low, high, tolerance, safe_is_high):
 
     ``spend(x) <= 0`` means x meets the budget; ``spend(low)`` and ``spend(high)`` bracket it.
     """
+    from scipy.optimize import brentq  # scipy.optimize is slow to import: only when needed
+
     if high - low > tolerance:
         root = brentq(spend, low, high, xtol=tolerance / 4.0, rtol=4.0 * 2.0**-52)
         low, high = max(low, root - tolerance / 2.0), min(high, root + tolerance / 2.0)
@@ -74,6 +77,11 @@ def calibrate_noise_multiplier(
 ) -> float:
     """Smallest noise multiplier (to ``tolerance``) whose epsilon is at most ``target_epsilon``.
 
+    Parameters
+    ----------
+    target_epsilon, tolerance : float
+        Finite numbers ``> 0`` (NumPy scalars accepted); ``tolerance`` is absolute on sigma.
+
     Returns
     -------
     float
@@ -84,17 +92,20 @@ def calibrate_noise_multiplier(
     ------
     ValueError
         For out-of-range arguments, when ``sample_rate`` or ``steps`` is 0 (no privacy is spent,
-        so no noise is needed), or when even ``sigma = 1e8`` misses the target.
+        so no noise is needed), or when even ``sigma = MAX_NOISE_MULTIPLIER`` (``1e8``) misses
+        the target; the message names the accountant (the moments accountant's floor is
+        ``log(1/delta) / 32``, however much noise).
 
     Notes
     -----
-    If a noise multiplier below ``1e-6`` already meets the target, that value is returned.
+    If a noise multiplier at or below ``MIN_NOISE_MULTIPLIER`` (``1e-6``) already meets the
+    target, that value (``2**-20``) is returned without searching further down.
     """
-    target = _check_target(target_epsilon)
+    target = check_positive(target_epsilon, "target_epsilon")
     delta = check_delta(delta)
-    sample_rate = float(check_sample_rate(sample_rate))
+    sample_rate = check_sample_rate(sample_rate, scalar=True)
     steps = check_steps(steps)
-    tolerance = _check_tolerance(tolerance)
+    tolerance = check_positive(tolerance, "tolerance")
     if sample_rate == 0.0 or steps == 0:
         raise ValueError(
             "sample_rate and steps must both be > 0: with no step or no sampling no privacy is "
@@ -108,7 +119,7 @@ def calibrate_noise_multiplier(
 
     high = 1.0
     while spend(high) > 0.0:
-        if high >= _MAX_NOISE:
+        if high >= MAX_NOISE_MULTIPLIER:
             floor = compute_epsilon(
                 sample_rate, high, steps, delta, accountant, conversion,
                 pld_tolerance=pld_tolerance,
@@ -122,7 +133,7 @@ def calibrate_noise_multiplier(
         high *= 2.0
     low = high / 2.0
     while spend(low) <= 0.0:
-        if low <= _MIN_NOISE:
+        if low <= MIN_NOISE_MULTIPLIER:
             return low  # even a negligible noise meets the target
         high, low = low, low / 2.0
     return _boundary_on_safe_side(spend, low, high, tolerance, safe_is_high=True)
@@ -138,26 +149,57 @@ def calibrate_sample_rate(
     conversion: Conversion = "improved",
     pld_tolerance: float = 1e-2,
 ) -> float:
-    """Largest sample rate (to ``tolerance``) whose epsilon is at most ``target_epsilon``.
+    """Largest sample rate (to a relative ``tolerance``) whose epsilon is at most the target.
 
-    Returns 1.0 when even full-batch steps meet the target.
+    The search runs on ``log q`` (bracketing with ever larger steps down from 1, then Brent's
+    method), so tiny rates are found as precisely as large ones.
+
+    Parameters
+    ----------
+    tolerance : float
+        Relative tolerance on the rate, in ``(0, 1)``.
+
+    Returns
+    -------
+    float
+        ``q`` with ``epsilon(q) <= target_epsilon`` and ``q >= (1 - tolerance) q*``, where ``q*``
+        is the exact boundary; 1.0 when even full-batch steps meet the target, and 0.0 only
+        when no rate at or above ``MIN_SAMPLE_RATE`` (``2**-1022``) meets it.
     """
-    target = _check_target(target_epsilon)
+    target = check_positive(target_epsilon, "target_epsilon")
     delta = check_delta(delta)
-    noise_multiplier = float(check_noise_multiplier(noise_multiplier))
+    noise_multiplier = check_noise_multiplier(noise_multiplier, scalar=True)
     steps = check_steps(steps)
-    tolerance = _check_tolerance(tolerance)
+    tolerance = check_positive(tolerance, "tolerance")
+    if tolerance >= 1.0:
+        raise ValueError(
+            f"tolerance is relative for sample rates and must lie in (0, 1), got {tolerance!r}"
+        )
 
-    def spend(rate):
+    def spend(log_rate):
         epsilon = compute_epsilon(
-            rate, noise_multiplier, steps, delta, accountant, conversion,
+            min(1.0, math.exp(log_rate)), noise_multiplier, steps, delta, accountant, conversion,
             pld_tolerance=pld_tolerance,
         )
         return epsilon - target
 
-    if spend(1.0) <= 0.0:
+    if spend(0.0) <= 0.0:
         return 1.0
-    return _boundary_on_safe_side(spend, 0.0, 1.0, tolerance, safe_is_high=False)
+    # Bracket: log q = 0 misses; step down by ever doubling amounts until a rate meets.
+    floor = math.log(MIN_SAMPLE_RATE)
+    high, gap = 0.0, math.log(2.0)
+    while True:
+        low = max(floor, high - gap)
+        if spend(low) <= 0.0:
+            break
+        if low == floor:
+            return 0.0
+        high, gap = low, 2.0 * gap
+    # A step of -log1p(-tolerance) in log q is a factor (1 - tolerance) in q.
+    log_rate = _boundary_on_safe_side(
+        spend, low, high, -math.log1p(-tolerance), safe_is_high=False
+    )
+    return min(1.0, math.exp(log_rate))
 
 
 def calibrate_steps(
@@ -174,12 +216,13 @@ def calibrate_steps(
     Raises
     ------
     ValueError
-        When ``sample_rate`` is 0 (steps then spend nothing and there is no largest number).
+        When ``sample_rate`` is 0 (steps then spend nothing and there is no largest number),
+        or when more than ``MAX_STEPS`` (``10**15``) steps meet the target.
     """
-    target = _check_target(target_epsilon)
+    target = check_positive(target_epsilon, "target_epsilon")
     delta = check_delta(delta)
-    sample_rate = float(check_sample_rate(sample_rate))
-    noise_multiplier = float(check_noise_multiplier(noise_multiplier))
+    sample_rate = check_sample_rate(sample_rate, scalar=True)
+    noise_multiplier = check_noise_multiplier(noise_multiplier, scalar=True)
     if sample_rate == 0.0:
         raise ValueError("sample_rate must be > 0: steps at sample rate 0 spend no privacy")
 
@@ -194,8 +237,8 @@ def calibrate_steps(
         return 0
     low, high = 1, 2
     while meets(high):
-        if high >= _MAX_STEPS:
-            raise ValueError(f"more than {_MAX_STEPS:g} steps meet {target_epsilon=}")
+        if high >= MAX_STEPS:
+            raise ValueError(f"more than {MAX_STEPS:g} steps meet {target_epsilon=}")
         low, high = high, high * 2
     while high - low > 1:
         middle = (low + high) // 2

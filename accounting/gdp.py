@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from accounting._validation import (
     check_delta,
@@ -25,6 +25,7 @@ from accounting._validation import (
     check_noise_multiplier,
     check_sample_rate,
     check_steps,
+    count_as_float,
 )
 
 __all__ = ["gaussian_delta", "gaussian_epsilon", "gdp_delta", "gdp_epsilon", "gdp_mu"]
@@ -47,14 +48,31 @@ def _mu_delta(mu: float, epsilon: float) -> float:
 
 
 def _mu_epsilon(mu: float, delta: float) -> float:
-    """Smallest ``eps >= 0`` with ``delta(eps) <= delta`` for ``mu``-GDP."""
+    """Smallest ``eps >= 0`` with ``delta(eps) <= delta`` for ``mu``-GDP (``inf`` past floats)."""
+    from scipy import optimize  # scipy.optimize is slow to import: only when needed
+
     if mu == 0.0 or _mu_delta(mu, 0.0) <= delta:
         return 0.0
+    if math.isinf(mu):
+        return math.inf
     high = 1.0
     while _mu_delta(mu, high) > delta:
+        if high > 1e307:  # about mu^2 / 2: the answer is beyond the float range
+            return math.inf
         high *= 2.0
     return float(optimize.brentq(lambda e: _mu_delta(mu, e) - delta, 0.0, high, xtol=1e-14,
                                  rtol=1e-15))
+
+
+def _sqrt_count(steps: int) -> float:
+    """``sqrt(steps)`` for any int (``10**400`` too), as a float."""
+    count = count_as_float(steps)
+    return math.sqrt(count) if math.isfinite(count) else math.exp(0.5 * math.log(steps))
+
+
+def _inverse(sigma: float) -> float:
+    """``1 / sigma`` (``inf`` where it overflows, for subnormal ``sigma``)."""
+    return float(np.divide(1.0, sigma)) if sigma >= 1e-300 else math.inf
 
 
 def gaussian_delta(epsilon: float, noise_multiplier: float, steps: int = 1) -> float:
@@ -70,35 +88,58 @@ def gaussian_delta(epsilon: float, noise_multiplier: float, steps: int = 1) -> f
         Number of compositions, ``>= 0``.
     """
     epsilon = check_epsilon(epsilon)
-    sigma = float(check_noise_multiplier(noise_multiplier))
+    sigma = check_noise_multiplier(noise_multiplier, scalar=True)
     steps = check_steps(steps)
-    return _mu_delta(math.sqrt(steps) / sigma, epsilon)
+    return _mu_delta(_gaussian_mu(sigma, steps), epsilon)
 
 
 def gaussian_epsilon(delta: float, noise_multiplier: float, steps: int = 1) -> float:
-    """Exact epsilon of ``steps`` compositions of the Gaussian mechanism at ``delta``."""
+    """Exact epsilon of ``steps`` compositions of the Gaussian mechanism at ``delta``.
+
+    ``inf`` where it exceeds the float range (``sqrt(steps) / sigma`` above about ``1e154``).
+    """
     delta = check_delta(delta)
-    sigma = float(check_noise_multiplier(noise_multiplier))
+    sigma = check_noise_multiplier(noise_multiplier, scalar=True)
     steps = check_steps(steps)
-    return _mu_epsilon(math.sqrt(steps) / sigma, delta)
+    return _mu_epsilon(_gaussian_mu(sigma, steps), delta)
+
+
+def _gaussian_mu(sigma: float, steps: int) -> float:
+    """``sqrt(steps) / sigma`` without overflow errors (``inf`` past the float range)."""
+    if steps == 0:
+        return 0.0
+    with np.errstate(over="ignore"):
+        return float(np.float64(_sqrt_count(steps)) * _inverse(sigma))
 
 
 def gdp_mu(sample_rate: float, noise_multiplier: float, steps: int) -> float:
-    """CLT estimate ``mu = q sqrt(T (exp(1/sigma^2) - 1))`` (Dong, Roth, Su; approximation)."""
-    q = float(check_sample_rate(sample_rate))
-    sigma = float(check_noise_multiplier(noise_multiplier))
+    """CLT estimate ``mu = q sqrt(T (exp(1/sigma^2) - 1))`` (Dong, Roth, Su; approximation).
+
+    Any ``sigma > 0`` and any number of steps: ``inf`` when ``1 / sigma^2 > 700`` (``sigma``
+    below about 0.0378) or the product leaves the float range, about ``q sqrt(T) / sigma``
+    for huge ``sigma`` (0 once that underflows), 0 when ``q = 0`` or ``steps = 0``.
+    """
+    q = check_sample_rate(sample_rate, scalar=True)
+    sigma = check_noise_multiplier(noise_multiplier, scalar=True)
     steps = check_steps(steps)
-    exponent = 1.0 / sigma**2
-    if exponent > 700:
-        return math.inf if q > 0 and steps > 0 else 0.0
-    return q * math.sqrt(steps * math.expm1(exponent))
+    if q == 0.0 or steps == 0:
+        return 0.0
+    inverse = _inverse(sigma)
+    exponent = inverse * inverse
+    if exponent > 700.0:  # exp(1/sigma^2) near overflow: past any useful mu
+        return math.inf
+    # sqrt(expm1(x)) = sqrt(x) sqrt(expm1(x) / x), kept apart so that a tiny x does not
+    # underflow before it is multiplied by sqrt(T)
+    ratio = math.expm1(exponent) / exponent if exponent > 0.0 else 1.0
+    with np.errstate(over="ignore", under="ignore"):
+        mu = np.float64(q) * _sqrt_count(steps) * inverse * math.sqrt(ratio)
+    return float(mu)
 
 
 def gdp_epsilon(sample_rate: float, noise_multiplier: float, steps: int, delta: float) -> float:
     """Epsilon of the CLT mu-GDP approximation at ``delta``. **Not an upper bound.**"""
     delta = check_delta(delta)
-    mu = gdp_mu(sample_rate, noise_multiplier, steps)
-    return math.inf if math.isinf(mu) else _mu_epsilon(mu, delta)
+    return _mu_epsilon(gdp_mu(sample_rate, noise_multiplier, steps), delta)
 
 
 def gdp_delta(sample_rate: float, noise_multiplier: float, steps: int, epsilon: float) -> float:
