@@ -67,6 +67,9 @@ from mpmath.calculus.quadrature import GaussLegendre, TanhSinh
 
 __all__ = [
     "DEFAULT_DIGITS",
+    "INTEGRAL_NOISE_RANGE",
+    "MAX_DIGITS",
+    "MAX_ORDER",
     "hockey_stick_delta",
     "log_a_binomial",
     "log_a_integral",
@@ -79,6 +82,15 @@ __all__ = [
 
 #: Default number of significant decimal digits of the results.
 DEFAULT_DIGITS = 50
+#: Most significant digits accepted (the cost grows with the square of the precision or faster).
+MAX_DIGITS = 100
+#: Largest Rényi order the RDP functions accept (``lambda + 1`` for :func:`log_moment`): the
+#: binomial sum costs ``alpha`` terms at full precision (seconds at the limit).
+MAX_ORDER = 100_000
+#: Noise multipliers ``(smallest, largest)`` accepted by the numerical integration (fractional
+#: orders, :func:`log_a_integral`, :func:`log_moment`): its breakpoints are placed in floating
+#: point, which fails beyond these. Integer orders by the binomial sum accept any ``sigma > 0``.
+INTEGRAL_NOISE_RANGE = (1e-3, 1e6)
 
 # Guard digits carried internally on top of the requested ``digits``.
 _GUARD_DIGITS = 10
@@ -89,6 +101,11 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _MAX_PIECE_DROP = 40.0
 # Largest |t| analysed in floating point; the Gaussian factor is exp(-5e199) beyond it.
 _T_MAX_FLOAT = 1e100
+# Orders accepted by the conversions (cheap at any order): accounting.MAX_ORDER, as the fast ones.
+_CONVERSION_MAX_ORDER = 1_000_000
+# Most doublings when bracketing the privacy loss's root in hockey_stick_delta (enough to reach
+# any finite float epsilon at any float sigma).
+_MAX_DOUBLINGS = 5000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,8 +131,8 @@ def _to_mpf(value, name: str) -> mpmath.mpf:
 def _check_digits(digits) -> int:
     if isinstance(digits, bool) or not isinstance(digits, numbers.Integral):
         raise TypeError(f"digits must be an integer, got {digits!r}")
-    if digits < 15:
-        raise ValueError(f"digits must be >= 15, got {digits!r}")
+    if not 15 <= digits <= MAX_DIGITS:
+        raise ValueError(f"digits must lie in [15, {MAX_DIGITS}] (MAX_DIGITS), got {digits!r}")
     return int(digits)
 
 
@@ -133,11 +150,23 @@ def _check_sigma(sigma) -> mpmath.mpf:
     return value
 
 
-def _check_alpha(alpha) -> mpmath.mpf:
+def _check_alpha(alpha, limit: float = MAX_ORDER) -> mpmath.mpf:
     value = _to_mpf(alpha, "alpha")
-    if not mpmath.isfinite(value) or value <= 1:
-        raise ValueError(f"alpha (the Renyi order) must be finite and > 1, got {alpha!r}")
+    if not mpmath.isfinite(value) or value <= 1 or value > limit:
+        raise ValueError(
+            f"alpha (the Renyi order) must lie in (1, {limit:.0e}], got {alpha!r}"
+        )
     return value
+
+
+def _check_integral_sigma(sigma: mpmath.mpf) -> None:
+    """The numerical integration's range of noise multipliers (see INTEGRAL_NOISE_RANGE)."""
+    low, high = INTEGRAL_NOISE_RANGE
+    if not low <= sigma <= high:
+        raise ValueError(
+            f"sigma must lie in [{low:g}, {high:g}] (INTEGRAL_NOISE_RANGE) for the numerical "
+            f"integration (fractional orders, log_moment), got {mpmath.nstr(sigma, 6)}"
+        )
 
 
 def _check_integer(value, name: str, minimum: int) -> int:
@@ -729,6 +758,7 @@ def log_a_integral(q, sigma, alpha, digits: int = DEFAULT_DIGITS) -> mpmath.mpf:
         alpha_mp = _check_alpha(alpha)
         if q_mp == 0:
             return mpmath.mpf(0)
+        _check_integral_sigma(sigma_mp)
         return _log_mean_power(q_mp, sigma_mp, alpha_mp)
 
 
@@ -773,6 +803,7 @@ def rdp(q, sigma, alpha, digits: int = DEFAULT_DIGITS, method: str = "auto") -> 
             n = _check_integer(alpha_mp, "alpha", 2)
             log_a = _log_a_binomial_mp(q_mp, sigma_mp, n)
         else:
+            _check_integral_sigma(sigma_mp)
             log_a = _log_mean_power(q_mp, sigma_mp, alpha_mp)
         return log_a / (alpha_mp - 1)
 
@@ -815,10 +846,13 @@ def log_moment(
         q_mp = _check_q(q)
         sigma_mp = _check_sigma(sigma)
         n = _check_integer(lam, "lam", 1)
+        if n > MAX_ORDER - 1:
+            raise ValueError(f"lam must be a whole number in [1, {MAX_ORDER - 1}], got {lam!r}")
         if q_mp == 0:
             return mpmath.mpf(0)
         if q_mp == 1:  # mu = mu1: both directions are the Gaussian's lambda (lambda+1)/(2 sigma^2)
             return n * (n + 1) / (2 * sigma_mp**2)
+        _check_integral_sigma(sigma_mp)
         results = []
         if direction in ("add", "max"):
             results.append(_log_mean_power(q_mp, sigma_mp, mpmath.mpf(n + 1)))
@@ -902,7 +936,7 @@ def _rdp_items(rdp_values, orders) -> list[tuple[mpmath.mpf, mpmath.mpf, object]
         raise ValueError("orders must not be empty")
     items = []
     for value, order in zip(rdp_list, order_list, strict=True):
-        alpha = _check_alpha(order)
+        alpha = _check_alpha(order, _CONVERSION_MAX_ORDER)
         rdp_mp = _to_mpf(value, "rdp_values")
         if mpmath.isnan(rdp_mp) or rdp_mp < 0:
             raise ValueError(f"rdp_values must be >= 0 (inf allowed), got {value!r}")
@@ -1031,6 +1065,8 @@ def hockey_stick_delta(q, sigma, epsilon, direction: str, digits: int = DEFAULT_
     p_parts, q_parts = _PAIR_MEANS[direction]
     with mpmath.workdps(digits + _GUARD_DIGITS):
         eps = _to_mpf(epsilon, "epsilon")
+        if not mpmath.isfinite(eps):
+            raise ValueError(f"epsilon must be a finite number, got {epsilon!r}")
         factor = mpmath.exp(eps)
 
         def loss(x):
@@ -1050,10 +1086,16 @@ def hockey_stick_delta(q, sigma, epsilon, direction: str, digits: int = DEFAULT_
         if direction == "remove" and q < 1 and eps <= mpmath.log1p(-q):
             return 1 - factor
         low, high = -far, far
-        while loss(low) > eps:
+        for _ in range(_MAX_DOUBLINGS):
+            if not loss(low) > eps:
+                break
             low *= 2
-        while loss(high) < eps:
+        for _ in range(_MAX_DOUBLINGS):
+            if not loss(high) < eps:
+                break
             high *= 2
+        if loss(low) > eps or loss(high) < eps:
+            raise ArithmeticError(f"no root of the privacy loss found for epsilon={epsilon!r}")
         for _ in range(4 * mpmath.mp.prec):
             mid = (low + high) / 2
             if loss(mid) > eps:
