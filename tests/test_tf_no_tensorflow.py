@@ -123,3 +123,18 @@ def test_loader_rejects_bad_input(kwargs, error, match):
     args = dict(feature_df=np.zeros((10, 2)), label_df=np.zeros(10), batch_size=2) | kwargs
     with pytest.raises(error, match=match):
         PrivateDataLoader(**args)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(feature_df=np.r_[np.zeros((9, 2)), [[0.0, np.nan]]]), ValueError,
+     "feature_df must contain only finite values"),
+    (dict(label_df=np.r_[np.zeros(9), np.inf]), ValueError,
+     "label_df must contain only finite values"),
+    (dict(feature_df=np.zeros((10, 2), complex)), TypeError,
+     "feature_df must hold real numbers, got dtype complex128"),
+])
+def test_loader_checks_every_row_when_made(kwargs, error, match):
+    """A NaN in the last row is found before any batch is drawn, not when first sampled."""
+    args = dict(feature_df=np.zeros((10, 2)), label_df=np.zeros(10), batch_size=2) | kwargs
+    with pytest.raises(error, match=match):
+        PrivateDataLoader(**args)

@@ -123,3 +123,69 @@ def test_errors_name_the_argument():
         model.fit(PrivateDataLoader(x, y, 5), target_delta=2.0)
     with pytest.raises(TypeError, match="metrics must hold"):
         model.compile("sgd", "binary_crossentropy", metrics=[3])
+
+
+def _three_classes():
+    numpy_model = dk.Sequential([dk.Dense(3, activation="softmax")], input_shape=(2,), rng=0)
+    return to_keras_model(numpy_model)
+
+
+def _assert_no_step(model, keras_model, before):
+    assert model.accountant.steps == 0 and model.epsilon(1e-5) == 0.0
+    for now, then in zip(keras_model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(now, then)
+
+
+def test_fit_checks_every_label_before_the_first_step():
+    """A sparse label 3 for a 3-class model at the last of 2000 examples: found before any step
+    (it used to surface when first sampled, after dozens of steps and privacy spent)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 2)).astype(np.float32)
+    y = rng.integers(0, 3, size=2000)
+    y[-1] = 3
+    keras_model = _three_classes()
+    before = keras_model.get_weights()
+    model = PrivateKerasModel(keras_model, 1.0, 1.1, seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"label_df labels must lie in \[0, 2\].*example 1999"):
+        model.fit(PrivateDataLoader(x, y, 30, seed=0), epochs=2, verbose=0)
+    with pytest.raises(ValueError, match="label_df must have the shape of the model output"):
+        model.compile("sgd", "categorical_crossentropy")
+        model.fit(x, np.eye(4)[y], batch_size=30, verbose=0)  # one-hot of width 4, model has 3
+    with pytest.raises(ValueError, match=r"feature_df must have shape \(N, 2\)"):
+        model.fit(x[:, :1], np.eye(3)[y % 3], batch_size=30, verbose=0)
+    _assert_no_step(model, keras_model, before)
+
+
+@pytest.mark.parametrize("scale, shift", [(5.0, 0.0), (2.0, -1.0)])  # labels 0/5 and -1/+1
+def test_binary_labels_outside_the_unit_interval_are_rejected(scale, shift):
+    x, y = _data(200)
+    labels = scale * y + shift
+    keras_model = to_keras_model(dk.tf_privacy_mlp(rng=1))
+    before = keras_model.get_weights()
+    model = PrivateKerasModel(keras_model, 1.0, 1.1, seed=0)
+    model.compile("sgd", "binary_crossentropy")
+    with pytest.raises(ValueError, match=r"label_df labels must lie in \[0, 1\]"):
+        model.fit(x, labels, batch_size=20, verbose=0)
+    _assert_no_step(model, keras_model, before)
+    with pytest.raises(ValueError, match=r"y labels must lie in \[0, 1\]"):
+        model._step.dp_gradient(x[:8], labels[:8])
+    with pytest.raises(ValueError, match=r"y labels must lie in \[0, 1\]"):
+        model.evaluate(x, labels)
+
+
+def test_huge_or_complex_arguments_name_the_argument():
+    keras_model = to_keras_model(dk.tf_privacy_mlp())
+    with pytest.raises(ValueError, match=r"l2_norm_clip must be a finite number > 0 and "
+                                         r"<= 1e\+12, got 1e\+300"):
+        PrivateKerasModel(keras_model, 1e300, 1.0)
+    with pytest.raises(ValueError, match=r"noise_multiplier must be .* <= 1e\+06"):
+        PrivateKerasModel(keras_model, 1.0, 1e300)
+    model = PrivateKerasModel(keras_model, 1.0, 1.0)
+    model.compile("sgd", "binary_crossentropy")
+    x, y = _data(20)
+    with pytest.raises(TypeError, match="feature_df must hold real numbers"):
+        model.fit(x.astype(complex), y, batch_size=5, verbose=0)
+    with pytest.raises(TypeError, match="x must be an array of real numbers"):
+        model.predict(x.astype(complex))
+    assert model.accountant.steps == 0

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from dpsgd_kernels._validation import check_positive_int
+from dpsgd_kernels._validation import all_finite, check_positive_int
 from dpsgd_kernels.sampling import PoissonSampler
 
 __all__ = ["PrivateDataLoader"]
@@ -27,7 +27,9 @@ def _as_array(value, name: str) -> np.ndarray:
     if array.ndim == 0:
         raise ValueError(f"{name} must have a leading axis of examples, got a scalar")
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if not all_finite(array):  # checked once here, not when a batch first draws the example
+        raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
     return array
 
 
@@ -47,6 +49,10 @@ class PrivateDataLoader:
 
     Notes
     -----
+    All features and labels are checked when the loader is made (real numbers, finite, one label
+    per row); :meth:`PrivateKerasModel.fit <dpsgd_kernels.tf_adapter.PrivateKerasModel.fit>`
+    checks them against the model's input shape and the loss before its first step.
+
     Iterating gives one epoch of ``ceil(N / batch_size)`` batches. ``fit`` draws exactly
     ``ceil(epochs N / batch_size)`` batches over ``epochs`` epochs (TF Privacy's and
     :func:`accounting.get_privacy_budget`'s step count) through :meth:`batches`.

@@ -44,14 +44,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpsgd_kernels._validation import (
+    check_array,
     check_finite_positive,
-    check_nonnegative,
+    check_l2_norm_clip,
+    check_noise_multiplier,
     check_positive_int,
 )
 from dpsgd_kernels.tf_adapter._imports import require_tensorflow
 from dpsgd_kernels.tf_adapter.convert import numpy_layers
 from dpsgd_kernels.tf_adapter.device import default_device
-from dpsgd_kernels.tf_adapter.losses import is_sparse_loss, per_example_loss
+from dpsgd_kernels.tf_adapter.losses import check_targets, is_sparse_loss, per_example_loss
 
 __all__ = ["METHODS", "TFDPGradient", "TFDPStep"]
 
@@ -91,6 +93,20 @@ def _check_keras_model(model):
     return model
 
 
+def model_shape(model, attribute: str) -> tuple | None:
+    """``model.input_shape`` or ``model.output_shape`` as a tuple with ``None`` for the batch,
+    or ``None`` where Keras does not know it (unbuilt, several inputs or outputs)."""
+    try:
+        shape = getattr(model, attribute)
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, (tuple, list)) and shape and all(
+        d is None or isinstance(d, (int, np.integer)) for d in shape
+    ):
+        return tuple(None if d is None else int(d) for d in shape)
+    return None
+
+
 class TFDPStep:
     """DP-SGD gradients and updates for a Keras model (TF Privacy microbatch semantics).
 
@@ -101,9 +117,9 @@ class TFDPStep:
     loss : str, keras.losses.Loss or callable
         Any standard Keras loss (reduced per example internally).
     l2_norm_clip : float
-        Clipping norm ``C > 0``.
+        Clipping norm ``0 < C <= 1e12``.
     noise_multiplier : float
-        ``sigma >= 0``; the noise standard deviation is ``sigma * C``.
+        ``0 <= sigma <= 1e6``; the noise standard deviation is ``sigma * C``.
     num_microbatches : int, optional
         Microbatches per batch; must divide every batch. Default: one per example.
     seed : int, optional
@@ -123,8 +139,9 @@ class TFDPStep:
         self.loss = loss
         self._loss_fn = per_example_loss(loss)
         self._sparse = is_sparse_loss(loss)
-        self.l2_norm_clip = check_finite_positive(l2_norm_clip, "l2_norm_clip")
-        self.noise_multiplier = check_nonnegative(noise_multiplier, "noise_multiplier")
+        self.l2_norm_clip = check_l2_norm_clip(l2_norm_clip)
+        self.noise_multiplier = check_noise_multiplier(noise_multiplier)
+        self._output_shape = model_shape(model, "output_shape")
         self.num_microbatches = (
             None if num_microbatches is None
             else check_positive_int(num_microbatches, "num_microbatches")
@@ -438,7 +455,7 @@ class TFDPStep:
         tensors = self._tensor_inputs(x, y)
         if tensors is not None:
             return tensors
-        x_array = np.asarray(x, dtype=self.dtype.name)
+        x_array = check_array(x, "x", dtype=np.dtype(self.dtype.name))
         if x_array.ndim == 0:
             raise ValueError("x must be an array with a leading batch axis")
         y_array = np.asarray(y)
@@ -447,6 +464,9 @@ class TFDPStep:
                 f"y must hold one target per example of x ({x_array.shape[0]}), "
                 f"got shape {y_array.shape}"
             )
+        output = self._output_shape
+        if output is not None and len(output) == 2 and output[1] is not None:
+            check_targets(self.loss, y_array, (len(y_array), output[1]))  # e.g. BCE labels 0/5
         if not self._sparse:
             return tf.convert_to_tensor(x_array), tf.convert_to_tensor(y_array, self.dtype)
         if y_array.dtype.kind == "f" and not np.all(y_array == np.round(y_array)):

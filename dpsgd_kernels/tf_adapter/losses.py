@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from dpsgd_kernels import losses as np_losses
+from dpsgd_kernels._validation import check_array
 from dpsgd_kernels.tf_adapter._imports import keras_version, require_tensorflow
 
-__all__ = ["is_sparse_loss", "loss_name", "numpy_loss", "per_example_loss"]
+__all__ = ["check_targets", "is_sparse_loss", "loss_name", "numpy_loss", "per_example_loss"]
 
 # Keras names (function or class, snake or Camel case) -> the NumPy kernel's loss class.
 _KERNEL_LOSSES = {
@@ -144,3 +147,36 @@ def numpy_loss(loss) -> np_losses.Loss:
     if cls is np_losses.MeanSquaredError:
         return cls()
     return cls(from_logits=bool(config.get("from_logits", False)))
+
+
+def check_targets(loss, y, output_shape, name: str = "y") -> np.ndarray:
+    """Check targets ``y`` against a Keras loss and the model's output shape, in one pass.
+
+    For the losses the NumPy kernel has (binary, categorical and sparse categorical
+    cross-entropy, mean squared error) and outputs ``(batch, units)`` this applies
+    :meth:`dpsgd_kernels.losses.Loss.check_targets`: Keras accepts binary labels 0/5 or -1/+1
+    (the loss goes negative), and an out-of-range sparse label raises only when a batch first
+    holds it (on a GPU it gives NaN). Other losses get the finiteness check only.
+
+    Parameters
+    ----------
+    loss : str, keras.losses.Loss or callable
+        The loss, as given to ``compile``.
+    y : array_like
+        Targets, one per example.
+    output_shape : tuple or None
+        ``(batch, units)`` of the outputs they are compared with (``None``: unknown).
+    name : str
+        Name of the argument in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``y`` as an array (not cast).
+    """
+    targets = check_array(y, name)
+    cls = _KERNEL_LOSSES.get(loss_name(loss))
+    if cls is None or output_shape is None or len(output_shape) != 2:
+        return targets
+    cls().check_targets(targets, tuple(output_shape), name=name)
+    return targets

@@ -23,11 +23,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import accounting
-from dpsgd_kernels._validation import check_finite_positive, check_positive_int
+from dpsgd_kernels._validation import (
+    check_array,
+    check_l2_norm_clip,
+    check_noise_multiplier,
+    check_positive_int,
+)
 from dpsgd_kernels.tf_adapter._imports import require_tensorflow
 from dpsgd_kernels.tf_adapter.data import PrivateDataLoader
-from dpsgd_kernels.tf_adapter.dp_step import TFDPStep
-from dpsgd_kernels.tf_adapter.losses import loss_name
+from dpsgd_kernels.tf_adapter.dp_step import TFDPStep, model_shape
+from dpsgd_kernels.tf_adapter.losses import check_targets, loss_name
 
 __all__ = ["PrivateHistory", "PrivateKerasModel"]
 
@@ -97,9 +102,9 @@ class PrivateKerasModel:
     model : keras.Model
         A built Keras model (Keras 2 or 3), trained in place.
     l2_norm_clip : float
-        Clipping norm ``C > 0`` of every example's gradient.
+        Clipping norm ``0 < C <= 1e12`` of every example's gradient.
     noise_multiplier : float
-        ``sigma > 0``; noise standard deviation ``sigma C``.
+        ``0 < sigma <= 1e6``; noise standard deviation ``sigma C``.
     seed : int, optional
         Seed of the noise generator (``None``: fresh entropy).
     device : str, optional
@@ -112,8 +117,8 @@ class PrivateKerasModel:
                  seed: int | None = None, device: str | None = None, method: str = "auto"):
         require_tensorflow()
         self.model = model
-        self.l2_norm_clip = check_finite_positive(l2_norm_clip, "l2_norm_clip")
-        self.noise_multiplier = check_finite_positive(noise_multiplier, "noise_multiplier")
+        self.l2_norm_clip = check_l2_norm_clip(l2_norm_clip)
+        self.noise_multiplier = check_noise_multiplier(noise_multiplier, allow_zero=False)
         self._seed, self._device, self._method = seed, device, method
         self.accountant = accounting.RdpAccountant()
         self.optimizer = self.loss = self._step = None
@@ -143,6 +148,23 @@ class PrivateKerasModel:
         self._metric_specs = list(metrics or [])
         self._update_metrics = _compiled_update(self.metrics) if self.metrics else None
 
+    def _check_data(self, loader: PrivateDataLoader) -> None:
+        """All of the loader's features and labels against the model and the loss, before the
+        first step (the loader has checked they are finite)."""
+        features = loader.features
+        expected = model_shape(self.model, "input_shape")
+        if expected is not None and (
+            features.ndim != len(expected)
+            or any(d is not None and d != s for d, s in zip(expected[1:], features.shape[1:],
+                                                            strict=True))
+        ):
+            dims = ", ".join("?" if d is None else str(d) for d in expected[1:])
+            raise ValueError(f"feature_df must have shape (N, {dims}) for the model's input, "
+                             f"got {features.shape}")
+        output = model_shape(self.model, "output_shape")
+        if output is not None and len(output) == 2 and output[1] is not None:
+            check_targets(self.loss, loader.labels, (loader.sample_size, output[1]), "label_df")
+
     def _check_compiled(self) -> TFDPStep:
         if self._step is None:
             raise RuntimeError("call compile(optimizer, loss, metrics) before fit")
@@ -163,7 +185,9 @@ class PrivateKerasModel:
         ----------
         x : PrivateDataLoader or array_like
             The loader, or features (then ``y`` and ``batch_size`` are required and a loader is
-            made of them).
+            made of them). All features and labels are checked before the first step: finite,
+            of the model's input shape, and targets the loss accepts for the model's output
+            width (e.g. sparse labels in ``[0, classes - 1]``, binary labels in ``[0, 1]``).
         epochs : int
             Epochs ``>= 1``. Over all ``fit`` calls, epoch ``e`` ends after ``ceil(e N / B)``
             steps in total, so the epsilon reported equals
@@ -182,6 +206,7 @@ class PrivateKerasModel:
             raise TypeError("y must be None when x is a PrivateDataLoader (it holds the labels)")
         epochs = check_positive_int(epochs, "epochs")
         self.epsilon(target_delta)  # validate before training
+        self._check_data(x)
         if self._sample_size not in (None, x.sample_size) or self._batch_size not in (
                 None, x.batch_size):
             self._epochs_done = 0.0  # another data set: count its epochs afresh (RDP composes)
@@ -221,7 +246,7 @@ class PrivateKerasModel:
         tf = require_tensorflow()
         if hasattr(x, "to_numpy"):
             x = x.to_numpy()
-        x = np.asarray(x, dtype=np.float32)
+        x = check_array(x, "x", dtype=np.dtype(np.float32))
         batch_size = check_positive_int(batch_size, "batch_size")
         chunks = [np.asarray(self.model(tf.constant(x[i:i + batch_size]), training=False))
                   for i in range(0, len(x), batch_size)]
@@ -235,6 +260,8 @@ class PrivateKerasModel:
         self._check_compiled()
         outputs = self.predict(x, batch_size)
         y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+        if outputs.ndim == 2:
+            check_targets(self.loss, y, outputs.shape)
         losses = self._step._loss_fn(tf.constant(y), tf.constant(outputs))
         result = {"loss": float(tf.reduce_mean(losses))}
         specs = [m if isinstance(m, str) else type(m).from_config(m.get_config())
