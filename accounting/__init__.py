@@ -16,6 +16,7 @@ extra; ``import accounting`` does not import it).
 2.59666
 """
 
+from accounting._version import __version__ as __version__
 from accounting.accountants import (
     CompositionRecord,
     MomentsAccountant,

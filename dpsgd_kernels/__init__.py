@@ -16,6 +16,7 @@ in an :class:`accounting.RdpAccountant` by a :class:`PrivacyLedger`.
 True
 """
 
+from accounting._version import __version__ as __version__  # one distribution, one version
 from dpsgd_kernels.activations import ACTIVATIONS
 from dpsgd_kernels.architectures import mnist_cnn, tf_privacy_mlp
 from dpsgd_kernels.dp_step import (
