@@ -92,7 +92,8 @@ class _ComposingAccountant:
         for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items():
             per_step = self._per_step(sample_rate, noise_multiplier, index)
             # steps beyond the float range count as inf; 0 per step stays 0 (not inf * 0)
-            total += np.where(per_step > 0.0, count_as_float(steps) * per_step, 0.0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                total += np.where(per_step > 0.0, count_as_float(steps) * per_step, 0.0)
         return total
 
     def _tv_bound(self) -> float:
