@@ -101,6 +101,8 @@ def _span(part: Range, scale: str) -> st.SearchStrategy:
 
 def _whole(rng: Range, integer: bool) -> st.SearchStrategy:
     """The declared range itself (infinite or zero ends replaced by finite stand-ins)."""
+    if rng.low == rng.high:
+        return st.just(rng.low)
     high = rng.high if math.isfinite(rng.high) else max(rng.low, 1.0) * 1e6
     low = rng.low if rng.low > 0 else high * 1e-6
     if integer:
