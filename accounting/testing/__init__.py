@@ -34,9 +34,10 @@ Guide
 
        from accounting.testing import Domain, verify_accountant
 
+       # my_rdp raises at q = 0 and q = 1 and has no fractional orders
        SUPPORTED = Domain(orders="integer", q=(0.0, 1.0), q_closed=(False, False))
 
-       def test_my_rdp():
+       def test_my_rdp():  # 5/5 checks passed, 1 skipped as not applicable
            report = verify_accountant(my_rdp, kind="rdp", domain=SUPPORTED)
            print(report)  # [SKIP] RDP closed forms at q=1 and q=0: not applicable: ...
 
@@ -58,7 +59,8 @@ Guide
    ``sigma``, ``steps``, ``delta``; RDP non-decreasing in ``alpha`` with ``(alpha - 1) RDP``
    convex; the ``q = 1`` closed form; subsampled <= unsubsampled; composition additivity; the
    ``delta(epsilon(delta))`` round trip; agreement with the mpmath reference
-   :mod:`accounting.reference` within ``rtol = 1e-6``; ``eps(PLD) <= eps(RDP)``), and the
+   :mod:`accounting.reference` within ``rtol = 1e-6``; ``eps(PLD) <= eps(RDP)``; one step
+   never below the exact hockey-stick epsilon or delta), and the
    strategies of :mod:`accounting.testing.strategies` for your own properties.
 
 Each check returns a :class:`CheckResult` or raises :class:`PropertyViolation` (an
