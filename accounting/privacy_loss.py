@@ -38,6 +38,7 @@ it keeps its relative precision.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,15 +48,41 @@ __all__ = [
     "RELATIONS",
     "DiscretePld",
     "DominatingPair",
+    "GridTooLarge",
     "dominated_pmf",
     "dominating_pairs",
     "dominating_pmf",
+    "grid_size",
+    "loss_extent",
 ]
 
 #: Neighbouring relations understood by :func:`dominating_pairs`.
 RELATIONS: tuple[str, ...] = ("add_remove", "replace_one")
 
 _EPS = np.finfo(float).eps
+#: Smallest normal-CDF value whose rounding bound ``8 eps value`` is trusted (the normal
+#: floats end at 2.2e-308; scipy's ndtr underflows below about 1e-316).
+_SMALLEST_TRUSTED = 1e-290
+
+
+class GridTooLarge(ValueError):
+    """A discretisation or composition would need more grid points than allowed.
+
+    ``points`` is the number it would need (a float: it may be astronomically large), ``limit``
+    the number allowed.
+    """
+
+    def __init__(self, message: str, points: float, limit: float):
+        super().__init__(message)
+        self.points, self.limit = float(points), float(limit)
+
+
+def _scaled_offset(x: np.ndarray, sigma: float) -> np.ndarray:
+    """``(2 x - 1) / (2 sigma^2)``, dividing by ``sigma`` twice: ``sigma^2`` itself under- or
+    overflows for ``sigma`` beyond ``1e-154 .. 1e154``, whereas this only saturates to
+    ``+-inf`` or ``0`` where the result does."""
+    with np.errstate(over="ignore"):
+        return (2.0 * x - 1.0) / sigma / (2.0 * sigma)
 
 
 @dataclass(frozen=True)
@@ -98,13 +125,13 @@ class DominatingPair:
     def loss(self, x: np.ndarray) -> np.ndarray:
         """Privacy loss ``log P(x) / Q(x)`` (increasing in ``x``)."""
         x = np.asarray(x, dtype=float)
-        two_var = 2.0 * self.noise_multiplier**2
+        sigma = self.noise_multiplier
         if self.direction == "remove":
-            return _log_mixture_ratio(self.sample_rate, (2.0 * x - 1.0) / two_var)
+            return _log_mixture_ratio(self.sample_rate, _scaled_offset(x, sigma))
         if self.direction == "add":
-            return -_log_mixture_ratio(self.sample_rate, (-2.0 * x - 1.0) / two_var)
-        return _log_mixture_ratio(self.sample_rate, (2.0 * x - 1.0) / two_var) - (
-            _log_mixture_ratio(self.sample_rate, (-2.0 * x - 1.0) / two_var)
+            return -_log_mixture_ratio(self.sample_rate, _scaled_offset(-x, sigma))
+        return _log_mixture_ratio(self.sample_rate, _scaled_offset(x, sigma)) - (
+            _log_mixture_ratio(self.sample_rate, _scaled_offset(-x, sigma))
         )
 
     def inverse_loss(self, loss: np.ndarray) -> np.ndarray:
@@ -114,36 +141,44 @@ class DominatingPair:
         inside = (loss > low) & (loss < high)
         x = np.where(loss <= low, -np.inf, np.inf)
         ell = loss[inside]
-        var = self.noise_multiplier**2
+        sigma = self.noise_multiplier
         q = self.sample_rate
-        if self.direction == "remove":
-            # exp(L) = 1 - q + q exp(t), t = (2x - 1) / (2 var)
-            x[inside] = var * _log_excess_ratio(ell, q) + 0.5
-        elif self.direction == "add":
-            x[inside] = -(var * _log_excess_ratio(-ell, q) + 0.5)
-        else:
-            x[inside] = self._bisect(ell)
+        # exp(L) = 1 - q + q exp(t), t = (2x - 1) / (2 sigma^2); sigma (sigma t) saturates to
+        # +-inf only where x itself is out of range (sigma^2 alone may overflow before)
+        with np.errstate(over="ignore"):
+            if self.direction == "remove":
+                x[inside] = sigma * (sigma * _log_excess_ratio(ell, q)) + 0.5
+            elif self.direction == "add":
+                x[inside] = -(sigma * (sigma * _log_excess_ratio(-ell, q)) + 0.5)
+            elif q == 1.0:  # N(1) against N(-1): L = 2 x / sigma^2
+                x[inside] = sigma * (sigma * ell) / 2.0
+            else:
+                x[inside] = self._bisect(ell)
         return x
 
     def _bisect(self, loss: np.ndarray) -> np.ndarray:
         """Vectorised bisection for the replace pair (no closed-form inverse)."""
         low = np.full(loss.shape, -1.0)
         high = np.full(loss.shape, 1.0)
-        for _ in range(64):  # the loss grows at least linearly: doubling brackets the root
+        # doubling brackets every root below the largest float (the loss is increasing); an end
+        # that fails becomes the other end, so the bracket spans one doubling
+        for _ in range(1100):
             low_ok = self.loss(low) <= loss
             high_ok = self.loss(high) >= loss
             if np.all(low_ok & high_ok):
                 break
-            low = np.where(low_ok, low, 2.0 * low)
-            high = np.where(high_ok, high, 2.0 * high)
+            low, high = (
+                np.where(low_ok, np.where(high_ok, low, high), 2.0 * low),
+                np.where(high_ok, np.where(low_ok, high, low), 2.0 * high),
+            )
         for _ in range(200):
-            mid = 0.5 * (low + high)
+            mid = 0.5 * low + 0.5 * high  # no overflow of low + high
             above = self.loss(mid) > loss
             high = np.where(above, mid, high)
             low = np.where(above, low, mid)
             if np.all(high - low <= 4 * _EPS * np.maximum(1.0, np.abs(mid))):
                 break
-        return 0.5 * (low + high)
+        return 0.5 * low + 0.5 * high
 
 
 def dominating_pairs(sample_rate: float, noise_multiplier: float, relation: str):
@@ -210,7 +245,15 @@ def _log_excess_ratio(loss: np.ndarray, q: float) -> np.ndarray:
         return loss.copy()
     out = np.empty_like(loss)
     small = loss < 1.0
-    out[small] = np.log1p(np.expm1(loss[small]) / q)
+    with np.errstate(over="ignore"):
+        ratio = np.expm1(loss[small]) / q
+    # the ratio overflows only for a subnormal q: log(expm1(loss)) - log(q) is then exact to
+    # rounding (the 1 of log1p is below it)
+    huge = ~np.isfinite(ratio)
+    ratio[huge] = 1.0
+    ratio = np.log1p(ratio)
+    ratio[huge] = np.log(np.expm1(loss[small][huge])) - np.log(q)
+    out[small] = ratio
     big = ~small
     # exp(loss) - 1 + q over q, kept in log space for large losses
     out[big] = loss[big] - np.log(q) + np.log1p(-(1.0 - q) * np.exp(-loss[big]))
@@ -266,18 +309,59 @@ def _interval_masses(pair: DominatingPair, edges: np.ndarray):
     return (*masses_of(pair.p_components), *masses_of(pair.q_components))
 
 
-def _truncation_points(pair: DominatingPair, tail: float) -> tuple[float, float]:
-    """Losses beyond which ``P`` puts at most ``tail`` mass on each side."""
-    z = -float(special.ndtri(tail))
+def loss_extent(pair: DominatingPair, tail: float) -> tuple[float, float]:
+    """Losses beyond which ``P`` puts at most ``tail`` mass on each side (``tail`` is floored at
+    ``1e-300``: a larger tail only moves more mass to the safe side, see :func:`dominating_pmf`).
+
+    Either end is ``+-inf`` where the loss there overflows (noise multipliers below about
+    ``1e-154``): no grid can hold such a loss.
+    """
+    z = -float(special.ndtri(max(tail, 1e-300)))
     means = [mean for _, mean in pair.p_components]
     sigma = pair.noise_multiplier
-    x_low, x_high = min(means) - z * sigma, max(means) + z * sigma
+    with np.errstate(over="ignore"):
+        x_low, x_high = np.array([min(means), max(means)]) + np.array([-z, z]) * sigma
     low, high = pair.loss(np.array([x_low, x_high]))
     range_low, range_high = pair.loss_range
     return max(float(low), range_low), min(float(high), range_high)
 
 
-def dominating_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePld:
+def grid_size(pair: DominatingPair, step: float, tail: float) -> float:
+    """Number of points of :func:`dominating_pmf`'s grid (``inf`` where no grid of this
+    spacing holds the losses), without building it."""
+    try:
+        first, last = _grid_ends(pair, step, tail, False, None)
+    except GridTooLarge:
+        return math.inf
+    return float(last - first + 1)
+
+
+def _grid_ends(pair: DominatingPair, step: float, tail: float, centred: bool, max_points):
+    """First and last grid index of a discretisation (``centred``: the cells centred on the grid
+    points of :func:`dominated_pmf`), checked against ``max_points`` before anything is
+    allocated."""
+    low, high = loss_extent(pair, tail)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if centred:
+            first_float = np.ceil(low / step - 0.5)
+            last_float = max(np.floor(high / step + 0.5), first_float)
+        else:
+            first_float = np.floor(low / step)
+            last_float = max(np.ceil(high / step), first_float + 1.0)
+    points = float(last_float - first_float + 1.0)
+    limit = math.inf if max_points is None else max_points
+    if not points <= limit:  # also NaN and inf: a loss no grid of this spacing holds
+        raise GridTooLarge(
+            f"value_discretization={step:g} needs {points:.3g} points for one step's privacy "
+            f"loss (at most {limit:.0f} allowed); use a coarser value_discretization",
+            points, limit,
+        )
+    return int(first_float), int(last_float)
+
+
+def dominating_pmf(
+    pair: DominatingPair, step: float, tail: float, max_points: float | None = None
+) -> DiscretePld:
     """Connect-the-dots discretisation whose ``delta`` upper-bounds the pair's, composed or not.
 
     Parameters
@@ -288,10 +372,17 @@ def dominating_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePl
     tail : float
         ``P``-mass allowed beyond the grid on each side (the upper part goes to ``+inf``, the
         lower part to the grid's first point).
+    max_points : float, optional
+        Raise :class:`GridTooLarge` (before allocating) if the grid would need more points.
+
+    Notes
+    -----
+    Moving loss mass up never lowers a hockey-stick divergence, composed or not (``(1 - exp(eps
+    - L))_+`` increases with every step's ``L``). So where a cell's split cannot be resolved in
+    floating point (``exp(a)`` overflows beyond losses of 709) its whole mass goes to its upper
+    end, which is safe.
     """
-    low, high = _truncation_points(pair, tail)
-    first = int(np.floor(low / step))
-    last = max(int(np.ceil(high / step)), first + 1)
+    first, last = _grid_ends(pair, step, tail, False, max_points)
     grid = np.arange(first, last + 1) * step
     edges = pair.inverse_loss(grid)
     sigma = pair.noise_multiplier
@@ -300,8 +391,9 @@ def dominating_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePl
     # to b: (e^-a P - Q) / (e^-a - e^-b), to a: the rest of P.
     a = grid[:-1]
     scale = -np.expm1(-step)  # 1 - e^-step = (e^-a - e^-b) e^a
-    to_upper = (p_cells - np.exp(a) * q_cells) / scale
-    to_upper = np.clip(to_upper, 0.0, p_cells)
+    with np.errstate(over="ignore", invalid="ignore"):
+        to_upper = (p_cells - np.exp(a) * q_cells) / scale
+    to_upper = np.clip(np.where(np.isnan(to_upper), p_cells, to_upper), 0.0, p_cells)
     masses = np.zeros(grid.size)
     masses[:-1] += p_cells - to_upper
     masses[1:] += to_upper
@@ -311,7 +403,9 @@ def dominating_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePl
     return DiscretePld(step, first, masses, infinity_mass=float(above[0]))
 
 
-def dominated_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePld:
+def dominated_pmf(
+    pair: DominatingPair, step: float, tail: float, max_points: float | None = None
+) -> DiscretePld:
     """Merged-cell discretisation: ``P`` and ``Q`` masses of the loss cells centred on the
     grid, whose composed threshold divergences lower-bound the pair's ``delta``; see the module
     docstring.
@@ -323,13 +417,19 @@ def dominated_pmf(pair: DominatingPair, step: float, tail: float) -> DiscretePld
         Grid spacing of the privacy loss.
     tail : float
         ``P``-mass dropped beyond the grid on each side.
+    max_points : float, optional
+        Raise :class:`GridTooLarge` (before allocating) if the grid would need more points.
     """
-    low, high = _truncation_points(pair, tail)
-    first = int(np.ceil(low / step - 0.5))
-    last = max(int(np.floor(high / step + 0.5)), first)
+    first, last = _grid_ends(pair, step, tail, True, max_points)
     edges = pair.inverse_loss((np.arange(first, last + 2) - 0.5) * step)
     p_cells, p_error, q_cells, q_error = _interval_masses(pair, edges)
     # rounded so that P is never over- and Q never under-stated
     masses = np.maximum(p_cells - p_error, 0.0)
     q_masses = q_cells + q_error
+    # A Q mass taken from a normal CDF below the normal floats (beyond losses of ~700) may
+    # have underflowed, and no rounding bound covers that: such cells are dropped from both
+    # laws (a restriction to an event, as for the tails), never kept with Q understated.
+    untrusted = q_error < 8.0 * _EPS * _SMALLEST_TRUSTED
+    masses[untrusted] = 0.0
+    q_masses[untrusted] = 0.0
     return DiscretePld(step, first, masses, 0.0, q_masses)
