@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy import fft, signal
+from scipy import fft
+from scipy.linalg import lapack
 
-from accounting.privacy_loss import DiscretePld
+from accounting.privacy_loss import DiscretePld, GridTooLarge
 
 __all__ = [
     "ComposedPld",
@@ -36,8 +37,31 @@ __all__ = [
     "log_weighted_sum_exp",
 ]
 
-#: Largest FFT length the accountant will allocate (about 1 GiB of work arrays).
-MAX_GRID_SIZE = 1 << 25
+#: Largest FFT length :func:`compose_tilted` allocates unless told otherwise (a 2M-point grid's
+#: work arrays take about 300 MB).
+MAX_GRID_SIZE = 1 << 21
+#: Blocks of the per-step law that bound its moment generating function in :func:`_window`.
+_MGF_BLOCKS = 1 << 15
+
+
+def _decayed_suffix_sums(values: np.ndarray, decay: float) -> np.ndarray:
+    """``y_j = sum_{i >= j} values_i decay^(i - j)``, by the recurrence ``y_j = values_j + decay
+    y_(j+1)``.
+
+    That is the back substitution of the unit upper-bidiagonal system with ``-decay`` above the
+    diagonal, done by LAPACK's banded triangular solver ``dtbtrs`` in one pass: the operations
+    (and roundings) of ``scipy.signal.lfilter([1], [1, -decay], values[::-1])[::-1]``, without
+    importing ``scipy.signal`` (most of a second) for it.
+    """
+    values = np.ascontiguousarray(values, dtype=float)
+    if values.size == 0:
+        return values.copy()
+    bands = np.empty((2, values.size))
+    bands[0], bands[1] = -decay, 1.0
+    sums, info = lapack.dtbtrs(bands, values, uplo="U", diag="U")
+    if info != 0:
+        raise ArithmeticError(f"dtbtrs failed with info={info}")
+    return sums
 
 
 def log_weighted_sum_exp(lambdas: np.ndarray, values: np.ndarray, weights: np.ndarray):
@@ -51,9 +75,37 @@ def log_weighted_sum_exp(lambdas: np.ndarray, values: np.ndarray, weights: np.nd
 
 
 def _log_mgf(pld: DiscretePld, lambdas: np.ndarray) -> np.ndarray:
-    """``log sum_k p_k exp(lam * loss_k)`` for every ``lam`` (masses may sum to less than 1)."""
-    keep = pld.masses > 0
-    return log_weighted_sum_exp(lambdas, pld.losses[keep], pld.masses[keep])
+    """An upper bound on ``log sum_k p_k exp(lam * loss_k)`` for every ``lam`` (masses may sum
+    to less than 1), exact for laws of at most ``_MGF_BLOCKS`` points.
+
+    Longer laws are cut into ``_MGF_BLOCKS`` blocks of consecutive grid points; on a block
+    ``[a, b]`` of mass ``m`` and mean ``mu``, convexity of ``exp`` bounds the sum by
+    ``m ((b - mu) e^(lam a) + (mu - a) e^(lam b)) / (b - a)`` (the chord above the curve), within
+    a factor ``exp(lam^2 (b - a)^2 / 8)`` of the exact sum (Hoeffding's lemma). Time and memory
+    are ``O(points + blocks * lambdas)`` instead of ``O(points * lambdas)``.
+    """
+    size = pld.masses.size
+    if size <= _MGF_BLOCKS:
+        keep = pld.masses > 0
+        return log_weighted_sum_exp(lambdas, pld.losses[keep], pld.masses[keep])
+    block = -(-size // _MGF_BLOCKS)
+    masses = np.zeros(block * _MGF_BLOCKS)
+    masses[:size] = pld.masses
+    masses = masses.reshape(_MGF_BLOCKS, block)
+    block_mass = masses.sum(axis=1)
+    # offsets of the block mean from the block start, in grid steps
+    offset = (masses @ np.arange(block, dtype=float)) / np.where(block_mass > 0, block_mass, 1.0)
+    keep = block_mass > 0
+    width = (block - 1) * pld.step
+    share = np.clip(offset[keep] / (block - 1), 0.0, 1.0)  # (mu - a) / (b - a)
+    starts = (pld.first_index + block * np.flatnonzero(keep)) * pld.step
+    with np.errstate(divide="ignore"):
+        log_low, log_high = np.log1p(-share), np.log(share)
+    # log of the chord bound over each block, relative to m e^(lam a)
+    chord = np.logaddexp(log_low[None, :], log_high[None, :] + lambdas[:, None] * width)
+    exponents = lambdas[:, None] * starts[None, :] + chord + np.log(block_mass[keep])[None, :]
+    shift = exponents.max(axis=1)
+    return np.log(np.exp(exponents - shift[:, None]).sum(axis=1)) + shift
 
 
 def _weighted_moments(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
@@ -175,7 +227,7 @@ class ComposedPld:
     @cached_property
     def _tilted(self) -> np.ndarray:
         # tilted[j] = sum_{i >= j} m_i exp(s_j - s_i), by the recurrence y_j = m_j + e^-step y_{j+1}
-        return signal.lfilter([1.0], [1.0, -np.exp(-self.step)], self.masses[::-1])[::-1]
+        return _decayed_suffix_sums(self.masses, math.exp(-self.step))
 
     @cached_property
     def _at_points(self) -> np.ndarray:
@@ -271,15 +323,15 @@ class TiltedLaw:
         lo = max(self.first_index, first)
         if end > lo:
             padded[lo - first : end - first] = self.masses[lo - self.first_index :]
-        decay = np.exp(-self.tilt * self.step)
-        sums = signal.lfilter([1.0], [1.0, -decay], padded[::-1])[::-1]
+        sums = _decayed_suffix_sums(padded, math.exp(-self.tilt * self.step))
         points = (first + np.arange(size)) * self.step
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(sums + sign * self.error) + self.log_scale - self.tilt * points
 
 
 def compose_tilted(
-    groups, tail_budget: float, tilt: float = 0.0, extended: bool = False
+    groups, tail_budget: float, tilt: float = 0.0, extended: bool = False,
+    max_size: float = MAX_GRID_SIZE, admit=None,
 ) -> TiltedLaw:
     """Compose ``groups = [(DiscretePld, count), ...]`` on one grid by FFT, tilted.
 
@@ -299,6 +351,13 @@ def compose_tilted(
         64-bit mantissa on x86): the dominant rounding term, ``T`` times the transform's error,
         shrinks ~2000-fold, for ~5x the cost of those transforms. Where ``longdouble`` is
         ``double`` the result and its bound are those of ``extended=False``.
+    max_size : float
+        Largest window allowed: a longer one raises :class:`accounting.privacy_loss.GridTooLarge`
+        before anything of its size is allocated.
+    admit : callable, optional
+        Called as ``admit(size, transforms, extended)`` with the FFT length and the number of
+        forward transforms once they are known, before they are computed; it may raise to refuse
+        the work (the accountant's time budget).
 
     Notes
     -----
@@ -318,14 +377,19 @@ def compose_tilted(
         log_finite += count * np.log1p(-min(pld.infinity_mass, 1.0))
     moments = [_moments(pld) for pld, _ in tilted_groups]
     low, high = _window(tilted_groups, moments, tail_budget)
-    first = int(np.floor(low / step)) - 1
-    size = int(np.ceil(high / step)) + 2 - first
-    if size > MAX_GRID_SIZE:
-        raise ValueError(
-            f"value_discretization={step:g} needs a grid of {size} points (over "
-            f"{MAX_GRID_SIZE}); use a coarser value_discretization or a looser tolerance"
+    with np.errstate(over="ignore", invalid="ignore"):
+        first_float = np.floor(low / step) - 1.0
+        points = float(np.ceil(high / step) + 2.0 - first_float)
+    if not points <= max_size:  # NaN or inf too: a window no grid of this spacing holds
+        raise GridTooLarge(
+            f"value_discretization={step:g} needs a grid of {points:.3g} points (at most "
+            f"{max_size:.0f} allowed); use a coarser value_discretization or a looser tolerance",
+            points, max_size,
         )
-    size = fft.next_fast_len(size, real=True)
+    first = int(first_float)
+    size = fft.next_fast_len(int(points), real=True)
+    if admit is not None:
+        admit(size, len(groups), extended)
     total_shift = 0
     # Floating-point error of the composed masses (summed over the window, so it bounds the
     # error of any hockey-stick value): an FFT output carries at most ~log2(N) u sum|p|
@@ -397,7 +461,8 @@ def compose_tilted(
 
 
 def compose_plds(
-    groups, tail_budget: float, clip_negative: bool, tilt: float = 0.0, extended: bool = False
+    groups, tail_budget: float, clip_negative: bool, tilt: float = 0.0, extended: bool = False,
+    max_size: float = MAX_GRID_SIZE, admit=None,
 ) -> ComposedPld:
     """:func:`compose_tilted` with the tilt undone: the composed law under ``P`` itself.
 
@@ -405,7 +470,7 @@ def compose_plds(
     certified there). ``clip_negative`` sets the FFT's round-off negatives to zero (for an upper
     bound: it only adds mass).
     """
-    law = compose_tilted(groups, tail_budget, tilt, extended)
+    law = compose_tilted(groups, tail_budget, tilt, extended, max_size, admit)
     step, first, masses = law.step, law.first_index, law.masses
     log_allowance = float(np.log(law.error) + law.log_scale)
     if tilt > 0:
@@ -442,7 +507,8 @@ class ThresholdBound:
             return 0.0
         log_p = self.log_p[live]
         gap = np.minimum(epsilon + self.log_q[live] - log_p, 0.0)
-        return float(max(np.max(np.exp(log_p) * -np.expm1(gap)), 0.0))
+        best = float(np.max(np.exp(log_p) * -np.expm1(gap)))
+        return best if best > 0 else 0.0  # never -0.0 (from -expm1(0))
 
     def epsilon_lower(self, delta: float) -> float:
         """Largest ``eps`` with some threshold difference ``>= delta`` (``-inf`` if none)."""
