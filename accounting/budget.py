@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 
 import numpy as np
 
@@ -92,17 +93,26 @@ def dpsgd_sample_rate_and_steps(sample_size: int, batch_size: int, epochs: float
 
     These are TF Privacy's conventions (``compute_dp_sgd_privacy``).
     """
+    return _sample_rate_and_steps(sample_size, batch_size, epochs, "epochs")
+
+
+def _sample_rate_and_steps(sample_size, batch_size, epochs, epochs_name: str):
+    """:func:`dpsgd_sample_rate_and_steps`, naming the epochs argument as the caller does."""
     sample_size = check_positive_int(sample_size, "sample_size")
     batch_size = check_positive_int(batch_size, "batch_size")
     if batch_size > sample_size:
         raise ValueError(
             f"batch_size must lie in [1, sample_size={sample_size}], got {batch_size}"
         )
-    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Real):
-        raise TypeError(f"epochs must be a real number, got {type(epochs).__name__}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (numbers.Real, np.floating)):
+        raise TypeError(f"{epochs_name} must be a real number, got {type(epochs).__name__}")
     if not (0 <= float(epochs) < math.inf):
-        raise ValueError(f"epochs must be a finite number >= 0, got {epochs!r}")
-    steps = int(math.ceil(float(epochs) * sample_size / batch_size))
+        raise ValueError(f"{epochs_name} must be a finite number >= 0, got {epochs!r}")
+    steps = float(epochs) * sample_size / batch_size  # TF Privacy's float arithmetic
+    if math.isfinite(steps):
+        return batch_size / sample_size, math.ceil(steps)
+    # beyond the float range the exact product still gives the (huge) count
+    steps = math.ceil(Fraction(float(epochs)) * sample_size / batch_size)
     return batch_size / sample_size, steps
 
 
@@ -155,7 +165,8 @@ def get_privacy_budget(
     0.27788024
     """
     check_delta(target_delta, "target_delta")
-    return dpsgd_epsilon(sample_size, batch_size, num_epochs, noise_multiplier, target_delta)
+    sample_rate, steps = _sample_rate_and_steps(sample_size, batch_size, num_epochs, "num_epochs")
+    return compute_epsilon(sample_rate, noise_multiplier, steps, target_delta)
 
 
 def epsilon_grid(

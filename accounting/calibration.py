@@ -125,7 +125,8 @@ def calibrate_noise_multiplier(
                 pld_tolerance=pld_tolerance,
             )
             raise ValueError(
-                f"target_epsilon={target_epsilon!r} is out of reach: even noise_multiplier="
+                f"target_epsilon={target_epsilon!r} is out of reach at delta={delta:g}, "
+                f"sample_rate={sample_rate:g}, steps={steps}: even noise_multiplier="
                 f"{high:g} spends epsilon {floor:.6g} with the {accountant!r} accountant (its "
                 "conversion alone costs that much at this delta; the moments accountant's "
                 "floor is log(1/delta)/max_lambda)"
@@ -238,7 +239,11 @@ def calibrate_steps(
     low, high = 1, 2
     while meets(high):
         if high >= MAX_STEPS:
-            raise ValueError(f"more than {MAX_STEPS:g} steps meet {target_epsilon=}")
+            raise ValueError(
+                f"more than MAX_STEPS={MAX_STEPS:g} steps meet target_epsilon={target_epsilon!r} "
+                f"at delta={delta:g}, sample_rate={sample_rate:g}, "
+                f"noise_multiplier={noise_multiplier:g}"
+            )
         low, high = high, high * 2
     while high - low > 1:
         middle = (low + high) // 2

@@ -124,7 +124,10 @@ def _to_mpf(value, name: str) -> mpmath.mpf:
     if isinstance(value, numbers.Real):
         return mpmath.mpf(float(value))
     if isinstance(value, str):
-        return mpmath.mpf(value)
+        try:
+            return mpmath.mpf(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a real number, got {value!r}") from None
     raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
 
 

@@ -323,11 +323,28 @@ def test_moments_unreachable_target_names_the_accountant():
         (lambda: epsilon_grid(0.01, 1.1, "10", 1e-5), TypeError, "steps"),
         (lambda: epsilon_grid(0.01, 1.1, [1.5], 1e-5), ValueError, "steps"),
         (lambda: gaussian_log_moments(0.01, 1.1, "3"), TypeError, "lambdas"),
+        # found by the public-surface property test
+        (lambda: accounting.get_privacy_budget(60000, 256, math.nan, 1.1, 1e-5), ValueError,
+         "num_epochs"),
+        (lambda: accounting.reference.rdp(0.01, 1.1, "abc"), ValueError, "alpha"),
+        (lambda: calibrate_noise_multiplier(1.0, 1e-5, 0.01, 1e160), ValueError,
+         "steps=1000000000000000"),
+        (lambda: calibrate_steps(1.0, 1e-5, 0.01, 1357407.0), ValueError,
+         "noise_multiplier=1.35741e"),
     ],
 )
 def test_bad_arguments_are_named(call, error, name):
     with pytest.raises(error, match=name):
         call()
+
+
+def test_epochs_beyond_the_float_range_count_exactly():
+    # 1e307 epochs of 60000/256 overflow a float product; the exact count is still returned
+    _, steps = accounting.dpsgd_sample_rate_and_steps(60000, 256, 1e307)
+    assert steps == -(-int(1e307) * 60000 // 256)
+    # within range, TF Privacy's float arithmetic: ceil(0.1 * 10 / 1) = 1, not 2
+    assert accounting.dpsgd_sample_rate_and_steps(10, 1, 0.1) == (0.1, 1)
+    assert accounting.dpsgd_sample_rate_and_steps(60000, 256, 60) == (256 / 60000, 14063)
 
 
 def test_arrays_still_work_where_accepted():
