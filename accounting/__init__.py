@@ -40,7 +40,12 @@ from accounting.calibration import (
 from accounting.conversions import CONVERSIONS, delta_from_rdp, epsilon_from_rdp
 from accounting.gdp import gaussian_delta, gaussian_epsilon, gdp_delta, gdp_epsilon, gdp_mu
 from accounting.orders import DEFAULT_ORDERS
-from accounting.pld_accountant import DeltaBounds, EpsilonBounds, PldAccountant
+from accounting.pld_accountant import (
+    DeltaBounds,
+    EpsilonBounds,
+    PldAccountant,
+    ToleranceNotMetWarning,
+)
 from accounting.rdp import poisson_gaussian_rdp
 
 __all__ = [
@@ -53,6 +58,7 @@ __all__ = [
     "MomentsAccountant",
     "PldAccountant",
     "RdpAccountant",
+    "ToleranceNotMetWarning",
     "calibrate_noise_multiplier",
     "calibrate_sample_rate",
     "calibrate_steps",

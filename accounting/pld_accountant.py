@@ -13,20 +13,21 @@ threshold on the grid-placed loss is nearly the best test), so the bracket narro
 
 For add/remove neighbours both dominating pairs (add and remove) are composed and the worse is
 reported; replace-one has one symmetric pair. Without an explicit ``value_discretization`` the
-grid is refined until ``upper - lower <= tolerance``.
+grid is searched (finer, then coarser) until the bracket meets the tolerance or a fixed work
+budget is spent; every grid's bracket is certified, so the tightest combination is returned.
 """
 
 from __future__ import annotations
 
 import math
-from functools import cached_property
+import warnings
 from typing import NamedTuple
 
 import numpy as np
+from scipy import optimize, special
 
 from accounting._validation import check_delta, check_epsilon, check_positive
 from accounting.accountants import RdpAccountant, _ComposingAccountant
-from accounting.gdp import _mu_epsilon, gdp_mu
 from accounting.pld_composition import (
     ThresholdBound,
     choose_tilt,
@@ -36,12 +37,15 @@ from accounting.pld_composition import (
 from accounting.privacy_loss import (
     RELATIONS,
     DiscretePld,
+    GridTooLarge,
     dominated_pmf,
     dominating_pairs,
     dominating_pmf,
+    grid_size,
+    loss_extent,
 )
 
-__all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant"]
+__all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant", "ToleranceNotMetWarning"]
 
 #: Mass allowed beyond each end of the FFT window; it is carried into the bounds.
 _WINDOW_TAIL = 1e-18
@@ -55,19 +59,83 @@ _UNKNOWN_DELTA_SCALE = 1e-9
 #: A direction is recomposed in extended precision where its double-precision rounding
 #: allowance at the anchor exceeds this share of the delta at stake.
 _EXTENDED_TRIGGER = 1e-3
-#: Automatic refinement stops before a grid predicted to need more FFT points than this (the
-#: bracket so far is returned, certified; a user-set ``value_discretization`` may go further).
-_REFINE_GRID_LIMIT = 1 << 22
+#: Largest composed grid (FFT length) of any query, automatic or set by value_discretization:
+#: it bounds the memory of one composition (a few hundred MB).
+_MAX_GRID_POINTS = 1 << 21
+#: Automatic grids stop refining before a grid predicted to be longer than this.
+_REFINE_GRID_LIMIT = _MAX_GRID_POINTS
+#: Where the first guess at a grid is too long, the search starts from one of about this length
+#: (cheap to compose; finer grids follow while the work allows).
+_PROBE_POINTS = 1 << 16
+#: Largest number of points of the per-step losses of one dominating pair, summed over the
+#: distinct (sample rate, noise) pairs composed.
+_MAX_STEP_POINTS = 1 << 20
+#: Work allowed to one query, in units of one point of one FFT (about 30-60 ns each): the
+#: automatic search stops refining, and optional recompositions are skipped, past it.
+_WORK_BUDGET = 3e7
+#: Work units of one point of a per-step discretisation (normal CDFs and the loss inverse; the
+#: replace pair's inverse is a bisection, about eight times dearer).
+_STEP_POINT_WORK = {"remove": 10.0, "add": 10.0, "replace": 80.0}
+#: Cost of a forward transform in extended precision relative to double.
+_EXTENDED_WORK = 5.0
 #: Whether NumPy's long double is wider than double here (x86: 64-bit mantissa; elsewhere it
 #: may be double itself, and extended precision would change nothing).
 _HAS_EXTENDED = np.finfo(np.longdouble).eps < np.finfo(float).eps
+#: Composing more steps than this leaves the FFT's rounding bound (about ``T u`` relative,
+#: ``u`` the unit roundoff of the widest precision available) above 1/10: the PLD is not
+#: attempted and RDP's bound is reported.
+_MAX_COMPOSED_STEPS = 0.1 / float(np.finfo(np.longdouble if _HAS_EXTENDED else float).eps)
 
-class EpsilonBounds(NamedTuple):
-    """Certified bracket ``lower <= epsilon <= upper`` at one ``delta``."""
 
+class ToleranceNotMetWarning(RuntimeWarning):
+    """An automatic PLD grid did not reach the requested bracket width; the bracket returned is
+    certified but wider (see ``EpsilonBounds.tolerance_met``)."""
+
+
+class _EpsilonFields(NamedTuple):
     lower: float
     upper: float
     value_discretization: float
+
+
+class _DeltaFields(NamedTuple):
+    lower: float
+    upper: float
+    value_discretization: float
+
+
+class _Flagged:
+    """``tolerance_met`` and ``target_width`` kept beside the three tuple fields, so unpacking
+    (``lower, upper, grid = bounds``), indexing and equality see the three fields only."""
+
+    #: whether the bracket met its target (class defaults: a tuple built by ``_make``)
+    tolerance_met: bool = True
+    #: the epsilon-bracket width aimed at (``inf`` for a fixed ``value_discretization``)
+    target_width: float = math.inf
+
+    def __new__(cls, lower, upper, value_discretization, tolerance_met=True,
+                target_width=math.inf):
+        self = super().__new__(cls, lower, upper, value_discretization)
+        self.tolerance_met = bool(tolerance_met)
+        self.target_width = float(target_width)
+        return self
+
+    def __repr__(self) -> str:
+        pairs = zip(self._fields, self, strict=True)
+        fields = ", ".join(f"{name}={value!r}" for name, value in pairs)
+        flag = "" if self.tolerance_met else ", tolerance_met=False"
+        return f"{type(self).__name__}({fields}{flag})"
+
+
+class EpsilonBounds(_Flagged, _EpsilonFields):
+    """Certified bracket ``lower <= epsilon <= upper`` at one ``delta``.
+
+    A 3-tuple ``(lower, upper, value_discretization)``; ``value_discretization`` is the grid of
+    the upper bound (``0.0`` where no grid was composed). Two attributes beside the fields (not
+    part of unpacking or equality): ``tolerance_met`` is ``False`` where an automatic grid did
+    not reach ``target_width`` or no grid could be composed (a
+    :class:`ToleranceNotMetWarning` is issued then too); the bracket is certified either way.
+    """
 
     @property
     def width(self) -> float:
@@ -75,12 +143,91 @@ class EpsilonBounds(NamedTuple):
         return self.upper - self.lower
 
 
-class DeltaBounds(NamedTuple):
-    """Certified bracket ``lower <= delta <= upper`` at one ``epsilon``."""
+class DeltaBounds(_Flagged, _DeltaFields):
+    """Certified bracket ``lower <= delta <= upper`` at one ``epsilon``.
 
-    lower: float
-    upper: float
-    value_discretization: float
+    A 3-tuple like :class:`EpsilonBounds`, with the same ``tolerance_met`` and ``target_width``
+    (an epsilon width: how far below ``epsilon`` the lower curve reaches ``upper``).
+    """
+
+
+class _OverBudget(Exception):
+    """Work refused by the query's budget; ``factor`` is how far it was over."""
+
+    def __init__(self, factor: float):
+        super().__init__(factor)
+        self.factor = factor
+
+
+class _Unresolvable(Exception):
+    """No grid can hold these losses, or the composition's rounding would swamp any answer."""
+
+
+class _Work:
+    """The work budget of the current query, shared by the compositions it builds.
+
+    ``strict``: work that does not fit raises :class:`_OverBudget` (the automatic search then
+    picks a coarser grid); otherwise only ``optional`` work is refused.
+    """
+
+    def __init__(self):
+        self.left, self.strict = math.inf, False
+
+    def reset(self, units: float, strict: bool) -> None:
+        self.left, self.strict = units, strict
+
+    def take(self, units: float, optional: bool = False, reserve: float = 1.0) -> None:
+        """Spend ``units``, refused where ``reserve`` times as many (work to follow) are not
+        left."""
+        if units * reserve > self.left and (optional or self.strict):
+            raise _OverBudget(units * reserve / max(self.left, 1.0))
+        self.left -= units
+
+    def admit(self, optional: bool = False, reserve: float = 1.0):
+        """A callback for :func:`accounting.pld_composition.compose_tilted`."""
+
+        def admit(size, transforms, extended):
+            units = size * (transforms * (_EXTENDED_WORK if extended else 1.0) + 1.0)
+            self.take(units, optional, reserve)
+
+        return admit
+
+
+def _zero_floor(value: float) -> float:
+    """``value`` if positive, else ``0.0`` (never ``-0.0``)."""
+    return float(value) if value > 0 else 0.0
+
+
+def _inverse_variance(noise_multiplier: float) -> float:
+    """``1 / sigma^2``, saturated at ``e^700`` (no overflow, nor a division by ``0.0 ** 2``)."""
+    return math.exp(min(-2.0 * math.log(noise_multiplier), 700.0))
+
+
+def _gaussian_dp_epsilon(mu: float, delta: float) -> float:
+    """Epsilon of ``mu``-Gaussian DP at ``delta`` (Dong, Roth, Su 2022, Corollary 2.13): only a
+    guess at the answer, which decides where the composed laws are made accurate.
+
+    ``delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)`` is at most its first term,
+    which equals ``delta`` at ``mu^2/2 + mu z`` (``z = -Phi^-1(delta)``): a bracket for Brent's
+    method. Beyond ``mu = 1e6`` that end itself is returned.
+    """
+    if not mu > 0:
+        return 0.0
+    z = -float(special.ndtri(delta))
+    high = mu * (0.5 * mu + max(z, 0.0)) + 1.0
+    if not mu <= 1e6:
+        return high
+
+    def excess(epsilon):
+        log_first = special.log_ndtr(-epsilon / mu + 0.5 * mu)
+        log_second = epsilon + special.log_ndtr(-epsilon / mu - 0.5 * mu)
+        if log_second >= log_first:
+            return -delta
+        return float(np.exp(log_first) * -np.expm1(log_second - log_first)) - delta
+
+    if excess(0.0) <= 0:
+        return 0.0
+    return float(optimize.brentq(excess, 0.0, high, xtol=1e-12, rtol=1e-12))
 
 
 class _Direction:
@@ -88,42 +235,94 @@ class _Direction:
     (threshold) laws when first asked for, since one direction's lower bound already bounds
     the worst direction's epsilon from below."""
 
-    def __init__(self, entries, step: float, tail: float, anchor: float, delta_scale: float):
-        self._entries, self._step, self._tail = entries, step, tail
+    def __init__(self, entries, step: float, tail: float, anchor: float, delta_scale: float,
+                 work: _Work, optional: bool, reserve: float):
+        self._entries, self._step, self._tail, self._work = entries, step, tail, work
+        # work to keep for what follows this upper law: its lower laws (two more compositions
+        # of about its size) and those of the directions still to come
+        self._reserve = reserve
+        self._lower: ThresholdBound | None = None
+        # the per-step grids, priced before they are built
+        sizes = [grid_size(pair, step, tail) for pair, _ in entries]
+        if not sum(sizes) <= _MAX_STEP_POINTS:
+            raise GridTooLarge(
+                f"value_discretization={step:g} needs {sum(sizes):.3g} points for one step's "
+                f"privacy losses (at most {_MAX_STEP_POINTS} allowed)",
+                sum(sizes), _MAX_STEP_POINTS,
+            )
+        work.take(sum(_STEP_POINT_WORK[pair.direction] * size
+                      for (pair, _), size in zip(entries, sizes, strict=True)), optional)
         upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, count in entries]
         self._tilt, excess = choose_tilt(upper_groups, anchor)
         # window tails worth _WINDOW_TAIL at the anchor once the tilt is undone
         self._budget = min(_WINDOW_TAIL * math.exp(min(-excess, 500.0)), 1e-12)
         self._extended = False
-        self.upper = self._compose_upper(upper_groups)
+        self.upper = self._compose_upper(upper_groups, optional, reserve)
         # Where the tilt cannot make the FFT's worst-case rounding small next to delta (heavy
         # tails, tiny delta), the transforms and their powers are redone with a 64-bit
-        # mantissa: the allowance drops ~2000-fold
+        # mantissa: the allowance drops ~2000-fold (skipped where the work budget is spent)
         rounding = float(self.upper.allowance(anchor))
         if _HAS_EXTENDED and rounding > _EXTENDED_TRIGGER * delta_scale:
             self._extended = True
-            self.upper = self._compose_upper(upper_groups)
+            try:
+                self.upper = self._compose_upper(upper_groups, True, reserve)
+            except _OverBudget:
+                self._extended = False
 
-    def _compose_upper(self, groups):
+    def _compose_upper(self, groups, optional: bool, reserve: float):
         return compose_plds(
-            groups, self._budget, clip_negative=True, tilt=self._tilt, extended=self._extended
+            groups, self._budget, clip_negative=True, tilt=self._tilt, extended=self._extended,
+            max_size=_MAX_GRID_POINTS, admit=self._work.admit(optional, reserve),
         )
 
-    @cached_property
-    def lower(self) -> ThresholdBound:
-        """Threshold bounds from the merged-cell laws under ``P`` and ``Q``."""
+    def _threshold_bound(self, admit) -> ThresholdBound:
+        if admit is not None:  # priced like the upper law's per-step grids
+            self._work.take(sum(
+                _STEP_POINT_WORK[pair.direction] * grid_size(pair, self._step, self._tail)
+                for pair, _ in self._entries
+            ), optional=self._work.strict)
         merged = [
-            (dominated_pmf(pair, self._step, self._tail), count) for pair, count in self._entries
+            (dominated_pmf(pair, self._step, self._tail, max_points=_MAX_STEP_POINTS), count)
+            for pair, count in self._entries
         ]
         q_groups = [
             (DiscretePld(self._step, pld.first_index, pld.q_masses), count)
             for pld, count in merged
         ]
         # Q = P exp(-loss): tilting it by one more puts it where the tilted P is
+        compose = {"extended": self._extended, "max_size": _MAX_GRID_POINTS, "admit": admit}
         return ThresholdBound(
-            compose_tilted(merged, self._budget, tilt=self._tilt, extended=self._extended),
-            compose_tilted(q_groups, self._budget, tilt=self._tilt + 1.0, extended=self._extended),
+            compose_tilted(merged, self._budget, tilt=self._tilt, **compose),
+            compose_tilted(q_groups, self._budget, tilt=self._tilt + 1.0, **compose),
         )
+
+    @property
+    def lower(self) -> ThresholdBound:
+        """Threshold bounds from the merged-cell laws under ``P`` and ``Q`` (outside any work
+        budget)."""
+        if self._lower is None:
+            self._lower = self._threshold_bound(admit=None)
+        return self._lower
+
+    def _budgeted_lower(self) -> ThresholdBound | None:
+        """:attr:`lower` within the query's work budget; ``None`` where an automatic search
+        cannot afford it (the refusal is not kept: a later query may afford it)."""
+        if self._lower is None:
+            try:
+                self._lower = self._threshold_bound(
+                    admit=self._work.admit(optional=self._work.strict)
+                )
+            except (_OverBudget, GridTooLarge):
+                return None
+        return self._lower
+
+    def epsilon_lower(self, delta: float) -> float:
+        lower = self._budgeted_lower()
+        return -math.inf if lower is None else lower.epsilon_lower(delta)
+
+    def delta_lower(self, epsilon: float) -> float:
+        lower = self._budgeted_lower()
+        return 0.0 if lower is None else lower.delta_lower(epsilon)
 
     def epsilon_upper(self, delta: float) -> float:
         spare = delta - self.upper.infinity_mass
@@ -150,18 +349,21 @@ class _Composition:
     """Upper and lower composed laws of every dominating pair on one grid, each tilted towards
     losses near ``anchor`` (a guess at the answer, ideally just below it). ``delta_scale`` is
     the delta at stake: the per-step truncation leaves out a ``_TRUNCATION_SHARE`` of it over all
-    steps (counted in the bounds), and it decides where extended precision is needed."""
+    steps (counted in the bounds), and it decides where extended precision is needed. ``work``
+    is the accountant's budget (``optional``: this grid may be refused, see :class:`_Work`)."""
 
-    def __init__(self, pairs_and_counts, step: float, anchor: float, delta_scale: float):
-        total_steps = sum(count for _, count in pairs_and_counts)
-        tail = max(_TRUNCATION_SHARE * delta_scale, 1e-300) / max(total_steps, 1)
+    def __init__(self, pairs_and_counts, step: float, anchor: float, delta_scale: float,
+                 work: _Work, optional: bool = False):
+        tail = _step_tail(pairs_and_counts, delta_scale)
         self.step = step
         by_direction: dict[str, list] = {}
         for pair, count in pairs_and_counts:
             by_direction.setdefault(pair.direction, []).append((pair, count))
+        count = len(by_direction)
         self.directions = [
-            _Direction(entries, step, tail, anchor, delta_scale)
-            for entries in by_direction.values()
+            _Direction(entries, step, tail, anchor, delta_scale, work, optional,
+                       reserve=3.0 * (count - index))
+            for index, entries in enumerate(by_direction.values())
         ]
 
     @property
@@ -169,19 +371,25 @@ class _Composition:
         """Points of the largest composed upper law (about its FFT length)."""
         return max(direction.upper.masses.size for direction in self.directions)
 
-    def epsilon_bounds(self, delta: float, enough: float = 0.0) -> tuple[float, float]:
+    def epsilon_bounds(self, delta: float, enough=0.0) -> tuple[float, float]:
         """Certified ``(lower, upper)`` epsilon; lower bounds of further directions are skipped
-        once the width is at most ``enough``."""
+        once the width is at most ``enough`` (a number, or a function of the upper bound)."""
         uppers = [direction.epsilon_upper(delta) for direction in self.directions]
-        lower = _worst_lower(
-            self.directions, uppers, lambda d: d.lower.epsilon_lower(delta), enough
-        )
-        return max(lower, 0.0), max(max(uppers), 0.0)
+        if callable(enough):
+            enough = enough(max(uppers))
+        lower = _worst_lower(self.directions, uppers, lambda d: d.epsilon_lower(delta), enough)
+        return _zero_floor(lower), _zero_floor(max(uppers))
 
     def delta_bounds(self, epsilon: float) -> tuple[float, float]:
         uppers = [direction.delta_upper(epsilon) for direction in self.directions]
-        lower = _worst_lower(self.directions, uppers, lambda d: d.lower.delta_lower(epsilon), 0.0)
-        return max(lower, 0.0), min(max(uppers), 1.0)
+        lower = _worst_lower(self.directions, uppers, lambda d: d.delta_lower(epsilon), 0.0)
+        return _zero_floor(lower), min(max(uppers), 1.0)
+
+
+def _step_tail(pairs_and_counts, delta_scale: float) -> float:
+    """``P``-mass left out of each step's loss on each side (see :class:`_Composition`)."""
+    total_steps = sum(count for _, count in pairs_and_counts)
+    return max(max(_TRUNCATION_SHARE * delta_scale, 1e-300) / max(total_steps, 1), 1e-300)
 
 
 class PldAccountant(_ComposingAccountant):
@@ -190,11 +398,19 @@ class PldAccountant(_ComposingAccountant):
     Parameters
     ----------
     value_discretization : float, optional
-        Grid spacing of the privacy loss. If omitted, the grid is refined per query until
-        ``upper - lower <= tolerance``.
+        Grid spacing of the privacy loss. If omitted, the grid is searched per query for a
+        bracket within the tolerances below. A set spacing must fit the grid limits (see
+        Notes): a finer one raises ``ValueError`` naming ``value_discretization``, the limit
+        and the smallest spacing that fits.
     tolerance : float
-        Target width of the epsilon bracket when the grid is chosen automatically
-        (default ``1e-3``); the reported bounds are certified whatever width is reached.
+        Absolute target width of the epsilon bracket on an automatic grid (default ``1e-3``);
+        the bounds are certified whatever width is reached.
+    relative_tolerance : float, optional
+        Relative target width (default: ``tolerance``). The target is
+        ``min(tolerance, relative_tolerance * max(epsilon, tolerance))`` with ``epsilon`` the
+        bracket's upper end: by default ``1e-3`` wide from ``epsilon = 1`` on and
+        ``max(1e-3 epsilon, 1e-6)`` below, so that a small epsilon is as precise as a large
+        one. ``relative_tolerance=1`` gives the absolute target alone.
     neighboring : {"add_remove", "replace_one"}
         Neighbouring relation. ``"add_remove"`` takes the worse of the add and remove
         dominating pairs; ``"replace_one"`` uses the symmetric pair
@@ -210,10 +426,25 @@ class PldAccountant(_ComposingAccountant):
     first, then each grid's certified lower bound), which makes that error relative to the tail
     mass: brackets stay narrow down to ``delta`` of ``1e-14`` and below. Where the tilt cannot
     do that (heavy loss tails at tiny ``delta``), a direction is recomposed in ``longdouble``;
-    a grid whose upper bound is still infinite is recomposed anchored higher. If the PLD upper
-    bound is not resolvable (infinite), the RDP accountant's epsilon (also certified) is
-    reported instead for add/remove neighbours; for replace-one it stays ``inf``. Automatic
-    grids stop refining before 4M points (``tolerance`` is then not met; the bounds hold).
+    a grid whose upper bound is still infinite is recomposed anchored higher. The RDP
+    accountant's bound (also certified) caps the upper bound for add/remove neighbours; for
+    replace-one nothing caps it.
+
+    Automatic grids: refined from a first guess while the bracket narrows, then - where the
+    tolerance is still not met, e.g. when floating-point rounding swamps a tiny ``delta`` on fine
+    grids - coarsened; every grid's bounds are certified, and the largest lower and smallest
+    upper bound are returned. The search stops when the tolerance is met or a fixed work
+    budget is spent (about a second), so any query ends in bounded time and memory; a bracket
+    wider than its target has ``tolerance_met`` ``False`` and issues a
+    :class:`ToleranceNotMetWarning` (tiny tolerances, epsilon in the thousands where relative
+    precision runs out, 1e9 steps and more).
+
+    Limits: a composed grid has at most ``2**21`` points, one step's losses at most ``2**20``
+    (summed over the distinct sample rates and noises composed); automatic grids are chosen
+    within them. Where no grid can hold the losses (noise multipliers below about ``1e-154``,
+    whose losses overflow) or more than about ``1e18`` steps are composed (the FFT's rounding,
+    ``T`` times the unit roundoff, would swamp any answer), no PLD is composed: the bracket is
+    ``[0, RDP's epsilon]`` (``inf`` for replace-one) with ``tolerance_met`` ``False``.
 
     Examples
     --------
@@ -221,6 +452,7 @@ class PldAccountant(_ComposingAccountant):
     >>> bounds = acc.get_epsilon_bounds(1e-5)
     >>> bounds.lower <= 0.853 <= bounds.upper, bounds.width <= 1e-3
     (True, True)
+    >>> lower, upper, grid = bounds
     """
 
     def __init__(
@@ -228,22 +460,33 @@ class PldAccountant(_ComposingAccountant):
         value_discretization: float | None = None,
         tolerance: float = 1e-3,
         neighboring: str = "add_remove",
+        relative_tolerance: float | None = None,
     ):
         super().__init__(np.zeros(0))
         if value_discretization is not None:
             value_discretization = check_positive(value_discretization, "value_discretization")
         self._value_discretization = value_discretization
         self._tolerance = check_positive(tolerance, "tolerance")
+        self._relative_tolerance = (
+            self._tolerance if relative_tolerance is None
+            else check_positive(relative_tolerance, "relative_tolerance")
+        )
         if neighboring not in RELATIONS:
             raise ValueError(f"neighboring must be one of {RELATIONS}, got {neighboring!r}")
         self._neighboring = neighboring
         # keyed by the composed steps too, so composing more never reuses a stale grid
         self._compositions: dict[tuple, _Composition] = {}
+        self._work = _Work()
 
     @property
     def neighboring(self) -> str:
         """Neighbouring relation of the bounds."""
         return self._neighboring
+
+    def _target_width(self, epsilon: float) -> float:
+        """Width aimed at for an epsilon near ``epsilon`` (see ``relative_tolerance``)."""
+        scale = max(epsilon, self._tolerance) if epsilon == epsilon else self._tolerance
+        return min(self._tolerance, self._relative_tolerance * scale)
 
     # ----------------------------------------------------------------- grid selection
     def _pairs_and_counts(self):
@@ -253,47 +496,120 @@ class PldAccountant(_ComposingAccountant):
                 entries.append((pair, count))
         return entries
 
-    def _composition(self, step: float, anchor: float, delta_scale: float) -> _Composition:
+    def _composition(self, step: float, anchor: float, delta_scale: float,
+                     optional: bool = False) -> _Composition:
         key = (tuple(self._steps_by_pair.items()), step, anchor, delta_scale)
         if key not in self._compositions:
-            while len(self._compositions) >= 3:  # bound the memory held by finer grids
+            # bound the memory held by earlier grids
+            while len(self._compositions) >= 3 or (
+                self._compositions
+                and sum(c.grid_points for c in self._compositions.values()) > _MAX_GRID_POINTS
+            ):
                 self._compositions.pop(next(iter(self._compositions)))
             self._compositions[key] = _Composition(
-                self._pairs_and_counts(), step, anchor, delta_scale
+                self._pairs_and_counts(), step, anchor, delta_scale, self._work, optional
             )
         return self._compositions[key]
 
-    def _initial_step(self) -> float:
+    def _check_resolvable(self) -> None:
+        """Raise :class:`_Unresolvable` where the PLD cannot be composed meaningfully."""
+        if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
+            raise _Unresolvable
+
+    def _smallest_step(self, delta_scale: float) -> float:
+        """The finest spacing whose per-step losses fit ``_MAX_STEP_POINTS`` (with room for the
+        two end points of every pair); :class:`_Unresolvable` where a loss overflows."""
+        entries = self._pairs_and_counts()
+        tail = _step_tail(entries, delta_scale)
+        spans: dict[str, float] = {}
+        for pair, _ in entries:
+            low, high = loss_extent(pair, tail)
+            if not math.isfinite(high - low):
+                raise _Unresolvable
+            spans[pair.direction] = spans.get(pair.direction, 0.0) + (high - low)
+        room = _MAX_STEP_POINTS - 4 * len(entries)
+        return max(spans.values()) / room
+
+    def _initial_step(self, target: float) -> float:
         """A first grid spacing from the bracket's second-order behaviour.
 
         The bracket's width grows like ``sqrt(T) step^2 / s`` for a per-step loss of standard
         deviation ``s = q sqrt(exp(1/sigma^2) - 1)``; the constant 1.5 was fitted on the four
-        settings of the benchmark (the refinement corrects it where it is off).
+        settings of the benchmark (the search corrects it where it is off). Saturates instead
+        of overflowing for extreme noise multipliers.
         """
-        worst = math.inf
+        worst = 0.05
         for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
-            growth = math.expm1(min(1.0 / noise_multiplier**2, 700.0))
+            growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
             spread = max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12)
-            step = math.sqrt(1.5 * self._tolerance * spread / math.sqrt(count))
-            worst = min(worst, step)
-        return float(min(worst, 0.05))
+            worst = min(worst, math.sqrt(1.5 * target * spread / math.sqrt(float(count))))
+        return float(worst)
 
-    def _refine(
-        self, query, anchor: float, follow_lower: bool, delta_scale: float,
-        ceiling: float = math.inf,
-    ):
-        """Run ``query(composition) -> (lower, upper, width)`` on finer grids until the
-        width meets the tolerance (or stops shrinking); returns the narrowest result and its
-        spacing. ``anchor`` is where the composed laws are made accurate (see
-        :func:`accounting.pld_composition.choose_tilt`); with ``follow_lower`` each finer grid
-        is anchored at the previous grid's certified lower bound, and a grid whose upper bound
-        is infinite (the answer lies far above the anchor, where the tilted law is not accurate
+    def _first_anchor(self, delta: float, rdp_epsilon: float) -> float:
+        """A first guess at epsilon: the Gaussian-DP (CLT) estimate
+        ``mu = q sqrt(T (exp(1/sigma^2) - 1))`` (mu^2 adding over the steps), capped by RDP's
+        epsilon.
+
+        Only the accuracy of the bounds depends on it, never their validity; it is computed here
+        (saturating, never raising) for any noise multiplier.
+        """
+        mu_squared = 0.0
+        for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
+            growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
+            mu_squared += min(sample_rate * sample_rate * float(count) * growth, 1e300)
+        try:
+            guess = _gaussian_dp_epsilon(math.sqrt(min(mu_squared, 1e300)), delta)
+        except (ArithmeticError, ValueError):  # only a guess: RDP's bound will do
+            guess = math.inf
+        guess = min(guess, rdp_epsilon)
+        return float(guess) if math.isfinite(guess) else 1.0
+
+    def _search(self, query, anchor: float, delta_scale: float, *, follow_lower: bool,
+                ceiling: float, target, epsilon_units: bool):
+        """Run ``query(composition) -> (lower, upper, width)`` on one grid or a search of grids;
+        returns ``(lower, upper, step, met)``: the largest lower and smallest upper bound seen,
+        the spacing of the grid of that upper bound, and whether ``width <= target(upper)``.
+
+        ``anchor`` is where the composed laws are made accurate (see
+        :func:`accounting.pld_composition.choose_tilt`); with ``follow_lower`` each further grid
+        is anchored at the certified lower bound in hand, and a grid whose upper bound is
+        infinite (the answer lies far above the anchor, where the tilted law is not accurate
         enough) is recomposed anchored higher, towards ``ceiling`` (a known upper bound).
-        ``delta_scale`` is the delta at stake (see :class:`_Composition`)."""
+        ``delta_scale`` is the delta at stake (see :class:`_Composition`). ``width`` is an
+        epsilon width: for epsilon queries (``epsilon_units``) that of the combined bracket.
+        Raises :class:`_Unresolvable` where no grid can be composed.
+        """
+        fixed = self._value_discretization
+        self._work.reset(_WORK_BUDGET, strict=fixed is None)
+        if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
+            raise _Unresolvable
+        smallest = self._smallest_step(delta_scale)
+        best = [-math.inf, math.inf, 0.0, math.inf]  # lower, upper, its step, width
+        where = {"anchor": anchor}
 
-        def run(step: float, anchor: float):
+        def record(result, step) -> bool:
+            improved = False
+            if result[0] > best[0]:
+                best[0], improved = result[0], True
+            if result[1] < best[1]:
+                best[1], best[2], improved = result[1], step, True
+            best[3] = best[1] - best[0] if epsilon_units else min(best[3], result[2])
+            if follow_lower and best[0] > 0:
+                where["anchor"] = best[0]
+            return improved
+
+        def met() -> bool:
+            return best[3] <= target(best[1])
+
+        def run(step: float):
+            """The query on one grid, recomposed anchored higher while its upper bound is
+            infinite (while at least half the work is left for other grids); returns the
+            result, the last composition and the work of the first."""
+            left = self._work.left
+            anchor = where["anchor"]
             composition = self._composition(step, anchor, delta_scale)
             result = query(composition)
+            cost = max(left - self._work.left, 1.0)
             for _ in range(3):
                 if math.isfinite(result[1]) or not follow_lower:
                     break
@@ -302,52 +618,96 @@ class PldAccountant(_ComposingAccountant):
                 if not higher > anchor:
                     break
                 anchor = higher
-                composition = self._composition(step, anchor, delta_scale)
-                result = query(composition)
-            return result, anchor, composition
+                if self._work.left < 0.5 * _WORK_BUDGET:
+                    break
+                try:
+                    composition = self._composition(step, anchor, delta_scale, optional=True)
+                except (_OverBudget, GridTooLarge):
+                    break
+                again = query(composition)
+                result = (max(result[0], again[0]), min(result[1], again[1]),
+                          min(result[2], again[2]))
+            return result, composition, cost
 
-        if self._value_discretization is not None:
-            step = self._value_discretization
-            return run(step, anchor)[0], step
-        step = self._initial_step()
-        for _ in range(12):  # a grid too large for memory: start coarser (still certified)
+        if fixed is not None:
+            if fixed < smallest:
+                raise ValueError(
+                    f"value_discretization={fixed:g} needs more than {_MAX_STEP_POINTS} points "
+                    f"for one step's privacy loss; the smallest that fits is {smallest:.3g}"
+                )
             try:
-                self._composition(step, anchor, delta_scale)
+                result = run(fixed)[0]
+            except GridTooLarge as error:
+                if not math.isfinite(error.points):
+                    raise _Unresolvable from None
+                raise GridTooLarge(
+                    f"{error} (the smallest value_discretization that fits is about "
+                    f"{fixed * error.points / error.limit:.3g})", error.points, error.limit,
+                ) from None
+            record(result, fixed)
+            return best[0], best[1], best[2], True
+
+        # first grid: the guess, coarsened until it fits the grid limit and the budget
+        # (the guess aims at the absolute tolerance; a relative target is reached by refining)
+        step = max(self._initial_step(self._tolerance), smallest)
+        for _ in range(64):
+            try:
+                result, composition, cost = run(step)
                 break
-            except ValueError:
-                step *= 4.0
-        best = None
-        for _ in range(8):
-            try:
-                result, anchor, composition = run(step, anchor)
-            except ValueError:
-                if best is None:
-                    raise
-                break  # grid too large: keep the best (certified) answer so far
+            except GridTooLarge as error:
+                if not math.isfinite(error.points):
+                    raise _Unresolvable from None
+                step *= max(1.25 * error.points / _PROBE_POINTS, 1.25)
+            except _OverBudget as error:
+                step *= max(1.25 * error.factor, 1.25)
+        else:
+            raise _Unresolvable
+        first_step, first_cost = step, cost
+        record(result, step)
+        # finer grids while the bracket narrows like step^2 (not where rounding or the tails
+        # dominate) and the work allows
+        while not met():
             width = result[2]
-            if best is not None and not width < 0.8 * best[0][2]:
-                break  # the width no longer shrinks with the grid: rounding or tails dominate
-            best = (result, step)
-            if not width > self._tolerance or not math.isfinite(width):
+            if not (math.isfinite(width) and width > 0):
                 break
-            if follow_lower and result[0] > 0:
-                anchor = result[0]
-            ratio = min(max(math.sqrt(self._tolerance / width) * 0.9, 0.1), 0.7)
-            if composition.grid_points / ratio > _REFINE_GRID_LIMIT:
+            ratio = min(max(math.sqrt(target(best[1]) / width) * 0.9, 0.1), 0.7)
+            # no finer than the grid limit and the work left allow (a grid's work grows like
+            # its length, about 1 / step)
+            ratio = max(ratio, 1.25 * composition.grid_points / _REFINE_GRID_LIMIT,
+                        1.1 * cost / max(self._work.left, 1.0))
+            if ratio > 0.8:
                 break  # too costly a grid for an automatic choice
+            try:
+                try:
+                    again, composition, cost = run(step * ratio)
+                except GridTooLarge as error:  # longer than predicted: as long as allowed
+                    ratio *= 1.1 * error.points / error.limit
+                    if not ratio <= 0.8:
+                        break
+                    again, composition, cost = run(step * ratio)
+            except (GridTooLarge, _OverBudget):
+                break
             step *= ratio
-        return best
-
-    def _first_anchor(self, delta: float, rdp_epsilon: float) -> float:
-        """A first guess at epsilon: the Gaussian-DP (CLT) estimate, capped by RDP's epsilon.
-
-        Only the accuracy of the bounds depends on it, never their validity."""
-        mu_squared = sum(  # mu-GDP composes as the root of the sum of squares
-            gdp_mu(sample_rate, noise_multiplier, count) ** 2
-            for (sample_rate, noise_multiplier), count in self._steps_by_pair.items()
-        )
-        guess = _mu_epsilon(math.sqrt(min(mu_squared, 1e300)), delta)
-        return float(min(guess, rdp_epsilon)) if math.isfinite(rdp_epsilon) else float(guess)
+            record(again, step)
+            if not again[2] < 0.8 * width:
+                break
+            result = again
+        # coarser grids where fine ones fall short: at a tiny delta the rounding allowance of
+        # a long FFT can swamp delta where a short one does not
+        coarse, cost = first_step, first_cost
+        for _ in range(6):
+            if met():
+                break
+            coarse, cost = coarse * 4.0, cost / 4.0
+            if cost > self._work.left:
+                break
+            try:
+                again, _, cost = run(coarse)
+            except (GridTooLarge, _OverBudget):
+                break
+            if not record(again, coarse):
+                break
+        return best[0], best[1], best[2], met()
 
     # ----------------------------------------------------------------- queries
     def get_epsilon_bounds(self, delta: float) -> EpsilonBounds:
@@ -359,47 +719,67 @@ class PldAccountant(_ComposingAccountant):
             Target delta in ``(0, 1)``.
         """
         delta = check_delta(delta)
+        fixed = self._value_discretization
         if not self._steps_by_pair:
-            return EpsilonBounds(0.0, 0.0, self._value_discretization or 0.0)
-
-        # on an automatic grid, a bracket within the tolerance is enough
-        enough = self._tolerance if self._value_discretization is None else 0.0
+            return EpsilonBounds(0.0, 0.0, fixed or 0.0)
+        rdp_epsilon = self._rdp_epsilon(delta)
+        if rdp_epsilon == 0.0:  # certified by RDP: nothing left to bracket
+            return EpsilonBounds(0.0, 0.0, fixed or 0.0)
 
         def query(composition):
-            lower, upper = composition.epsilon_bounds(delta, enough)
+            # on an automatic grid, a bracket within the tolerance is enough
+            lower, upper = composition.epsilon_bounds(delta, 0.0 if fixed else self._target_width)
             return lower, upper, upper - lower
 
-        rdp_epsilon = self._rdp_epsilon(delta)
         anchor = self._first_anchor(delta, rdp_epsilon)
-        (lower, upper, _), step = self._refine(
-            query, anchor, follow_lower=True, delta_scale=delta, ceiling=rdp_epsilon
-        )
-        return EpsilonBounds(lower, min(upper, rdp_epsilon), step)
+        try:
+            lower, upper, step, met = self._search(
+                query, anchor, delta, follow_lower=True, ceiling=rdp_epsilon,
+                target=self._target_width, epsilon_units=True,
+            )
+        except _Unresolvable:
+            lower, upper, step, met = 0.0, math.inf, 0.0, False
+        upper = min(upper, rdp_epsilon)
+        target = math.inf if fixed else self._target_width(upper)
+        met = met and upper - lower <= target
+        if not met:
+            _warn_wide(f"epsilon in [{lower:.6g}, {upper:.6g}]", target, step)
+        return EpsilonBounds(_zero_floor(lower), upper, step, met, target)
 
     def get_delta_bounds(self, epsilon: float) -> DeltaBounds:
         """Certified ``(lower, upper)`` bracket of delta at ``epsilon``.
 
-        Automatic grids aim at an epsilon-bracket of width ``tolerance`` near this delta.
+        Automatic grids aim at an epsilon-bracket of the target width near this delta.
         """
         epsilon = check_epsilon(epsilon)
+        fixed = self._value_discretization
         if not self._steps_by_pair:
-            return DeltaBounds(0.0, 0.0, self._value_discretization or 0.0)
+            return DeltaBounds(0.0, 0.0, fixed or 0.0)
+        rdp_delta = self._rdp_delta(epsilon)
+        if rdp_delta == 0.0:
+            return DeltaBounds(0.0, 0.0, fixed or 0.0)
 
         def query(composition):
             lower, upper = composition.delta_bounds(epsilon)
-            if upper <= 0 or upper >= 1:
+            if upper <= 0:
                 return lower, upper, 0.0
             # express the width in epsilon: where does the lower curve reach the upper delta?
-            epsilon_lower, _ = composition.epsilon_bounds(upper)
+            epsilon_lower, _ = composition.epsilon_bounds(min(upper, 1.0))
             return lower, upper, max(epsilon - epsilon_lower, 0.0)
 
-        rdp_delta = self._rdp_delta(epsilon)
         # RDP's delta is at least the true one: a safe scale for the truncation
         scale = rdp_delta if rdp_delta < 1.0 else _UNKNOWN_DELTA_SCALE
-        (lower, upper, _), step = self._refine(
-            query, epsilon, follow_lower=False, delta_scale=scale
-        )
-        return DeltaBounds(lower, min(upper, rdp_delta), step)
+        target = math.inf if fixed else self._target_width(epsilon)
+        try:
+            lower, upper, step, met = self._search(
+                query, epsilon, scale, follow_lower=False, ceiling=math.inf,
+                target=lambda _: target, epsilon_units=False,
+            )
+        except _Unresolvable:
+            lower, upper, step, met = 0.0, 1.0, 0.0, False
+        if not met:
+            _warn_wide(f"delta in [{lower:.6g}, {min(upper, rdp_delta):.6g}]", target, step)
+        return DeltaBounds(_zero_floor(lower), min(upper, rdp_delta), step, met, target)
 
     def _rdp_accountant(self) -> RdpAccountant:
         """An RDP accountant over the same steps (add/remove only: RDP's relation here)."""
@@ -410,15 +790,21 @@ class PldAccountant(_ComposingAccountant):
 
     def _rdp_epsilon(self, delta: float) -> float:
         """RDP's epsilon, also a certified upper bound: it caps the PLD one where the PLD's
-        rounding allowance exceeds a very small delta."""
+        rounding allowance exceeds a very small delta (``inf`` where it cannot be had)."""
         if self._neighboring != "add_remove":
             return math.inf
-        return self._rdp_accountant().get_epsilon(delta)
+        try:
+            return float(self._rdp_accountant().get_epsilon(delta))
+        except (ArithmeticError, ValueError):  # no cap is still certified
+            return math.inf
 
     def _rdp_delta(self, epsilon: float) -> float:
         if self._neighboring != "add_remove":
             return 1.0
-        return self._rdp_accountant().get_delta(epsilon)
+        try:
+            return float(self._rdp_accountant().get_delta(epsilon))
+        except (ArithmeticError, ValueError):
+            return 1.0
 
     def get_epsilon(self, delta: float) -> float:
         """Certified upper bound on epsilon at ``delta`` (``inf`` if not resolvable)."""
@@ -432,3 +818,14 @@ class PldAccountant(_ComposingAccountant):
         """Certified upper bound on delta at ``epsilon``."""
         return self.get_delta_bounds(epsilon).upper
 
+
+def _warn_wide(bracket: str, target: float, step: float) -> None:
+    """Issue a :class:`ToleranceNotMetWarning` for a bracket wider than its target."""
+    how = (
+        "no grid could be composed: the bounds are RDP's" if step == 0.0
+        else f"the tightest bracket within the grid and work limits (grid {step:.3g})"
+    )
+    warnings.warn(
+        f"PLD {bracket} is wider than the target width {target:.3g}; {how}. It is certified.",
+        ToleranceNotMetWarning, stacklevel=3,
+    )
