@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import erf
 
+from accounting import _scipy
 from accounting._validation import (
     MAX_ORDER,
     check_delta,
@@ -104,7 +104,9 @@ class _ComposingAccountant:
         """
         total = 0.0
         for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items():
-            step_tv = sample_rate * float(erf(0.5 / (np.sqrt(2.0) * noise_multiplier)))
+            step_tv = sample_rate * float(
+                _scipy.special.erf(0.5 / (np.sqrt(2.0) * noise_multiplier))
+            )
             total += count_as_float(steps) * step_tv if step_tv > 0.0 else 0.0
         return min(1.0, total)
 

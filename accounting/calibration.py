@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from accounting import _scipy
 from accounting._validation import (
     check_delta,
     check_noise_multiplier,
@@ -52,10 +53,8 @@ def _boundary_on_safe_side(spend, low, high, tolerance, safe_is_high):
 
     ``spend(x) <= 0`` means x meets the budget; ``spend(low)`` and ``spend(high)`` bracket it.
     """
-    from scipy.optimize import brentq  # scipy.optimize is slow to import: only when needed
-
     if high - low > tolerance:
-        root = brentq(spend, low, high, xtol=tolerance / 4.0, rtol=4.0 * 2.0**-52)
+        root = _scipy.optimize.brentq(spend, low, high, xtol=tolerance / 4.0, rtol=4.0 * 2.0**-52)
         low, high = max(low, root - tolerance / 2.0), min(high, root + tolerance / 2.0)
         # Brent's bracket is guaranteed; confirm the safe end and fall back to bisection if a
         # rounding error put it on the wrong side.

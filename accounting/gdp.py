@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
 
+from accounting import _scipy
 from accounting._validation import (
     check_delta,
     check_epsilon,
@@ -40,8 +40,8 @@ def _mu_delta(mu: float, epsilon: float) -> float:
     a = -epsilon / mu + mu / 2.0
     b = -epsilon / mu - mu / 2.0
     # exp(eps) Phi(b) = exp(eps + log Phi(b)); both terms in log space, subtract stably
-    log_first = special.log_ndtr(a)
-    log_second = epsilon + special.log_ndtr(b)
+    log_first = _scipy.special.log_ndtr(a)
+    log_second = epsilon + _scipy.special.log_ndtr(b)
     if log_second >= log_first:
         return 0.0
     return float(np.exp(log_first) * -np.expm1(log_second - log_first))
@@ -49,8 +49,6 @@ def _mu_delta(mu: float, epsilon: float) -> float:
 
 def _mu_epsilon(mu: float, delta: float) -> float:
     """Smallest ``eps >= 0`` with ``delta(eps) <= delta`` for ``mu``-GDP (``inf`` past floats)."""
-    from scipy import optimize  # scipy.optimize is slow to import: only when needed
-
     if mu == 0.0 or _mu_delta(mu, 0.0) <= delta:
         return 0.0
     if math.isinf(mu):
@@ -60,7 +58,7 @@ def _mu_epsilon(mu: float, delta: float) -> float:
         if high > 1e307:  # about mu^2 / 2: the answer is beyond the float range
             return math.inf
         high *= 2.0
-    return float(optimize.brentq(lambda e: _mu_delta(mu, e) - delta, 0.0, high, xtol=1e-14,
+    return float(_scipy.optimize.brentq(lambda e: _mu_delta(mu, e) - delta, 0.0, high, xtol=1e-14,
                                  rtol=1e-15))
 
 

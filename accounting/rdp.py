@@ -31,8 +31,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import gammaln
 
+from accounting import _scipy
 from accounting._ragged import RaggedIndex, segment_logsumexp
 from accounting._validation import check_noise_multiplier, check_orders, check_sample_rate
 
@@ -178,6 +178,7 @@ def _binomial_layout(alpha: np.ndarray):
     index = RaggedIndex(alpha.astype(np.int64) - 1)
     k = (index.local + 2).astype(float)
     a = alpha[index.item]
+    gammaln = _scipy.special.gammaln
     log_binomial = gammaln(a + 1.0) - gammaln(k + 1.0) - gammaln(a - k + 1.0)
     return index, k, a - k, log_binomial
 
