@@ -82,9 +82,12 @@ _EXTENDED_WORK = 5.0
 #: may be double itself, and extended precision would change nothing).
 _HAS_EXTENDED = np.finfo(np.longdouble).eps < np.finfo(float).eps
 #: Composing more steps than this leaves the FFT's rounding bound (about ``T u`` relative,
-#: ``u`` the unit roundoff of the widest precision available) above 1/10: the PLD is not
+#: ``u`` the unit roundoff of the widest precision available) above 1e-4: the PLD is not
 #: attempted and RDP's bound is reported.
-_MAX_COMPOSED_STEPS = 0.1 / float(np.finfo(np.longdouble if _HAS_EXTENDED else float).eps)
+_MAX_COMPOSED_STEPS = 1e-4 / float(np.finfo(np.longdouble if _HAS_EXTENDED else float).eps)
+#: Per-step losses beyond this magnitude (noise multipliers below about 1e-50) are not put on a
+#: grid: their squares and tilts would overflow. RDP's bound is reported instead.
+_MAX_LOSS = 1e100
 
 
 class ToleranceNotMetWarning(RuntimeWarning):
@@ -316,21 +319,27 @@ class _Direction:
                 return None
         return self._lower
 
+    # A NaN (an overflow somewhere) counts as knowing nothing: -inf or 0 for a lower bound, inf
+    # or 1 for an upper one (comparisons with NaN are false).
     def epsilon_lower(self, delta: float) -> float:
         lower = self._budgeted_lower()
-        return -math.inf if lower is None else lower.epsilon_lower(delta)
+        value = -math.inf if lower is None else lower.epsilon_lower(delta)
+        return value if value > -math.inf else -math.inf
 
     def delta_lower(self, epsilon: float) -> float:
         lower = self._budgeted_lower()
-        return 0.0 if lower is None else lower.delta_lower(epsilon)
+        value = 0.0 if lower is None else lower.delta_lower(epsilon)
+        return value if value > 0 else 0.0
 
     def epsilon_upper(self, delta: float) -> float:
         spare = delta - self.upper.infinity_mass
-        return self.upper.epsilon_upper(spare) if spare > 0 else math.inf
+        value = self.upper.epsilon_upper(spare) if spare > 0 else math.inf
+        return value if value < math.inf else math.inf
 
     def delta_upper(self, epsilon: float) -> float:
         upper = self.upper
-        return upper.hockey_stick(epsilon) + float(upper.allowance(epsilon)) + upper.infinity_mass
+        value = upper.hockey_stick(epsilon) + float(upper.allowance(epsilon)) + upper.infinity_mass
+        return value if value < 1.0 else 1.0
 
 
 def _worst_lower(directions, uppers, lower_of, enough: float) -> float:
@@ -465,6 +474,11 @@ class PldAccountant(_ComposingAccountant):
         super().__init__(np.zeros(0))
         if value_discretization is not None:
             value_discretization = check_positive(value_discretization, "value_discretization")
+            if value_discretization > _MAX_LOSS:
+                raise ValueError(
+                    f"value_discretization must be at most {_MAX_LOSS:g} (a grid point beyond "
+                    f"it overflows once squared), got {value_discretization!r}"
+                )
         self._value_discretization = value_discretization
         self._tolerance = check_positive(tolerance, "tolerance")
         self._relative_tolerance = (
@@ -524,7 +538,7 @@ class PldAccountant(_ComposingAccountant):
         spans: dict[str, float] = {}
         for pair, _ in entries:
             low, high = loss_extent(pair, tail)
-            if not math.isfinite(high - low):
+            if not max(-low, high) <= _MAX_LOSS:
                 raise _Unresolvable
             spans[pair.direction] = spans.get(pair.direction, 0.0) + (high - low)
         room = _MAX_STEP_POINTS - 4 * len(entries)
@@ -725,6 +739,9 @@ class PldAccountant(_ComposingAccountant):
         rdp_epsilon = self._rdp_epsilon(delta)
         if rdp_epsilon == 0.0:  # certified by RDP: nothing left to bracket
             return EpsilonBounds(0.0, 0.0, fixed or 0.0)
+        if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
+            _warn_wide(f"epsilon in [0, {rdp_epsilon:.6g}]", self._tolerance, 0.0)
+            return EpsilonBounds(0.0, rdp_epsilon, 0.0, False, self._tolerance)
 
         def query(composition):
             # on an automatic grid, a bracket within the tolerance is enough
@@ -758,6 +775,9 @@ class PldAccountant(_ComposingAccountant):
         rdp_delta = self._rdp_delta(epsilon)
         if rdp_delta == 0.0:
             return DeltaBounds(0.0, 0.0, fixed or 0.0)
+        if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
+            _warn_wide(f"delta in [0, {rdp_delta:.6g}]", self._tolerance, 0.0)
+            return DeltaBounds(0.0, rdp_delta, 0.0, False, self._tolerance)
 
         def query(composition):
             lower, upper = composition.delta_bounds(epsilon)

@@ -449,10 +449,13 @@ def compose_tilted(
     # frequency's whole value, below e^-700, adds at most sqrt(2 dead) e^-700 in l2.
     weights = np.where((live == 0) | (2 * live == size), 1.0, 2.0)
     dead_part = math.sqrt(2.0 * dead) * math.exp(-700.0)
-    rounding = float(
-        np.sqrt(np.sum(weights * (envelope * relative) ** 2)) + dead_part
-        + 8.0 * levels * unit * (np.sqrt(np.sum(weights * envelope**2)) + dead_part)
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # an infinite bound certifies nothing
+        rounding = float(
+            np.sqrt(np.sum(weights * (envelope * relative) ** 2)) + dead_part
+            + 8.0 * levels * unit * (np.sqrt(np.sum(weights * envelope**2)) + dead_part)
+        )
+    if not rounding <= math.inf:
+        rounding = math.inf
     masses = fft.irfft(spectrum, n=size)
     return TiltedLaw(
         step, first, masses, tilt, log_scale, rounding + 4.0 * tail_budget,
@@ -474,7 +477,9 @@ def compose_plds(
     step, first, masses = law.step, law.first_index, law.masses
     log_allowance = float(np.log(law.error) + law.log_scale)
     if tilt > 0:
-        start = min(max(int(np.ceil(log_allowance / (tilt * step))) - first, 0), masses.size - 1)
+        # in floats first: the allowance may be infinite (nothing is certified then)
+        start_float = np.ceil(min(log_allowance / (tilt * step), 1e18)) - first
+        start = int(min(max(start_float, 0.0), masses.size - 1.0))
         masses = masses[start:]
         first += start
     losses = (first + np.arange(masses.size)) * step

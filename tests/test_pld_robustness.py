@@ -166,6 +166,17 @@ def test_extreme_steps_rates_and_spacings_are_bounded():
         assert "value_discretization" in error and f"{_MAX_STEP_POINTS}" in error
 
 
+def test_astronomical_step_counts_and_spacings_are_answered_or_refused_at_once():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ToleranceNotMetWarning)
+        bounds = PldAccountant().compose(1e-12, 1.0, 10**400).get_epsilon_bounds(1e-5)
+        delta = PldAccountant().compose(0.01, 1.0, 10**400).get_delta_bounds(1.0)
+    _certified(bounds.lower, bounds.upper)
+    assert not bounds.tolerance_met and 0.0 <= delta.lower <= delta.upper <= 1.0
+    with pytest.raises(ValueError, match="value_discretization must be at most 1e\\+100"):
+        PldAccountant(value_discretization=1e300)
+
+
 def test_user_grid_too_long_for_the_composed_window_names_the_limit():
     with pytest.raises(ValueError, match=rf"value_discretization.*{_MAX_GRID_POINTS}"):
         PldAccountant(value_discretization=1e-4).compose(1.0, 5.0, 100_000).get_epsilon(1e-5)
