@@ -134,10 +134,11 @@ class EpsilonBounds(_Flagged, _EpsilonFields):
     """Certified bracket ``lower <= epsilon <= upper`` at one ``delta``.
 
     A 3-tuple ``(lower, upper, value_discretization)``; ``value_discretization`` is the grid of
-    the upper bound (``0.0`` where no grid was composed). Two attributes beside the fields (not
-    part of unpacking or equality): ``tolerance_met`` is ``False`` where an automatic grid did
-    not reach ``target_width`` or no grid could be composed (a
-    :class:`ToleranceNotMetWarning` is issued then too); the bracket is certified either way.
+    the upper bound (``0.0`` where that bound is not a grid's: RDP's, or an exact 0). Two
+    attributes beside the fields (not part of unpacking or equality): ``tolerance_met`` is
+    ``False`` where an automatic grid did not reach ``target_width`` or no grid could be
+    composed (a :class:`ToleranceNotMetWarning` is issued then too); the bracket is certified
+    either way.
     """
 
     @property
@@ -450,10 +451,12 @@ class PldAccountant(_ComposingAccountant):
 
     Limits: a composed grid has at most ``2**21`` points, one step's losses at most ``2**20``
     (summed over the distinct sample rates and noises composed); automatic grids are chosen
-    within them. Where no grid can hold the losses (noise multipliers below about ``1e-154``,
-    whose losses overflow) or more than about ``1e18`` steps are composed (the FFT's rounding,
+    within them, and a set ``value_discretization`` must fit them (and be at most ``1e100``).
+    Where per-step losses exceed ``1e100`` (noise multipliers below about ``1e-50``; below
+    ``1e-154`` they overflow) or more than about ``1e15`` steps are composed (the FFT's rounding,
     ``T`` times the unit roundoff, would swamp any answer), no PLD is composed: the bracket is
-    ``[0, RDP's epsilon]`` (``inf`` for replace-one) with ``tolerance_met`` ``False``.
+    ``[0, RDP's epsilon]`` (``inf`` for replace-one) with ``tolerance_met`` ``False``. Where
+    RDP's epsilon (or delta) is 0, so is the bracket, at once.
 
     Examples
     --------
@@ -740,7 +743,7 @@ class PldAccountant(_ComposingAccountant):
         if rdp_epsilon == 0.0:  # certified by RDP: nothing left to bracket
             return EpsilonBounds(0.0, 0.0, fixed or 0.0)
         if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
-            _warn_wide(f"epsilon in [0, {rdp_epsilon:.6g}]", self._tolerance, 0.0)
+            _warn_wide(f"epsilon in [0, {rdp_epsilon:.6g}]", self._tolerance, False)
             return EpsilonBounds(0.0, rdp_epsilon, 0.0, False, self._tolerance)
 
         def query(composition):
@@ -755,12 +758,13 @@ class PldAccountant(_ComposingAccountant):
                 target=self._target_width, epsilon_units=True,
             )
         except _Unresolvable:
-            lower, upper, step, met = 0.0, math.inf, 0.0, False
+            lower, upper, step, met = None, math.inf, 0.0, False
+        composed, lower = lower is not None, lower or 0.0
         upper = min(upper, rdp_epsilon)
         target = math.inf if fixed else self._target_width(upper)
         met = met and upper - lower <= target
         if not met:
-            _warn_wide(f"epsilon in [{lower:.6g}, {upper:.6g}]", target, step)
+            _warn_wide(f"epsilon in [{lower:.6g}, {upper:.6g}]", target, composed)
         return EpsilonBounds(_zero_floor(lower), upper, step, met, target)
 
     def get_delta_bounds(self, epsilon: float) -> DeltaBounds:
@@ -776,7 +780,7 @@ class PldAccountant(_ComposingAccountant):
         if rdp_delta == 0.0:
             return DeltaBounds(0.0, 0.0, fixed or 0.0)
         if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
-            _warn_wide(f"delta in [0, {rdp_delta:.6g}]", self._tolerance, 0.0)
+            _warn_wide(f"delta in [0, {rdp_delta:.6g}]", self._tolerance, False)
             return DeltaBounds(0.0, rdp_delta, 0.0, False, self._tolerance)
 
         def query(composition):
@@ -796,9 +800,10 @@ class PldAccountant(_ComposingAccountant):
                 target=lambda _: target, epsilon_units=False,
             )
         except _Unresolvable:
-            lower, upper, step, met = 0.0, 1.0, 0.0, False
+            lower, upper, step, met = None, 1.0, 0.0, False
+        composed, lower = lower is not None, lower or 0.0
         if not met:
-            _warn_wide(f"delta in [{lower:.6g}, {min(upper, rdp_delta):.6g}]", target, step)
+            _warn_wide(f"delta in [{lower:.6g}, {min(upper, rdp_delta):.6g}]", target, composed)
         return DeltaBounds(_zero_floor(lower), min(upper, rdp_delta), step, met, target)
 
     def _rdp_accountant(self) -> RdpAccountant:
@@ -839,11 +844,11 @@ class PldAccountant(_ComposingAccountant):
         return self.get_delta_bounds(epsilon).upper
 
 
-def _warn_wide(bracket: str, target: float, step: float) -> None:
+def _warn_wide(bracket: str, target: float, composed: bool) -> None:
     """Issue a :class:`ToleranceNotMetWarning` for a bracket wider than its target."""
     how = (
-        "no grid could be composed: the bounds are RDP's" if step == 0.0
-        else f"the tightest bracket within the grid and work limits (grid {step:.3g})"
+        "the tightest bracket within the grid and work limits" if composed
+        else "no grid could be composed (see PldAccountant's limits): the bound is RDP's"
     )
     warnings.warn(
         f"PLD {bracket} is wider than the target width {target:.3g}; {how}. It is certified.",
