@@ -70,7 +70,7 @@ _PROBE_POINTS = 1 << 16
 #: Largest number of points of the per-step losses of one dominating pair, summed over the
 #: distinct (sample rate, noise) pairs composed.
 _MAX_STEP_POINTS = 1 << 20
-#: Work allowed to one query, in units of one point of one FFT (about 30-60 ns each): the
+#: Work allowed to one query, in units of one point of one FFT transform: the
 #: automatic search stops refining, and optional recompositions are skipped, past it.
 _WORK_BUDGET = 3e7
 #: Work units of one point of a per-step discretisation (normal CDFs and the loss inverse; the
@@ -444,8 +444,9 @@ class PldAccountant(_ComposingAccountant):
     tolerance is still not met, e.g. when floating-point rounding swamps a tiny ``delta`` on fine
     grids - coarsened; every grid's bounds are certified, and the largest lower and smallest
     upper bound are returned. The search stops when the tolerance is met or a fixed work
-    budget is spent (about a second), so any query ends in bounded time and memory; a bracket
-    wider than its target has ``tolerance_met`` ``False`` and issues a
+    budget is spent (``3e7`` points of FFTs, extended-precision transforms and per-step grids
+    weighted by their cost), so any query ends in bounded time and memory; a bracket wider
+    than its target has ``tolerance_met`` ``False`` and issues a
     :class:`ToleranceNotMetWarning` (tiny tolerances, epsilon in the thousands where relative
     precision runs out, 1e9 steps and more).
 

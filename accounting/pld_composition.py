@@ -53,7 +53,7 @@ def _decayed_suffix_sums(values: np.ndarray, decay: float) -> np.ndarray:
     That is the back substitution of the unit upper-bidiagonal system with ``-decay`` above the
     diagonal, done by LAPACK's banded triangular solver ``dtbtrs`` in one pass: the operations
     (and roundings) of ``scipy.signal.lfilter([1], [1, -decay], values[::-1])[::-1]``, without
-    importing ``scipy.signal`` (most of a second) for it.
+    importing ``scipy.signal`` (a slow import) for it.
     """
     values = np.ascontiguousarray(values, dtype=float)
     if values.size == 0:
