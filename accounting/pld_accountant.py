@@ -24,8 +24,8 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from scipy import optimize, special
 
+from accounting import _scipy
 from accounting._validation import check_delta, check_epsilon, check_positive
 from accounting.accountants import RdpAccountant, _ComposingAccountant
 from accounting.pld_composition import (
@@ -217,21 +217,21 @@ def _gaussian_dp_epsilon(mu: float, delta: float) -> float:
     """
     if not mu > 0:
         return 0.0
-    z = -float(special.ndtri(delta))
+    z = -float(_scipy.special.ndtri(delta))
     high = mu * (0.5 * mu + max(z, 0.0)) + 1.0
     if not mu <= 1e6:
         return high
 
     def excess(epsilon):
-        log_first = special.log_ndtr(-epsilon / mu + 0.5 * mu)
-        log_second = epsilon + special.log_ndtr(-epsilon / mu - 0.5 * mu)
+        log_first = _scipy.special.log_ndtr(-epsilon / mu + 0.5 * mu)
+        log_second = epsilon + _scipy.special.log_ndtr(-epsilon / mu - 0.5 * mu)
         if log_second >= log_first:
             return -delta
         return float(np.exp(log_first) * -np.expm1(log_second - log_first)) - delta
 
     if excess(0.0) <= 0:
         return 0.0
-    return float(optimize.brentq(excess, 0.0, high, xtol=1e-12, rtol=1e-12))
+    return float(_scipy.optimize.brentq(excess, 0.0, high, xtol=1e-12, rtol=1e-12))
 
 
 class _Direction:

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy import fft
-from scipy.linalg import lapack
 
+from accounting import _scipy
 from accounting.privacy_loss import DiscretePld, GridTooLarge
 
 __all__ = [
@@ -60,7 +59,7 @@ def _decayed_suffix_sums(values: np.ndarray, decay: float) -> np.ndarray:
         return values.copy()
     bands = np.empty((2, values.size))
     bands[0], bands[1] = -decay, 1.0
-    sums, info = lapack.dtbtrs(bands, values, uplo="U", diag="U")
+    sums, info = _scipy.lapack.dtbtrs(bands, values, uplo="U", diag="U")
     if info != 0:
         raise ArithmeticError(f"dtbtrs failed with info={info}")
     return sums
@@ -389,7 +388,7 @@ def compose_tilted(
             points, max_size,
         )
     first = int(first_float)
-    size = fft.next_fast_len(int(points), real=True)
+    size = _scipy.fft.next_fast_len(int(points), real=True)
     if admit is not None:
         admit(size, len(groups), extended)
     total_shift = 0
@@ -410,7 +409,7 @@ def compose_tilted(
         total_shift += count * shift
         positions = np.mod(pld.indices - shift, size)
         placed = np.bincount(positions, weights=pld.masses, minlength=size)
-        transform = fft.rfft(placed.astype(wide, copy=False))
+        transform = _scipy.fft.rfft(placed.astype(wide, copy=False))
         error = 4.0 * levels * wide_unit * pld.masses.sum()
         log_envelope = log_envelope + count * np.log(np.abs(transform) + error).astype(float)
         transforms.append((transform, error, count))
@@ -458,7 +457,7 @@ def compose_tilted(
         )
     if not rounding <= math.inf:
         rounding = math.inf
-    masses = fft.irfft(spectrum, n=size)
+    masses = _scipy.fft.irfft(spectrum, n=size)
     return TiltedLaw(
         step, first, masses, tilt, log_scale, rounding + 4.0 * tail_budget,
         float(-np.expm1(log_finite)),

@@ -42,7 +42,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+
+from accounting import _scipy
 
 __all__ = [
     "RELATIONS",
@@ -267,8 +268,8 @@ def _mixture_cdfs(components, sigma: float, x: np.ndarray):
     upper = np.zeros(x.shape)
     for weight, mean in components:
         z = (x - mean) / sigma
-        lower += weight * special.ndtr(z)
-        upper += weight * special.ndtr(-z)
+        lower += weight * _scipy.special.ndtr(z)
+        upper += weight * _scipy.special.ndtr(-z)
     return lower, upper
 
 
@@ -292,8 +293,8 @@ def _interval_masses(pair: DominatingPair, edges: np.ndarray):
     split = min(max(split, 0), cells)
     left, right = edges[: split + 1], edges[split:]
     means = {mean for _, mean in pair.p_components + pair.q_components}
-    lower_cdf = {mean: special.ndtr((left - mean) / sigma) for mean in means}
-    upper_cdf = {mean: special.ndtr((mean - right) / sigma) for mean in means}
+    lower_cdf = {mean: _scipy.special.ndtr((left - mean) / sigma) for mean in means}
+    upper_cdf = {mean: _scipy.special.ndtr((mean - right) / sigma) for mean in means}
 
     def masses_of(components):
         lower = sum(weight * lower_cdf[mean] for weight, mean in components)
@@ -316,7 +317,7 @@ def loss_extent(pair: DominatingPair, tail: float) -> tuple[float, float]:
     Either end is ``+-inf`` where the loss there overflows (noise multipliers below about
     ``1e-154``): no grid can hold such a loss.
     """
-    z = -float(special.ndtri(max(tail, 1e-300)))
+    z = -float(_scipy.special.ndtri(max(tail, 1e-300)))
     means = [mean for _, mean in pair.p_components]
     sigma = pair.noise_multiplier
     with np.errstate(over="ignore"):
