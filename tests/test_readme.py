@@ -39,7 +39,8 @@ def test_pld_example_brackets_the_quoted_figures():
     bounds = namespace["bounds"]
     assert 0.85265 <= bounds.lower <= 0.85275 and 0.85340 <= bounds.upper <= 0.85350
     small = accounting.PldAccountant().compose(4 / 100000, 1.2, 500000).get_epsilon_bounds(1e-5)
-    assert 0.08595 <= small.lower <= 0.08605 and 0.08655 <= small.upper <= 0.08665
+    assert 0.08615 <= small.lower <= 0.08625 and 0.08620 <= small.upper <= 0.08630
+    assert small.tolerance_met and small.width <= 1e-3 * small.upper
 
 
 def test_kernel_example_trains_within_budget():
