@@ -7,6 +7,7 @@ NaN, a silent ``inf`` or a wrong number further down.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -37,7 +38,9 @@ def _as_float_array(value, name: str) -> np.ndarray:
     try:
         raw = np.asarray(value)
         array = None if raw.dtype.kind in "bSUV" else np.asarray(raw, dtype=float)
-    except (TypeError, ValueError, OverflowError) as error:
+    except OverflowError:
+        raise ValueError(f"{name} lies beyond the float range, got {value!r:.60}") from None
+    except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be a real number or array of real numbers") from error
     if array is None:  # bools and strings are not numbers, even inside arrays
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {raw.dtype}")
@@ -56,7 +59,10 @@ def _scalar_or_array(array: np.ndarray, value, name: str, scalar: bool):
 def _scalar(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range: the range checks then name it
+        return math.inf if value > 0 else -math.inf
 
 
 def check_sample_rate(value, name: str = "sample_rate", scalar: bool = False):

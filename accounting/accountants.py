@@ -371,7 +371,7 @@ class MomentsAccountant(_ComposingAccountant):
         if not np.any(total):  # delta(epsilon) <= delta(0) = total variation
             return self._tv_bound()
         log_deltas = total - self._orders * epsilon
-        return float(min(1.0, np.exp(np.min(log_deltas))))
+        return float(np.exp(min(0.0, np.min(log_deltas))))  # clipped before exp: no overflow
 
 
 @lru_cache(maxsize=4096)

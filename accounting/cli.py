@@ -21,6 +21,7 @@ import math
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 
@@ -28,7 +29,7 @@ from accounting.budget import ACCOUNTANTS, dpsgd_sample_rate_and_steps, make_acc
 from accounting.calibration import calibrate_noise_multiplier, calibrate_steps
 from accounting.conversions import CONVERSIONS
 from accounting.gdp import gdp_epsilon
-from accounting.pld_accountant import PldAccountant
+from accounting.pld_accountant import PldAccountant, ToleranceNotMetWarning
 
 __all__ = ["main"]
 
@@ -153,13 +154,17 @@ def _evaluate_pld(args, run: dict, row: dict) -> dict:
     ledger = PldAccountant(tolerance=args.tolerance).compose(
         run["sample_rate"], args.noise_multiplier, run["steps"]
     )
-    if args.command == "epsilon":
-        bounds = ledger.get_epsilon_bounds(args.delta)
-        row["epsilon"], row["epsilon_lower"] = bounds.upper, bounds.lower
-    else:
-        bounds = ledger.get_delta_bounds(args.epsilon)
-        row["delta"], row["delta_lower"] = bounds.upper, bounds.lower
+    # a bracket wider than --tolerance is reported in its row, not as a warning on stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ToleranceNotMetWarning)
+        if args.command == "epsilon":
+            bounds = ledger.get_epsilon_bounds(args.delta)
+            row["epsilon"], row["epsilon_lower"] = bounds.upper, bounds.lower
+        else:
+            bounds = ledger.get_delta_bounds(args.epsilon)
+            row["delta"], row["delta_lower"] = bounds.upper, bounds.lower
     row["value_discretization"] = bounds.value_discretization
+    row["tolerance_met"] = bounds.tolerance_met
     return row
 
 
@@ -240,7 +245,10 @@ def _print_table(args, run: dict, rows: list[dict], approximation: dict | None) 
             elif key in ("epsilon_lower", "delta_lower"):
                 cells["certified lower"] = _format_number(value)
             elif key == "value_discretization":
-                cells["optimum"] = f"grid={value:.3g}"
+                cells["optimum"] = f"grid={value:.3g}" if value else "RDP's bound"
+            elif key == "tolerance_met":
+                if not value:
+                    cells["note"] = "wider than --tolerance (still certified)"
             elif key not in cells:
                 cells[key.replace("_", " ")] = _format_number(value)
         table.append(cells)

@@ -37,7 +37,7 @@ TIME_SCALE = float(os.environ.get("SURFACE_TIMEOUT", "1"))
 #: Seconds one library call may take (a PLD query, a calibration), and one CLI command
 #: (three accountants and the GDP line).
 CALL_SECONDS = 15.0 * TIME_SCALE
-CLI_SECONDS = 40.0 * TIME_SCALE
+CLI_SECONDS = 60.0 * TIME_SCALE
 
 WORKER = Path(__file__).with_name("public_surface.py")
 
@@ -204,3 +204,32 @@ def test_baseline_call_answers(worker, scenario):
     if outcome.kind == "cli":
         assert outcome.status == 0, outcome.message
         strict_json(outcome.stdout)
+
+
+#: Issue 16's CLI inputs that ran for minutes or exhausted memory (items 1 and 2).
+SLOW_BEFORE = [
+    {"command": "epsilon", "sample_size": 60000, "batch_size": 256, "epochs": "1e9",
+     "noise_multiplier": 1.1, "delta": 1e-5},
+    {"command": "epsilon", "sample_rate": 0.01, "steps": "1e9", "noise_multiplier": 1.1,
+     "delta": 1e-5},
+    {"command": "epsilon", "sample_rate": 0.01, "steps": "1e20", "noise_multiplier": 1.1,
+     "delta": 1e-5},
+    {"command": "noise", "sample_rate": 0.01, "steps": 1000, "epsilon": "1e6", "delta": 1e-5},
+    {"command": "steps", "sample_rate": 0.01, "noise_multiplier": 1.1, "epsilon": "1e6",
+     "delta": 1e-5},
+    {"command": "epsilon", "sample_rate": 0.01, "steps": 1000, "noise_multiplier": 1.1,
+     "delta": 1e-5, "tolerance": "1e-12"},
+    {"command": "steps", "sample_rate": 0.01, "noise_multiplier": "1e-4", "epsilon": 1.0,
+     "delta": 1e-5, "accountant": "pld"},
+    {"command": "epsilon", "sample_rate": 0.01, "steps": 1, "noise_multiplier": "1e-4",
+     "delta": 1e-5},
+]
+
+
+@pytest.mark.parametrize("flags", SLOW_BEFORE, ids=lambda flags: " ".join(map(str, flags.values())))
+def test_issue_cli_inputs_answer_in_bounded_time_and_memory(worker, flags):
+    outcome = worker.call(f"cli_{flags['command']}", flags, CLI_SECONDS)
+    assert outcome.kind == "cli" and outcome.status == 0, outcome.message
+    report = strict_json(outcome.stdout)
+    assert all("error" not in row for row in report["results"]), report["results"]
+    assert not outcome.warnings
