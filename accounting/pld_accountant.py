@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from accounting import _scipy
 from accounting._validation import check_delta, check_epsilon, check_positive
 from accounting.accountants import RdpAccountant, _ComposingAccountant
+from accounting.gdp import _mu_epsilon
 from accounting.pld_composition import (
     ThresholdBound,
     choose_tilt,
@@ -205,33 +205,6 @@ def _zero_floor(value: float) -> float:
 def _inverse_variance(noise_multiplier: float) -> float:
     """``1 / sigma^2``, saturated at ``e^700`` (no overflow, nor a division by ``0.0 ** 2``)."""
     return math.exp(min(-2.0 * math.log(noise_multiplier), 700.0))
-
-
-def _gaussian_dp_epsilon(mu: float, delta: float) -> float:
-    """Epsilon of ``mu``-Gaussian DP at ``delta`` (Dong, Roth, Su 2022, Corollary 2.13): only a
-    guess at the answer, which decides where the composed laws are made accurate.
-
-    ``delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)`` is at most its first term,
-    which equals ``delta`` at ``mu^2/2 + mu z`` (``z = -Phi^-1(delta)``): a bracket for Brent's
-    method. Beyond ``mu = 1e6`` that end itself is returned.
-    """
-    if not mu > 0:
-        return 0.0
-    z = -float(_scipy.special.ndtri(delta))
-    high = mu * (0.5 * mu + max(z, 0.0)) + 1.0
-    if not mu <= 1e6:
-        return high
-
-    def excess(epsilon):
-        log_first = _scipy.special.log_ndtr(-epsilon / mu + 0.5 * mu)
-        log_second = epsilon + _scipy.special.log_ndtr(-epsilon / mu - 0.5 * mu)
-        if log_second >= log_first:
-            return -delta
-        return float(np.exp(log_first) * -np.expm1(log_second - log_first)) - delta
-
-    if excess(0.0) <= 0:
-        return 0.0
-    return float(_scipy.optimize.brentq(excess, 0.0, high, xtol=1e-12, rtol=1e-12))
 
 
 class _Direction:
@@ -576,7 +549,7 @@ class PldAccountant(_ComposingAccountant):
             growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
             mu_squared += min(sample_rate * sample_rate * float(count) * growth, 1e300)
         try:
-            guess = _gaussian_dp_epsilon(math.sqrt(min(mu_squared, 1e300)), delta)
+            guess = _mu_epsilon(math.sqrt(min(mu_squared, 1e300)), delta)
         except (ArithmeticError, ValueError):  # only a guess: RDP's bound will do
             guess = math.inf
         guess = min(guess, rdp_epsilon)
