@@ -37,12 +37,12 @@ def _as_float_array(value, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a real number or array of real numbers, got {value!r}")
     try:
         raw = np.asarray(value)
-        array = None if raw.dtype.kind in "bSUV" else np.asarray(raw, dtype=float)
+        array = None if raw.dtype.kind in "bcSUV" else np.asarray(raw, dtype=float)
     except OverflowError:
         raise ValueError(f"{name} lies beyond the float range, got {value!r:.60}") from None
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be a real number or array of real numbers") from error
-    if array is None:  # bools and strings are not numbers, even inside arrays
+    if array is None:  # bools, complex numbers and strings are not real numbers
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {raw.dtype}")
     return array
 

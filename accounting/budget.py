@@ -106,13 +106,18 @@ def _sample_rate_and_steps(sample_size, batch_size, epochs, epochs_name: str):
         )
     if isinstance(epochs, bool) or not isinstance(epochs, (numbers.Real, np.floating)):
         raise TypeError(f"{epochs_name} must be a real number, got {type(epochs).__name__}")
-    if not (0 <= float(epochs) < math.inf):
-        raise ValueError(f"{epochs_name} must be a finite number >= 0, got {epochs!r}")
-    steps = float(epochs) * sample_size / batch_size  # TF Privacy's float arithmetic
+    exact = Fraction(int(epochs)) if isinstance(epochs, numbers.Integral) else None
+    if exact is None and not math.isfinite(float(epochs)) or epochs < 0:
+        raise ValueError(f"{epochs_name} must be a finite number >= 0, got {epochs!r:.60}")
+    try:
+        steps = float(epochs) * sample_size / batch_size  # TF Privacy's float arithmetic
+    except OverflowError:  # an int beyond the float range
+        steps = math.inf
     if math.isfinite(steps):
         return batch_size / sample_size, math.ceil(steps)
     # beyond the float range the exact product still gives the (huge) count
-    steps = math.ceil(Fraction(float(epochs)) * sample_size / batch_size)
+    exact = Fraction(float(epochs)) if exact is None else exact
+    steps = math.ceil(exact * sample_size / batch_size)
     return batch_size / sample_size, steps
 
 

@@ -96,10 +96,11 @@ def _bound_maps(orders_key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 def _lower_bounds(values: np.ndarray, orders: np.ndarray, orders_key: tuple) -> np.ndarray:
     """Lower bounds on the RDP at every order from ``values`` filled at the anchor columns."""
     _, columns, weights, offsets = _bound_maps(orders_key)
-    scaled = np.concatenate(
-        (np.zeros((values.shape[0], 1)), (orders[columns] - 1.0) * values[:, columns]), axis=1
-    )
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf bounds are valid bounds
+        scaled = np.concatenate(
+            (np.zeros((values.shape[0], 1)), (orders[columns] - 1.0) * values[:, columns]),
+            axis=1,
+        )
         candidates = (scaled @ weights).reshape(values.shape[0], 3, -1) + offsets
         scaled_bound = np.nan_to_num(candidates.max(axis=1), nan=0.0)
     bound = np.maximum(scaled_bound, 0.0) / (orders - 1.0)

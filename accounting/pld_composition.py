@@ -141,8 +141,10 @@ def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
                                  1.3, 2.0])
     both = np.concatenate([lambdas, -lambdas])
     total = sum(count * _log_mgf(pld, both) for pld, count in groups)
-    high = np.min((total[: lambdas.size] - log_budget) / lambdas)
-    low = np.max(-(total[lambdas.size :] - log_budget) / lambdas)
+    # an infinite spread (zero lambdas) gives an infinite or NaN end: no grid holds that window
+    with np.errstate(divide="ignore", invalid="ignore"):
+        high = np.min((total[: lambdas.size] - log_budget) / lambdas)
+        low = np.max(-(total[lambdas.size :] - log_budget) / lambdas)
     return float(min(low, mean)), float(max(high, mean))
 
 
@@ -187,9 +189,10 @@ def choose_tilt(groups, anchor: float) -> tuple[float, float]:
         total = weights.sum(axis=1)
         first = weights @ losses / total
         second = weights @ (losses * losses) / total
-        log_mgf += count * (np.log(total) + shift)
-        mean += count * first
-        var += count * np.maximum(second - first * first, 0.0)
+        with np.errstate(over="ignore"):  # a huge count's moments may reach inf: still ranked
+            log_mgf += count * (np.log(total) + shift)
+            mean += count * first
+            var += count * np.maximum(second - first * first, 0.0)
     excess = log_mgf - tilts * anchor
     # far below the saddle point the error decays slowly beyond the anchor: not those (no tilt
     # stays a candidate: its error is absolute, and it is near only where tails are not small)

@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_DIGITS",
     "INTEGRAL_NOISE_RANGE",
     "MAX_DIGITS",
+    "MAX_HOCKEY_STICK_EPSILON",
     "MAX_ORDER",
     "hockey_stick_delta",
     "log_a_binomial",
@@ -79,6 +80,11 @@ __all__ = [
     "rdp_to_epsilon_classic",
     "rdp_to_epsilon_improved",
 ]
+
+#: Largest epsilon of :func:`hockey_stick_delta`: the bracketing of the loss's root walks out
+#: to about ``epsilon sigma^2``, so this bounds its work (every accountant's delta is 0 or
+#: vanishing long before).
+MAX_HOCKEY_STICK_EPSILON = 1e6
 
 #: Default number of significant decimal digits of the results.
 DEFAULT_DIGITS = 50
@@ -927,9 +933,18 @@ def moments_epsilon(
         return best
 
 
+def _as_list(values, name: str) -> list:
+    """One number or a sequence of numbers, as a list."""
+    if isinstance(values, numbers.Real):
+        return [values]
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a number or a sequence of numbers, got {values!r:.60}")
+    return list(values)
+
+
 def _rdp_items(rdp_values, orders) -> list[tuple[mpmath.mpf, mpmath.mpf, object]]:
-    rdp_list = list(rdp_values) if not isinstance(rdp_values, numbers.Real) else [rdp_values]
-    order_list = list(orders) if not isinstance(orders, numbers.Real) else [orders]
+    rdp_list = _as_list(rdp_values, "rdp_values")
+    order_list = _as_list(orders, "orders")
     if len(rdp_list) != len(order_list):
         raise ValueError(
             f"rdp_values must have one value per order: got {len(rdp_list)} values for "
@@ -1068,8 +1083,11 @@ def hockey_stick_delta(q, sigma, epsilon, direction: str, digits: int = DEFAULT_
     p_parts, q_parts = _PAIR_MEANS[direction]
     with mpmath.workdps(digits + _GUARD_DIGITS):
         eps = _to_mpf(epsilon, "epsilon")
-        if not mpmath.isfinite(eps):
-            raise ValueError(f"epsilon must be a finite number, got {epsilon!r}")
+        if not 0 <= eps <= MAX_HOCKEY_STICK_EPSILON:
+            raise ValueError(
+                f"epsilon must lie in [0, {MAX_HOCKEY_STICK_EPSILON:g}] "
+                f"(MAX_HOCKEY_STICK_EPSILON), got {epsilon!r:.60}"
+            )
         factor = mpmath.exp(eps)
 
         def loss(x):

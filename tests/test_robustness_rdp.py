@@ -215,6 +215,9 @@ def test_reference_is_bounded():
         reference.log_moment(0.01, 1.1, 10**6)
     with pytest.raises(ValueError, match="epsilon"):
         reference.hockey_stick_delta(0.01, 1.0, math.inf, "remove")
+    for epsilon in (-3.868562622766814e25, -1e-3, 1e300):  # the root search walked for minutes
+        with pytest.raises(ValueError, match="epsilon must lie in"):
+            reference.hockey_stick_delta(0.01, 1.1, epsilon, "add")
     # integer orders by the binomial sum accept any sigma: (A - 1) ~ q^2 e^(1/sigma^2)
     assert reference.rdp(0.01, 1e-300, 3) > reference.mpmath.mpf("1e599")
 
@@ -331,6 +334,10 @@ def test_moments_unreachable_target_names_the_accountant():
          "steps=1000000000000000"),
         (lambda: calibrate_steps(1.0, 1e-5, 0.01, 1357407.0), ValueError,
          "noise_multiplier=1.35741e"),
+        (lambda: gdp_mu(1j, 1.1, 10), TypeError, "sample_rate"),
+        (lambda: RdpAccountant().compose(0.01, 10**400, 3), ValueError, "noise_multiplier"),
+        (lambda: delta_from_rdp([0.1], [2.0], 10**400), ValueError, "epsilon"),
+        (lambda: reference.rdp_to_epsilon_classic([0.1, 0.2], None, 1e-5), TypeError, "orders"),
     ],
 )
 def test_bad_arguments_are_named(call, error, name):
@@ -345,6 +352,26 @@ def test_epochs_beyond_the_float_range_count_exactly():
     # within range, TF Privacy's float arithmetic: ceil(0.1 * 10 / 1) = 1, not 2
     assert accounting.dpsgd_sample_rate_and_steps(10, 1, 0.1) == (0.1, 1)
     assert accounting.dpsgd_sample_rate_and_steps(60000, 256, 60) == (256 / 60000, 14063)
+    # an int beyond the float range too: epsilon is inf, not an OverflowError
+    assert accounting.dpsgd_sample_rate_and_steps(60000, 256, 10**400)[1] == -(
+        -(10**400) * 60000 // 256
+    )
+    assert accounting.get_privacy_budget(60000, 256, 10**400, 1.1, 1e-5) == math.inf
+
+
+def test_huge_targets_leak_no_overflow_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # a PLD bracket wider than its target is announced on purpose; NumPy's warnings are not
+        warnings.simplefilter("ignore", accounting.ToleranceNotMetWarning)
+        # order search over RDP values near the float range
+        eps = RdpAccountant().compose(0.01, 1.1, 10**305).get_epsilon(1e-5)
+        assert eps == math.inf or eps > 1e290
+        with pytest.raises(ValueError, match="more than MAX_STEPS"):
+            calibrate_steps(1e20, 1e-5, 0.01, 1.1)
+        for target in (1e20, 1e300):  # PLD windows of an infinite spread, too
+            with pytest.raises(ValueError, match="more than MAX_STEPS"):
+                calibrate_steps(target, 1e-5, 0.01, 1.1, accountant="pld")
 
 
 def test_arrays_still_work_where_accepted():
