@@ -196,3 +196,16 @@ def test_pld_row_says_when_the_tolerance_is_not_met(capsys):
     captured = capsys.readouterr()
     assert "wider than --tolerance (still certified)" in captured.out
     assert "RDP's bound" in captured.out and "Warning" not in captured.err
+
+
+def test_import_and_help_load_no_scipy_submodule():
+    # start-up cost is measured in benchmarks/import_time.py; this pins what makes it small
+    code = (
+        "import sys, accounting\n"
+        "from accounting.cli import main\n"
+        "try:\n    main(['epsilon', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(name for name in sys.modules if name.startswith('scipy.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
