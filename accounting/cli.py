@@ -57,13 +57,14 @@ def _whole_number(text: str) -> int:
     return int(value)
 
 
-def _positive_seconds(text: str) -> float:
+def _positive_number(text: str) -> float:
+    """A finite number > 0 (``--tolerance``, ``--time-limit``)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0.0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
 
 
@@ -104,10 +105,10 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--conversion", choices=CONVERSIONS, default="improved",
                          help="RDP to (epsilon, delta) conversion (default: improved)")
         default_tolerance = 1e-3 if name in ("epsilon", "delta") else 1e-2
-        sub.add_argument("--tolerance", type=float, default=default_tolerance,
+        sub.add_argument("--tolerance", type=_positive_number, default=default_tolerance,
                          help="PLD: width of the certified epsilon bracket "
                               f"(default {default_tolerance:g})")
-        sub.add_argument("--time-limit", type=_positive_seconds, default=DEFAULT_TIME_LIMIT,
+        sub.add_argument("--time-limit", type=_positive_number, default=DEFAULT_TIME_LIMIT,
                          help="seconds one accountant may take before its row reports a "
                               f"time-out (default {DEFAULT_TIME_LIMIT:g})")
         sub.add_argument("--json", action="store_true",
@@ -313,13 +314,13 @@ def _evaluate_row(args, run: dict, accountant: str) -> tuple[dict, bool]:
 
 def _strict_json(value):
     """``value`` with every infinite float replaced by the string ``"inf"`` / ``"-inf"``
-    (JSON has no infinity; NaN never occurs)."""
+    (JSON has no infinity; results are never NaN)."""
     if isinstance(value, dict):
         return {key: _strict_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_strict_json(item) for item in value]
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "-inf"; "nan" only for an input echoed back
     return value
 
 

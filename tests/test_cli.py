@@ -209,3 +209,27 @@ def test_import_and_help_load_no_scipy_submodule():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("text", ["nan", "0", "-1", "inf"])
+def test_tolerance_must_be_a_finite_positive_number(capsys, text):
+    # --tolerance nan used to reach the JSON echo of the inputs (not strict JSON)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["epsilon", "--sample-rate", "0.01", "--steps", "10", "--noise-multiplier", "1",
+              "--delta", "1e-5", "--tolerance", text, "--json"])
+    assert exit_info.value.code == 2
+    assert "--tolerance" in capsys.readouterr().err
+
+
+def test_huge_noise_multiplier_leaks_no_overflow_warning(capsys):
+    import warnings
+
+    import accounting
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", accounting.ToleranceNotMetWarning)
+        report = _json(capsys, ["epsilon", "--sample-rate", "0.01", "--steps", "1000",
+                                "--noise-multiplier", "1.2711610061536462e+308",
+                                "--delta", "1e-5"])
+    assert all(row["epsilon"] == 0.0 for row in report["results"])
