@@ -210,7 +210,13 @@ def epsilon_grid(
     delta = check_delta(delta)
     conversion = _check_conversion(conversion)
     orders = DEFAULT_ORDERS if orders is None else np.sort(check_orders(orders))
-    rates, noises, counts = np.broadcast_arrays(rates, noises, counts)
+    try:
+        rates, noises, counts = np.broadcast_arrays(rates, noises, counts)
+    except ValueError:
+        raise ValueError(
+            "sample_rate, noise_multiplier and steps must broadcast together, got shapes "
+            f"{rates.shape}, {noises.shape} and {counts.shape}"
+        ) from None
     shape = rates.shape
     rates, noises, counts = rates.ravel(), noises.ravel(), counts.ravel()
     if rates.size == 0:

@@ -52,15 +52,21 @@ def _boundary_on_safe_side(spend, low, high, tolerance, safe_is_high):
     """The point within ``tolerance`` of the root of the monotone ``spend`` on the safe side.
 
     ``spend(x) <= 0`` means x meets the budget; ``spend(low)`` and ``spend(high)`` bracket it.
+    A tolerance below the floating-point resolution of the bracket is raised to it.
     """
+    safe_end = high if safe_is_high else low
+    tolerance = max(tolerance, 8.0 * 2.0**-52 * max(abs(low), abs(high)), 1e-300)
     if high - low > tolerance:
         root = _scipy.optimize.brentq(spend, low, high, xtol=tolerance / 4.0, rtol=4.0 * 2.0**-52)
         low, high = max(low, root - tolerance / 2.0), min(high, root + tolerance / 2.0)
-        # Brent's bracket is guaranteed; confirm the safe end and fall back to bisection if a
-        # rounding error put it on the wrong side.
-        while (spend(high) > 0.0) if safe_is_high else (spend(low) > 0.0):
+        # Brent's bracket is guaranteed; confirm the safe end and step outwards if a rounding
+        # error put it on the wrong side (the bracket's own safe end is the last resort)
+        for _ in range(64):
+            if not ((spend(high) > 0.0) if safe_is_high else (spend(low) > 0.0)):
+                return high if safe_is_high else low
             low, high = (high, high + tolerance / 2.0) if safe_is_high else (
                 low - tolerance / 2.0, low)
+        return safe_end
     return high if safe_is_high else low
 
 

@@ -111,7 +111,13 @@ def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders) -> np.ndarray:
     q = np.asarray(check_sample_rate(sample_rate), dtype=float)
     sigma = np.asarray(check_noise_multiplier(noise_multiplier), dtype=float)
     alphas = check_orders(orders)
-    q, sigma = np.broadcast_arrays(q, sigma)
+    try:
+        q, sigma = np.broadcast_arrays(q, sigma)
+    except ValueError:
+        raise ValueError(
+            "sample_rate and noise_multiplier must broadcast together, got shapes "
+            f"{q.shape} and {sigma.shape}"
+        ) from None
     shape = q.shape + alphas.shape
     q_items = np.broadcast_to(q[..., None], shape).ravel()
     sigma_items = np.broadcast_to(sigma[..., None], shape).ravel()

@@ -132,7 +132,8 @@ INVARIANTS = {
     "pld_delta": lambda v: 0.0 <= v[0] <= v[1] <= 1.0,
     "rdp_accountant_delta": lambda v: 0.0 <= v[0] <= 1.0,
     "gaussian_delta": lambda v: 0.0 <= v[0] <= 1.0,
-    "calibrate_sample_rate": lambda v: 0.0 < v[0] <= 1.0,
+    # 0 only where no rate >= 2**-1022 meets the target (documented)
+    "calibrate_sample_rate": lambda v: 0.0 <= v[0] <= 1.0,
     "calibrate_noise_multiplier": lambda v: v[0] > 0.0,
 }
 NON_NEGATIVE = {"rdp_accountant", "moments_accountant", "poisson_gaussian_rdp",

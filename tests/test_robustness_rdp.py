@@ -338,6 +338,10 @@ def test_moments_unreachable_target_names_the_accountant():
         (lambda: RdpAccountant().compose(0.01, 10**400, 3), ValueError, "noise_multiplier"),
         (lambda: delta_from_rdp([0.1], [2.0], 10**400), ValueError, "epsilon"),
         (lambda: reference.rdp_to_epsilon_classic([0.1, 0.2], None, 1e-5), TypeError, "orders"),
+        (lambda: epsilon_grid([0.01, 0.02], [], [10, 1000], 1e-5), ValueError,
+         "noise_multiplier"),
+        (lambda: poisson_gaussian_rdp([0.01, 0.02], [1.0, 2.0, 3.0], [2]), ValueError,
+         "noise_multiplier"),
     ],
 )
 def test_bad_arguments_are_named(call, error, name):
@@ -357,6 +361,17 @@ def test_epochs_beyond_the_float_range_count_exactly():
         -(10**400) * 60000 // 256
     )
     assert accounting.get_privacy_budget(60000, 256, 10**400, 1.1, 1e-5) == math.inf
+
+
+@pytest.mark.parametrize("tolerance", [1e-300, 5e-324])
+def test_tolerance_below_float_resolution_still_finishes(tolerance):
+    # the safe-side walk moved by tolerance / 2 per step: forever at 1e-300
+    rate = calibrate_sample_rate(1.0, 1e-5, 1.1, 1000, tolerance=tolerance)
+    assert compute_epsilon(rate, 1.1, 1000, 1e-5) <= 1.0
+    assert compute_epsilon(rate * (1 + 1e-9), 1.1, 1000, 1e-5) > 1.0
+    sigma = calibrate_noise_multiplier(1.0, 1e-5, 0.01, 1000, tolerance=tolerance)
+    assert compute_epsilon(0.01, sigma, 1000, 1e-5) <= 1.0
+    assert compute_epsilon(0.01, sigma * (1 - 1e-9), 1000, 1e-5) > 1.0
 
 
 def test_huge_targets_leak_no_overflow_warning():
