@@ -26,9 +26,6 @@ from typing import Any
 #: Address-space cap of the worker (the issue's 2 GiB).
 MEMORY_LIMIT_BYTES = 2 << 30
 
-#: ``(name, fixed)``: a module-level callable of this file and its valid baseline arguments.
-Scenario = tuple[str, dict[str, Any]]
-
 TUTORIAL = {"sample_rate": 256 / 60000, "noise_multiplier": 1.1, "steps": 14063, "delta": 1e-5}
 
 
@@ -71,100 +68,10 @@ def pld_delta(sample_rate, noise_multiplier, steps, epsilon, tolerance):
     return tuple(ledger.compose(sample_rate, noise_multiplier, steps).get_delta_bounds(epsilon))
 
 
-def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders):
-    import accounting
-
-    return accounting.poisson_gaussian_rdp(sample_rate, noise_multiplier, orders)
-
-
-def gaussian_log_moments(sample_rate, noise_multiplier, lambdas):
-    import accounting
-
-    return accounting.gaussian_log_moments(sample_rate, noise_multiplier, lambdas)
-
-
-def epsilon_from_rdp(rdp, orders, delta, conversion):
-    import accounting
-
-    return accounting.epsilon_from_rdp(rdp, orders, delta, conversion)
-
-
-def delta_from_rdp(rdp, orders, epsilon, conversion):
-    import accounting
-
-    return accounting.delta_from_rdp(rdp, orders, epsilon, conversion)
-
-
-def epsilon_grid(sample_rate, noise_multiplier, steps, delta, orders):
-    import accounting
-
-    return accounting.epsilon_grid(sample_rate, noise_multiplier, steps, delta, orders=orders)
-
-
-def compute_epsilon(sample_rate, noise_multiplier, steps, delta, accountant, pld_tolerance):
-    import accounting
-
-    return accounting.compute_epsilon(
-        sample_rate, noise_multiplier, steps, delta, accountant, pld_tolerance=pld_tolerance
-    )
-
-
-def dpsgd_epsilon(sample_size, batch_size, epochs, noise_multiplier, delta, accountant):
-    import accounting
-
-    return accounting.dpsgd_epsilon(
-        sample_size, batch_size, epochs, noise_multiplier, delta, accountant=accountant
-    )
-
-
-def get_privacy_budget(sample_size, batch_size, num_epochs, noise_multiplier, target_delta):
-    import accounting
-
-    return accounting.get_privacy_budget(
-        sample_size, batch_size, num_epochs, noise_multiplier, target_delta
-    )
-
-
 def make_accountant(accountant, conversion):
     import accounting
 
     return repr(accounting.make_accountant(accountant, conversion))
-
-
-def calibrate_noise_multiplier(target_epsilon, delta, sample_rate, steps, accountant, tolerance):
-    import accounting
-
-    return accounting.calibrate_noise_multiplier(
-        target_epsilon, delta, sample_rate, steps, accountant, tolerance=tolerance
-    )
-
-
-def calibrate_sample_rate(target_epsilon, delta, noise_multiplier, steps, accountant, tolerance):
-    import accounting
-
-    return accounting.calibrate_sample_rate(
-        target_epsilon, delta, noise_multiplier, steps, accountant, tolerance=tolerance
-    )
-
-
-def calibrate_steps(target_epsilon, delta, sample_rate, noise_multiplier, accountant):
-    import accounting
-
-    return accounting.calibrate_steps(
-        target_epsilon, delta, sample_rate, noise_multiplier, accountant
-    )
-
-
-def gaussian_delta(epsilon, noise_multiplier, steps):
-    import accounting
-
-    return accounting.gaussian_delta(epsilon, noise_multiplier, steps)
-
-
-def gaussian_epsilon(delta, noise_multiplier, steps):
-    import accounting
-
-    return accounting.gaussian_epsilon(delta, noise_multiplier, steps)
 
 
 def gdp(sample_rate, noise_multiplier, steps, delta, epsilon):
@@ -272,8 +179,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 
 
 def call(scenario: str, kwargs: dict[str, Any]):
-    """Run a scenario by name (CLI scenarios share :func:`cli`)."""
-    function = cli if scenario.startswith("cli_") else globals()[scenario]
+    """Run a scenario by name: a chain defined here, :func:`cli` for ``cli_*``, otherwise the
+    public function of :mod:`accounting` of that name."""
+    import accounting
+
+    if scenario.startswith("cli_"):
+        return cli(**kwargs)
+    function = globals().get(scenario) or getattr(accounting, scenario)
     return function(**kwargs)
 
 
