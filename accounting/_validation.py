@@ -27,8 +27,8 @@ __all__ = [
 
 
 #: Largest Rényi order accepted anywhere (orders, ``max_lambda + 1``, ``lambdas + 1``). An
-#: integer order ``alpha`` is a sum of ``alpha - 1`` terms, so this bounds the work per order
-#: (about 0.2 s and, in chunks, a few tens of MB at the limit).
+#: integer order ``alpha`` is a sum of ``alpha - 1`` terms (summed in chunks of bounded size),
+#: so this bounds the work and memory per order.
 MAX_ORDER = 1_000_000
 
 

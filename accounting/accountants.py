@@ -37,7 +37,7 @@ __all__ = ["MAX_LAMBDA", "CompositionRecord", "MomentsAccountant", "RdpAccountan
 
 #: Largest ``max_lambda`` of :class:`MomentsAccountant`: it tracks every ``lambda = 1 ..
 #: max_lambda``, each a binomial sum of ``lambda`` terms, so one composition costs about
-#: ``max_lambda^2 / 2`` terms (half a million at the limit, milliseconds).
+#: ``max_lambda^2 / 2`` terms (about half a million at the limit).
 MAX_LAMBDA = 1024
 # Per-step values of accountants with more orders than this are kept by the accountant itself
 # rather than in the shared cache (bounds the cache's memory).

@@ -91,7 +91,7 @@ DEFAULT_DIGITS = 50
 #: Most significant digits accepted (the cost grows with the square of the precision or faster).
 MAX_DIGITS = 100
 #: Largest Rényi order the RDP functions accept (``lambda + 1`` for :func:`log_moment`): the
-#: binomial sum costs ``alpha`` terms at full precision (seconds at the limit).
+#: binomial sum costs ``alpha`` terms at full precision.
 MAX_ORDER = 100_000
 #: Noise multipliers ``(smallest, largest)`` accepted by the numerical integration (fractional
 #: orders, :func:`log_a_integral`, :func:`log_moment`): its breakpoints are placed in floating

@@ -1166,8 +1166,8 @@ def check_epsilon_hockey_stick(
     Any sound accountant (RDP, PLD, ...) must report at least the true epsilon: at its reported
     ``eps``, the exact ``delta(eps)`` of the step, :func:`accounting.reference.hockey_stick_delta`
     (the worse of ``"remove"`` and ``"add"`` for add/remove neighbours, ``"replace"`` for
-    replace-one), must be ``<= delta * (1 + rtol)``. About 0.2 s of mpmath per direction and
-    example. Skipped when ``steps = 1`` lies outside ``domain``.
+    replace-one), must be ``<= delta * (1 + rtol)``. Each example costs an mpmath root search and
+    quadrature per direction. Skipped when ``steps = 1`` lies outside ``domain``.
 
     Parameters
     ----------

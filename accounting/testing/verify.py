@@ -174,7 +174,7 @@ def verify_accountant(
               "domain": domain}
     shape = {**common, "rtol": shape_rtol}
     few = {**common, "max_examples": max(1, (2 * max_examples) // 3)}
-    hockey = {**common, "max_examples": max(1, max_examples // 3)}  # ~0.2 s of mpmath each
+    hockey = {**common, "max_examples": max(1, max_examples // 3)}  # an mpmath quadrature each
     checks: list[tuple[str, Callable[[], CheckResult]]] = []
 
     def add(name: str, run: Callable[[], CheckResult]) -> None:
