@@ -104,9 +104,10 @@ class _ComposingAccountant:
         """
         total = 0.0
         for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items():
-            step_tv = sample_rate * float(
-                _scipy.special.erf(np.sqrt(0.125) / noise_multiplier)
-            )
+            with np.errstate(over="ignore"):  # subnormal sigma: erf(inf) = 1, the right bound
+                step_tv = sample_rate * float(
+                    _scipy.special.erf(np.sqrt(0.125) / noise_multiplier)
+                )
             total += count_as_float(steps) * step_tv if step_tv > 0.0 else 0.0
         return min(1.0, total)
 

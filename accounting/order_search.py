@@ -43,7 +43,8 @@ def kl_lower_bound(sample_rate, noise_multiplier, steps):
     (the ``floor`` of :func:`minimize_over_orders`). Shrunk by ``1e-12`` against rounding.
     Broadcasts over its arguments.
     """
-    total_variation = sample_rate * _scipy.special.erf(np.sqrt(0.125) / noise_multiplier)
+    with np.errstate(over="ignore"):  # subnormal sigma: erf(inf) = 1, the right bound
+        total_variation = sample_rate * _scipy.special.erf(np.sqrt(0.125) / noise_multiplier)
     square = total_variation**2
     with np.errstate(invalid="ignore", over="ignore"):  # steps may be inf; inf * 0 is 0 here
         return np.where(square > 0.0, steps * 2.0 * square * (1.0 - 1e-12), 0.0)

@@ -384,6 +384,11 @@ def test_huge_targets_leak_no_overflow_warning():
         assert eps == math.inf or eps > 1e290
         with pytest.raises(ValueError, match="more than MAX_STEPS"):
             calibrate_steps(1e20, 1e-5, 0.01, 1.1)
+        # subnormal noise: the total-variation bound's 1/sigma overflows to its right limit
+        assert epsilon_grid([0.01, 0.02], 5e-324, [10, 1000], 1e-5)[0].tolist() == [
+            math.inf, math.inf
+        ]
+        assert MomentsAccountant().compose(0.01, 5e-324, 10).get_delta(1.0) == 1.0
         for target in (1e20, 1e300):  # PLD windows of an infinite spread, too
             with pytest.raises(ValueError, match="more than MAX_STEPS"):
                 calibrate_steps(target, 1e-5, 0.01, 1.1, accountant="pld")
