@@ -20,6 +20,7 @@ __all__ = [
     "check_orders",
     "check_positive",
     "check_positive_int",
+    "check_real_array",
     "check_sample_rate",
     "check_steps",
     "count_as_float",
@@ -45,6 +46,12 @@ def _as_float_array(value, name: str) -> np.ndarray:
     if array is None:  # bools, complex numbers and strings are not real numbers
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {raw.dtype}")
     return array
+
+
+def check_real_array(value, name: str) -> np.ndarray:
+    """Return ``value`` as a float array after checking it holds real numbers only (bools,
+    complex numbers, strings and ints beyond the float range are refused, naming ``name``)."""
+    return _as_float_array(value, name)
 
 
 def _scalar_or_array(array: np.ndarray, value, name: str, scalar: bool):

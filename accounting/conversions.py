@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from accounting._validation import check_delta, check_epsilon, check_orders
+from accounting._validation import check_delta, check_epsilon, check_orders, check_real_array
 
 __all__ = ["CONVERSIONS", "Conversion", "delta_from_rdp", "epsilon_from_rdp"]
 
@@ -39,10 +39,7 @@ def _check_conversion(conversion) -> str:
 
 def _check_rdp_curve(rdp, orders) -> tuple[np.ndarray, np.ndarray]:
     orders = check_orders(orders)
-    try:
-        curve = np.atleast_1d(np.asarray(rdp, dtype=float))
-    except (TypeError, ValueError) as error:
-        raise TypeError("rdp must be a sequence of real numbers") from error
+    curve = np.atleast_1d(check_real_array(rdp, "rdp"))
     if curve.shape[-1] != orders.shape[0]:
         raise ValueError(
             f"rdp must have one value per order along its last axis: got {curve.shape[-1]} "

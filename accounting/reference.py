@@ -1078,7 +1078,7 @@ def hockey_stick_delta(q, sigma, epsilon, direction: str, digits: int = DEFAULT_
     q = _check_q(q)
     sigma = _check_sigma(sigma)
     digits = _check_digits(digits)
-    if direction not in _PAIR_MEANS:
+    if not isinstance(direction, str) or direction not in _PAIR_MEANS:
         raise ValueError(f"direction must be one of {tuple(_PAIR_MEANS)}, got {direction!r}")
     p_parts, q_parts = _PAIR_MEANS[direction]
     with mpmath.workdps(digits + _GUARD_DIGITS):
