@@ -150,7 +150,8 @@ def delta_from_rdp(
 
 def log_delta_candidates(curve: np.ndarray, orders: np.ndarray, epsilon: float, conversion: str):
     """Log delta implied by each order's RDP (unvalidated; non-decreasing in ``curve``)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # an epsilon near the float range sends log delta to -inf (delta 0): the right limit
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if conversion == "classic":
             log_deltas = (orders - 1.0) * (curve - epsilon)
         else:

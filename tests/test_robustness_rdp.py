@@ -392,6 +392,12 @@ def test_huge_targets_leak_no_overflow_warning():
             math.inf, math.inf
         ]
         assert MomentsAccountant().compose(0.01, 5e-324, 10).get_delta(1.0) == 1.0
+        # an epsilon near the float range: delta 0, without an overflow warning
+        for conversion in ("improved", "classic"):
+            assert delta_from_rdp([0.1, 0.2, 0.4], [2.0, 4.0, 8.0], 2.5681330498033083e307,
+                                  conversion)[0] == 0.0
+            assert RdpAccountant(conversion=conversion).compose(0.01, 1.1, 10).get_delta(
+                1.7e308) == 0.0
         for target in (1e20, 1e300):  # PLD windows of an infinite spread, too
             with pytest.raises(ValueError, match="more than MAX_STEPS"):
                 calibrate_steps(target, 1e-5, 0.01, 1.1, accountant="pld")
