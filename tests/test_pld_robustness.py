@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -26,17 +23,14 @@ from accounting import (
 )
 from accounting import reference as ref
 from accounting.pld_accountant import _MAX_GRID_POINTS, _MAX_STEP_POINTS
-
-_LIMIT_BYTES = 2 << 30
+from tests.capped import run_capped
 
 
 def _run_limited(body: str, timeout: float = 120.0):
     """Run ``body`` in a fresh interpreter under a 2 GiB address-space limit and return the
     JSON it prints last (``body`` sees ``accounting``, ``json``, ``time``, ``warnings`` and
     ``seconds(call) -> (value, seconds)``)."""
-    prelude = textwrap.dedent(f"""
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, ({_LIMIT_BYTES}, {_LIMIT_BYTES}))
+    prelude = textwrap.dedent("""
         import json, math, time, warnings
         warnings.simplefilter("ignore")
         import accounting
@@ -47,13 +41,8 @@ def _run_limited(body: str, timeout: float = 120.0):
             value = call()
             return value, time.perf_counter() - start
     """)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    completed = subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(body)], capture_output=True, text=True,
-        timeout=timeout, env=env, check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    output = run_capped(prelude + textwrap.dedent(body), timeout)
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def _certified(lower, upper, truth=None):

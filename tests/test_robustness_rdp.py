@@ -9,9 +9,6 @@ at 2 GiB of address space, so that a regression fails here instead of exhausting
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -41,24 +38,15 @@ from accounting import (
     reference,
 )
 from accounting import rdp as rdp_module
+from tests.capped import run_capped
 
 TUTORIAL = (256 / 60000, 1.1, 14063)
 
 
 def _run_capped(code: str, timeout: float = 60.0) -> str:
-    """Run ``code`` in a fresh interpreter capped at 2 GiB; its stdout."""
-    prelude = (
-        "import resource, warnings\n"
-        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
-        "warnings.simplefilter('error')\n"
-    )
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    """Run ``code`` in a fresh interpreter capped at 2 GiB, warnings as errors; its stdout."""
+    return run_capped("import warnings\nwarnings.simplefilter('error')\n" + textwrap.dedent(code),
+                      timeout)
 
 
 @pytest.fixture(autouse=True)
