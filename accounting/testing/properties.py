@@ -1147,8 +1147,17 @@ def _gaussian_delta(sensitivity: float, sigma: float, epsilon: float, digits: in
                      - mpmath.exp(eps) * mpmath.ncdf(-ratio / 2 - eps / ratio))
 
 
-def _hockey_stick_name(what: str, relation: str) -> str:
-    return f"{what} sound at one step: the {relation} hockey-stick reference"
+def _one_step_hockey_stick(what: str, strategies_of, body, domain: Domain, max_examples: int,
+                           seed: int | None, raise_on_failure: bool) -> CheckResult:
+    """Run ``body`` over ``strategies_of(domain)`` at ``steps = 1`` (skipped where the domain
+    excludes one step): the shared frame of the two hockey-stick checks."""
+    name = f"{what} sound at one step: the {domain.relation} hockey-stick reference"
+    if not domain.steps_range.contains(1):
+        return _skipped(name, "it needs steps = 1, outside the domain")
+    strategies = strategies_of(domain)
+    del strategies["steps"]
+    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
+    return _finish(result, raise_on_failure)
 
 
 def check_epsilon_hockey_stick(
@@ -1181,9 +1190,6 @@ def check_epsilon_hockey_stick(
         As in :func:`check_rdp_monotone_in_sample_rate`; ``domain.relation`` picks the pairs.
     """
     domain = _domain(domain)
-    name = _hockey_stick_name("epsilon", domain.relation)
-    if not domain.steps_range.contains(1):
-        return _skipped(name, "it needs steps = 1, outside the domain")
 
     def body(q, sigma, delta):
         eps = _scalar(epsilon, "epsilon", math.inf, q=q, sigma=sigma, steps=1, delta=delta)
@@ -1198,10 +1204,8 @@ def check_epsilon_hockey_stick(
                 {"value": eps, "exact_delta": exact},
             )
 
-    strategies = _epsilon_strategies(domain)
-    del strategies["steps"]
-    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
-    return _finish(result, raise_on_failure)
+    return _one_step_hockey_stick("epsilon", _epsilon_strategies, body, domain, max_examples,
+                                  seed, raise_on_failure)
 
 
 def check_delta_hockey_stick(
@@ -1221,9 +1225,6 @@ def check_delta_hockey_stick(
     ``>= exact * (1 - rtol)``. Parameters as in :func:`check_epsilon_hockey_stick`.
     """
     domain = _domain(domain)
-    name = _hockey_stick_name("delta", domain.relation)
-    if not domain.steps_range.contains(1):
-        return _skipped(name, "it needs steps = 1, outside the domain")
 
     def body(q, sigma, epsilon):
         value = _scalar(delta, "delta", 1.0, q=q, sigma=sigma, steps=1, epsilon=epsilon)
@@ -1236,10 +1237,8 @@ def check_delta_hockey_stick(
                 {"value": value, "exact_delta": exact},
             )
 
-    strategies = _delta_strategies(domain)
-    del strategies["steps"]
-    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
-    return _finish(result, raise_on_failure)
+    return _one_step_hockey_stick("delta", _delta_strategies, body, domain, max_examples, seed,
+                                  raise_on_failure)
 
 
 # --------------------------------------------------------------------------------------------
