@@ -502,10 +502,10 @@ class PldAccountant(_ComposingAccountant):
             )
         return self._compositions[key]
 
-    def _check_resolvable(self) -> None:
-        """Raise :class:`_Unresolvable` where the PLD cannot be composed meaningfully."""
-        if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
-            raise _Unresolvable
+    def _too_many_steps(self) -> bool:
+        """Whether more steps are composed than the FFT's rounding allows (see
+        ``_MAX_COMPOSED_STEPS``): no PLD is attempted then."""
+        return sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS
 
     def _smallest_step(self, delta_scale: float) -> float:
         """The finest spacing whose per-step losses fit ``_MAX_STEP_POINTS`` (with room for the
@@ -572,7 +572,7 @@ class PldAccountant(_ComposingAccountant):
         """
         fixed = self._value_discretization
         self._work.reset(_WORK_BUDGET, strict=fixed is None)
-        if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
+        if self._too_many_steps():
             raise _Unresolvable
         smallest = self._smallest_step(delta_scale)
         best = [-math.inf, math.inf, 0.0, math.inf]  # lower, upper, its step, width
@@ -716,7 +716,7 @@ class PldAccountant(_ComposingAccountant):
         rdp_epsilon = self._rdp_epsilon(delta)
         if rdp_epsilon == 0.0:  # certified by RDP: nothing left to bracket
             return EpsilonBounds(0.0, 0.0, fixed or 0.0)
-        if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
+        if self._too_many_steps():
             _warn_wide(f"epsilon in [0, {rdp_epsilon:.6g}]", self._tolerance, False)
             return EpsilonBounds(0.0, rdp_epsilon, 0.0, False, self._tolerance)
 
@@ -753,7 +753,7 @@ class PldAccountant(_ComposingAccountant):
         rdp_delta = self._rdp_delta(epsilon)
         if rdp_delta == 0.0:
             return DeltaBounds(0.0, 0.0, fixed or 0.0)
-        if sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS:
+        if self._too_many_steps():
             _warn_wide(f"delta in [0, {rdp_delta:.6g}]", self._tolerance, False)
             return DeltaBounds(0.0, rdp_delta, 0.0, False, self._tolerance)
 
