@@ -11,7 +11,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from accounting import _scipy
 from accounting._validation import (
     MAX_ORDER,
     check_delta,
@@ -29,7 +28,7 @@ from accounting.conversions import (
     epsilon_objective,
     log_delta_candidates,
 )
-from accounting.order_search import kl_lower_bound, minimize_over_orders
+from accounting.order_search import kl_lower_bound, minimize_over_orders, step_total_variation
 from accounting.orders import DEFAULT_ORDERS
 from accounting.rdp import _log_a_minus_1_integer, _rdp_items
 
@@ -104,10 +103,7 @@ class _ComposingAccountant:
         """
         total = 0.0
         for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items():
-            with np.errstate(over="ignore"):  # subnormal sigma: erf(inf) = 1, the right bound
-                step_tv = sample_rate * float(
-                    _scipy.special.erf(np.sqrt(0.125) / noise_multiplier)
-                )
+            step_tv = float(step_total_variation(sample_rate, noise_multiplier))
             total += count_as_float(steps) * step_tv if step_tv > 0.0 else 0.0
         return min(1.0, total)
 
