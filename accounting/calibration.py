@@ -123,12 +123,9 @@ def calibrate_noise_multiplier(
         ) - target
 
     high = 1.0
-    while spend(high) > 0.0:
+    while (excess := spend(high)) > 0.0:
         if high >= MAX_NOISE_MULTIPLIER:
-            floor = compute_epsilon(
-                sample_rate, high, steps, delta, accountant, conversion,
-                pld_tolerance=pld_tolerance,
-            )
+            floor = excess + target  # the epsilon just computed at this noise multiplier
             raise ValueError(
                 f"target_epsilon={target_epsilon!r} is out of reach at delta={delta:g}, "
                 f"sample_rate={sample_rate:g}, steps={steps}: even noise_multiplier="

@@ -1131,7 +1131,7 @@ def _exact_delta(q: float, sigma: float, epsilon: float, relation: str, digits: 
     """The exact delta of one step: the worst hockey-stick divergence over the relation's pairs."""
     if q == 0.0:  # identical outputs: the reference's root search would not terminate
         return 0.0
-    if q == 1.0:  # the Gaussian mechanism: closed form, far faster than the quadrature
+    if q == 1.0:  # the Gaussian mechanism: Balle and Wang's closed form needs no quadrature
         return _gaussian_delta(2.0 if relation == "replace_one" else 1.0, sigma, epsilon, digits)
     return max(float(reference.hockey_stick_delta(q, sigma, epsilon, direction, digits))
                for direction in _DIRECTIONS[relation])
