@@ -33,7 +33,9 @@ __all__ = [
 MAX_ORDER = 1_000_000
 
 
-def _as_float_array(value, name: str) -> np.ndarray:
+def check_real_array(value, name: str) -> np.ndarray:
+    """Return ``value`` as a float array after checking it holds real numbers only (bools,
+    complex numbers, strings and ints beyond the float range are refused, naming ``name``)."""
     if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
         raise TypeError(f"{name} must be a real number or array of real numbers, got {value!r}")
     try:
@@ -46,12 +48,6 @@ def _as_float_array(value, name: str) -> np.ndarray:
     if array is None:  # bools, complex numbers and strings are not real numbers
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {raw.dtype}")
     return array
-
-
-def check_real_array(value, name: str) -> np.ndarray:
-    """Return ``value`` as a float array after checking it holds real numbers only (bools,
-    complex numbers, strings and ints beyond the float range are refused, naming ``name``)."""
-    return _as_float_array(value, name)
 
 
 def _scalar_or_array(array: np.ndarray, value, name: str, scalar: bool):
@@ -77,7 +73,7 @@ def check_sample_rate(value, name: str = "sample_rate", scalar: bool = False):
 
     With ``scalar=True`` an array (even of one element) is a ``TypeError``.
     """
-    array = _as_float_array(value, name)
+    array = check_real_array(value, name)
     if np.any(np.isnan(array)) or np.any((array < 0) | (array > 1)):
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
     return _scalar_or_array(array, value, name, scalar)
@@ -88,7 +84,7 @@ def check_noise_multiplier(value, name: str = "noise_multiplier", scalar: bool =
 
     With ``scalar=True`` an array (even of one element) is a ``TypeError``.
     """
-    array = _as_float_array(value, name)
+    array = check_real_array(value, name)
     if np.any(~np.isfinite(array)) or np.any(array <= 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return _scalar_or_array(array, value, name, scalar)
@@ -157,7 +153,7 @@ def check_positive_int(value, name: str, maximum: int | None = None) -> int:
 
 def check_orders(orders, name: str = "orders") -> np.ndarray:
     """Return ``orders`` as a 1-D float array after checking ``1 < order <= MAX_ORDER``."""
-    array = np.atleast_1d(_as_float_array(orders, name))
+    array = np.atleast_1d(check_real_array(orders, name))
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of Renyi orders > 1")
     if np.any(~np.isfinite(array)) or np.any(array <= 1) or np.any(array > MAX_ORDER):
