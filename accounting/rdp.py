@@ -204,13 +204,19 @@ def _log_a_minus_1_integer(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) 
     if terms.size == 0 or terms[-1] <= _CHUNK_TERMS:
         return _log_a_minus_1_integer_chunk(q, sigma, alpha)
     result = np.empty(q.shape)
-    start, done = 0, 0.0
-    while start < q.size:
-        stop = max(start + 1, int(np.searchsorted(terms, done + _CHUNK_TERMS, side="right")))
-        part = slice(start, stop)
+    for part in _chunks(terms, _CHUNK_TERMS):
         result[part] = _log_a_minus_1_integer_chunk(q[part], sigma[part], alpha[part])
-        start, done = stop, terms[stop - 1]
     return result
+
+
+def _chunks(cumulative_cost: np.ndarray, limit: float):
+    """Consecutive slices of the items whose cost (given as its running total) is at most
+    ``limit`` each, or one item where that item alone costs more."""
+    start, done = 0, 0
+    while start < cumulative_cost.size:
+        stop = max(start + 1, int(np.searchsorted(cumulative_cost, done + limit, side="right")))
+        yield slice(start, stop)
+        start, done = stop, cumulative_cost[stop - 1]
 
 
 def _log_a_minus_1_integer_chunk(q, sigma, alpha) -> np.ndarray:
@@ -368,16 +374,11 @@ def _probed_trapezoid(q, sigma, alpha, lower, upper, step) -> np.ndarray:
     cells = np.ceil((upper - lower) / (cell_steps * step)).astype(np.int64)
     # At most _MAX_PROBES cells of at most _MAX_ITEM_NODES nodes: no int64 overflow.
     cost = cells + 1 + np.minimum(cells * cell_steps.astype(np.int64), _MAX_ITEM_NODES)
-    ends = np.cumsum(cost)
-    start, done = 0, 0
-    while start < q.size:
-        stop = max(start + 1, int(np.searchsorted(ends, done + _CHUNK_NODES, side="right")))
-        part = slice(start, stop)
+    for part in _chunks(np.cumsum(cost), _CHUNK_NODES):
         result[within[part]] = _trapezoid_on_mass(
             q[part], sigma[part], alpha[part], lower[part], step[part],
             cell_steps[part].astype(np.int64), cells[part],
         )
-        start, done = stop, ends[stop - 1]
     return result
 
 
