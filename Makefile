@@ -8,6 +8,9 @@
 #   make test-tensorflow - the TensorFlow adapter's tests in two venvs of their own:
 #       .venv-tf  (current TensorFlow + Keras 3, no tensorflow-privacy) and
 #       .venv-tfp (TF 2.15.1 + Keras 2 + tensorflow-privacy 0.9.0, requirements/tf-privacy-cpu.txt)
+#   make test-integrations - the Opacus accountants (accounting.integrations.opacus) and the
+#       dp_accounting cross-check in a venv of their own, .venv-integrations (CPU torch 2.13,
+#       Opacus 1.6, dp-accounting 0.6)
 PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
@@ -15,10 +18,11 @@ VPY := $(VENV)/bin/python
 TF_VENV ?= .venv-tf
 TFP_VENV ?= .venv-tfp
 BENCH_VENV ?= .venv-bench
+INTEGRATIONS_VENV ?= .venv-integrations
 # torch for Opacus: the CPU build only (a plain torch==2.13.0 from PyPI pulls CUDA wheels).
 TORCH_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test test-surface test-tensorflow lint bench notebooks clean
+.PHONY: demo test test-surface test-tensorflow test-integrations lint bench notebooks clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -75,5 +79,18 @@ test-tensorflow: $(TF_VENV)/.installed-tf $(TFP_VENV)/.installed-tfp
 	$(TF_VENV)/bin/python -m pytest -q tests/test_tf_*.py
 	$(TFP_VENV)/bin/python -m pytest -q tests/test_tf_*.py
 
+# torch first and alone (--no-deps), from the CPU index (TORCH_PIP_ARGS) or a wheel on disk, so
+# that resolving Opacus's "torch" requirement never pulls a CUDA build; torch's own dependencies
+# come with the second install, from the usual index.
+$(INTEGRATIONS_VENV)/.installed-integrations: pyproject.toml
+	$(PYTHON) -m venv $(INTEGRATIONS_VENV)
+	$(INTEGRATIONS_VENV)/bin/python -m pip install -q --no-deps 'torch==2.13.0+cpu' $(TORCH_PIP_ARGS)
+	$(INTEGRATIONS_VENV)/bin/python -m pip install -q -e '.[test,opacus]' 'dp-accounting==0.6.*'
+	touch $@
+
+test-integrations: $(INTEGRATIONS_VENV)/.installed-integrations
+	$(INTEGRATIONS_VENV)/bin/python -m pytest -q tests/test_integration_opacus.py \
+		tests/test_integration_dp_accounting.py
+
 clean:
-	rm -rf $(VENV) $(TF_VENV) $(TFP_VENV) $(BENCH_VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TF_VENV) $(TFP_VENV) $(BENCH_VENV) $(INTEGRATIONS_VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info
