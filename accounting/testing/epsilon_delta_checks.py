@@ -1,51 +1,27 @@
-"""Property checks for any privacy accountant of the Poisson-subsampled Gaussian mechanism.
+"""Checks of epsilon and delta functions: one job, holding the privacy spent to its properties.
 
-Each ``check_*`` function takes the user's callable, draws valid inputs with Hypothesis
-(:mod:`accounting.testing.strategies`), and tests one mathematical property. On success it
-returns a :class:`CheckResult`; on failure Hypothesis shrinks the input to a minimal
-counterexample and the check raises :class:`PropertyViolation` (or, with
-``raise_on_failure=False``, returns the failed :class:`CheckResult`), whose message states the
-property, the inputs and the values found.
+The functions under test give the privacy spent by ``steps`` steps of the Poisson-subsampled
+Gaussian mechanism: ``epsilon(q, sigma, steps, delta) -> float`` and ``delta(q, sigma, steps,
+epsilon) -> float``. The properties checked and their sources:
 
-The callables' signatures:
+* epsilon and delta are monotone in ``q``, ``sigma``, ``steps`` and in each other (a smaller
+  rate, more noise or fewer steps is a post-processing): :func:`check_epsilon_monotone`,
+  :func:`check_delta_monotone`; subsampling never increases epsilon, huge step counts and
+  extreme ``q / sigma`` included: :func:`check_epsilon_subsampling_bound`;
+* an RDP accountant agrees with the mpmath reference within ``rtol`` (:func:`reference_epsilon`:
+  :func:`accounting.reference.rdp` at the accountant's orders, converted to epsilon in mpmath):
+  :func:`check_epsilon_reference`, :func:`check_delta_reference`;
+* ``delta(epsilon(delta)) = delta`` for an RDP accountant, since both are minima over the same
+  orders of functions monotone in each other: :func:`check_round_trip`;
+* a tight accountant (e.g. PLD) never reports more epsilon than the RDP accountant:
+  :func:`check_pld_below_rdp`;
+* any sound accountant (RDP, PLD, ...) reports, at one step, no less than the exact epsilon
+  and the exact delta: the hockey-stick divergence
+  (:func:`accounting.reference.hockey_stick_delta`) over the neighbouring relation's pairs:
+  :func:`check_epsilon_hockey_stick`, :func:`check_delta_hockey_stick`.
 
-``rdp(q, sigma, orders) -> sequence of float``
-    RDP of *one* step at each order (``orders`` is passed as a list of floats).
-``epsilon(q, sigma, steps, delta) -> float`` and ``delta(q, sigma, steps, epsilon) -> float``
-    Privacy spent by ``steps`` steps.
-``make_accountant() -> object``
-    A fresh accountant with ``compose(q, sigma, steps)`` and ``get_epsilon(delta)``.
-
-The properties and their sources (``mu0 = N(0, sigma^2)``, ``mu = (1-q) mu0 + q N(1, sigma^2)``):
-
-* RDP is non-decreasing in ``q`` and non-increasing in ``sigma`` (data processing: a smaller
-  rate or more noise is a post-processing of the larger/noisier mechanism; Mironov, Talwar and
-  Zhang 2019, "Rényi Differential Privacy of the Sampled Gaussian Mechanism", Sec. 3);
-* RDP is non-decreasing in ``alpha`` and ``(alpha - 1) RDP(alpha) = log A_alpha`` is convex
-  in ``alpha`` (Van Erven and Harremoës 2014, "Rényi Divergence and Kullback-Leibler
-  Divergence", Theorems 3 and 11);
-* ``q = 1`` gives the Gaussian mechanism's ``alpha / (2 sigma^2)`` and ``q = 0`` gives 0
-  (Mironov 2017, "Rényi Differential Privacy", Proposition 7), and ``RDP(q) <= RDP(1)``;
-* epsilon and delta are monotone in ``q``, ``sigma``, ``steps`` and in each other, and
-  ``delta(epsilon(delta)) = delta`` for an RDP accountant (both are minima over the same
-  orders of functions monotone in each other);
-* composition is additive: splitting or reordering a history changes nothing;
-* agreement with :mod:`accounting.reference` (50-digit-capable mpmath) within ``rtol``;
-* a tight accountant (e.g. PLD) never reports more epsilon than the RDP accountant.
-
-Shape checks allow a relative slack ``rtol`` (default ``1e-8``) for floating-point noise.
-Reference checks decide each example with :mod:`accounting`'s own fast path, which its test
-suite holds to ``1e-10`` relative of the mpmath reference over ``q in [1e-8, 1]``,
-``sigma in [0.1, 1e4]``, ``alpha in (1, 1e4]`` (the ranges drawn here); the reported
-counterexample is always re-evaluated with the mpmath reference itself, and ``exact=True``
-decides every example with mpmath (slower: about half a second per fractional order).
-
-Every check takes ``domain=``, a :class:`~accounting.testing.Domain` of the inputs the
-accountant supports, and draws only inside it. A check that needs an input outside the domain
-(``q = 1`` for the closed form or for ``epsilon(q=1)``, ``steps = 1`` for the hockey-stick
-checks), or a reference the kit lacks for the domain's neighbouring relation (the RDP reference
-is add/remove), returns a *skipped* :class:`CheckResult` (``passed=False, skipped=True``,
-``[SKIP]`` with the reason) instead of running; it never raises for that.
+How a check runs and reports is :mod:`accounting.testing._harness`'s job; the public entry
+points are :mod:`accounting.testing.properties` and :mod:`accounting.testing`.
 """
 
 from __future__ import annotations
@@ -53,13 +29,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import mpmath
 import numpy as np
-from hypothesis import HealthCheck, Verbosity, given, settings
-from hypothesis import seed as _hypothesis_seed
 from hypothesis import strategies as st
 
 from accounting import reference
@@ -69,16 +42,26 @@ from accounting.conversions import CONVERSIONS, epsilon_from_rdp
 from accounting.orders import DEFAULT_ORDERS
 from accounting.rdp import poisson_gaussian_rdp
 from accounting.testing import strategies as sts
+from accounting.testing._harness import (
+    _NO_RDP_REFERENCE,
+    REFERENCE_RTOL,
+    SHAPE_RTOL,
+    CheckResult,
+    _domain,
+    _exceeds,
+    _Falsified,
+    _finish,
+    _label,
+    _relative_error,
+    _run,
+    _show,
+    _skipped,
+)
 from accounting.testing.domain import Domain
 
 __all__ = [
-    "AccountantFactory",
-    "CheckResult",
     "DeltaFunction",
     "EpsilonFunction",
-    "PropertyViolation",
-    "RdpFunction",
-    "check_composition",
     "check_delta_hockey_stick",
     "check_delta_monotone",
     "check_delta_reference",
@@ -87,207 +70,19 @@ __all__ = [
     "check_epsilon_reference",
     "check_epsilon_subsampling_bound",
     "check_pld_below_rdp",
-    "check_rdp_closed_form",
-    "check_rdp_monotone_in_noise",
-    "check_rdp_monotone_in_sample_rate",
-    "check_rdp_order_shape",
-    "check_rdp_reference",
-    "check_rdp_subsampling_bound",
     "check_round_trip",
     "reference_epsilon",
 ]
 
-RdpFunction = Callable[[float, float, Sequence[float]], Any]
+#: ``epsilon(q, sigma, steps, delta) -> float``: the epsilon spent by ``steps`` steps.
 EpsilonFunction = Callable[[float, float, int, float], float]
+#: ``delta(q, sigma, steps, epsilon) -> float``: the delta spent by ``steps`` steps.
 DeltaFunction = Callable[[float, float, int, float], float]
-AccountantFactory = Callable[[], Any]
-
-#: Default slack of the shape checks (monotonicity, convexity, closed forms).
-SHAPE_RTOL = 1e-8
-#: Default tolerance of the reference checks.
-REFERENCE_RTOL = 1e-6
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """Outcome of one property check.
-
-    Attributes
-    ----------
-    name : str
-        The property checked.
-    passed : bool
-        Whether the check ran and found no counterexample (``False`` when skipped).
-    message : str
-        What was found: the failed property with the minimal counterexample's values, how
-        many examples the property held on, or why the check was not applicable.
-    counterexample : dict or None
-        The shrunk inputs of the failure (``None`` on success).
-    skipped : bool
-        Whether the check did not run because it is not applicable to the declared
-        :class:`~accounting.testing.Domain`.
-    """
-
-    name: str
-    passed: bool
-    message: str
-    counterexample: dict[str, Any] | None = None
-    skipped: bool = False
-
-    @property
-    def failed(self) -> bool:
-        """Whether the check ran and found a counterexample."""
-        return not self.passed and not self.skipped
-
-    @property
-    def status(self) -> str:
-        """``"PASS"``, ``"FAIL"`` or ``"SKIP"``."""
-        return "SKIP" if self.skipped else "PASS" if self.passed else "FAIL"
-
-    def __str__(self) -> str:
-        return f"[{self.status}] {self.name}: {self.message}"
-
-
-class PropertyViolation(AssertionError):
-    """A property check found a counterexample; ``result`` holds the :class:`CheckResult`."""
-
-    def __init__(self, result: CheckResult):
-        super().__init__(str(result))
-        self.result = result
-
-    @property
-    def counterexample(self) -> dict[str, Any] | None:
-        """The minimal (shrunk) inputs that break the property."""
-        return self.result.counterexample
-
-
-class _Falsified(Exception):
-    """Raised inside a Hypothesis test body when the property fails on an example."""
-
-    def __init__(
-        self,
-        message: str,
-        details: dict[str, Any] | None = None,
-        inputs: dict[str, Any] | None = None,
-    ):
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
-        self.inputs = inputs  # the inputs actually used, when not the drawn example itself
-        self.example: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------------------------
-# Machinery
+# Calling the function under test
 # --------------------------------------------------------------------------------------------
-
-
-def _settings(max_examples: int) -> settings:
-    return settings(
-        max_examples=max_examples,
-        deadline=None,
-        database=None,
-        report_multiple_bugs=False,
-        verbosity=Verbosity.quiet,
-        print_blob=False,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.filter_too_much,
-            HealthCheck.data_too_large,
-            HealthCheck.large_base_example,
-        ],
-    )
-
-
-def _run(
-    name: str,
-    strategies: dict[str, st.SearchStrategy],
-    body: Callable[..., None],
-    *,
-    max_examples: int,
-    seed: int | None,
-) -> tuple[CheckResult, _Falsified | None]:
-    """Run ``body(**example)`` on Hypothesis examples; return the result and the failure."""
-    if max_examples < 1:
-        raise ValueError(f"max_examples must be >= 1, got {max_examples!r}")
-
-    def test(example: dict[str, Any]) -> None:
-        try:
-            body(**example)
-        except _Falsified as failure:
-            failure.example = dict(example)
-            raise
-
-    runner = _settings(max_examples)(given(st.fixed_dictionaries(strategies))(test))
-    if seed is not None:
-        runner = _hypothesis_seed(seed)(runner)
-    try:
-        runner()
-    except _Falsified as failure:
-        example = failure.inputs or failure.example or {}
-        shown = ", ".join(f"{key}={_show(value)}" for key, value in example.items())
-        message = f"{failure.message}\n    minimal counterexample: {shown}"
-        return CheckResult(name, False, message, {**example, **failure.details}), failure
-    return CheckResult(name, True, f"held on {max_examples} examples"), None
-
-
-def _finish(result: CheckResult, raise_on_failure: bool) -> CheckResult:
-    if result.failed and raise_on_failure:
-        raise PropertyViolation(result)
-    return result
-
-
-def _skipped(name: str, reason: str) -> CheckResult:
-    """A check not run: not applicable to the declared domain (never counted as passed)."""
-    return CheckResult(name, False, f"not applicable: {reason}", None, skipped=True)
-
-
-def _domain(domain: Domain | None) -> Domain:
-    if domain is None:
-        return _ANY
-    if not isinstance(domain, Domain):
-        raise TypeError(f"domain must be an accounting.testing.Domain, got {domain!r}")
-    return domain
-
-
-_ANY = Domain()
-_NO_RDP_REFERENCE = (
-    "the kit has no replace-one RDP reference (accounting.reference.rdp is the add/remove "
-    "divergence of Mironov, Talwar and Zhang 2019)"
-)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.17g}" if value == value else "nan"
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return "[" + ", ".join(_show(item) for item in value) + "]"
-    return repr(value)
-
-
-def _label(fn: Callable) -> str:
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
-
-def _rdp_values(fn: RdpFunction, q: float, sigma: float, orders: Sequence[float]) -> np.ndarray:
-    """Call ``fn(q, sigma, orders)``; fail on exceptions, wrong shapes, NaN or negative RDP."""
-    orders = [float(alpha) for alpha in orders]
-    call = f"{_label(fn)}(q={_show(q)}, sigma={_show(sigma)}, orders={_show(orders)})"
-    try:
-        raw = fn(q, sigma, orders)
-    except Exception as error:  # the user's function failing on a valid input is a finding
-        raise _Falsified(f"{call} raised {type(error).__name__}: {error}") from error
-    try:
-        values = np.asarray(raw, dtype=float).reshape(-1)
-    except (TypeError, ValueError) as error:
-        raise _Falsified(f"{call} returned {raw!r}, not a sequence of numbers") from error
-    if values.size != len(orders):
-        raise _Falsified(f"{call} returned {values.size} values for {len(orders)} orders")
-    if np.any(np.isnan(values)):
-        raise _Falsified(f"{call} returned NaN: {_show(values.tolist())}")
-    if np.any(values < 0):
-        raise _Falsified(f"{call} returned a negative RDP: {_show(values.tolist())}")
-    return values
 
 
 def _scalar(fn: Callable, what: str, upper: float, **arguments: Any) -> float:
@@ -306,380 +101,8 @@ def _scalar(fn: Callable, what: str, upper: float, **arguments: Any) -> float:
     return value
 
 
-def _exceeds(larger_expected: float, smaller_expected: float, rtol: float) -> bool:
-    """Whether ``smaller_expected`` is above ``larger_expected`` beyond the relative slack."""
-    if math.isinf(larger_expected):
-        return False
-    return smaller_expected > larger_expected + rtol * abs(larger_expected)
-
-
-def _relative_error(value: float, expected: float) -> float:
-    if value == expected:
-        return 0.0
-    if math.isinf(value) or math.isinf(expected):
-        return math.inf
-    return abs(value - expected) / abs(expected) if expected else math.inf
-
-
 # --------------------------------------------------------------------------------------------
-# RDP functions
-# --------------------------------------------------------------------------------------------
-
-
-def check_rdp_monotone_in_sample_rate(
-    rdp: RdpFunction,
-    *,
-    rtol: float = SHAPE_RTOL,
-    max_examples: int = 50,
-    seed: int | None = None,
-    raise_on_failure: bool = True,
-    domain: Domain | None = None,
-) -> CheckResult:
-    """Check ``q1 <= q2`` implies ``rdp(q1, sigma, alpha) <= rdp(q2, sigma, alpha)``.
-
-    Parameters
-    ----------
-    rdp : callable
-        ``rdp(q, sigma, orders)``, the RDP of one step at each order.
-    rtol : float
-        Relative slack allowed for floating-point noise.
-    max_examples : int
-        Hypothesis examples drawn.
-    seed : int, optional
-        Fixes Hypothesis' random draws (for reproducible runs).
-    raise_on_failure : bool
-        Raise :class:`PropertyViolation` on failure (else return the failed result).
-    domain : Domain, optional
-        The inputs the function supports (:class:`~accounting.testing.Domain`); only these are
-        drawn.
-
-    Returns
-    -------
-    CheckResult
-    """
-
-    return _check_rdp_monotone(rdp, "q", rtol, max_examples, seed, raise_on_failure, domain)
-
-
-def check_rdp_monotone_in_noise(
-    rdp: RdpFunction,
-    *,
-    rtol: float = SHAPE_RTOL,
-    max_examples: int = 50,
-    seed: int | None = None,
-    raise_on_failure: bool = True,
-    domain: Domain | None = None,
-) -> CheckResult:
-    """Check ``sigma1 <= sigma2`` implies ``rdp(q, sigma1, alpha) >= rdp(q, sigma2, alpha)``.
-
-    Parameters are those of :func:`check_rdp_monotone_in_sample_rate`.
-    """
-
-    return _check_rdp_monotone(rdp, "sigma", rtol, max_examples, seed, raise_on_failure,
-                               domain)
-
-
-def _check_rdp_monotone(rdp, varied, rtol, max_examples, seed, raise_on_failure,
-                        domain) -> CheckResult:
-    """RDP non-decreasing in ``q`` (``varied="q"``) or non-increasing in ``sigma``.
-
-    Both hold under either neighbouring relation: the pair at a smaller ``q`` is the pair at
-    the larger one mixed with a common component, and more noise is a post-processing.
-    """
-    domain = _domain(domain)
-
-    fixed = "sigma" if varied == "q" else "q"
-    first, second = f"{varied}1", f"{varied}2"
-
-    def body(orders, **drawn):
-        low, high = sorted((drawn[first], drawn[second]))
-        other = drawn[fixed]
-        if varied == "q":
-            at_low = _rdp_values(rdp, low, other, orders)
-            at_high = _rdp_values(rdp, high, other, orders)
-        else:
-            at_low = _rdp_values(rdp, other, low, orders)
-            at_high = _rdp_values(rdp, other, high, orders)
-        for alpha, a, b in zip(orders, at_low, at_high, strict=True):
-            where = f"alpha={_show(float(alpha))}"
-            if varied == "q" and _exceeds(b, a, rtol):
-                raise _Falsified(
-                    f"RDP decreased as the sample rate grew: rdp(q={_show(low)}) = {_show(a)} > "
-                    f"rdp(q={_show(high)}) = {_show(b)} at sigma={_show(other)}, {where}"
-                )
-            if varied == "sigma" and _exceeds(a, b, rtol):
-                raise _Falsified(
-                    f"RDP grew with the noise: rdp(sigma={_show(high)}) = {_show(b)} > "
-                    f"rdp(sigma={_show(low)}) = {_show(a)} at q={_show(other)}, {where}"
-                )
-
-    rates, noises = sts.sample_rates(domain=domain), sts.noise_multipliers(domain=domain)
-    varied_values = rates if varied == "q" else noises
-    strategies = {
-        first: varied_values,
-        second: varied_values,
-        fixed: noises if varied == "q" else rates,
-        "orders": sts.order_grids(max_size=4, domain=domain),
-    }
-    name = "RDP non-decreasing in q" if varied == "q" else "RDP non-increasing in sigma"
-    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
-    return _finish(result, raise_on_failure)
-
-
-def check_rdp_order_shape(
-    rdp: RdpFunction,
-    *,
-    rtol: float = SHAPE_RTOL,
-    max_examples: int = 50,
-    seed: int | None = None,
-    raise_on_failure: bool = True,
-    domain: Domain | None = None,
-) -> CheckResult:
-    """Check RDP is non-decreasing in ``alpha`` and ``(alpha - 1) RDP(alpha)`` is convex.
-
-    Convexity is tested on every three consecutive orders ``a < b < c`` of a drawn grid:
-    ``f(b) <= ((c - b) f(a) + (b - a) f(c)) / (c - a)`` with ``f = (alpha - 1) RDP``, up to
-    ``rtol`` times the largest ``f``. Parameters are those of
-    :func:`check_rdp_monotone_in_sample_rate`.
-    """
-    name = "RDP non-decreasing in alpha, (alpha-1)*RDP convex"
-    domain = _domain(domain)
-    if domain.order_grid is not None and len(domain.order_grid) < 2:
-        return _skipped(name, "the domain's grid holds a single order")
-
-    def body(q, sigma, orders):
-        values = _rdp_values(rdp, q, sigma, orders)
-        alphas = np.asarray(orders, dtype=float)
-        for i in range(len(alphas) - 1):
-            if _exceeds(values[i + 1], values[i], rtol):
-                raise _Falsified(
-                    f"RDP decreased with the order: rdp(alpha={_show(alphas[i])}) = "
-                    f"{_show(values[i])} > rdp(alpha={_show(alphas[i + 1])}) = "
-                    f"{_show(values[i + 1])} at q={_show(q)}, sigma={_show(sigma)}"
-                )
-        log_a = (alphas - 1.0) * values
-        if not np.all(np.isfinite(log_a)):
-            return
-        slack = rtol * float(np.max(np.abs(log_a)))
-        for i in range(len(alphas) - 2):
-            a, b, c = alphas[i : i + 3]
-            chord = ((c - b) * log_a[i] + (b - a) * log_a[i + 2]) / (c - a)
-            if log_a[i + 1] > chord + slack:
-                raise _Falsified(
-                    f"(alpha - 1) * RDP is not convex in alpha: at alpha={_show(b)} it is "
-                    f"{_show(log_a[i + 1])}, above the chord {_show(chord)} between "
-                    f"alpha={_show(a)} and alpha={_show(c)} (q={_show(q)}, sigma={_show(sigma)})"
-                )
-
-    strategies = {
-        "q": sts.sample_rates(domain=domain),
-        "sigma": sts.noise_multipliers(domain=domain),
-        "orders": sts.order_grids(min_size=3, max_size=6, domain=domain),
-    }
-    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
-    return _finish(result, raise_on_failure)
-
-
-def check_rdp_closed_form(
-    rdp: RdpFunction,
-    *,
-    rtol: float = SHAPE_RTOL,
-    max_examples: int = 30,
-    seed: int | None = None,
-    raise_on_failure: bool = True,
-    domain: Domain | None = None,
-) -> CheckResult:
-    """Check ``rdp(1, sigma, alpha) = alpha / (2 sigma^2)`` and ``rdp(0, sigma, alpha) = 0``.
-
-    The first is the Gaussian mechanism's RDP (Mironov 2017, Proposition 7). Both must hold to
-    ``rtol`` relative to ``alpha / (2 sigma^2)``. Parameters are those of
-    :func:`check_rdp_monotone_in_sample_rate`. Only the forms whose ``q`` lies in ``domain`` are
-    checked (skipped if neither does); under ``"replace_one"`` the ``q = 1`` value depends on
-    the sensitivity convention (1 or 2), so only ``q = 0`` is checked.
-    """
-    name = "RDP closed forms at q=1 and q=0"
-    domain = _domain(domain)
-    at_one = domain.allows_q(1.0) and domain.relation == "add_remove"
-    at_zero = domain.allows_q(0.0)
-    if not at_one and not at_zero:
-        why_one = "q = 1 lies outside the domain" if not domain.allows_q(1.0) else (
-            "q = 1 depends on the replace-one sensitivity convention")
-        return _skipped(name, f"q = 0 lies outside the domain and {why_one}")
-
-    def body(sigma, orders):
-        gaussian = np.asarray(orders, dtype=float) / (2.0 * sigma**2)
-        full = _rdp_values(rdp, 1.0, sigma, orders) if at_one else gaussian
-        for alpha, value, expected in zip(orders, full, gaussian, strict=True):
-            if _relative_error(value, expected) > rtol:
-                raise _Falsified(
-                    f"at q=1 the RDP must be alpha / (2 sigma^2) = {_show(expected)}, got "
-                    f"{_show(value)} (alpha={_show(float(alpha))}, sigma={_show(sigma)})"
-                )
-        if not at_zero:
-            return
-        empty = _rdp_values(rdp, 0.0, sigma, orders)
-        for alpha, value, expected in zip(orders, empty, gaussian, strict=True):
-            if abs(value) > rtol * expected:
-                raise _Falsified(
-                    f"at q=0 the RDP must be 0, got {_show(value)} "
-                    f"(alpha={_show(float(alpha))}, sigma={_show(sigma)})"
-                )
-
-    strategies = {
-        "sigma": sts.noise_multipliers(domain=domain),
-        "orders": sts.order_grids(max_size=4, domain=domain),
-    }
-    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
-    if not (at_one and at_zero):
-        why = "q = 0 is outside the domain" if at_one else (
-            "q = 1 is outside the domain" if not domain.allows_q(1.0)
-            else "under replace_one q = 1 depends on the sensitivity convention")
-        only = "q = 1 only" if at_one else "q = 0 only"
-        result = CheckResult(name, result.passed, f"{result.message} ({only}: {why})",
-                             result.counterexample)
-    return _finish(result, raise_on_failure)
-
-
-def check_rdp_subsampling_bound(
-    rdp: RdpFunction,
-    *,
-    rtol: float = SHAPE_RTOL,
-    max_examples: int = 50,
-    seed: int | None = None,
-    raise_on_failure: bool = True,
-    domain: Domain | None = None,
-) -> CheckResult:
-    """Check ``0 <= rdp(q, sigma, alpha) <= alpha / (2 sigma^2)``, edges included.
-
-    Subsampling never hurts: the RDP at any ``q`` is at most that at ``q = 1``. Half of the
-    examples are adversarial (:func:`accounting.testing.strategies.edge_mechanisms`: ``q`` of
-    ``1e-16`` or ``1 - 1e-12``, ``q / sigma`` extreme, orders near 1 or above 1000), where the
-    function must also return a number rather than raise or give NaN (``inf`` fails: the
-    bound is finite). Parameters are those of :func:`check_rdp_monotone_in_sample_rate`.
-
-    Under ``domain.relation == "replace_one"`` the bound is the replace-one Gaussian's
-    ``2 alpha / sigma^2`` (the two outputs' means differ by at most 2; it also bounds the
-    convention where the sensitivity is 1).
-    """
-    domain = _domain(domain)
-    replace = domain.relation == "replace_one"
-    factor, shown = (2.0, "2 alpha / sigma^2") if replace else (0.5, "alpha / (2 sigma^2)")
-
-    def body(point):
-        q, sigma, alpha = point
-        (value,) = _rdp_values(rdp, q, sigma, [alpha])
-        bound = factor * float(alpha) / sigma**2
-        if _exceeds(bound, value, rtol):
-            raise _Falsified(
-                f"subsampled RDP exceeds the unsubsampled {shown} = {_show(bound)}: "
-                f"rdp(q={_show(q)}, sigma={_show(sigma)}, alpha={_show(float(alpha))}) = "
-                f"{_show(value)}",
-                inputs={"q": q, "sigma": sigma, "alpha": alpha},
-            )
-
-    regular = st.tuples(sts.sample_rates(domain=domain), sts.noise_multipliers(domain=domain),
-                        sts.orders(domain=domain))
-    strategies = {"point": st.one_of(regular, sts.edge_mechanisms(domain=domain))}
-    name = "subsampled RDP <= unsubsampled (edges included)"
-    if replace:
-        name = "subsampled RDP <= replace-one Gaussian 2 alpha / sigma^2 (edges included)"
-    result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
-    return _finish(result, raise_on_failure)
-
-
-def check_rdp_reference(
-    rdp: RdpFunction,
-    *,
-    rtol: float = REFERENCE_RTOL,
-    exact: bool = False,
-    digits: int = 20,
-    sample_rate: st.SearchStrategy[float] | None = None,
-    noise_multiplier: st.SearchStrategy[float] | None = None,
-    order: st.SearchStrategy[float] | None = None,
-    max_examples: int = 50,
-    seed: int | None = None,
-    raise_on_failure: bool = True,
-    domain: Domain | None = None,
-) -> CheckResult:
-    """Check ``rdp`` agrees with the mpmath reference :func:`accounting.reference.rdp`.
-
-    Parameters
-    ----------
-    rdp : callable
-        ``rdp(q, sigma, orders)``.
-    rtol : float
-        Largest relative error accepted (default ``1e-6``).
-    exact : bool
-        Decide every example with mpmath rather than with :func:`accounting.poisson_gaussian_rdp`
-        (held to ``1e-10`` of mpmath over the ranges drawn here); the reported counterexample is
-        re-evaluated with mpmath either way.
-    digits : int
-        Significant digits of the mpmath evaluation.
-    sample_rate, noise_multiplier, order : hypothesis strategy, optional
-        Narrow the inputs drawn (e.g. ``strategies.fractional_orders(11.0)`` to probe
-        fractional orders only). The defaults draw ``q`` in ``{0, 1} U [1e-8, 1]``, ``sigma``
-        in ``[0.1, 1e4]`` and integer and fractional orders in ``(1, 1e4]``; with
-        ``exact=False`` keep to these ranges, where the fast path is held to the reference.
-        A strategy given here is drawn as given; the others are narrowed to ``domain``.
-    max_examples, seed, raise_on_failure
-        As in :func:`check_rdp_monotone_in_sample_rate`.
-    domain : Domain, optional
-        The inputs to draw; skipped under ``"replace_one"`` (no replace-one RDP reference).
-    """
-    name = f"RDP agrees with the mpmath reference (rtol={rtol:g})"
-    domain = _domain(domain)
-    if domain.relation == "replace_one":
-        return _skipped(name, _NO_RDP_REFERENCE)
-
-    def expected_at(q, sigma, alpha, use_mpmath):
-        if use_mpmath:
-            return float(reference.rdp(q, sigma, alpha, digits=digits))
-        return float(poisson_gaussian_rdp(q, sigma, [alpha])[0])
-
-    def body(q, sigma, alpha):
-        (value,) = _rdp_values(rdp, q, sigma, [alpha])
-        expected = expected_at(q, sigma, float(alpha), exact)
-        error = _relative_error(value, expected)
-        if error > rtol:
-            raise _Falsified(
-                f"rdp(q={_show(q)}, sigma={_show(sigma)}, alpha={_show(float(alpha))}) = "
-                f"{_show(value)}, but the reference gives {_show(expected)} "
-                f"(relative error {error:.3g} > rtol={rtol:g})",
-                {"value": value},
-            )
-
-    strategies = {
-        "q": sample_rate if sample_rate is not None else sts.sample_rates(domain=domain),
-        "sigma": noise_multiplier if noise_multiplier is not None
-        else sts.noise_multipliers(domain=domain),
-        "alpha": order if order is not None else sts.orders(domain=domain),
-    }
-    result, failure = _run(name, strategies, body, max_examples=max_examples, seed=seed)
-    if failure is not None and failure.example is not None and not exact:
-        q, sigma, alpha = (failure.example[key] for key in ("q", "sigma", "alpha"))
-        value = failure.details.get("value")
-        if value is not None:
-            exact_value = expected_at(q, sigma, float(alpha), True)
-            error = _relative_error(value, exact_value)
-            verdict = (
-                f"rdp(q={_show(q)}, sigma={_show(sigma)}, alpha={_show(float(alpha))}) = "
-                f"{_show(value)}, but accounting.reference.rdp ({digits} digits) gives "
-                f"{_show(exact_value)} (relative error {error:.3g}"
-            )
-            if error > rtol:
-                message = f"{verdict} > rtol={rtol:g})"
-                shown = result.message.split("\n", 1)[1]
-                result = CheckResult(name, False, f"{message}\n{shown}", result.counterexample)
-            else:  # the fast path, not the user's function, is off: never blame the user
-                result = CheckResult(
-                    name, True, f"{verdict} <= rtol); accounting's fast path disagrees with its "
-                    "own reference here: please report this to accounting", None
-                )
-    return _finish(result, raise_on_failure)
-
-
-# --------------------------------------------------------------------------------------------
-# Epsilon and delta functions
+# Monotonicity and subsampling
 # --------------------------------------------------------------------------------------------
 
 
@@ -725,7 +148,7 @@ def check_epsilon_monotone(
     argument : {"q", "sigma", "steps", "delta"}
         The argument varied.
     rtol, max_examples, seed, raise_on_failure, domain
-        As in :func:`check_rdp_monotone_in_sample_rate`.
+        As in :func:`~accounting.testing.rdp_checks.check_rdp_monotone_in_sample_rate`.
     """
     return _check_monotone(epsilon, "epsilon", argument, _epsilon_strategies(_domain(domain)),
                            _EPSILON_DIRECTIONS, rtol, max_examples, seed, raise_on_failure)
@@ -809,8 +232,9 @@ def check_epsilon_subsampling_bound(
     """Check ``epsilon(q, sigma, steps, delta) <= epsilon(1, sigma, steps, delta)``.
 
     Half of the examples use huge step counts (``1e6`` to ``1e12``) or extreme ``q / sigma``.
-    Parameters are those of :func:`check_rdp_monotone_in_sample_rate`; skipped when ``q = 1``
-    lies outside ``domain``.
+    Parameters are those of
+    :func:`~accounting.testing.rdp_checks.check_rdp_monotone_in_sample_rate`;
+    skipped when ``q = 1`` lies outside ``domain``.
     """
     name = "subsampled epsilon <= unsubsampled (edges included)"
     domain = _domain(domain)
@@ -846,6 +270,11 @@ def check_epsilon_subsampling_bound(
     }
     result, _ = _run(name, strategies, body, max_examples=max_examples, seed=seed)
     return _finish(result, raise_on_failure)
+
+
+# --------------------------------------------------------------------------------------------
+# Agreement with the references
+# --------------------------------------------------------------------------------------------
 
 
 def _positive_q(strategies: dict[str, st.SearchStrategy], domain: Domain) -> dict:
@@ -935,7 +364,7 @@ def check_epsilon_reference(
     exact : bool
         Decide every example with mpmath rather than with :func:`accounting.compute_epsilon`.
     digits, max_examples, seed, raise_on_failure
-        As in :func:`check_rdp_reference`.
+        As in :func:`~accounting.testing.rdp_checks.check_rdp_reference`.
     domain : Domain, optional
         The inputs to draw; its explicit grid stands in for ``orders`` when that is not given.
         Skipped under ``"replace_one"`` (the reference is an add/remove RDP accountant) and for
@@ -1033,6 +462,11 @@ def check_delta_reference(
     return _finish(result, raise_on_failure)
 
 
+# --------------------------------------------------------------------------------------------
+# The round trip, and a tight accountant below RDP
+# --------------------------------------------------------------------------------------------
+
+
 def check_round_trip(
     epsilon: EpsilonFunction,
     delta: DeltaFunction,
@@ -1094,8 +528,8 @@ def check_pld_below_rdp(
     rdp_epsilon : callable, optional
         The looser one; default :func:`accounting.compute_epsilon` (RDP, improved conversion).
     rtol, max_examples, seed, raise_on_failure
-        As in :func:`check_rdp_monotone_in_sample_rate`; ``rtol`` also absorbs the tight
-        accountant's discretisation error.
+        As in :func:`~accounting.testing.rdp_checks.check_rdp_monotone_in_sample_rate`;
+        ``rtol`` also absorbs the tight accountant's discretisation error.
     domain : Domain, optional
         The inputs to draw. Under ``"replace_one"`` pass the matching ``rdp_epsilon``: the
         default (an add/remove accountant) is not a bound there, and the check is skipped.
@@ -1121,6 +555,11 @@ def check_pld_below_rdp(
     result, _ = _run(name, _epsilon_strategies(domain), body, max_examples=max_examples,
                      seed=seed)
     return _finish(result, raise_on_failure)
+
+
+# --------------------------------------------------------------------------------------------
+# One step against the exact hockey-stick divergence
+# --------------------------------------------------------------------------------------------
 
 
 _DIRECTIONS = {"add_remove": ("remove", "add"), "replace_one": ("replace",)}
@@ -1187,7 +626,8 @@ def check_epsilon_hockey_stick(
     digits : int
         Significant digits of the mpmath evaluation.
     max_examples, seed, raise_on_failure, domain
-        As in :func:`check_rdp_monotone_in_sample_rate`; ``domain.relation`` picks the pairs.
+        As in :func:`~accounting.testing.rdp_checks.check_rdp_monotone_in_sample_rate`;
+        ``domain.relation`` picks the pairs.
     """
     domain = _domain(domain)
 
@@ -1239,88 +679,3 @@ def check_delta_hockey_stick(
 
     return _one_step_hockey_stick("delta", _delta_strategies, body, domain, max_examples, seed,
                                   raise_on_failure)
-
-
-# --------------------------------------------------------------------------------------------
-# Composing accountants
-# --------------------------------------------------------------------------------------------
-
-
-def _epsilon_of(make_accountant: AccountantFactory, history, delta) -> float:
-    label = f"{_label(make_accountant)}() composed with {_show(list(history))}"
-    try:
-        accountant = make_accountant()
-        for record in history:
-            accountant.compose(*record)
-        value = float(accountant.get_epsilon(delta))
-    except Exception as error:
-        raise _Falsified(f"{label} raised {type(error).__name__}: {error}") from error
-    if math.isnan(value) or value < 0:
-        raise _Falsified(f"{label} gave epsilon {_show(value)} at delta={_show(delta)}")
-    return value
-
-
-def check_composition(
-    make_accountant: AccountantFactory,
-    *,
-    rtol: float = SHAPE_RTOL,
-    max_examples: int = 30,
-    seed: int | None = None,
-    raise_on_failure: bool = True,
-    domain: Domain | None = None,
-) -> CheckResult:
-    """Check composition is additive: splitting, reordering or extending a history.
-
-    For a heterogeneous history ``H`` (:func:`accounting.testing.strategies.
-    composition_histories`), the epsilon must not change when a record ``(q, sigma, n)`` is
-    split into ``(q, sigma, k)`` and ``(q, sigma, n - k)`` or when ``H`` is reversed (the
-    privacy loss of a composition is a sum over its steps, e.g. RDP adds up, Mironov 2017,
-    Proposition 1), and must not decrease when a record is appended.
-
-    Parameters
-    ----------
-    make_accountant : callable
-        Returns a fresh accountant with ``compose(q, sigma, steps)`` and
-        ``get_epsilon(delta)``.
-    rtol, max_examples, seed, raise_on_failure
-        As in :func:`check_rdp_monotone_in_sample_rate`.
-    domain : Domain, optional
-        The records (``q``, ``sigma``, ``steps``) and ``delta`` drawn.
-    """
-    domain = _domain(domain)
-
-    def body(history, split_at, extra, delta):
-        history = [tuple(record) for record in history]
-        base = _epsilon_of(make_accountant, history, delta)
-        q, sigma, n = history[0]
-        k = 1 + split_at % n if n > 1 else 0
-        if 0 < k < n:
-            split = [(q, sigma, k), (q, sigma, n - k), *history[1:]]
-            value = _epsilon_of(make_accountant, split, delta)
-            if _relative_error(value, base) > rtol:
-                raise _Falsified(
-                    f"splitting {_show(history[0])} into {k} + {n - k} steps changed epsilon "
-                    f"from {_show(base)} to {_show(value)} (delta={_show(delta)})"
-                )
-        reordered = _epsilon_of(make_accountant, history[::-1], delta)
-        if _relative_error(reordered, base) > rtol:
-            raise _Falsified(
-                f"reversing the history changed epsilon from {_show(base)} to "
-                f"{_show(reordered)} (delta={_show(delta)})"
-            )
-        longer = _epsilon_of(make_accountant, [*history, tuple(extra)], delta)
-        if _exceeds(longer, base, rtol):
-            raise _Falsified(
-                f"appending {_show(tuple(extra))} decreased epsilon from {_show(base)} to "
-                f"{_show(longer)} (delta={_show(delta)})"
-            )
-
-    strategies = {
-        "history": sts.composition_histories(domain=domain),
-        "split_at": st.integers(0, 10**6),
-        "extra": sts.composition_histories(1, 1, domain=domain).map(lambda history: history[0]),
-        "delta": sts.deltas(domain=domain),
-    }
-    result, _ = _run("composition additive (split, reorder, extend)", strategies, body,
-                     max_examples=max_examples, seed=seed)
-    return _finish(result, raise_on_failure)

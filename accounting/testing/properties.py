@@ -46,13 +46,74 @@ accountant supports, and draws only inside it. A check that needs an input outsi
 checks), or a reference the kit lacks for the domain's neighbouring relation (the RDP reference
 is add/remove), returns a *skipped* :class:`CheckResult` (``passed=False, skipped=True``,
 ``[SKIP]`` with the reason) instead of running; it never raises for that.
+
+Layout: this module is the public face of the single checks and only re-exports them, each
+module below having one job:
+
+* :mod:`accounting.testing._harness` runs a check: Hypothesis settings, shrinking to a minimal
+  counterexample, :class:`CheckResult` and :class:`PropertyViolation`, the ``[SKIP]`` of a check
+  not applicable to the domain, and the messages' formatting;
+* :mod:`accounting.testing.rdp_checks` holds RDP functions to their properties
+  (``check_rdp_*``);
+* :mod:`accounting.testing.epsilon_delta_checks` holds epsilon and delta functions to theirs
+  (``check_epsilon_*``, ``check_delta_*``, :func:`check_round_trip`,
+  :func:`check_pld_below_rdp`, :func:`reference_epsilon`);
+* :mod:`accounting.testing.accountant_checks` holds an accountant's composition to its
+  additivity (:func:`check_composition`).
 """
 
 from __future__ import annotations
 
-from accounting.testing.epsilon_delta_checks import *  # noqa: F403
-from accounting.testing.epsilon_delta_checks import (  # noqa: F401
-    REFERENCE_RTOL,
-    SHAPE_RTOL,
-    __all__,
+from accounting.testing._harness import REFERENCE_RTOL as REFERENCE_RTOL
+from accounting.testing._harness import SHAPE_RTOL as SHAPE_RTOL
+from accounting.testing._harness import CheckResult, PropertyViolation
+from accounting.testing.accountant_checks import AccountantFactory, check_composition
+from accounting.testing.epsilon_delta_checks import (
+    DeltaFunction,
+    EpsilonFunction,
+    check_delta_hockey_stick,
+    check_delta_monotone,
+    check_delta_reference,
+    check_epsilon_hockey_stick,
+    check_epsilon_monotone,
+    check_epsilon_reference,
+    check_epsilon_subsampling_bound,
+    check_pld_below_rdp,
+    check_round_trip,
+    reference_epsilon,
 )
+from accounting.testing.rdp_checks import (
+    RdpFunction,
+    check_rdp_closed_form,
+    check_rdp_monotone_in_noise,
+    check_rdp_monotone_in_sample_rate,
+    check_rdp_order_shape,
+    check_rdp_reference,
+    check_rdp_subsampling_bound,
+)
+
+__all__ = [
+    "AccountantFactory",
+    "CheckResult",
+    "DeltaFunction",
+    "EpsilonFunction",
+    "PropertyViolation",
+    "RdpFunction",
+    "check_composition",
+    "check_delta_hockey_stick",
+    "check_delta_monotone",
+    "check_delta_reference",
+    "check_epsilon_hockey_stick",
+    "check_epsilon_monotone",
+    "check_epsilon_reference",
+    "check_epsilon_subsampling_bound",
+    "check_pld_below_rdp",
+    "check_rdp_closed_form",
+    "check_rdp_monotone_in_noise",
+    "check_rdp_monotone_in_sample_rate",
+    "check_rdp_order_shape",
+    "check_rdp_reference",
+    "check_rdp_subsampling_bound",
+    "check_round_trip",
+    "reference_epsilon",
+]
