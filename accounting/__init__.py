@@ -16,58 +16,73 @@ extra; ``import accounting`` does not import it).
 2.59666
 """
 
+from accounting._caches import clear_caches
 from accounting._version import __version__ as __version__
-from accounting.accountants import (
+from accounting.accountant import (
+    Accountant,
     CompositionRecord,
-    MomentsAccountant,
-    RdpAccountant,
-    gaussian_log_moments,
+    TightAccountant,
+    UnsupportedEventError,
 )
 from accounting.budget import (
-    ACCOUNTANTS,
     compute_epsilon,
     dpsgd_epsilon,
     dpsgd_sample_rate_and_steps,
     epsilon_grid,
     get_privacy_budget,
-    make_accountant,
 )
 from accounting.calibration import (
     calibrate_noise_multiplier,
     calibrate_sample_rate,
     calibrate_steps,
 )
-from accounting.conversions import CONVERSIONS, delta_from_rdp, epsilon_from_rdp
 from accounting.gdp import gaussian_delta, gaussian_epsilon, gdp_delta, gdp_epsilon, gdp_mu
-from accounting.orders import DEFAULT_ORDERS
-from accounting.pld_accountant import (
-    DeltaBounds,
-    EpsilonBounds,
-    PldAccountant,
-    ToleranceNotMetWarning,
+from accounting.pld import DeltaBounds, EpsilonBounds, PldAccountant, ToleranceNotMetWarning
+from accounting.rdp import (
+    CONVERSIONS,
+    DEFAULT_ORDERS,
+    MomentsAccountant,
+    RdpAccountant,
+    delta_from_rdp,
+    epsilon_from_rdp,
+    gaussian_log_moments,
+    poisson_gaussian_rdp,
 )
-from accounting.rdp import poisson_gaussian_rdp
+from accounting.registry import (
+    ACCOUNTANTS,
+    accountants,
+    load_accountant,
+    make_accountant,
+    register_accountant,
+    unregister_accountant,
+)
 
 __all__ = [
     "ACCOUNTANTS",
     "CONVERSIONS",
     "DEFAULT_ORDERS",
+    "Accountant",
     "CompositionRecord",
     "DeltaBounds",
     "EpsilonBounds",
     "MomentsAccountant",
     "PldAccountant",
     "RdpAccountant",
+    "TightAccountant",
     "ToleranceNotMetWarning",
+    "UnsupportedEventError",
+    "accountants",
     "calibrate_noise_multiplier",
     "calibrate_sample_rate",
     "calibrate_steps",
+    "clear_caches",
     "compute_epsilon",
     "delta_from_rdp",
     "dpsgd_epsilon",
     "dpsgd_sample_rate_and_steps",
     "epsilon_from_rdp",
     "epsilon_grid",
+    "events",
     "gaussian_delta",
     "gaussian_epsilon",
     "gaussian_log_moments",
@@ -75,6 +90,11 @@ __all__ = [
     "gdp_epsilon",
     "gdp_mu",
     "get_privacy_budget",
+    "load_accountant",
     "make_accountant",
     "poisson_gaussian_rdp",
+    "register_accountant",
+    "unregister_accountant",
 ]
+
+from accounting import events  # noqa: E402 - the subpackage, listed in __all__

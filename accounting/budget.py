@@ -17,52 +17,19 @@ from accounting._validation import (
     check_steps,
     count_as_float,
 )
-from accounting.accountants import MomentsAccountant, RdpAccountant
-from accounting.conversions import Conversion, _check_conversion, epsilon_objective
-from accounting.order_search import kl_lower_bound, minimize_over_orders
-from accounting.orders import DEFAULT_ORDERS
-from accounting.pld_accountant import PldAccountant
-from accounting.rdp import _rdp_items
+from accounting.rdp.conversions import Conversion, _check_conversion, epsilon_objective
+from accounting.rdp.order_search import kl_lower_bound, minimize_over_orders
+from accounting.rdp.orders import DEFAULT_ORDERS
+from accounting.rdp.sampled_gaussian import _rdp_items
+from accounting.registry import make_accountant
 
 __all__ = [
-    "ACCOUNTANTS",
     "compute_epsilon",
     "dpsgd_epsilon",
     "dpsgd_sample_rate_and_steps",
     "epsilon_grid",
     "get_privacy_budget",
-    "make_accountant",
 ]
-
-#: Names accepted wherever an ``accountant=`` argument is taken.
-ACCOUNTANTS: tuple[str, ...] = ("rdp", "moments", "pld")
-
-
-def make_accountant(
-    accountant: str = "rdp",
-    conversion: Conversion = "improved",
-    orders=None,
-    pld_tolerance: float = 1e-3,
-):
-    """A fresh accountant by name: ``"rdp"``, ``"moments"`` or ``"pld"``.
-
-    ``orders`` (RDP accountant only) overrides :data:`accounting.DEFAULT_ORDERS`.
-
-    ``conversion`` applies to the RDP accountant; the moments accountant always converts with
-    its own tail bound (Abadi et al. 2016), which equals the classic RDP conversion; the PLD
-    accountant needs no conversion and answers with its certified upper bound (default
-    tolerance ``pld_tolerance`` on the width of its epsilon bracket).
-    """
-    conversion = _check_conversion(conversion)
-    if accountant == "rdp":
-        return RdpAccountant(orders=orders, conversion=conversion)
-    if orders is not None:
-        raise ValueError(f"orders applies to the 'rdp' accountant only, not {accountant!r}")
-    if accountant == "moments":
-        return MomentsAccountant()
-    if accountant == "pld":
-        return PldAccountant(tolerance=pld_tolerance)
-    raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
 
 
 def compute_epsilon(
@@ -202,7 +169,7 @@ def epsilon_grid(
         Equal, element by element, to ``RdpAccountant(orders, conversion).compose(q, sigma,
         steps).get_epsilon_and_order(delta)`` (so ``(0, orders[0])`` where nothing is spent:
         ``q = 0`` or ``steps = 0``); the orders that cannot attain the minimum are never
-        evaluated (:mod:`accounting.order_search`).
+        evaluated (:mod:`accounting.rdp.order_search`).
     """
     rates = np.asarray(check_sample_rate(sample_rate), dtype=float)
     noises = np.asarray(check_noise_multiplier(noise_multiplier), dtype=float)

@@ -23,7 +23,7 @@ from accounting._validation import (
     check_steps,
 )
 from accounting.budget import compute_epsilon
-from accounting.conversions import Conversion
+from accounting.rdp.conversions import Conversion
 
 __all__ = [
     "MAX_NOISE_MULTIPLIER",

@@ -25,15 +25,17 @@ import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 
-from accounting.budget import ACCOUNTANTS, dpsgd_sample_rate_and_steps, make_accountant
+from accounting.accountant import TightAccountant
+from accounting.budget import dpsgd_sample_rate_and_steps
 from accounting.calibration import calibrate_noise_multiplier, calibrate_steps
-from accounting.conversions import CONVERSIONS
 from accounting.gdp import gdp_epsilon
-from accounting.pld_accountant import PldAccountant, ToleranceNotMetWarning
+from accounting.pld.accountant import ToleranceNotMetWarning
+from accounting.rdp.conversions import CONVERSIONS
+from accounting.registry import accountants as registered_accountants
+from accounting.registry import make_accountant
 
 __all__ = ["main"]
 
-_ORDER_LABEL = {"rdp": "order", "moments": "lambda"}
 #: Default wall-clock limit of one accountant's row, in seconds (``--time-limit``).
 DEFAULT_TIME_LIMIT = 60.0
 
@@ -100,7 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--delta", type=float, required=True)
             if name != "epsilon":
                 sub.add_argument("--epsilon", type=float, required=True, help="target epsilon")
-        sub.add_argument("--accountant", choices=ACCOUNTANTS, action="append",
+        sub.add_argument("--accountant", choices=registered_accountants(), action="append",
                          help="accountant to use (repeatable; default: all)")
         sub.add_argument("--conversion", choices=CONVERSIONS, default="improved",
                          help="RDP to (epsilon, delta) conversion (default: improved)")
@@ -147,38 +149,33 @@ def _resolve_run(args, parser) -> dict:
     return run
 
 
-def _conversion_label(args, accountant: str) -> str:
-    return {"rdp": args.conversion, "moments": "tail bound", "pld": "certified"}[accountant]
-
-
-def _evaluate_pld(args, run: dict, row: dict) -> dict:
-    ledger = PldAccountant(tolerance=args.tolerance).compose(
-        run["sample_rate"], args.noise_multiplier, run["steps"]
-    )
+def _evaluate_bounds(args, ledger: TightAccountant, row: dict) -> dict:
     # a bracket wider than --tolerance is reported in its row, not as a warning on stderr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ToleranceNotMetWarning)
         if args.command == "epsilon":
             bounds = ledger.get_epsilon_bounds(args.delta)
-            row["epsilon"], row["epsilon_lower"] = bounds.upper, bounds.lower
+            row["epsilon"], row["epsilon_lower"] = bounds[1], bounds[0]
         else:
             bounds = ledger.get_delta_bounds(args.epsilon)
-            row["delta"], row["delta_lower"] = bounds.upper, bounds.lower
-    row["value_discretization"] = bounds.value_discretization
-    row["tolerance_met"] = bounds.tolerance_met
+            row["delta"], row["delta_lower"] = bounds[1], bounds[0]
+    for field in ("value_discretization", "tolerance_met"):
+        if hasattr(bounds, field):
+            row[field] = getattr(bounds, field)
     return row
 
 
 def _evaluate(args, run: dict, accountant: str) -> dict:
-    row = {"accountant": accountant, "conversion": _conversion_label(args, accountant)}
-    if accountant == "pld" and args.command in ("epsilon", "delta"):
-        return _evaluate_pld(args, run, row)
+    ledger = make_accountant(accountant, args.conversion, pld_tolerance=args.tolerance)
+    row = {"accountant": accountant, "conversion": ledger.conversion_label}
     if args.command in ("epsilon", "delta"):
-        ledger = make_accountant(accountant, args.conversion).compose(
-            run["sample_rate"], args.noise_multiplier, run["steps"]
-        )
-        if args.command == "epsilon":
-            row["epsilon"], row[_ORDER_LABEL[accountant]] = ledger.get_epsilon_and_order(args.delta)
+        ledger.compose(run["sample_rate"], args.noise_multiplier, run["steps"])
+        if isinstance(ledger, TightAccountant):
+            return _evaluate_bounds(args, ledger, row)
+        if args.command == "epsilon" and ledger.order_label:
+            row["epsilon"], row[ledger.order_label] = ledger.get_epsilon_and_order(args.delta)
+        elif args.command == "epsilon":
+            row["epsilon"] = ledger.get_epsilon(args.delta)
         else:
             row["delta"] = ledger.get_delta(args.epsilon)
     elif args.command == "noise":
@@ -307,8 +304,11 @@ def _evaluate_row(args, run: dict, accountant: str) -> tuple[dict, bool]:
         invalid = False
     except (ValueError, TypeError) as error:
         message, invalid = str(error), True
-    row = {"accountant": accountant, "conversion": _conversion_label(args, accountant),
-           "error": message}
+    try:
+        label = make_accountant(accountant, args.conversion).conversion_label
+    except (ValueError, TypeError):
+        label = ""
+    row = {"accountant": accountant, "conversion": label, "error": message}
     return row, invalid
 
 
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
-    accountants = args.accountant or list(ACCOUNTANTS)
+    accountants = args.accountant or list(registered_accountants())
     try:
         run = _resolve_run(args, parser)
     except (ValueError, TypeError) as error:

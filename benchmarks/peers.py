@@ -45,15 +45,12 @@ from accounting_speed import (  # the settings (name: (q, sigma, steps, delta)) 
 )
 
 import accounting
-from accounting.accountants import _step_rdp_store
-from accounting.rdp import _cached_trapezoid_layout
 
 CALIBRATION_TARGETS = (1.0, 3.0, 8.0)
 
 
 def _clear_caches() -> None:
-    _step_rdp_store.cache_clear()
-    _cached_trapezoid_layout.cache_clear()
+    accounting.clear_caches(tables=False)
 
 
 def timed(function, repeats: int, slow: float = 1.0):

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import accounting
 from accounting import (
     DEFAULT_ORDERS,
     CompositionRecord,
@@ -237,9 +238,7 @@ def test_pruned_order_search_equals_full_minimum(history, delta, epsilon, conver
 @given(q=typical_sample_rates, sigma=st.floats(0.3, 30.0), steps=st.integers(1, 10**6),
        delta=deltas)
 def test_pruned_search_on_a_cold_cache_equals_full_minimum(q, sigma, steps, delta):
-    from accounting.accountants import _step_rdp_store
-
-    _step_rdp_store.cache_clear()
+    accounting.clear_caches()
     pruned = RdpAccountant().compose(q, sigma, steps).get_epsilon_and_order(delta)
     full = epsilon_from_rdp(steps * poisson_gaussian_rdp(q, sigma, DEFAULT_ORDERS),
                             DEFAULT_ORDERS, delta)

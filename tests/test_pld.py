@@ -23,9 +23,9 @@ from accounting import (
     pld_accountant,
 )
 from accounting import reference as ref
-from accounting.pld_accountant import _REFINE_GRID_LIMIT, _worst_lower
-from accounting.pld_composition import choose_tilt, compose_plds, compose_tilted
-from accounting.privacy_loss import dominated_pmf, dominating_pairs, dominating_pmf
+from accounting.pld.accountant import _REFINE_GRID_LIMIT, _worst_lower
+from accounting.pld.composition import choose_tilt, compose_plds, compose_tilted
+from accounting.pld.privacy_loss import dominated_pmf, dominating_pairs, dominating_pmf
 
 SETTINGS = {  # (q, sigma, steps, delta)
     "A": (256 / 60000, 1.1, 14063, 1e-5),

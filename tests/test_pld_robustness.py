@@ -22,7 +22,7 @@ from accounting import (
     ToleranceNotMetWarning,
 )
 from accounting import reference as ref
-from accounting.pld_accountant import _MAX_GRID_POINTS, _MAX_STEP_POINTS
+from accounting.pld.accountant import _MAX_GRID_POINTS, _MAX_STEP_POINTS
 from tests.capped import run_capped
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import accounting
-from accounting.pld_accountant import PldAccountant
+from accounting.pld.accountant import PldAccountant
 from accounting.testing import (
     CheckResult,
     Domain,

@@ -25,7 +25,7 @@ __all__ = ["hockey_stick_delta"]
 # any finite float epsilon at any float sigma).
 _MAX_DOUBLINGS = 5000
 
-#: Components ``(weight factor of q, mean)`` of the pairs of :mod:`accounting.privacy_loss`,
+#: Components ``(weight factor of q, mean)`` of the pairs of :mod:`accounting.pld.privacy_loss`,
 #: written here independently: ``P`` then ``Q`` for each direction.
 _PAIR_MEANS = {
     "remove": (((0, 0), (1, 1)), ((0, 0),)),
@@ -47,7 +47,7 @@ def _mixture_density(q, sigma, components, x):
 def hockey_stick_delta(q, sigma, epsilon, direction: str, digits: int = DEFAULT_DIGITS):
     """``delta(eps) = int (p(x) - e^eps q(x))_+ dx`` of one Poisson-subsampled Gaussian step.
 
-    The pairs ``(P, Q)`` are those of :mod:`accounting.privacy_loss` (``"remove"``, ``"add"``,
+    The pairs ``(P, Q)`` are those of :mod:`accounting.pld.privacy_loss` (``"remove"``, ``"add"``,
     ``"replace"``). The loss ``log p / q`` increases in ``x``, so the integrand is positive
     exactly beyond the root ``x*`` of ``log p(x*) / q(x*) = eps``, found by bisection in
     ``mpmath``; ``int_{x*}^inf (p - e^eps q)`` is then integrated with ``mpmath.quad`` on pieces

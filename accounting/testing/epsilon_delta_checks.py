@@ -36,11 +36,11 @@ import numpy as np
 from hypothesis import strategies as st
 
 from accounting import reference
-from accounting.accountants import RdpAccountant
 from accounting.budget import compute_epsilon
-from accounting.conversions import CONVERSIONS, epsilon_from_rdp
-from accounting.orders import DEFAULT_ORDERS
 from accounting.rdp import poisson_gaussian_rdp
+from accounting.rdp.accountant import RdpAccountant
+from accounting.rdp.conversions import CONVERSIONS, epsilon_from_rdp
+from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.testing import strategies as sts
 from accounting.testing._harness import (
     _NO_RDP_REFERENCE,
@@ -313,7 +313,7 @@ def reference_epsilon(
     computed with :func:`accounting.reference.rdp` and converted with
     :func:`accounting.reference.rdp_to_epsilon_improved` (or ``_classic``), with the
     Bretagnolle-Huber bound (``epsilon = 0`` when ``delta^2 >= 1 - exp(-RDP)``) of
-    :mod:`accounting.conversions` for the improved conversion.
+    :mod:`accounting.rdp.conversions` for the improved conversion.
     """
     if conversion not in CONVERSIONS:
         raise ValueError(f"conversion must be one of {CONVERSIONS}, got {conversion!r}")
@@ -358,7 +358,7 @@ def check_epsilon_reference(
         The Rényi orders the accountant minimises over (default
         :data:`accounting.DEFAULT_ORDERS`): pass the user's own grid, since epsilon depends on it.
     conversion : {"improved", "classic"}
-        The RDP-to-DP conversion the accountant uses (:mod:`accounting.conversions`).
+        The RDP-to-DP conversion the accountant uses (:mod:`accounting.rdp.conversions`).
     rtol : float
         Largest relative error accepted (default ``1e-6``; absolute below epsilon ``1e-9``).
     exact : bool

@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 
 from accounting import _scipy
-from accounting.privacy_loss import DiscretePld, GridTooLarge
+from accounting.pld.privacy_loss import DiscretePld, GridTooLarge
 
 __all__ = [
     "ComposedPld",
@@ -356,7 +356,8 @@ def compose_tilted(
         shrinks ~2000-fold, for ~5x the cost of those transforms. Where ``longdouble`` is
         ``double`` the result and its bound are those of ``extended=False``.
     max_size : float
-        Largest window allowed: a longer one raises :class:`accounting.privacy_loss.GridTooLarge`
+        Largest window allowed: a longer one raises
+        :class:`accounting.pld.privacy_loss.GridTooLarge`
         before anything of its size is allocated.
     admit : callable, optional
         Called as ``admit(size, transforms, extended)`` with the FFT length and the number of

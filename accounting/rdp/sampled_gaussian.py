@@ -33,8 +33,9 @@ from functools import lru_cache
 import numpy as np
 
 from accounting import _scipy
-from accounting._ragged import RaggedIndex, segment_logsumexp
+from accounting._caches import register_cache
 from accounting._validation import check_noise_multiplier, check_orders, check_sample_rate
+from accounting.rdp._ragged import RaggedIndex, segment_logsumexp
 
 __all__ = ["poisson_gaussian_rdp"]
 
@@ -419,3 +420,7 @@ def _trapezoid_on_mass(q, sigma, alpha, lower, step, cell_steps, cells) -> np.nd
     per_item = RaggedIndex(np.bincount(node_item, minlength=q.size))
     # node_item is sorted, so per_item's blocks line up with log_values.
     return np.where(over, np.nan, np.log(step) + segment_logsumexp(log_values, per_item))
+
+
+register_cache(_cached_binomial_layout.cache_clear, table=True)
+register_cache(_cached_trapezoid_layout.cache_clear)

@@ -1,11 +1,11 @@
 """Tight accountant: privacy loss distributions with certified upper and lower epsilon.
 
 Every composed step is discretised twice on a grid of spacing ``value_discretization``
-(:mod:`accounting.privacy_loss`): a *dominating* ("connect the dots") discretisation whose
+(:mod:`accounting.pld.privacy_loss`): a *dominating* ("connect the dots") discretisation whose
 composed hockey-stick divergence is at least the true one, and a *dominated* (merged-cell)
 discretisation whose composed ``P`` and ``Q`` laws give threshold divergences
 ``P(S >= s) - exp(eps) Q(S >= s)`` that are at most the true one. Both are composed by FFT
-(:mod:`accounting.pld_composition`), so the true ``delta(epsilon)`` - and the true
+(:mod:`accounting.pld.composition`), so the true ``delta(epsilon)`` - and the true
 ``epsilon(delta)`` - of the Poisson-subsampled Gaussian is bracketed:
 ``lower <= true <= upper``. Both sides err by second-order terms in the grid spacing (a
 threshold on the grid-placed loss is nearly the best test), so the bracket narrows like
@@ -25,16 +25,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+from accounting._gaussian_steps import GaussianStepsAccountant
 from accounting._validation import check_delta, check_epsilon, check_positive
-from accounting.accountants import RdpAccountant, _ComposingAccountant
+from accounting.accountant import TightAccountant
 from accounting.gdp import _mu_epsilon
-from accounting.pld_composition import (
+from accounting.pld.composition import (
     ThresholdBound,
     choose_tilt,
     compose_plds,
     compose_tilted,
 )
-from accounting.privacy_loss import (
+from accounting.pld.privacy_loss import (
     RELATIONS,
     DiscretePld,
     GridTooLarge,
@@ -44,6 +45,7 @@ from accounting.privacy_loss import (
     grid_size,
     loss_extent,
 )
+from accounting.rdp.accountant import RdpAccountant
 
 __all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant", "ToleranceNotMetWarning"]
 
@@ -188,7 +190,7 @@ class _Work:
         self.left -= units
 
     def admit(self, optional: bool = False, reserve: float = 1.0):
-        """A callback for :func:`accounting.pld_composition.compose_tilted`."""
+        """A callback for :func:`accounting.pld.composition.compose_tilted`."""
 
         def admit(size, transforms, extended):
             units = size * (transforms * (_EXTENDED_WORK if extended else 1.0) + 1.0)
@@ -375,7 +377,7 @@ def _step_tail(pairs_and_counts, delta_scale: float) -> float:
     return max(max(_TRUNCATION_SHARE * delta_scale, 1e-300) / max(total_steps, 1), 1e-300)
 
 
-class PldAccountant(_ComposingAccountant):
+class PldAccountant(GaussianStepsAccountant, TightAccountant):
     """Privacy-loss-distribution accountant with certified bounds on epsilon and delta.
 
     Parameters
@@ -404,7 +406,7 @@ class PldAccountant(_ComposingAccountant):
     -----
     ``get_epsilon`` / ``get_delta`` return the certified upper bounds. The bounds cover the
     discretisation, the truncation of the per-step losses, the FFT window and a worst-case
-    bound on the FFT's floating-point error (see :func:`accounting.pld_composition.compose_plds`).
+    bound on the FFT's floating-point error (see :func:`accounting.pld.composition.compose_plds`).
     The composed laws are exponentially tilted towards the answer (the Gaussian-DP estimate
     first, then each grid's certified lower bound), which makes that error relative to the tail
     mass: brackets stay narrow down to ``delta`` of ``1e-14`` and below. Where the tilt cannot
@@ -448,7 +450,7 @@ class PldAccountant(_ComposingAccountant):
         neighboring: str = "add_remove",
         relative_tolerance: float | None = None,
     ):
-        super().__init__(np.zeros(0))
+        super().__init__()
         if value_discretization is not None:
             value_discretization = check_positive(value_discretization, "value_discretization")
             if value_discretization > _MAX_LOSS:
@@ -469,10 +471,20 @@ class PldAccountant(_ComposingAccountant):
         self._compositions: dict[tuple, _Composition] = {}
         self._work = _Work()
 
+    name = "pld"
+
     @property
     def neighboring(self) -> str:
         """Neighbouring relation of the bounds."""
         return self._neighboring
+
+    def _options(self) -> dict:
+        return {
+            "value_discretization": self._value_discretization,
+            "tolerance": self._tolerance,
+            "neighboring": self._neighboring,
+            "relative_tolerance": self._relative_tolerance,
+        }
 
     def _target_width(self, epsilon: float) -> float:
         """Width aimed at for an epsilon near ``epsilon`` (see ``relative_tolerance``)."""
@@ -562,7 +574,7 @@ class PldAccountant(_ComposingAccountant):
         the spacing of the grid of that upper bound, and whether ``width <= target(upper)``.
 
         ``anchor`` is where the composed laws are made accurate (see
-        :func:`accounting.pld_composition.choose_tilt`); with ``follow_lower`` each further grid
+        :func:`accounting.pld.composition.choose_tilt`); with ``follow_lower`` each further grid
         is anchored at the certified lower bound in hand, and a grid whose upper bound is
         infinite (the answer lies far above the anchor, where the tilted law is not accurate
         enough) is recomposed anchored higher, towards ``ceiling`` (a known upper bound).
@@ -711,6 +723,8 @@ class PldAccountant(_ComposingAccountant):
         """
         delta = check_delta(delta)
         fixed = self._value_discretization
+        if self._non_private:  # no guarantee at all
+            return EpsilonBounds(math.inf, math.inf, fixed or 0.0)
         if not self._steps_by_pair:
             return EpsilonBounds(0.0, 0.0, fixed or 0.0)
         rdp_epsilon = self._rdp_epsilon(delta)
@@ -748,6 +762,8 @@ class PldAccountant(_ComposingAccountant):
         """
         epsilon = check_epsilon(epsilon)
         fixed = self._value_discretization
+        if self._non_private:
+            return DeltaBounds(1.0, 1.0, fixed or 0.0)
         if not self._steps_by_pair:
             return DeltaBounds(0.0, 0.0, fixed or 0.0)
         rdp_delta = self._rdp_delta(epsilon)
@@ -808,10 +824,6 @@ class PldAccountant(_ComposingAccountant):
     def get_epsilon(self, delta: float) -> float:
         """Certified upper bound on epsilon at ``delta`` (``inf`` if not resolvable)."""
         return self.get_epsilon_bounds(delta).upper
-
-    def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
-        """``(epsilon, nan)``: the PLD accountant has no Rényi order."""
-        return self.get_epsilon(delta), math.nan
 
     def get_delta(self, epsilon: float) -> float:
         """Certified upper bound on delta at ``epsilon``."""

@@ -25,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from accounting import _scipy
+from accounting._caches import register_cache
 
 __all__ = ["kl_lower_bound", "minimize_over_orders", "step_total_variation"]
 
@@ -160,3 +161,6 @@ def minimize_over_orders(
             )
     index = np.argmin(objective_values, axis=1)
     return objective_values[np.arange(batch), index], index
+
+
+register_cache(_bound_maps.cache_clear, table=True)

@@ -1,0 +1,199 @@
+"""The Rényi-DP accountant of Poisson-subsampled Gaussian steps.
+
+It tracks a run of steps (``compose`` may be called with different sample rates and noise
+multipliers, in any order) and converts the total RDP curve to (epsilon, delta).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from accounting._caches import register_cache
+from accounting._gaussian_steps import GaussianStepsAccountant
+from accounting._validation import check_delta, check_epsilon, check_orders, count_as_float
+from accounting.rdp.conversions import (
+    Conversion,
+    _check_conversion,
+    epsilon_objective,
+    log_delta_candidates,
+)
+from accounting.rdp.order_search import kl_lower_bound, minimize_over_orders
+from accounting.rdp.orders import DEFAULT_ORDERS
+from accounting.rdp.sampled_gaussian import _rdp_items
+
+__all__ = ["OrderTotalsAccountant", "RdpAccountant", "clear_step_cache"]
+
+# Per-step values of accountants with more orders than this are kept by the accountant itself
+# rather than in the shared cache (bounds the cache's memory).
+_MAX_CACHED_ORDERS = 4096
+
+
+@lru_cache(maxsize=4096)
+def _step_rdp_store(sample_rate: float, noise_multiplier: float, orders: tuple) -> np.ndarray:
+    """Per-order RDP of one step, filled in lazily (NaN where not computed yet)."""
+    return np.full(len(orders), np.nan)
+
+
+def _step_rdp(sample_rate, noise_multiplier, orders_key, orders, index, store=None):
+    """RDP of one step at ``orders[index]``, computing only the orders not cached yet."""
+    if store is None:
+        store = _step_rdp_store(sample_rate, noise_multiplier, orders_key)
+    missing = index[np.isnan(store[index])]
+    if missing.size:  # arguments were validated by compose
+        alphas = orders[missing]
+        with np.errstate(all="ignore"):
+            store[missing] = _rdp_items(
+                np.full(alphas.shape, sample_rate), np.full(alphas.shape, noise_multiplier), alphas
+            )
+    return store[index]
+
+
+class OrderTotalsAccountant(GaussianStepsAccountant):
+    """Gaussian-step accountants that add a per-order value (RDP or log moment) over steps."""
+
+    def __init__(self, orders: np.ndarray):
+        super().__init__()
+        self._orders = orders
+        self._orders_key = tuple(orders.tolist())
+
+    def _per_step(self, sample_rate: float, noise_multiplier: float, index) -> np.ndarray:
+        """Per-step value (RDP or log moment) at ``self._orders[index]``."""
+        raise NotImplementedError
+
+    def _total_at(self, index: np.ndarray) -> np.ndarray:
+        """Total over everything composed at ``self._orders[index]``."""
+        total = np.zeros(index.shape)
+        for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items():
+            per_step = self._per_step(sample_rate, noise_multiplier, index)
+            # steps beyond the float range count as inf; 0 per step stays 0 (not inf * 0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                total += np.where(per_step > 0.0, count_as_float(steps) * per_step, 0.0)
+        return total
+
+    @property
+    def _total(self) -> np.ndarray:
+        """Total at every order (a fresh array)."""
+        return self._total_at(np.arange(self._orders.size))
+
+    def get_epsilon(self, delta: float) -> float:
+        """Epsilon spent at ``delta`` (``inf`` only if the total is infinite)."""
+        return self.get_epsilon_and_order(delta)[0]
+
+    def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
+        """Epsilon spent at ``delta`` and the order attaining it."""
+        raise NotImplementedError
+
+
+class RdpAccountant(OrderTotalsAccountant):
+    """Rényi-DP accountant for the Poisson-subsampled Gaussian (Mironov, Talwar, Zhang 2019).
+
+    Parameters
+    ----------
+    orders : array_like, optional
+        Rényi orders in ``(1, MAX_ORDER]`` (``MAX_ORDER = 1e6``) to track;
+        :data:`accounting.DEFAULT_ORDERS` by default.
+    conversion : {"improved", "classic"}
+        RDP to (epsilon, delta) conversion, see :mod:`accounting.rdp.conversions`.
+
+    Examples
+    --------
+    >>> from accounting import RdpAccountant
+    >>> acc = RdpAccountant().compose(sample_rate=250 / 60000, noise_multiplier=1.3, steps=3600)
+    >>> round(acc.get_epsilon(1e-5), 4)
+    0.9422
+    """
+
+    name = "rdp"
+    order_label = "order"
+
+    @property
+    def conversion_label(self) -> str:
+        """The RDP-to-(epsilon, delta) conversion used."""
+        return self.conversion
+
+    def __init__(self, orders=None, conversion: Conversion = "improved"):
+        self._orders_option = None if orders is None else check_orders(orders).tolist()
+        orders = DEFAULT_ORDERS if orders is None else check_orders(orders)
+        super().__init__(np.array(orders, dtype=float))
+        self.conversion = _check_conversion(conversion)
+        # Accountants with very many orders keep their per-step values out of the shared cache.
+        self._own_store: dict | None = {} if self._orders.size > _MAX_CACHED_ORDERS else None
+
+    def _options(self) -> dict:
+        return {"orders": self._orders_option, "conversion": self.conversion}
+
+    @property
+    def orders(self) -> np.ndarray:
+        """The Rényi orders tracked."""
+        return self._orders.copy()
+
+    @property
+    def rdp(self) -> np.ndarray:
+        """Total RDP at each order."""
+        return self._total
+
+    def _per_step(self, sample_rate, noise_multiplier, index):
+        store = None
+        if self._own_store is not None:
+            store = self._own_store.setdefault(
+                (sample_rate, noise_multiplier), np.full(self._orders.size, np.nan)
+            )
+        return _step_rdp(
+            sample_rate, noise_multiplier, self._orders_key, self._orders, index, store
+        )
+
+    def _minimize(self, objective) -> tuple[float, float]:
+        """Exact minimum of ``objective`` over the orders, evaluating only orders that can win."""
+
+        def evaluate(mask):
+            return self._total_at(np.flatnonzero(mask[0]))
+
+        kl_floor = sum(
+            kl_lower_bound(sample_rate, noise_multiplier, count_as_float(steps))
+            for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items()
+        )
+        best, index = minimize_over_orders(
+            evaluate, self._orders, 1, objective, floor=np.array([kl_floor])
+        )
+        return float(best[0]), float(self._orders[index[0]])
+
+    def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
+        """Epsilon spent at ``delta`` and the order attaining it.
+
+        Equal to ``epsilon_from_rdp(self.rdp, self.orders, delta, self.conversion)``, computed
+        without evaluating the orders that provably cannot attain the minimum
+        (:mod:`accounting.rdp.order_search`). With nothing spent (no step composed, or only steps
+        at sample rate 0) it is ``(0.0, orders[0])`` under either conversion.
+        """
+        delta = check_delta(delta)
+        if self._non_private:
+            return float("inf"), float(self._orders[0])
+        if not self._steps_by_pair:  # the output does not depend on the data: (0, 0)-DP
+            return 0.0, float(self._orders[0])
+        epsilon, order = self._minimize(epsilon_objective(self._orders, delta, self.conversion))
+        return max(0.0, epsilon), order
+
+    def get_delta(self, epsilon: float) -> float:
+        """Delta at ``epsilon`` (equal to ``delta_from_rdp(self.rdp, self.orders, epsilon)``).
+
+        0 when nothing is spent (no step composed, or only steps at sample rate 0).
+        """
+        epsilon = check_epsilon(epsilon)
+        if self._non_private:
+            return 1.0
+        if not self._steps_by_pair:
+            return 0.0
+        log_delta, _ = self._minimize(
+            lambda curve, orders: log_delta_candidates(curve, orders, epsilon, self.conversion)
+        )
+        return float(np.exp(min(0.0, log_delta)))  # delta is at most 1
+
+
+def clear_step_cache() -> None:
+    """Empty the shared cache of per-step RDP values."""
+    _step_rdp_store.cache_clear()
+
+
+register_cache(clear_step_cache)
