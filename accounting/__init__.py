@@ -37,6 +37,7 @@ from accounting.calibration import (
     calibrate_steps,
 )
 from accounting.gdp import gaussian_delta, gaussian_epsilon, gdp_delta, gdp_epsilon, gdp_mu
+from accounting.integrations.dp_accounting import from_dp_event, to_dp_event
 from accounting.pld import DeltaBounds, EpsilonBounds, PldAccountant, ToleranceNotMetWarning
 from accounting.rdp import (
     CONVERSIONS,
@@ -83,6 +84,7 @@ __all__ = [
     "epsilon_from_rdp",
     "epsilon_grid",
     "events",
+    "from_dp_event",
     "gaussian_delta",
     "gaussian_epsilon",
     "gaussian_log_moments",
@@ -94,6 +96,7 @@ __all__ = [
     "make_accountant",
     "poisson_gaussian_rdp",
     "register_accountant",
+    "to_dp_event",
     "unregister_accountant",
 ]
 

@@ -20,9 +20,9 @@ from accounting import (
     gaussian_epsilon,
     gdp_epsilon,
     gdp_mu,
-    pld_accountant,
 )
 from accounting import reference as ref
+from accounting.pld import accountant as pld_accountant
 from accounting.pld.accountant import _REFINE_GRID_LIMIT, _worst_lower
 from accounting.pld.composition import choose_tilt, compose_plds, compose_tilted
 from accounting.pld.privacy_loss import dominated_pmf, dominating_pairs, dominating_pmf

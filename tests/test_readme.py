@@ -51,3 +51,21 @@ def test_kernel_example_trains_within_budget():
     assert 1 <= len(reports) <= 5
     assert trainer.ledger.epsilon <= 3.0
     assert trainer.evaluate(namespace["x"], namespace["y"])[1] > 0.8
+
+
+def test_events_example_round_trips_through_json():
+    import accounting
+    from accounting.rdp import DEFAULT_ORDERS, epsilon_from_rdp, poisson_gaussian_rdp
+
+    namespace: dict = {"accounting": accounting}
+    exec(compile(_block_containing("load_accountant"), str(README), "exec"), namespace)  # noqa: S102
+    acc, restored = namespace["acc"], namespace["restored"]
+    assert restored.get_epsilon(1e-5) == acc.get_epsilon(1e-5)
+    assert restored.history == acc.history
+    # the run is 14063 sampled steps plus one unsampled Gaussian step with sigma = 20
+    curve = 14063 * poisson_gaussian_rdp(256 / 60000, 1.1, DEFAULT_ORDERS) + (
+        DEFAULT_ORDERS / (2 * 20.0**2)
+    )
+    assert acc.get_epsilon(1e-5) == pytest.approx(
+        epsilon_from_rdp(curve, DEFAULT_ORDERS, 1e-5)[0], rel=1e-12
+    )

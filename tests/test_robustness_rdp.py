@@ -37,7 +37,7 @@ from accounting import (
     poisson_gaussian_rdp,
     reference,
 )
-from accounting import rdp as rdp_module
+from accounting.rdp import sampled_gaussian as rdp_module
 from tests.capped import run_capped
 
 TUTORIAL = (256 / 60000, 1.1, 14063)
