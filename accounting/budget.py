@@ -17,10 +17,10 @@ from accounting._validation import (
     check_steps,
     count_as_float,
 )
-from accounting.rdp.conversions import Conversion, _check_conversion, epsilon_objective
+from accounting.rdp.conversions import Conversion, check_conversion, epsilon_objective
 from accounting.rdp.order_search import kl_lower_bound, minimize_over_orders
 from accounting.rdp.orders import DEFAULT_ORDERS
-from accounting.rdp.sampled_gaussian import _rdp_items
+from accounting.rdp.sampled_gaussian import rdp_items
 from accounting.registry import make_accountant
 
 __all__ = [
@@ -175,7 +175,7 @@ def epsilon_grid(
     noises = np.asarray(check_noise_multiplier(noise_multiplier), dtype=float)
     counts = _check_step_counts(steps)
     delta = check_delta(delta)
-    conversion = _check_conversion(conversion)
+    conversion = check_conversion(conversion)
     orders = DEFAULT_ORDERS if orders is None else np.sort(check_orders(orders))
     try:
         rates, noises, counts = np.broadcast_arrays(rates, noises, counts)
@@ -192,7 +192,7 @@ def epsilon_grid(
     def evaluate(mask):
         config, order = np.nonzero(mask)
         with np.errstate(all="ignore"):
-            per_step = _rdp_items(rates[config], noises[config], orders[order])
+            per_step = rdp_items(rates[config], noises[config], orders[order])
             # steps beyond the float range are inf; 0 per step stays 0 (not inf * 0)
             return np.where(per_step > 0.0, counts[config] * per_step, 0.0)
 

@@ -47,7 +47,7 @@ def _mu_delta(mu: float, epsilon: float) -> float:
     return float(np.exp(log_first) * -np.expm1(log_second - log_first))
 
 
-def _mu_epsilon(mu: float, delta: float) -> float:
+def mu_epsilon(mu: float, delta: float) -> float:
     """Smallest ``eps >= 0`` with ``delta(eps) <= delta`` for ``mu``-GDP (``inf`` past floats)."""
     if mu == 0.0 or _mu_delta(mu, 0.0) <= delta:
         return 0.0
@@ -99,7 +99,7 @@ def gaussian_epsilon(delta: float, noise_multiplier: float, steps: int = 1) -> f
     delta = check_delta(delta)
     sigma = check_noise_multiplier(noise_multiplier, scalar=True)
     steps = check_steps(steps)
-    return _mu_epsilon(_gaussian_mu(sigma, steps), delta)
+    return mu_epsilon(_gaussian_mu(sigma, steps), delta)
 
 
 def _gaussian_mu(sigma: float, steps: int) -> float:
@@ -137,7 +137,7 @@ def gdp_mu(sample_rate: float, noise_multiplier: float, steps: int) -> float:
 def gdp_epsilon(sample_rate: float, noise_multiplier: float, steps: int, delta: float) -> float:
     """Epsilon of the CLT mu-GDP approximation at ``delta``. **Not an upper bound.**"""
     delta = check_delta(delta)
-    return _mu_epsilon(gdp_mu(sample_rate, noise_multiplier, steps), delta)
+    return mu_epsilon(gdp_mu(sample_rate, noise_multiplier, steps), delta)
 
 
 def gdp_delta(sample_rate: float, noise_multiplier: float, steps: int, epsilon: float) -> float:

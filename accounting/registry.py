@@ -22,7 +22,7 @@ from accounting.accountant import Accountant
 from accounting.events import Event
 from accounting.pld.accountant import PldAccountant
 from accounting.rdp.accountant import RdpAccountant
-from accounting.rdp.conversions import _check_conversion
+from accounting.rdp.conversions import check_conversion
 from accounting.rdp.moments import MomentsAccountant
 
 __all__ = [
@@ -142,7 +142,7 @@ def make_accountant(
     """
     info = accountant_info(accountant)
     if conversion is not None:
-        conversion = _check_conversion(conversion)
+        conversion = check_conversion(conversion)
         if info.accepts("conversion"):
             options["conversion"] = conversion
     if pld_tolerance is not None and "tolerance" not in options and info.accepts("tolerance"):
@@ -165,12 +165,12 @@ def load_accountant(state: Mapping[str, Any]) -> Accountant:
 def _moments(conversion: str = "improved", max_lambda: int = 32) -> MomentsAccountant:
     # the moments accountant converts with its own tail bound; conversion is accepted for the
     # callers that pass one to every accountant
-    _check_conversion(conversion)
+    check_conversion(conversion)
     return MomentsAccountant(max_lambda=max_lambda)
 
 
 def _pld(conversion: str = "improved", **options: Any) -> PldAccountant:
-    _check_conversion(conversion)  # PLD needs no conversion (see _moments)
+    check_conversion(conversion)  # PLD needs no conversion (see _moments)
     return PldAccountant(**options)
 
 

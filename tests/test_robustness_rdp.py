@@ -120,12 +120,12 @@ def test_chord_fallback_is_above_the_exact_value():
     """Orders over the node budget get the chord bound, which is never below the quadrature."""
     q, sigma, alpha = np.array([0.3, 0.004]), np.array([0.003, 0.003]), np.array([2.5, 7.3])
     with np.errstate(all="ignore"):
-        chord = rdp_module._rdp_items(q, sigma, alpha)
+        chord = rdp_module.rdp_items(q, sigma, alpha)
     old = rdp_module._MAX_ITEM_NODES
     try:
         rdp_module._MAX_ITEM_NODES = 10**9
         with np.errstate(all="ignore"):
-            exact = rdp_module._rdp_items(q, sigma, alpha)
+            exact = rdp_module.rdp_items(q, sigma, alpha)
     finally:
         rdp_module._MAX_ITEM_NODES = old
     assert np.all(chord >= exact) and np.all(chord <= 1.01 * exact)

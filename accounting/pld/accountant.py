@@ -28,7 +28,7 @@ import numpy as np
 from accounting._gaussian_steps import GaussianStepsAccountant
 from accounting._validation import check_delta, check_epsilon, check_positive
 from accounting.accountant import TightAccountant
-from accounting.gdp import _mu_epsilon
+from accounting.gdp import mu_epsilon
 from accounting.pld.composition import (
     ThresholdBound,
     choose_tilt,
@@ -561,7 +561,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
             mu_squared += min(sample_rate * sample_rate * float(count) * growth, 1e300)
         try:
-            guess = _mu_epsilon(math.sqrt(min(mu_squared, 1e300)), delta)
+            guess = mu_epsilon(math.sqrt(min(mu_squared, 1e300)), delta)
         except (ArithmeticError, ValueError):  # only a guess: RDP's bound will do
             guess = math.inf
         guess = min(guess, rdp_epsilon)

@@ -15,13 +15,13 @@ from accounting._gaussian_steps import GaussianStepsAccountant
 from accounting._validation import check_delta, check_epsilon, check_orders, count_as_float
 from accounting.rdp.conversions import (
     Conversion,
-    _check_conversion,
+    check_conversion,
     epsilon_objective,
     log_delta_candidates,
 )
 from accounting.rdp.order_search import kl_lower_bound, minimize_over_orders
 from accounting.rdp.orders import DEFAULT_ORDERS
-from accounting.rdp.sampled_gaussian import _rdp_items
+from accounting.rdp.sampled_gaussian import rdp_items
 
 __all__ = ["OrderTotalsAccountant", "RdpAccountant", "clear_step_cache"]
 
@@ -44,7 +44,7 @@ def _step_rdp(sample_rate, noise_multiplier, orders_key, orders, index, store=No
     if missing.size:  # arguments were validated by compose
         alphas = orders[missing]
         with np.errstate(all="ignore"):
-            store[missing] = _rdp_items(
+            store[missing] = rdp_items(
                 np.full(alphas.shape, sample_rate), np.full(alphas.shape, noise_multiplier), alphas
             )
     return store[index]
@@ -117,7 +117,7 @@ class RdpAccountant(OrderTotalsAccountant):
         self._orders_option = None if orders is None else check_orders(orders).tolist()
         orders = DEFAULT_ORDERS if orders is None else check_orders(orders)
         super().__init__(np.array(orders, dtype=float))
-        self.conversion = _check_conversion(conversion)
+        self.conversion = check_conversion(conversion)
         # Accountants with very many orders keep their per-step values out of the shared cache.
         self._own_store: dict | None = {} if self._orders.size > _MAX_CACHED_ORDERS else None
 

@@ -31,7 +31,7 @@ Conversion = Literal["improved", "classic"]
 CONVERSIONS: tuple[str, ...] = ("improved", "classic")
 
 
-def _check_conversion(conversion) -> str:
+def check_conversion(conversion) -> str:
     if conversion not in CONVERSIONS:
         raise ValueError(f"conversion must be one of {CONVERSIONS}, got {conversion!r}")
     return conversion
@@ -74,7 +74,7 @@ def epsilon_from_rdp(
         first order is reported).
     """
     curve, orders = _check_rdp_curve(rdp, orders)
-    delta, conversion = check_delta(delta), _check_conversion(conversion)
+    delta, conversion = check_delta(delta), check_conversion(conversion)
     candidates = epsilon_candidates(curve, orders, delta, conversion)
     best = np.argmin(candidates, axis=-1)
     epsilon = np.take_along_axis(candidates, best[..., None], -1)[..., 0]
@@ -138,7 +138,7 @@ def delta_from_rdp(
     """
     curve, orders = _check_rdp_curve(rdp, orders)
     log_deltas = log_delta_candidates(
-        curve, orders, check_epsilon(epsilon), _check_conversion(conversion)
+        curve, orders, check_epsilon(epsilon), check_conversion(conversion)
     )
     best = np.argmin(log_deltas, axis=-1)
     # delta is at most 1: clip in log space (no overflow for vacuous orders)

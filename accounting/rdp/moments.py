@@ -20,7 +20,7 @@ from accounting._validation import (
     check_sample_rate,
 )
 from accounting.rdp.accountant import OrderTotalsAccountant
-from accounting.rdp.sampled_gaussian import _log_a_minus_1_integer
+from accounting.rdp.sampled_gaussian import log_a_minus_1_integer
 
 __all__ = ["MAX_LAMBDA", "MomentsAccountant", "gaussian_log_moments"]
 
@@ -79,7 +79,7 @@ def gaussian_log_moments(sample_rate: float, noise_multiplier: float, lambdas) -
     with np.errstate(all="ignore"):  # overflow to inf is the documented result
         if sample_rate == 1.0:
             return lam * (lam + 1.0) / (2.0 * noise_multiplier**2)
-        log_a_minus_1 = _log_a_minus_1_integer(
+        log_a_minus_1 = log_a_minus_1_integer(
             np.full(n.shape, sample_rate), np.full(n.shape, noise_multiplier), n
         )
     return np.logaddexp(0.0, log_a_minus_1)

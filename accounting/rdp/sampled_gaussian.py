@@ -124,10 +124,10 @@ def poisson_gaussian_rdp(sample_rate, noise_multiplier, orders) -> np.ndarray:
     sigma_items = np.broadcast_to(sigma[..., None], shape).ravel()
     alpha_items = np.broadcast_to(alphas, shape).ravel()
     with np.errstate(all="ignore"):  # every overflow and log(0) below is handled explicitly
-        return _rdp_items(q_items, sigma_items, alpha_items).reshape(shape)
+        return rdp_items(q_items, sigma_items, alpha_items).reshape(shape)
 
 
-def _rdp_items(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def rdp_items(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """RDP for flat arrays of (q, sigma, alpha) items; arguments already validated."""
     rdp = np.zeros(q.shape)
     full = q == 1.0
@@ -137,7 +137,7 @@ def _rdp_items(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarra
     fractional = sampled & ~integer
     log_a_minus_1 = np.full(q.shape, -np.inf)
     if np.any(integer):
-        log_a_minus_1[integer] = _log_a_minus_1_integer(q[integer], sigma[integer], alpha[integer])
+        log_a_minus_1[integer] = log_a_minus_1_integer(q[integer], sigma[integer], alpha[integer])
     extreme = fractional & (alpha / sigma > _MAX_TILT)
     fractional &= ~extreme
     if np.any(fractional):
@@ -167,9 +167,9 @@ def _log_a_interpolated(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> 
     log_a_below = np.zeros(alpha.shape)
     has_below = below >= 2
     log_a_below[has_below] = np.logaddexp(
-        0.0, _log_a_minus_1_integer(q[has_below], sigma[has_below], below[has_below])
+        0.0, log_a_minus_1_integer(q[has_below], sigma[has_below], below[has_below])
     )
-    log_a_above = np.logaddexp(0.0, _log_a_minus_1_integer(q, sigma, below + 1.0))
+    log_a_above = np.logaddexp(0.0, log_a_minus_1_integer(q, sigma, below + 1.0))
     return (1.0 - fraction) * log_a_below + fraction * log_a_above
 
 
@@ -195,7 +195,7 @@ def _cached_binomial_layout(alpha: tuple):
     return _binomial_layout(np.array(alpha))
 
 
-def _log_a_minus_1_integer(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def log_a_minus_1_integer(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``log(A_alpha - 1)`` for integer orders by the positive binomial sum over ``k >= 2``.
 
     Items are summed in chunks of at most ``_CHUNK_TERMS`` terms (or one item), so the memory
@@ -221,7 +221,7 @@ def _chunks(cumulative_cost: np.ndarray, limit: float):
 
 
 def _log_a_minus_1_integer_chunk(q, sigma, alpha) -> np.ndarray:
-    """:func:`_log_a_minus_1_integer` for items of at most ``_CHUNK_TERMS`` terms (or one)."""
+    """:func:`log_a_minus_1_integer` for items of at most ``_CHUNK_TERMS`` terms (or one)."""
     # Accountants ask for the same few orders again and again: reuse their layout.
     small = alpha.size <= 64 and np.sum(alpha) <= _CACHED_TERMS
     index, k, rest, log_binomial = (

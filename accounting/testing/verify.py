@@ -77,8 +77,37 @@ class VerificationError(AssertionError):
         self.report = report
 
 
+def _resolve_name(name: str, kind: str) -> Callable[..., Any]:
+    """The function of form ``kind`` for the registered accountant ``name``."""
+    from accounting.registry import accountant_info, make_accountant
+
+    accountant_info(name)  # ValueError listing the registered names if unknown
+
+    if kind == "accountant":
+        def factory():
+            return make_accountant(name)
+
+        factory.__qualname__ = factory.__name__ = repr(name)
+        return factory
+    if kind in ("epsilon", "tight_epsilon"):
+        def epsilon(q, sigma, steps, delta):
+            return make_accountant(name).compose(q, sigma, steps).get_epsilon(delta)
+
+        epsilon.__qualname__ = epsilon.__name__ = f"{name!r}.get_epsilon"
+        return epsilon
+    if kind == "delta":
+        def delta(q, sigma, steps, epsilon):
+            return make_accountant(name).compose(q, sigma, steps).get_delta(epsilon)
+
+        delta.__qualname__ = delta.__name__ = f"{name!r}.get_delta"
+        return delta
+    raise ValueError(f"kind={kind!r} needs a function, not a registered accountant's name "
+                     f"({name!r}); a name works with kind 'accountant', 'epsilon', "
+                     "'tight_epsilon' or 'delta'")
+
+
 def verify_accountant(
-    fn: Callable[..., Any],
+    fn: Callable[..., Any] | str,
     kind: Kind = "epsilon",
     *,
     delta_fn: Callable[..., float] | None = None,
@@ -99,8 +128,11 @@ def verify_accountant(
 
     Parameters
     ----------
-    fn : callable
-        The accountant under test, of the form named by ``kind``.
+    fn : callable or str
+        The accountant under test, of the form named by ``kind``; or the name of a registered
+        accountant (:func:`accounting.make_accountant`), checked as a fresh accountant
+        (``kind="accountant"``), its ``get_epsilon`` (``"epsilon"``, ``"tight_epsilon"``) or
+        its ``get_delta`` (``"delta"``).
     kind : {"rdp", "epsilon", "tight_epsilon", "delta", "accountant"}
         ``"rdp"``: ``fn(q, sigma, orders)``, the RDP of one step at each order.
         ``"epsilon"``: ``fn(q, sigma, steps, delta)`` of an RDP accountant (checked against the
@@ -161,6 +193,8 @@ def verify_accountant(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if isinstance(fn, str):
+        fn = _resolve_name(fn, kind)
     if domain is None:
         domain = Domain()
     elif not isinstance(domain, Domain):
