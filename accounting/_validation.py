@@ -68,11 +68,23 @@ def _scalar(value, name: str) -> float:
         return math.inf if value > 0 else -math.inf
 
 
+def _plain_number(value) -> float | None:
+    """``value`` as float when it is a plain Python float or (float-range) int, else ``None``:
+    the common case skips the array machinery, which costs microseconds per call."""
+    kind = type(value)
+    if kind is float or (kind is int and -(2**53) <= value <= 2**53):
+        return float(value)
+    return None
+
+
 def check_sample_rate(value, name: str = "sample_rate", scalar: bool = False):
     """Return ``value`` as float (array) after checking ``0 <= value <= 1``.
 
     With ``scalar=True`` an array (even of one element) is a ``TypeError``.
     """
+    number = _plain_number(value)
+    if number is not None and 0.0 <= number <= 1.0:
+        return number
     array = check_real_array(value, name)
     if np.any(np.isnan(array)) or np.any((array < 0) | (array > 1)):
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
@@ -84,6 +96,9 @@ def check_noise_multiplier(value, name: str = "noise_multiplier", scalar: bool =
 
     With ``scalar=True`` an array (even of one element) is a ``TypeError``.
     """
+    number = _plain_number(value)
+    if number is not None and 0.0 < number < math.inf:
+        return number
     array = check_real_array(value, name)
     if np.any(~np.isfinite(array)) or np.any(array <= 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
