@@ -1,34 +1,101 @@
-"""A privacy ledger: every DP-SGD step actually taken, composed in an RDP accountant.
+"""A privacy ledger: every DP-SGD step actually taken, composed as an event in an accountant.
 
-Each step is recorded as one Poisson-subsampled Gaussian mechanism with its sample rate ``q`` and
-noise multiplier ``sigma`` (Abadi et al. 2016; Mironov, Talwar and Zhang 2019) in an
-:class:`accounting.RdpAccountant`. The ledger answers "how much has been spent" and "would one
+Each step is recorded as the event ``PoissonSampled(q, Gaussian(sigma))`` - one
+Poisson-subsampled Gaussian mechanism with sample rate ``q`` and noise multiplier ``sigma``
+(Abadi et al. 2016; Mironov, Talwar and Zhang 2019) - and any other event can be recorded with
+:meth:`PrivacyLedger.record_event`. The events are composed in an :class:`accounting.Accountant`:
+the Rényi-DP accountant by default, or any registered one by name (``"pld"`` for certified
+two-sided brackets) or an instance. The ledger answers "how much has been spent" and "would one
 more step exceed the budget", so a trainer can stop *before* the step that would exceed it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import accounting
+from accounting.events import Event, Gaussian, PoissonSampled
 from dpsgd_kernels._validation import check_finite_positive
 
-__all__ = ["BudgetExceededError", "PrivacyLedger"]
+__all__ = ["LEDGER_STATE_FORMAT", "BudgetExceededError", "PrivacyLedger", "make_ledger_accountant"]
+
+#: Version of the layout written by :meth:`PrivacyLedger.state_dict`.
+LEDGER_STATE_FORMAT = 1
 
 
 class BudgetExceededError(RuntimeError):
     """Raised by :meth:`PrivacyLedger.record` when a step would exceed ``target_epsilon``."""
 
 
+def make_ledger_accountant(
+    accountant: str | accounting.Accountant = "rdp",
+    orders=None,
+    conversion: str | None = None,
+    **accountant_options: Any,
+) -> accounting.Accountant:
+    """The accountant a ledger composes into: ``accountant`` itself if it is an instance (then
+    no option may be given), else :func:`accounting.make_accountant` of the name and options."""
+    if isinstance(accountant, accounting.Accountant):
+        given = [name for name, value in (("orders", orders), ("conversion", conversion))
+                 if value is not None] + sorted(accountant_options)
+        if given:
+            raise TypeError(
+                f"{', '.join(given)} configure an accountant made by name; with an accountant "
+                f"instance ({type(accountant).__name__}) pass them to its constructor"
+            )
+        return accountant
+    if not isinstance(accountant, str):
+        raise TypeError(
+            "accountant must be a registered accountant name "
+            f"{accounting.accountants()} or an accounting.Accountant, "
+            f"got {type(accountant).__name__}"
+        )
+    return accounting.make_accountant(
+        accountant, conversion=conversion, orders=orders, **accountant_options
+    )
+
+
+def _check_delta(delta) -> float:
+    delta = check_finite_positive(delta, "delta")
+    if delta >= 1:
+        raise ValueError(f"delta must lie in the open interval (0, 1), got {delta!r}")
+    return delta
+
+
+def _check_target(target_epsilon) -> float | None:
+    if target_epsilon is None:
+        return None
+    return check_finite_positive(target_epsilon, "target_epsilon")
+
+
+def _dpsgd_step(sample_rate: float, noise_multiplier: float) -> PoissonSampled:
+    return PoissonSampled(sample_rate, Gaussian(noise_multiplier))
+
+
 class PrivacyLedger:
-    """Composes the steps taken and reports epsilon at a fixed ``delta``.
+    """Composes the events recorded and reports epsilon at a fixed ``delta``.
 
     Parameters
     ----------
     delta : float
         Target delta in ``(0, 1)``.
     target_epsilon : float, optional
-        Budget; :meth:`record` refuses a step that would take epsilon above it.
+        Budget; :meth:`record` and :meth:`record_event` refuse what would take epsilon above it.
     orders, conversion
-        Passed to :class:`accounting.RdpAccountant`.
+        Options of the RDP accountant (as in earlier versions): passed to
+        :func:`accounting.make_accountant` with ``accountant``'s name (``orders`` is an RDP-only
+        option; ``conversion=None`` is the accountant's default, ``"improved"`` for RDP).
+    accountant : str or accounting.Accountant
+        A registry name (``"rdp"``, the default, ``"moments"``, ``"pld"`` or a third-party
+        one, see :func:`accounting.accountants`) made with ``accountant_options``, or an
+        accountant instance. An instance is composed into as it is, not copied: one that holds
+        a history already (e.g. restored with ``load_state_dict``) continues it.
+    **accountant_options
+        Keyword options of the named accountant (e.g. ``tolerance=1e-4`` for ``"pld"``).
+
+    With a :class:`accounting.TightAccountant` (``"pld"``) :attr:`epsilon` is the certified
+    upper bound of the bracket, and :attr:`epsilon_bounds` the whole bracket.
     """
 
     def __init__(
@@ -36,44 +103,95 @@ class PrivacyLedger:
         delta: float,
         target_epsilon: float | None = None,
         orders=None,
-        conversion: str = "improved",
+        conversion: str | None = None,
+        *,
+        accountant: str | accounting.Accountant = "rdp",
+        **accountant_options: Any,
     ):
-        self.delta = check_finite_positive(delta, "delta")
-        if self.delta >= 1:
-            raise ValueError(f"delta must lie in the open interval (0, 1), got {delta!r}")
-        self.target_epsilon = (
-            None if target_epsilon is None else check_finite_positive(target_epsilon,
-                                                                      "target_epsilon")
-        )
-        self._orders, self._conversion = orders, conversion
-        self.accountant = accounting.RdpAccountant(orders=orders, conversion=conversion)
-        self._epsilon_cache: tuple[int, float] | None = None
+        self.delta = _check_delta(delta)
+        self.target_epsilon = _check_target(target_epsilon)
+        self.accountant = make_ledger_accountant(accountant, orders, conversion,
+                                                 **accountant_options)
+        self._epsilon_cache: tuple[Any, float] | None = None
+        # the last trial (what the accountant held, event, count) -> epsilon, so that
+        # can_afford followed by record composes and converts once
+        self._trial_cache: tuple[Any, float] | None = None
+
+    # ----------------------------------------------------------------- what was spent
+    def _key(self) -> tuple:
+        """Changes whenever the accountant's history does (also when composed into directly)."""
+        history = self.accountant.history
+        return (len(history), history[-1] if history else None)
 
     @property
     def steps(self) -> int:
-        """Number of steps recorded."""
-        return self.accountant.steps
+        """Number of steps recorded: the accountant's ``steps`` (every Gaussian release) if it
+        counts them, else the sum of the history's counts."""
+        steps = getattr(self.accountant, "steps", None)
+        if isinstance(steps, int):
+            return steps
+        return sum(record.count for record in self.accountant.history)
 
     @property
     def history(self) -> list[accounting.CompositionRecord]:
-        """Recorded ``(sample_rate, noise_multiplier, steps)``, consecutive repeats merged."""
+        """The accountant's history: ``CompositionRecord(event, count)``, consecutive repeats
+        merged; a step reads back as ``.sample_rate``, ``.noise_multiplier``, ``.steps``."""
         return self.accountant.history
 
     @property
+    def ledger(self) -> Event:
+        """Everything recorded as one event (``Composed`` of the history's events)."""
+        return self.accountant.ledger
+
+    @property
     def epsilon(self) -> float:
-        """Epsilon spent so far at :attr:`delta` (0 before any step)."""
-        if self.steps == 0:
+        """Epsilon spent so far at :attr:`delta` (0 before anything is recorded); the certified
+        upper bound for a :class:`accounting.TightAccountant`."""
+        key = self._key()
+        if key[0] == 0:
             return 0.0
-        if self._epsilon_cache is None or self._epsilon_cache[0] != self.steps:
-            self._epsilon_cache = (self.steps, self.accountant.get_epsilon(self.delta))
+        if self._epsilon_cache is None or self._epsilon_cache[0] != key:
+            self._epsilon_cache = (key, float(self.accountant.get_epsilon(self.delta)))
         return self._epsilon_cache[1]
+
+    @property
+    def epsilon_bounds(self):
+        """Certified ``(lower, upper, ...)`` bracket of epsilon at :attr:`delta`
+        (:class:`accounting.EpsilonBounds` for ``"pld"``); ``None`` unless the accountant is a
+        :class:`accounting.TightAccountant`."""
+        if not isinstance(self.accountant, accounting.TightAccountant):
+            return None
+        return self.accountant.get_epsilon_bounds(self.delta)
+
+    # ----------------------------------------------------------------- what more would cost
+    def epsilon_after_event(self, event: Event, count: int = 1) -> float:
+        """Epsilon if ``event`` were recorded ``count`` more times (nothing is recorded).
+
+        Raises :class:`accounting.UnsupportedEventError` if the accountant cannot compose it.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"event must be an accounting event, got {type(event).__name__}")
+        trial_key = (self._key(), event, count)
+        if self._trial_cache is None or self._trial_cache[0] != trial_key:
+            trial = self.accountant.copy().compose(event, count)
+            self._trial_cache = (trial_key, float(trial.get_epsilon(self.delta)))
+        return self._trial_cache[1]
 
     def epsilon_after(self, sample_rate: float, noise_multiplier: float, steps: int = 1) -> float:
         """Epsilon if ``steps`` more steps with ``(sample_rate, noise_multiplier)`` were taken."""
-        trial = accounting.RdpAccountant(orders=self._orders, conversion=self._conversion)
-        for record in self.history:
-            trial.compose(record.sample_rate, record.noise_multiplier, record.steps)
-        return trial.compose(sample_rate, noise_multiplier, steps).get_epsilon(self.delta)
+        return self.epsilon_after_event(_dpsgd_step(sample_rate, noise_multiplier), steps)
+
+    def can_afford_event(self, event: Event, count: int = 1) -> bool:
+        """Whether ``count`` more ``event`` keep epsilon within ``target_epsilon`` (always,
+        without a budget, for an event the accountant composes)."""
+        if self.target_epsilon is None:
+            if not isinstance(event, Event):
+                raise TypeError(f"event must be an accounting event, got {type(event).__name__}")
+            if not self.accountant.supports(event):
+                # the same error compose raises, naming the accountants that handle it
+                self.accountant.copy().compose(event, count)
+            return True
+        return self.epsilon_after_event(event, count) <= self.target_epsilon
 
     def can_afford(self, sample_rate: float, noise_multiplier: float, steps: int = 1) -> bool:
         """Whether the steps keep epsilon within ``target_epsilon`` (always, without a budget)."""
@@ -81,15 +199,77 @@ class PrivacyLedger:
             return True
         return self.epsilon_after(sample_rate, noise_multiplier, steps) <= self.target_epsilon
 
+    # ----------------------------------------------------------------- recording
+    def record_event(self, event: Event, count: int = 1) -> None:
+        """Compose ``event`` ``count`` times, all or nothing.
+
+        Raises
+        ------
+        BudgetExceededError
+            If it would take epsilon above ``target_epsilon``.
+        accounting.UnsupportedEventError
+            If the accountant cannot compose ``event`` (or a part of it).
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"event must be an accounting event, got {type(event).__name__}")
+        if self.target_epsilon is not None:
+            after = self.epsilon_after_event(event, count)
+            if not after <= self.target_epsilon:
+                raise BudgetExceededError(
+                    f"{event!r} composed {count} more time(s) would take epsilon to "
+                    f"{after:.6g}, above target_epsilon={self.target_epsilon} at "
+                    f"delta={self.delta}"
+                )
+            self.accountant.compose(event, count)
+            self._epsilon_cache = (self._key(), after)
+        else:
+            self.accountant.compose(event, count)
+
     def record(self, sample_rate: float, noise_multiplier: float, steps: int = 1) -> None:
-        """Compose ``steps`` steps; raises :class:`BudgetExceededError` past the budget."""
-        if not self.can_afford(sample_rate, noise_multiplier, steps):
+        """Compose ``steps`` DP-SGD steps ``PoissonSampled(sample_rate,
+        Gaussian(noise_multiplier))``; raises :class:`BudgetExceededError` past the budget."""
+        event = _dpsgd_step(sample_rate, noise_multiplier)
+        if self.target_epsilon is not None and not self.can_afford_event(event, steps):
             raise BudgetExceededError(
                 f"{steps} more step(s) with sample_rate={sample_rate}, "
                 f"noise_multiplier={noise_multiplier} would exceed target_epsilon="
                 f"{self.target_epsilon} at delta={self.delta}"
             )
-        self.accountant.compose(sample_rate, noise_multiplier, steps)
+        self.record_event(event, steps)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """``delta``, ``target_epsilon`` and the accountant's ``state_dict()`` (JSON types)."""
+        return {
+            "format": LEDGER_STATE_FORMAT,
+            "delta": self.delta,
+            "target_epsilon": self.target_epsilon,
+            "accountant": self.accountant.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> PrivacyLedger:
+        """Restore :meth:`state_dict`'s output (or a bare accountant ``state_dict``, which keeps
+        ``delta`` and ``target_epsilon``); returns ``self``.
+
+        The accountant restores in place (:meth:`accounting.Accountant.load_state_dict`), so
+        the state must come from the same kind of accountant (``ValueError`` otherwise).
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping, got {type(state).__name__}")
+        if isinstance(state.get("accountant"), Mapping):
+            if state.get("format") != LEDGER_STATE_FORMAT:
+                raise ValueError(f"ledger state format must be {LEDGER_STATE_FORMAT}, "
+                                 f"got {state.get('format')!r}")
+            delta = _check_delta(state.get("delta"))
+            target = _check_target(state.get("target_epsilon"))
+            self.accountant.load_state_dict(state["accountant"])
+            self.delta, self.target_epsilon = delta, target
+        else:
+            self.accountant.load_state_dict(state)
+        self._epsilon_cache = self._trial_cache = None
+        return self
 
     def __repr__(self) -> str:
-        return f"PrivacyLedger(steps={self.steps}, epsilon={self.epsilon:.4g}, delta={self.delta})"
+        name = self.accountant.name or type(self.accountant).__name__
+        return (f"PrivacyLedger(accountant={name!r}, steps={self.steps}, "
+                f"epsilon={self.epsilon:.4g}, delta={self.delta})")

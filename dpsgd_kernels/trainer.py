@@ -2,7 +2,8 @@
 
 Every step draws a batch (Poisson by default, the sampling the accountant assumes), computes the
 privatized gradient (:func:`~dpsgd_kernels.dp_step.dp_gradient`), applies the optimizer to it and
-records the step in a :class:`~dpsgd_kernels.ledger.PrivacyLedger`. With ``target_epsilon`` the
+records the step in a :class:`~dpsgd_kernels.ledger.PrivacyLedger` (with the accountant chosen by
+``accountant=``: RDP by default, ``"pld"`` for certified upper bounds). With ``target_epsilon`` the
 trainer checks *before* every step whether it would take epsilon above the budget and stops
 instead of taking it. ``private=False`` trains the same way on ordinary mean-loss gradients (no
 clipping, no noise, no ledger) for comparison.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import accounting
 from dpsgd_kernels._validation import (
     check_array,
     check_l2_norm_clip,
@@ -52,7 +54,8 @@ class EpochReport:
     loss : float
         Mean training loss over the examples of the epoch's batches (not privatized).
     epsilon : float
-        Epsilon spent at the end of the epoch (``inf`` for a non-private trainer).
+        Epsilon spent at the end of the epoch (``inf`` for a non-private trainer); the certified
+        upper bound with a tight accountant (``accountant="pld"``).
     """
 
     epoch: int
@@ -89,6 +92,10 @@ class DPSGDTrainer:
         Source of sampling and noise randomness (or a seed ``>= 0``).
     private : bool
         ``False`` for ordinary mini-batch training (the non-private baseline).
+    accountant : str or accounting.Accountant
+        What the ledger composes the steps in: a registry name (``"rdp"``, the default,
+        ``"moments"``, ``"pld"``, ...) or an accountant instance (composed into, not copied),
+        see :class:`~dpsgd_kernels.ledger.PrivacyLedger`. Unused when ``private=False``.
     """
 
     def __init__(
@@ -106,6 +113,7 @@ class DPSGDTrainer:
         num_microbatches: int | None = None,
         rng: np.random.Generator | int = 0,
         private: bool = True,
+        accountant: str | accounting.Accountant = "rdp",
     ):
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a Sequential, got {type(model).__name__}")
@@ -138,7 +146,9 @@ class DPSGDTrainer:
         grouped = num_microbatches is not None and self.batch_size // num_microbatches > 1
         self.accounted_noise_multiplier = self.noise_multiplier / (2.0 if grouped else 1.0)
         self.rng = as_generator(rng)
-        self.ledger = PrivacyLedger(delta, target_epsilon) if self.private else None
+        self.ledger = (
+            PrivacyLedger(delta, target_epsilon, accountant=accountant) if self.private else None
+        )
         self.total_steps = 0
         self.budget_exhausted = False
         self.history: list[EpochReport] = []

@@ -71,6 +71,26 @@ def test_fit_with_arrays_and_pandas():
     assert model.predict(frame).shape == (100, 1)
 
 
+def test_fit_with_the_pld_accountant_reports_the_certified_upper_bound():
+    x, y = _data(60)
+    model = PrivateKerasModel(to_keras_model(dk.tf_privacy_mlp(rng=3)), 1.0, 1.1, seed=2)
+    model.compile("sgd", "binary_crossentropy")
+    loader = PrivateDataLoader(x, y, batch_size=20, seed=0)
+    history = model.fit(loader, epochs=2, verbose=0, accountant="pld")
+    assert isinstance(model.accountant, accounting.PldAccountant)
+    for epochs, epsilon in zip((1, 2), history.history["epsilon"], strict=True):
+        by_hand = accounting.PldAccountant().compose(20 / 60, 1.1, 3 * epochs)
+        assert epsilon == by_hand.get_epsilon_bounds(1e-5).upper
+    more = model.fit(loader, epochs=1, verbose=0)  # keeps the model's accountant
+    upper = accounting.PldAccountant().compose(20 / 60, 1.1, 9).get_epsilon_bounds(1e-5).upper
+    assert more.history["epsilon"] == [upper] and model.epsilon(1e-5) == upper
+    # switching accountant replays every step taken: RDP's epsilon over all 12 steps
+    rdp = model.fit(loader, epochs=1, verbose=0, accountant="rdp")
+    assert isinstance(model.accountant, accounting.RdpAccountant) and model.accountant.steps == 12
+    assert rdp.history["epsilon"][0] == pytest.approx(
+        get_privacy_budget(60, 20, 4, 1.1, 1e-5), rel=1e-12)
+
+
 def test_one_private_step_is_the_poisson_dp_step():
     """fit's update = SGD on (clipped sum + noise) / expected batch size (the kernel's)."""
     x, y = _data(40)

@@ -10,9 +10,11 @@ The API of hosted DP-SGD notebooks::
 
 Every step Poisson-samples a batch (:class:`~dpsgd_kernels.tf_adapter.data.PrivateDataLoader`),
 clips every example's gradient, adds noise and divides by the expected batch size
-(:class:`~dpsgd_kernels.tf_adapter.dp_step.TFDPStep`), applies the Keras optimizer, and composes
-the step in an :class:`accounting.RdpAccountant`. After ``epochs`` epochs in total the epsilon
-reported equals :func:`accounting.get_privacy_budget` for the same run.
+(:class:`~dpsgd_kernels.tf_adapter.dp_step.TFDPStep`), applies the Keras optimizer, and records
+the step in a :class:`~dpsgd_kernels.ledger.PrivacyLedger` over the model's accountant (an
+:class:`accounting.RdpAccountant` by default; ``accountant="pld"`` reports certified upper
+bounds). After ``epochs`` epochs in total the epsilon reported with RDP equals
+:func:`accounting.get_privacy_budget` for the same run.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dpsgd_kernels._validation import (
     check_noise_multiplier,
     check_positive_int,
 )
+from dpsgd_kernels.ledger import PrivacyLedger, make_ledger_accountant
 from dpsgd_kernels.tf_adapter._imports import require_tensorflow
 from dpsgd_kernels.tf_adapter.data import PrivateDataLoader
 from dpsgd_kernels.tf_adapter.dp_step import TFDPStep, model_shape
@@ -55,6 +58,10 @@ class PrivateHistory:
     history: dict[str, list[float]] = field(default_factory=dict)
     epoch: list[int] = field(default_factory=list)
     steps: int = 0
+
+
+def _check_target_delta(target_delta) -> None:
+    accounting.get_privacy_budget(1, 1, 0, 1.0, target_delta)  # names target_delta
 
 
 def _metric_objects(metrics, loss):
@@ -111,16 +118,20 @@ class PrivateKerasModel:
         TensorFlow device (default: the GPU if TensorFlow finds one, else the CPU).
     method : {"auto", "layerwise", "vectorized_map"}
         Per-example gradient computation, see :class:`~dpsgd_kernels.tf_adapter.dp_step.TFDPStep`.
+    accountant : str or accounting.Accountant
+        What the steps are composed in (:attr:`accountant`): a registry name (``"rdp"``, the
+        default, ``"moments"``, ``"pld"``, ...) or an accountant instance; ``fit`` can change it.
     """
 
     def __init__(self, model, l2_norm_clip: float, noise_multiplier: float, *,
-                 seed: int | None = None, device: str | None = None, method: str = "auto"):
+                 seed: int | None = None, device: str | None = None, method: str = "auto",
+                 accountant: str | accounting.Accountant = "rdp"):
         require_tensorflow()
         self.model = model
         self.l2_norm_clip = check_l2_norm_clip(l2_norm_clip)
         self.noise_multiplier = check_noise_multiplier(noise_multiplier, allow_zero=False)
         self._seed, self._device, self._method = seed, device, method
-        self.accountant = accounting.RdpAccountant()
+        self.accountant = make_ledger_accountant(accountant)
         self.optimizer = self.loss = self._step = None
         self.metrics: list = []
         self._metric_specs: list = []
@@ -171,14 +182,41 @@ class PrivateKerasModel:
         return self._step
 
     def epsilon(self, target_delta: float) -> float:
-        """Epsilon spent so far at ``target_delta`` (0 before any step)."""
-        if self.accountant.steps == 0:
-            accounting.get_privacy_budget(1, 1, 0, 1.0, target_delta)  # validates the delta
-            return 0.0
-        return self.accountant.get_epsilon(target_delta)
+        """Epsilon spent so far at ``target_delta`` (0 before any step; the certified upper
+        bound with a tight accountant such as ``"pld"``)."""
+        _check_target_delta(target_delta)
+        return PrivacyLedger(target_delta, accountant=self.accountant).epsilon
+
+    def _use_accountant(self, accountant) -> None:
+        """Make ``accountant`` (a name or an instance) the model's, before any step of ``fit``.
+
+        The model's own accountant, or a name it was made by, keeps it. Another one takes over
+        the steps taken so far, replayed as events (so its epsilon covers the whole run): it must
+        then be fresh, unless the model has taken no step yet (an instance holding a history,
+        e.g. restored with ``load_state_dict``, continues that run).
+        """
+        if accountant is None or accountant is self.accountant:
+            return
+        if isinstance(accountant, str) and accountant == self.accountant.name:
+            return
+        new = make_ledger_accountant(accountant)
+        if self.accountant.history:
+            if new.history:
+                raise ValueError(
+                    "accountant must be fresh (or the model's own): the steps this model has "
+                    "taken are replayed into it, and it holds a history already"
+                )
+            history = self.accountant.history
+            trial = new.copy()
+            for record in history:  # raises UnsupportedEventError before new changes
+                trial.compose(record.event, record.count)
+            for record in history:
+                new.compose(record.event, record.count)
+        self.accountant = new
 
     def fit(self, x=None, y=None, *, epochs: int = 1, target_delta: float = 1e-5,
-            batch_size: int | None = None, verbose: int = 1) -> PrivateHistory:
+            batch_size: int | None = None, verbose: int = 1,
+            accountant: str | accounting.Accountant | None = None) -> PrivateHistory:
         """Train privately for ``epochs`` epochs; report loss, metrics and epsilon per epoch.
 
         Parameters
@@ -196,6 +234,12 @@ class PrivateKerasModel:
             Delta in ``(0, 1)`` at which epsilon is reported.
         verbose : int
             1 prints one line per epoch, 0 is silent.
+        accountant : str or accounting.Accountant, optional
+            The accountant the steps are composed in: a registry name (``"rdp"``, ``"pld"``,
+            ...) or an instance; ``None`` (default) keeps the model's (``"rdp"`` unless the
+            constructor chose another). With ``"pld"`` the epsilon reported is the certified
+            upper bound. Switching accountant after steps were taken replays them into the new
+            one, so the epsilon always covers every step of the model.
         """
         step = self._check_compiled()
         if not isinstance(x, PrivateDataLoader):
@@ -205,8 +249,10 @@ class PrivateKerasModel:
         elif y is not None:
             raise TypeError("y must be None when x is a PrivateDataLoader (it holds the labels)")
         epochs = check_positive_int(epochs, "epochs")
-        self.epsilon(target_delta)  # validate before training
+        _check_target_delta(target_delta)  # validate before training
         self._check_data(x)
+        self._use_accountant(accountant)
+        ledger = PrivacyLedger(target_delta, accountant=self.accountant)
         if self._sample_size not in (None, x.sample_size) or self._batch_size not in (
                 None, x.batch_size):
             self._epochs_done = 0.0  # another data set: count its epochs afresh (RDP composes)
@@ -221,7 +267,7 @@ class PrivateKerasModel:
             for x_batch, y_batch in x.batches(target - done):
                 loss, outputs = step.apply(self.optimizer, x_batch, y_batch,
                                            expected_batch_size=x.expected_batch_size)
-                self.accountant.compose(x.sample_rate, self.noise_multiplier)
+                ledger.record(x.sample_rate, self.noise_multiplier)
                 result.steps += 1
                 if len(x_batch):
                     loss_sum += float(loss) * len(x_batch)
@@ -231,7 +277,7 @@ class PrivateKerasModel:
             self._epochs_done += 1
             values = {"loss": loss_sum / examples if examples else math.nan}
             values.update({m.name: float(m.result()) for m in self.metrics})
-            values["epsilon"] = self.epsilon(target_delta)
+            values["epsilon"] = ledger.epsilon
             for key, value in values.items():
                 result.history.setdefault(key, []).append(value)
             result.epoch.append(self._epoch_index)
@@ -273,4 +319,5 @@ class PrivateKerasModel:
 
     def __repr__(self) -> str:
         return (f"PrivateKerasModel(l2_norm_clip={self.l2_norm_clip}, "
-                f"noise_multiplier={self.noise_multiplier}, steps={self.accountant.steps})")
+                f"noise_multiplier={self.noise_multiplier}, "
+                f"steps={PrivacyLedger(0.5, accountant=self.accountant).steps})")
