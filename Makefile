@@ -9,7 +9,8 @@
 #       .venv-tf  (current TensorFlow + Keras 3, no tensorflow-privacy) and
 #       .venv-tfp (TF 2.15.1 + Keras 2 + tensorflow-privacy 0.9.0, requirements/tf-privacy-cpu.txt)
 #   make test-integrations - the Opacus accountants (accounting.integrations.opacus) and the
-#       dp_accounting cross-check in a venv of their own, .venv-integrations (CPU torch 2.13,
+#       dp_accounting cross-check, and the verification kit run on both peers, in a venv of their
+#       own, .venv-integrations (CPU torch 2.13,
 #       Opacus 1.6, dp-accounting 0.6)
 PYTHON ?= python3
 VENV ?= .venv
@@ -90,7 +91,7 @@ $(INTEGRATIONS_VENV)/.installed-integrations: pyproject.toml
 
 test-integrations: $(INTEGRATIONS_VENV)/.installed-integrations
 	$(INTEGRATIONS_VENV)/bin/python -m pytest -q tests/test_integration_opacus.py \
-		tests/test_integration_dp_accounting.py
+		tests/test_integration_dp_accounting.py tests/test_testing_peers.py
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) $(TFP_VENV) $(BENCH_VENV) $(INTEGRATIONS_VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info

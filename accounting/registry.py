@@ -169,9 +169,15 @@ def _moments(conversion: str = "improved", max_lambda: int = 32) -> MomentsAccou
     return MomentsAccountant(max_lambda=max_lambda)
 
 
-def _pld(conversion: str = "improved", **options: Any) -> PldAccountant:
+def _pld(
+    conversion: str = "improved",
+    value_discretization: float | None = None,
+    tolerance: float = 1e-3,
+    neighboring: str = "add_remove",
+    relative_tolerance: float | None = None,
+) -> PldAccountant:
     check_conversion(conversion)  # PLD needs no conversion (see _moments)
-    return PldAccountant(**options)
+    return PldAccountant(value_discretization, tolerance, neighboring, relative_tolerance)
 
 
 register_accountant("rdp", RdpAccountant,

@@ -52,8 +52,9 @@ def test_dp_accounting_fractional_orders_are_flagged_as_too_high():
 
 def test_opacus_agrees_at_typical_parameters_but_not_at_tiny_sample_rates():
     pytest.importorskip("opacus")
-    assert check_rdp_reference(opacus_rdp, order=sts.orders(64.0), **TYPICAL, max_examples=10,
-                               seed=23).passed
+    # integer orders: at fractional ones (q = 1e-5, alpha = 1.5) Opacus 1.6 is 7e-5 off
+    assert check_rdp_reference(opacus_rdp, order=sts.integer_orders(64), **TYPICAL,
+                               max_examples=10, seed=23).passed
     with pytest.raises(PropertyViolation) as caught:
         check_rdp_reference(opacus_rdp, sample_rate=sts.log_uniform(-8.0, -6.0),
                             order=sts.integer_orders(64), max_examples=10, seed=24)
