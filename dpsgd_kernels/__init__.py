@@ -3,8 +3,9 @@
 A TensorFlow-free implementation of DP-SGD (Abadi et al. 2016, "Deep Learning with Differential
 Privacy") with TensorFlow Privacy's ``DPKerasSGDOptimizer`` semantics, meant as the reference a
 TensorFlow adapter is checked against. Per-example gradients are vectorised (no loop over
-examples); Dense-layer norms use the ghost-norm trick when cheaper; every step taken is composed
-in an :class:`accounting.RdpAccountant` by a :class:`PrivacyLedger`.
+examples); Dense-layer norms use the ghost-norm trick when cheaper; every step taken is recorded
+as an event by a :class:`PrivacyLedger` in an accounting accountant (RDP by default, any
+registered one by name).
 
 >>> import numpy as np
 >>> import dpsgd_kernels as dk
