@@ -74,6 +74,55 @@ def make_accountant(accountant, conversion):
     return repr(accounting.make_accountant(accountant, conversion))
 
 
+def events(sample_rate, noise_multiplier, count):
+    """Build an event tree, write it as JSON and read it back."""
+    from accounting.events import Composed, Event, Gaussian, NoOp, PoissonSampled, SelfComposed
+
+    step = PoissonSampled(sample_rate, Gaussian(noise_multiplier))
+    tree = Composed([SelfComposed(step, count), NoOp()])
+    back = Event.from_dict(json.loads(json.dumps(tree.to_dict())))
+    return back == tree, step.sample_rate, step.event.noise_multiplier
+
+
+def compose_event(accountant, sample_rate, noise_multiplier, count, delta):
+    """``compose(event, count)`` on a registered accountant, then epsilon."""
+    import accounting
+    from accounting.events import Gaussian, PoissonSampled
+
+    ledger = accounting.make_accountant(accountant)
+    step = PoissonSampled(sample_rate, Gaussian(noise_multiplier))
+    return ledger.compose(step, count=count).get_epsilon(delta)
+
+
+def make_accountant_options(accountant, tolerance, neighboring, delta):
+    """``make_accountant`` with keyword options, composed and queried."""
+    import accounting
+
+    ledger = accounting.make_accountant(accountant, tolerance=tolerance, neighboring=neighboring)
+    return ledger.compose(0.01, 1.1, 100).get_epsilon(delta)
+
+
+def load_accountant(accountant, format, options, count, sample_rate, noise_multiplier):  # noqa: A002
+    """``load_accountant`` of a saved state with one field replaced."""
+    import accounting
+
+    state = accounting.RdpAccountant().compose(0.01, 1.1, 100).state_dict()
+    state.update(accountant=accountant, format=format, options=options)
+    record = state["history"][0]
+    record["count"] = count
+    record["event"].update(sample_rate=sample_rate)
+    record["event"]["event"].update(noise_multiplier=noise_multiplier)
+    return accounting.load_accountant(state).get_epsilon(1e-5)
+
+
+def event_from_dict(**data):
+    """``Event.from_dict`` of a (Poisson-sampled Gaussian) event dict."""
+    from accounting.events import Event
+
+    event = Event.from_dict(data)
+    return event == Event.from_dict(event.to_dict()), getattr(event, "sample_rate", 0.0)
+
+
 def gdp(sample_rate, noise_multiplier, steps, delta, epsilon):
     import accounting
 
@@ -129,6 +178,7 @@ def cli(command, **flags):
 
 
 _RUN = {"sample_rate": 0.01, "noise_multiplier": 1.1, "steps": 1000}
+_RUN_EVENT = {"sample_rate": 0.01, "noise_multiplier": 1.1, "count": 1000}
 
 #: Every scenario the property test drives, with valid baseline arguments.
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -153,6 +203,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "get_privacy_budget": {"sample_size": 60000, "batch_size": 256, "num_epochs": 1,
                            "noise_multiplier": 1.1, "target_delta": 1e-5},
     "make_accountant": {"accountant": "pld", "conversion": "improved"},
+    "events": {"sample_rate": 0.01, "noise_multiplier": 1.1, "count": 1000},
+    "compose_event": {**_RUN_EVENT, "accountant": "rdp", "delta": 1e-5},
+    "make_accountant_options": {"accountant": "pld", "tolerance": 1e-2,
+                                "neighboring": "add_remove", "delta": 1e-5},
+    "load_accountant": {"accountant": "rdp", "format": 1,
+                        "options": {"orders": None, "conversion": "improved"}, **_RUN_EVENT},
+    "event_from_dict": {"type": "poisson_sampled", "sample_rate": 0.01,
+                        "event": {"type": "gaussian", "noise_multiplier": 1.1}},
     "calibrate_noise_multiplier": {"target_epsilon": 1.0, "delta": 1e-5, "sample_rate": 0.01,
                                    "steps": 1000, "accountant": "rdp", "tolerance": 1e-6},
     "calibrate_sample_rate": {"target_epsilon": 1.0, "delta": 1e-5, "noise_multiplier": 1.1,

@@ -298,3 +298,18 @@ def test_from_dict_unknown_type_lists_the_known_ones():
 def test_from_dict_unhashable_type_is_an_unknown_type(kind):
     with pytest.raises((ValueError, TypeError), match="event type"):
         Event.from_dict({"type": kind})
+
+
+@pytest.mark.xfail(strict=True, reason="library bug: Event.from_dict decodes every mapping as a "
+                   "nested event, so a mapping in a number field raises \"unknown event type "
+                   "None\" without naming the field")
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"type": "gaussian", "noise_multiplier": {"a": 1}}, "noise_multiplier"),
+     ({"type": "poisson_sampled", "sample_rate": {"a": 1}, "event": {"type": "no_op"}},
+      "sample_rate"),
+     ({"type": "self_composed", "event": {"type": "no_op"}, "count": {"a": 1}}, "count")],
+)
+def test_from_dict_names_the_field_holding_a_bad_mapping(data, field):
+    with pytest.raises((ValueError, TypeError), match=field):
+        Event.from_dict(data)
