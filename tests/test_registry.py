@@ -158,10 +158,6 @@ def test_make_accountant_options():
         accounting.make_accountant("pld", neighboring="swap")
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: the 'pld' factory (registry._pld) takes "
-                   "**options, so AccountantInfo.accepts() is True for any option and "
-                   "make_accountant('pld', orders=...) raises PldAccountant.__init__'s TypeError "
-                   "instead of the documented ValueError naming the option")
 @pytest.mark.parametrize("option", ["orders", "bogus", "max_lambda"])
 def test_make_accountant_pld_refuses_options_it_does_not_take(option):
     with pytest.raises(ValueError, match=option) as caught:
