@@ -258,8 +258,9 @@ class Accountant(abc.ABC):
         """Restore options and history from :meth:`state_dict`'s output; returns ``self``."""
         if not isinstance(state, Mapping):
             raise TypeError(f"state must be a mapping, got {type(state).__name__}")
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"state format must be {STATE_FORMAT}, got {state.get('format')!r}")
+        if type(state.get("format")) is not int or state["format"] != STATE_FORMAT:
+            raise ValueError(f"state['format'] must be the int {STATE_FORMAT}, got "
+                             f"{state.get('format')!r:.60}")
         expected = self.name or type(self).__qualname__
         if state.get("accountant") != expected:
             raise ValueError(
@@ -268,7 +269,10 @@ class Accountant(abc.ABC):
         options = state.get("options", {})
         if not isinstance(options, Mapping):
             raise TypeError("state['options'] must be a mapping")
-        fresh = type(self)(**options)
+        try:
+            fresh = type(self)(**options)
+        except TypeError as error:
+            raise ValueError(f"state['options'] are not {expected!r}'s options: {error}") from None
         for item in state.get("history", []):
             fresh.compose(Event.from_dict(item["event"]), item["count"])
         self.__dict__.clear()

@@ -73,16 +73,26 @@ class Event:
         if not isinstance(data, Mapping):
             raise TypeError(f"an event dict must be a mapping, got {type(data).__name__}")
         name = data.get("type")
-        if name not in _EVENT_TYPES:
+        if not isinstance(name, str) or name not in _EVENT_TYPES:
             raise ValueError(
-                f"unknown event type {name!r}; known types: {sorted(_EVENT_TYPES)}"
+                f"unknown event type {name!r:.60}; known types: {sorted(_EVENT_TYPES)}"
             )
         cls = _EVENT_TYPES[name]
         names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(data) - names - {"type"}
         if unknown:
             raise ValueError(f"unknown field(s) {sorted(unknown)} for event type {name!r}")
-        return cls(**{key: _decode(value) for key, value in data.items() if key != "type"})
+        events = {field.name for field in dataclasses.fields(cls)  # type: ignore[arg-type]
+                  if field.name in ("event", "events")}
+        values = {}
+        for key, value in data.items():
+            if key == "type":
+                continue
+            if key not in events and isinstance(value, (Mapping, list)):
+                raise TypeError(f"{key} of a {name!r} event must be a number, got "
+                                f"{type(value).__name__}")
+            values[key] = _decode(value)
+        return cls(**values)
 
 
 def _encode(value):

@@ -557,14 +557,17 @@ def test_load_state_dict_refuses_other_state(name):
         accounting.load_accountant("rdp")
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: Accountant.load_state_dict passes "
-                   "state['options'] straight to the constructor, so an unknown option raises "
-                   "\"RdpAccountant.__init__() got an unexpected keyword argument 'a'\" without "
-                   "naming state['options']")
 def test_load_state_dict_names_bad_options():
     state = make("rdp").state_dict()
     with pytest.raises((ValueError, TypeError), match="options"):
         accounting.load_accountant({**state, "options": {"a": 1}})
+
+
+@pytest.mark.parametrize("fmt", [True, 1.0, np.int64(1), "1", 2, None])
+def test_load_state_dict_refuses_a_format_other_than_the_int_1(fmt):
+    state = make("rdp").state_dict()
+    with pytest.raises(ValueError, match="format"):
+        accounting.load_accountant({**state, "format": fmt})
 
 
 def test_third_party_state_round_trip(laplace_registered):

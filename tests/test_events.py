@@ -291,18 +291,12 @@ def test_from_dict_unknown_type_lists_the_known_ones():
         assert name in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: Event.from_dict with an unhashable 'type' "
-                   "(a list or dict) raises TypeError \"unhashable type: 'list'\" from the "
-                   "registry lookup instead of the 'unknown event type' error")
 @pytest.mark.parametrize("kind", [["gaussian"], {"a": 1}])
 def test_from_dict_unhashable_type_is_an_unknown_type(kind):
     with pytest.raises((ValueError, TypeError), match="event type"):
         Event.from_dict({"type": kind})
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: Event.from_dict decodes every mapping as a "
-                   "nested event, so a mapping in a number field raises \"unknown event type "
-                   "None\" without naming the field")
 @pytest.mark.parametrize(
     ("data", "field"),
     [({"type": "gaussian", "noise_multiplier": {"a": 1}}, "noise_multiplier"),
