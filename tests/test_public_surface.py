@@ -140,7 +140,8 @@ NON_NEGATIVE = {"rdp_accountant", "moments_accountant", "poisson_gaussian_rdp",
                 "gaussian_log_moments", "epsilon_from_rdp", "delta_from_rdp", "epsilon_grid",
                 "compute_epsilon", "dpsgd_epsilon", "get_privacy_budget", "calibrate_steps",
                 "gaussian_epsilon", "gdp", "reference_rdp", "reference_log_moment",
-                "reference_hockey_stick_delta", "reference_conversions"}
+                "reference_hockey_stick_delta", "reference_conversions", "compose_event",
+                "make_accountant_options", "load_accountant"}
 
 
 def names_argument(message: str, name: str) -> bool:
