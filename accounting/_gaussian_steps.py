@@ -19,7 +19,7 @@ from accounting.events import (
     PoissonSampled,
     SelfComposed,
 )
-from accounting.rdp.order_search import step_total_variation
+from accounting.gdp import step_total_variation
 
 __all__ = ["GaussianStepsAccountant", "gaussian_steps"]
 

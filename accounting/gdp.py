@@ -31,6 +31,13 @@ from accounting._validation import (
 __all__ = ["gaussian_delta", "gaussian_epsilon", "gdp_delta", "gdp_epsilon", "gdp_mu"]
 
 
+def step_total_variation(sample_rate, noise_multiplier):
+    """Total variation ``TV(mu, mu0) = q (2 Phi(1 / (2 sigma)) - 1) = q erf(1 / (2 sqrt(2)
+    sigma))`` of one Poisson-subsampled Gaussian step. Broadcasts over its arguments."""
+    with np.errstate(over="ignore"):  # subnormal sigma: erf(inf) = 1, the right value
+        return sample_rate * _scipy.special.erf(np.sqrt(0.125) / noise_multiplier)
+
+
 def _mu_delta(mu: float, epsilon: float) -> float:
     """``Phi(-eps/mu + mu/2) - exp(eps) Phi(-eps/mu - mu/2)`` without overflow."""
     if mu == 0.0:

@@ -24,10 +24,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from accounting import _scipy
 from accounting._caches import register_cache
+from accounting.gdp import step_total_variation
 
-__all__ = ["kl_lower_bound", "minimize_over_orders", "step_total_variation"]
+__all__ = ["kl_lower_bound", "minimize_over_orders"]
 
 _ANCHOR_ORDERS = frozenset([*range(2, 13), 16, 20, 24, 32, 40, 48, 64])
 # Lower bounds are shrunk by this relative margin so rounding can never prune a winner.
@@ -36,17 +36,10 @@ _MARGIN = 1e-9
 _SPREAD_ANCHORS = 17
 
 
-def step_total_variation(sample_rate, noise_multiplier):
-    """Total variation ``TV(mu, mu0) = q (2 Phi(1 / (2 sigma)) - 1) = q erf(1 / (2 sqrt(2)
-    sigma))`` of one Poisson-subsampled Gaussian step. Broadcasts over its arguments."""
-    with np.errstate(over="ignore"):  # subnormal sigma: erf(inf) = 1, the right value
-        return sample_rate * _scipy.special.erf(np.sqrt(0.125) / noise_multiplier)
-
-
 def kl_lower_bound(sample_rate, noise_multiplier, steps):
     """Lower bound on the KL divergence of ``steps`` Poisson-subsampled Gaussian steps.
 
-    Pinsker: ``KL >= 2 TV^2`` with TV of one step from :func:`step_total_variation`; KL
+    Pinsker: ``KL >= 2 TV^2`` with one step's TV from :func:`~accounting.gdp.step_total_variation`; KL
     composes additively. Since RDP is non-decreasing in the order, this bounds the RDP at every
     order (the ``floor`` of :func:`minimize_over_orders`). Shrunk by ``1e-12`` against rounding.
     Broadcasts over its arguments.
