@@ -40,8 +40,9 @@ def kl_lower_bound(sample_rate, noise_multiplier, steps):
     """Lower bound on the KL divergence of ``steps`` Poisson-subsampled Gaussian steps.
 
     Pinsker: ``KL >= 2 TV^2`` with one step's TV from
-    :func:`~accounting.gdp.step_total_variation`; KL composes additively. Since RDP is non-decreasing in the order, this bounds the RDP at every
-    order (the ``floor`` of :func:`minimize_over_orders`). Shrunk by ``1e-12`` against rounding.
+    :func:`~accounting.gdp.step_total_variation`; KL composes additively. Since RDP is
+    non-decreasing in the order, this bounds the RDP at every order (the ``floor`` of
+    :func:`minimize_over_orders`). Shrunk by ``1e-12`` against rounding.
     Broadcasts over its arguments.
     """
     square = step_total_variation(sample_rate, noise_multiplier) ** 2
