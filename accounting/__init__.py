@@ -32,6 +32,7 @@ from accounting.budget import (
     get_privacy_budget,
 )
 from accounting.calibration import (
+    calibrate,
     calibrate_noise_multiplier,
     calibrate_sample_rate,
     calibrate_steps,
@@ -73,6 +74,7 @@ __all__ = [
     "ToleranceNotMetWarning",
     "UnsupportedEventError",
     "accountants",
+    "calibrate",
     "calibrate_noise_multiplier",
     "calibrate_sample_rate",
     "calibrate_steps",

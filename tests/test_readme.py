@@ -69,3 +69,19 @@ def test_events_example_round_trips_through_json():
     assert acc.get_epsilon(1e-5) == pytest.approx(
         epsilon_from_rdp(curve, DEFAULT_ORDERS, 1e-5)[0], rel=1e-12
     )
+
+
+def test_calibrate_example_is_on_the_safe_side():
+    import accounting
+    from accounting.events import Gaussian, PoissonSampled, SelfComposed
+
+    step = PoissonSampled(256 / 60000, Gaussian(1.1))
+    namespace: dict = {"accounting": accounting, "SelfComposed": SelfComposed, "step": step}
+    exec(compile(_block_containing("integer=True"), str(README), "exec"), namespace)  # noqa: S102
+    epochs = namespace["epochs"]
+    assert epochs == 78
+
+    def epsilon(count):
+        return accounting.RdpAccountant().compose(256 / 60000, 1.1, 235 * count).get_epsilon(1e-5)
+
+    assert epsilon(epochs) <= 3.0 < epsilon(epochs + 1)
