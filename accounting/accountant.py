@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 from accounting._validation import check_steps
-from accounting.events import Event, Gaussian, PoissonSampled
+from accounting.events import Composed, Event, Gaussian, PoissonSampled, SelfComposed
 
 __all__ = [
     "STATE_FORMAT",
@@ -229,8 +229,6 @@ class Accountant(abc.ABC):
     @property
     def ledger(self) -> Event:
         """Everything composed as one event (replay it with ``compose(acc.ledger)``)."""
-        from accounting.events import Composed, SelfComposed
-
         return Composed(
             tuple(record.event if record.count == 1 else SelfComposed(record.event, record.count)
                   for record in self._records)
