@@ -243,12 +243,13 @@ def calibrate(
         )
 
     if increasing is None:
-        at_low, at_high = spend(u_low), spend(u_high)
+        # compare the epsilons themselves: next to a huge target their differences round away
+        at_low, at_high = epsilon_at(to_x(u_low)), epsilon_at(to_x(u_high))
         if at_low == at_high:
-            if at_low > 0.0:
+            if at_low > target:
                 raise out_of_reach(u_low, f"and x={to_x(u_high)!r} at the other end alike")
             raise ValueError(
-                f"epsilon is {at_low + target:.6g} at both ends of bounds={bounds!r}, within "
+                f"epsilon is {at_low:.6g} at both ends of bounds={bounds!r}, within "
                 "the target: the direction cannot be detected; pass increasing=True (epsilon "
                 "grows with x) or increasing=False"
             )

@@ -123,6 +123,18 @@ def event_from_dict(**data):
     return event == Event.from_dict(event.to_dict()), getattr(event, "sample_rate", 0.0)
 
 
+def calibrate(target_epsilon, delta, bounds, tolerance, accountant):
+    """The generic calibration, moving the noise multiplier of a 1000-step run at q = 0.01."""
+    import accounting
+    from accounting.events import Gaussian, PoissonSampled, SelfComposed
+
+    def make_event(sigma):
+        return SelfComposed(PoissonSampled(0.01, Gaussian(sigma)), 1000)
+
+    return accounting.calibrate(make_event, target_epsilon, delta, bounds=bounds,
+                                tolerance=tolerance, accountant=accountant)
+
+
 def gdp(sample_rate, noise_multiplier, steps, delta, epsilon):
     import accounting
 
@@ -217,6 +229,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                               "steps": 1000, "accountant": "rdp", "tolerance": 1e-6},
     "calibrate_steps": {"target_epsilon": 1.0, "delta": 1e-5, "sample_rate": 0.01,
                         "noise_multiplier": 1.1, "accountant": "rdp"},
+    "calibrate": {"target_epsilon": 1.0, "delta": 1e-5, "bounds": (0.5, 4.0), "tolerance": 1e-4,
+                  "accountant": "rdp"},
     "gaussian_delta": {"epsilon": 1.0, "noise_multiplier": 1.1, "steps": 10},
     "gaussian_epsilon": {"delta": 1e-5, "noise_multiplier": 1.1, "steps": 10},
     "gdp": {**_RUN, "delta": 1e-5, "epsilon": 1.0},

@@ -349,3 +349,13 @@ def test_extreme_bounds_and_tolerances_finish(make_event, kwargs):
             continue
         assert epsilon(make_event(answer), 1e-5, "rdp") <= target
     assert time.perf_counter() - start < 60.0
+
+
+def test_direction_is_detected_next_to_a_huge_target():
+    # epsilon - target rounds to the same float at both ends; the epsilons themselves differ
+    def make_event(sigma):
+        return SelfComposed(PoissonSampled(0.01, Gaussian(sigma)), 1000)
+
+    answer = calibrate(make_event, 1.4e17, 1e-5, bounds=(0.5, 4.0), tolerance=1e-4)
+    assert answer == 0.5  # every sigma in the bounds meets the target: the least noise
+    assert RdpAccountant().compose(make_event(answer)).get_epsilon(1e-5) <= 1.4e17

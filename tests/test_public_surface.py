@@ -141,7 +141,7 @@ NON_NEGATIVE = {"rdp_accountant", "moments_accountant", "poisson_gaussian_rdp",
                 "compute_epsilon", "dpsgd_epsilon", "get_privacy_budget", "calibrate_steps",
                 "gaussian_epsilon", "gdp", "reference_rdp", "reference_log_moment",
                 "reference_hockey_stick_delta", "reference_conversions", "compose_event",
-                "make_accountant_options", "load_accountant"}
+                "make_accountant_options", "load_accountant", "calibrate"}
 
 
 def names_argument(message: str, name: str) -> bool:
