@@ -135,6 +135,33 @@ def calibrate(target_epsilon, delta, bounds, tolerance, accountant):
                                 tolerance=tolerance, accountant=accountant)
 
 
+def from_dp_event(noise_multiplier, sampling_probability, count, delta):
+    """A dp_accounting-shaped event tree (stand-in classes named as dp_accounting's) converted
+    by ``from_dp_event`` and composed by the RDP accountant."""
+    import dataclasses
+
+    import accounting
+
+    @dataclasses.dataclass
+    class GaussianDpEvent:
+        noise_multiplier: Any
+
+    @dataclasses.dataclass
+    class PoissonSampledDpEvent:
+        sampling_probability: Any
+        event: Any
+
+    @dataclasses.dataclass
+    class SelfComposedDpEvent:
+        event: Any
+        count: Any
+
+    tree = SelfComposedDpEvent(
+        PoissonSampledDpEvent(sampling_probability, GaussianDpEvent(noise_multiplier)), count
+    )
+    return accounting.RdpAccountant().compose(accounting.from_dp_event(tree)).get_epsilon(delta)
+
+
 def gdp(sample_rate, noise_multiplier, steps, delta, epsilon):
     import accounting
 
@@ -231,6 +258,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                         "noise_multiplier": 1.1, "accountant": "rdp"},
     "calibrate": {"target_epsilon": 1.0, "delta": 1e-5, "bounds": (0.5, 4.0), "tolerance": 1e-4,
                   "accountant": "rdp"},
+    "from_dp_event": {"noise_multiplier": 1.1, "sampling_probability": 0.01, "count": 1000,
+                      "delta": 1e-5},
     "gaussian_delta": {"epsilon": 1.0, "noise_multiplier": 1.1, "steps": 10},
     "gaussian_epsilon": {"delta": 1e-5, "noise_multiplier": 1.1, "steps": 10},
     "gdp": {**_RUN, "delta": 1e-5, "epsilon": 1.0},

@@ -141,7 +141,8 @@ NON_NEGATIVE = {"rdp_accountant", "moments_accountant", "poisson_gaussian_rdp",
                 "compute_epsilon", "dpsgd_epsilon", "get_privacy_budget", "calibrate_steps",
                 "gaussian_epsilon", "gdp", "reference_rdp", "reference_log_moment",
                 "reference_hockey_stick_delta", "reference_conversions", "compose_event",
-                "make_accountant_options", "load_accountant", "calibrate"}
+                "make_accountant_options", "load_accountant", "calibrate",
+                "from_dp_event"}
 
 
 def names_argument(message: str, name: str) -> bool:

@@ -45,6 +45,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+from accounting._validation import check_sample_rate
 from accounting.events import (
     Composed,
     Event,
@@ -166,7 +167,11 @@ def _from_gaussian(event, path: str) -> Event:
 
 
 def _from_poisson_sampled(event, path: str) -> Event:
-    rate = _field(event, "sampling_probability", path)
+    try:  # named as dp_accounting names it
+        rate = check_sample_rate(_field(event, "sampling_probability", path),
+                                 "sampling_probability", scalar=True)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"PoissonSampledDpEvent at {path}: {error}") from error
     inner = _from_dp_event(_field(event, "event", path), f"{path}.event")
     # validates the rate (and gives it as a float) before it is used below
     sampled_no_op = _build("PoissonSampledDpEvent", path, PoissonSampled,
