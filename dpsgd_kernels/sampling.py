@@ -8,7 +8,9 @@ may be zero. :class:`PoissonSampler` does exactly that.
 :class:`ShuffledBatchSampler` is what ``model.fit`` does (shuffle once per epoch, cut into fixed
 batches). Its privacy is **not** what the Poisson accountant reports: sampling without
 replacement from a shuffle is a different mechanism, and applying the Poisson analysis to it (as
-TF Privacy's ``compute_dp_sgd_privacy`` does) is a common approximation, not a guarantee.
+TF Privacy's ``compute_dp_sgd_privacy`` does) is a common approximation, not a guarantee. The
+trainer accounts a shuffled epoch as one Gaussian release on the whole data set instead (each
+example is used at most once per epoch), a certified bound that claims no amplification.
 """
 
 from __future__ import annotations
@@ -74,8 +76,10 @@ class PoissonSampler:
 class ShuffledBatchSampler:
     """Shuffle every epoch and cut into fixed batches (``model.fit`` style).
 
-    **Not** the sampling the Poisson accountant assumes: the epsilon reported for a run using
-    this sampler with ``q = batch_size / N`` is the customary approximation, not a proven bound.
+    **Not** the sampling the Poisson accountant assumes: the Poisson epsilon at ``q =
+    batch_size / N`` is not a bound for it (Chua et al. 2024). :class:`~dpsgd_kernels.DPSGDTrainer`
+    accounts each shuffled epoch as one Gaussian release instead (each example is used at most
+    once per epoch).
 
     Parameters
     ----------

@@ -10,6 +10,14 @@ clipping, no noise, no ledger) for comparison.
 
 One epoch is ``ceil(N / batch_size)`` steps (TF Privacy's ``compute_dp_sgd_privacy`` convention)
 with Poisson sampling, and ``N // batch_size`` steps with the shuffled fixed-batch sampler.
+
+The ledger composes what the sampler actually did. Poisson steps are Poisson-subsampled Gaussian
+steps. A shuffled epoch uses each example at most once, so it releases no more than one Gaussian
+mechanism on the whole data set: the ledger records ``Gaussian(sigma)`` at the first step of each
+epoch and nothing for the other steps (TF Privacy's "each example once per epoch" figure,
+``compute_dp_sgd_privacy_statement``); no amplification by sampling is claimed for shuffling,
+whose Poisson figure is not a bound (Chua et al. 2024, "How Private are DP-SGD
+Implementations?").
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import accounting
+from accounting.events import Event, Gaussian, NoOp, PoissonSampled
 from dpsgd_kernels._validation import (
     check_array,
     check_l2_norm_clip,
@@ -85,7 +94,8 @@ class DPSGDTrainer:
     target_epsilon : float, optional
         Budget: training stops before the step that would exceed it.
     sampling : {"poisson", "shuffle"}
-        Batch sampler; only "poisson" matches the accountant (see :mod:`dpsgd_kernels.sampling`).
+        Batch sampler; each is accounted for as what it is (see the module docstring): Poisson
+        steps with amplification by sampling, shuffled epochs as one Gaussian release each.
     num_microbatches : int, optional
         TF Privacy microbatches (shuffle sampling only; must divide ``batch_size``).
     rng : numpy.random.Generator or int
@@ -177,11 +187,14 @@ class DPSGDTrainer:
         y_batch: np.ndarray,
         sample_rate: float,
         expected_batch_size: float | None = None,
+        event: Event | None = None,
     ) -> float:
         """One training step on a batch drawn with ``sample_rate``; returns its mean loss.
 
         ``expected_batch_size`` selects the Poisson normalisation (``q N``); without it the
-        privatized gradient is divided by the number of microbatches (TF Privacy).
+        privatized gradient is divided by the number of microbatches (TF Privacy). The ledger
+        records ``event`` when given (``NoOp()`` records nothing), else a Poisson-subsampled
+        Gaussian step at ``sample_rate``.
         """
         if not self.private:
             grads, value = batch_gradient(self.model, x_batch, y_batch, self.loss)
@@ -195,7 +208,10 @@ class DPSGDTrainer:
                 expected_batch_size=expected_batch_size,
             )
             grads, value = result.gradients, result.loss
-            self.ledger.record(sample_rate, self.accounted_noise_multiplier)
+            if event is None:
+                self.ledger.record(sample_rate, self.accounted_noise_multiplier)
+            elif not isinstance(event, NoOp):
+                self.ledger.record_event(event)
         self.optimizer.apply(self.model.params, grads)
         self.total_steps += 1
         return value
@@ -229,22 +245,29 @@ class DPSGDTrainer:
         batches = iter(sampler)
         reports = []
 
-        def out_of_budget() -> bool:
-            return self.private and not self.ledger.can_afford(
-                rate, self.accounted_noise_multiplier
-            )
+        def step_event(position: int) -> Event:
+            """What a step at ``position`` in its epoch spends (see the module docstring)."""
+            if self.sampling == "poisson":
+                return PoissonSampled(rate, Gaussian(self.accounted_noise_multiplier))
+            return Gaussian(self.accounted_noise_multiplier) if position == 0 else NoOp()
+
+        def out_of_budget(position: int = 0) -> bool:
+            return self.private and not self.ledger.can_afford_event(step_event(position))
 
         for _ in range(epochs):
             if out_of_budget():
                 self.budget_exhausted = True  # not even one more step: no empty epoch
                 break
             loss_sum, examples, steps = 0.0, 0, 0
-            for _ in range(per_epoch):
-                if out_of_budget():
+            for position in range(per_epoch):
+                if out_of_budget(position):
                     self.budget_exhausted = True
                     break
                 index = next(batches)
-                value = self.step(x[index], y[index], rate, expected)
+                if self.sampling == "poisson":
+                    value = self.step(x[index], y[index], rate, expected)
+                else:
+                    value = self.step(x[index], y[index], rate, expected, step_event(position))
                 if index.size:
                     loss_sum += value * index.size
                     examples += index.size

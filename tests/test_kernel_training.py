@@ -10,6 +10,7 @@ from scipy import stats
 
 import accounting
 import dpsgd_kernels as dk
+from accounting.events import Gaussian
 
 
 def test_poisson_sampler_rate_and_batch_size_distribution():
@@ -172,16 +173,20 @@ def test_trainer_shuffle_sampling_with_microbatches_and_non_private_baseline():
     trainer = dk.DPSGDTrainer(model, "binary_crossentropy", dk.SGD(0.5, momentum=0.5),
                               batch_size=20, l2_norm_clip=1.0, noise_multiplier=1.0,
                               sampling="shuffle", num_microbatches=5, rng=5)
-    trainer.fit(x, y, epochs=2)
-    assert trainer.ledger.history[0].sample_rate == pytest.approx(0.1)
-    assert trainer.ledger.steps == 20
+    reports = trainer.fit(x, y, epochs=2)
+    assert trainer.total_steps == 20
+    # A shuffled epoch uses each example once: one Gaussian release per epoch, no amplification
+    # by sampling (TF Privacy's "once per epoch" line), never the Poisson figure.
     # Microbatches of 4 examples: one example moves its clipped microbatch gradient by up to
     # 2 C, so the ledger accounts sigma / 2 (TF Privacy's statement: 16.3838 instead of 2.59666
-    # on its tutorial setting, peer-figures.md).
-    assert trainer.ledger.history[0].noise_multiplier == 0.5
-    assert trainer.ledger.epsilon == pytest.approx(
-        accounting.compute_epsilon(0.1, 0.5, 20, trainer.ledger.delta), rel=1e-12
-    )
+    # on its tutorial setting with Poisson sampling, peer-figures.md).
+    assert trainer.ledger.history == [accounting.CompositionRecord(Gaussian(0.5), 2)]
+    assert trainer.ledger.history[0].sample_rate == 1.0
+    orders = accounting.DEFAULT_ORDERS
+    for epochs, report in zip((1, 2), reports, strict=True):
+        gaussian_rdp = epochs * orders / (2 * 0.5**2)  # RDP of the Gaussian, alpha / (2 sigma^2)
+        expected = accounting.epsilon_from_rdp(gaussian_rdp, orders, trainer.ledger.delta)[0]
+        assert report.epsilon == pytest.approx(expected, rel=1e-9)
     tutorial = accounting.compute_epsilon(256 / 60000, 1.1 / 2, 14063, 1e-5)
     assert tutorial == pytest.approx(16.3838, abs=5e-5)
     one_per_microbatch = dk.DPSGDTrainer(
@@ -232,3 +237,21 @@ def test_trainer_takes_empty_poisson_batches_and_accounts_for_them():
     assert report.steps == trainer.ledger.steps == 50
     assert report.epsilon == pytest.approx(accounting.compute_epsilon(0.02, 2.0, 50, 1e-5))
     assert not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+def test_shuffled_training_stops_before_the_epoch_that_would_exceed_the_budget():
+    x, y = _toy_data()
+    delta = 1e-5
+
+    def gaussian_epsilon(epochs):  # closed form: epochs Gaussian releases at sigma = 2
+        return accounting.gaussian_epsilon(delta, 2.0, epochs)
+
+    target = (gaussian_epsilon(2) + gaussian_epsilon(3)) / 2  # two epochs fit, three do not
+    trainer = dk.DPSGDTrainer(dk.tf_privacy_mlp(dtype="float64", rng=0), "binary_crossentropy",
+                              dk.SGD(0.5), batch_size=20, noise_multiplier=2.0, delta=delta,
+                              target_epsilon=target, sampling="shuffle", rng=3)
+    reports = trainer.fit(x, y, epochs=5)
+    assert [report.steps for report in reports] == [10, 10]
+    assert trainer.budget_exhausted
+    assert trainer.ledger.history == [accounting.CompositionRecord(Gaussian(2.0), 2)]
+    assert gaussian_epsilon(2) <= trainer.epsilon <= target
