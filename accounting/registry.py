@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from accounting.accountant import Accountant
@@ -50,16 +50,25 @@ class AccountantInfo:
     factory: Callable[..., Accountant]
     summary: str = ""
     bound: str = "upper"
+    # the factory's keyword names, read once (None: it takes any keyword); make_accountant asks
+    # on every call, and reading a signature costs more than building an accountant
+    _options: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
-    def accepts(self, option: str) -> bool:
-        """Whether the factory takes the keyword ``option``."""
+    def __post_init__(self):
         try:
             parameters = inspect.signature(self.factory).parameters
         except (TypeError, ValueError):  # a builtin without a signature: let the call decide
-            return True
-        return option in parameters or any(
+            parameters = None
+        if parameters is None or any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-        )
+        ):
+            object.__setattr__(self, "_options", None)
+        else:
+            object.__setattr__(self, "_options", frozenset(parameters))
+
+    def accepts(self, option: str) -> bool:
+        """Whether the factory takes the keyword ``option``."""
+        return self._options is None or option in self._options
 
 
 _REGISTRY: dict[str, AccountantInfo] = {}
