@@ -1,9 +1,12 @@
-"""Accountants of Poisson-subsampled Gaussian steps: the event reduction they share.
+"""Accountants of Gaussian steps: the event reduction they share.
 
-The RDP, moments and PLD accountants all track a multiset of steps ``(q, sigma) -> count``.
-This module reduces an event tree to that multiset (a Gaussian alone is a step at ``q = 1``;
-``PoissonSampled`` must wrap a Gaussian, ``NoOp`` or ``NonPrivate``; ``SelfComposed`` multiplies
-counts; ``Composed`` adds them) and keeps it, with a flag for non-private releases.
+The RDP, moments and PLD accountants all track a multiset of steps ``(q, sigma) -> count``
+(Poisson-subsampled Gaussians), plus a multiset of other step events they handle whole (fixed-size
+batches, mixtures of Gaussians, random allocation, ...: ``event -> count``). This module reduces
+an event tree to those multisets (a Gaussian alone is a step at ``q = 1``; ``SelfComposed``
+multiplies counts; ``Composed`` adds them; a shuffled epoch is its step once, see
+:class:`accounting.events.ShuffledEpoch`) and keeps them, with a flag for non-private releases.
+Each accountant says which leaves it accepts (:meth:`GaussianStepsAccountant._leaf`).
 """
 
 from __future__ import annotations
@@ -17,48 +20,63 @@ from accounting.events import (
     NonPrivate,
     NoOp,
     PoissonSampled,
+    SampledWithoutReplacement,
     SelfComposed,
+    ShuffledEpoch,
 )
 from accounting.gdp import step_total_variation
 
-__all__ = ["GaussianStepsAccountant", "gaussian_steps"]
+__all__ = ["GaussianStepsAccountant", "gaussian_steps", "poisson_gaussian_leaf"]
 
 # key of a non-private release in a plan
 _NON_PRIVATE = "non_private"
 
 
-def gaussian_steps(event: Event, count: int) -> list[tuple[object, int]]:
-    """``event`` composed ``count`` times as ``[((q, sigma) or "non_private", count), ...]``.
+def poisson_gaussian_leaf(item: Event, times: int) -> list[tuple[object, int]]:
+    """A Gaussian or Poisson-sampled Gaussian step as ``[((q, sigma), times)]``."""
+    if isinstance(item, Gaussian):
+        return [((1.0, item.noise_multiplier), times)]
+    if isinstance(item, PoissonSampled) and isinstance(item.event, Gaussian):
+        return [((item.sample_rate, item.event.noise_multiplier), times)]
+    if isinstance(item, PoissonSampled):
+        raise UnsupportedEventError(
+            f"Poisson sampling of {type(item.event).__name__} is not supported (only of "
+            "Gaussian, NoOp or NonPrivate)"
+        )
+    raise UnsupportedEventError(f"{type(item).__name__} events are not supported")
 
-    Raises :class:`UnsupportedEventError` naming the first part of ``event`` that is not a
-    (Poisson-sampled) Gaussian step, a no-op or a non-private release.
+
+def gaussian_steps(
+    event: Event, count: int, leaf=poisson_gaussian_leaf
+) -> list[tuple[object, int]]:
+    """``event`` composed ``count`` times as ``[(key, count), ...]``.
+
+    A key is ``(q, sigma)`` for a (Poisson-sampled) Gaussian step, ``"non_private"``, or what
+    ``leaf(step_event, count)`` returns for the step events it accepts (it raises
+    :class:`UnsupportedEventError` for the others). Steps that cannot touch the data (no-ops,
+    samples of rate 0 or size 0) are dropped here.
     """
     plan: list[tuple[object, int]] = []
     stack = [(event, count)]
     while stack:
         item, times = stack.pop()
-        if isinstance(item, PoissonSampled):
-            inner = item.event
-            if isinstance(inner, Gaussian):
-                plan.append(((item.sample_rate, inner.noise_multiplier), times))
-            elif isinstance(inner, NonPrivate):
-                if item.sample_rate > 0.0:
-                    plan.append((_NON_PRIVATE, times))
-            elif not isinstance(inner, NoOp):
-                raise UnsupportedEventError(
-                    f"Poisson sampling of {type(inner).__name__} is not supported (only of "
-                    "Gaussian, NoOp or NonPrivate)"
-                )
-        elif isinstance(item, Gaussian):
-            plan.append(((1.0, item.noise_multiplier), times))
-        elif isinstance(item, SelfComposed):
+        if isinstance(item, SelfComposed):
             stack.append((item.event, times * item.count))
         elif isinstance(item, Composed):
             stack.extend((child, times) for child in reversed(item.events))
+        elif isinstance(item, ShuffledEpoch):
+            stack.append((item.event, times))
         elif isinstance(item, NonPrivate):
             plan.append((_NON_PRIVATE, times))
-        elif not isinstance(item, NoOp):
-            raise UnsupportedEventError(f"{type(item).__name__} events are not supported")
+        elif isinstance(item, NoOp):
+            continue
+        elif isinstance(item, (PoissonSampled, SampledWithoutReplacement)) and isinstance(
+            item.event, (NoOp, NonPrivate)
+        ):
+            if item.sample_rate > 0.0 and isinstance(item.event, NonPrivate):
+                plan.append((_NON_PRIVATE, times))
+        else:
+            plan.extend(leaf(item, times))
     return plan
 
 
@@ -72,11 +90,21 @@ class GaussianStepsAccountant(Accountant):
     def __init__(self) -> None:
         super().__init__()
         self._steps_by_pair: dict[tuple[float, float], int] = {}
+        # step events kept whole (fixed-size batches, mixtures, ...), see _leaf
+        self._other_steps: dict[Event, int] = {}
         self._step_count = 0
         self._non_private = False
 
+    def _leaf(self, item: Event, times: int) -> list[tuple[object, int]]:
+        """Plan entries of one step event, or :class:`UnsupportedEventError`.
+
+        The default accepts (Poisson-sampled) Gaussian steps; accountants that handle more
+        return ``[(event, times)]`` for the step events they keep whole.
+        """
+        return poisson_gaussian_leaf(item, times)
+
     def _plan(self, event: Event, count: int) -> list[tuple[object, int]]:
-        return gaussian_steps(event, count)
+        return gaussian_steps(event, count, self._leaf)
 
     def _apply(self, plan: list[tuple[object, int]]) -> None:
         for key, times in plan:
@@ -85,8 +113,15 @@ class GaussianStepsAccountant(Accountant):
             self._step_count += times
             if key == _NON_PRIVATE:
                 self._non_private = True
+            elif isinstance(key, Event):
+                self._other_steps[key] = self._other_steps.get(key, 0) + times
             elif key[0] > 0.0:
                 self._steps_by_pair[key] = self._steps_by_pair.get(key, 0) + times
+
+    @property
+    def _spends_nothing(self) -> bool:
+        """Whether nothing composed so far can depend on the data."""
+        return not (self._steps_by_pair or self._other_steps or self._non_private)
 
     @property
     def steps(self) -> int:
@@ -99,7 +134,7 @@ class GaussianStepsAccountant(Accountant):
         One step's is ``q (2 Phi(1 / (2 sigma)) - 1)`` and total variation is subadditive over
         composition; ``(0, tv)``-DP holds with ``tv`` this bound.
         """
-        if self._non_private:
+        if self._non_private or self._other_steps:
             return 1.0
         total = 0.0
         for (sample_rate, noise_multiplier), steps in self._steps_by_pair.items():
