@@ -37,6 +37,10 @@ from accounting.calibration import (
     calibrate_sample_rate,
     calibrate_steps,
 )
+from accounting.dpsgd_calibration import (
+    calibrate_dpsgd_noise_multiplier,
+    calibrate_dpsgd_steps,
+)
 from accounting.gdp import gaussian_delta, gaussian_epsilon, gdp_delta, gdp_epsilon, gdp_mu
 from accounting.integrations.dp_accounting import from_dp_event, to_dp_event
 from accounting.pld import DeltaBounds, EpsilonBounds, PldAccountant, ToleranceNotMetWarning
@@ -58,6 +62,7 @@ from accounting.registry import (
     register_accountant,
     unregister_accountant,
 )
+from accounting.sampling import SAMPLINGS, DpsgdRun, dpsgd_run
 
 __all__ = [
     "ACCOUNTANTS",
@@ -66,15 +71,19 @@ __all__ = [
     "Accountant",
     "CompositionRecord",
     "DeltaBounds",
+    "DpsgdRun",
     "EpsilonBounds",
     "MomentsAccountant",
     "PldAccountant",
     "RdpAccountant",
+    "SAMPLINGS",
     "TightAccountant",
     "ToleranceNotMetWarning",
     "UnsupportedEventError",
     "accountants",
     "calibrate",
+    "calibrate_dpsgd_noise_multiplier",
+    "calibrate_dpsgd_steps",
     "calibrate_noise_multiplier",
     "calibrate_sample_rate",
     "calibrate_steps",
@@ -82,6 +91,7 @@ __all__ = [
     "compute_epsilon",
     "delta_from_rdp",
     "dpsgd_epsilon",
+    "dpsgd_run",
     "dpsgd_sample_rate_and_steps",
     "epsilon_from_rdp",
     "epsilon_grid",

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-from fractions import Fraction
-
 import numpy as np
 
 from accounting._validation import (
     check_delta,
     check_noise_multiplier,
     check_orders,
-    check_positive_int,
     check_sample_rate,
     check_steps,
     count_as_float,
@@ -22,6 +17,7 @@ from accounting.rdp.order_search import kl_lower_bound, minimize_over_orders
 from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.rdp.sampled_gaussian import rdp_items
 from accounting.registry import make_accountant
+from accounting.sampling import _sample_rate_and_steps, dpsgd_run, dpsgd_sample_rate_and_steps
 
 __all__ = [
     "compute_epsilon",
@@ -55,39 +51,6 @@ def compute_epsilon(
     )
 
 
-def dpsgd_sample_rate_and_steps(sample_size: int, batch_size: int, epochs: float):
-    """``(q, steps)`` of a DP-SGD run: ``q = batch / n``, ``steps = ceil(epochs n / batch)``.
-
-    These are TF Privacy's conventions (``compute_dp_sgd_privacy``).
-    """
-    return _sample_rate_and_steps(sample_size, batch_size, epochs, "epochs")
-
-
-def _sample_rate_and_steps(sample_size, batch_size, epochs, epochs_name: str):
-    """:func:`dpsgd_sample_rate_and_steps`, naming the epochs argument as the caller does."""
-    sample_size = check_positive_int(sample_size, "sample_size")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    if batch_size > sample_size:
-        raise ValueError(
-            f"batch_size must lie in [1, sample_size={sample_size}], got {batch_size}"
-        )
-    if isinstance(epochs, bool) or not isinstance(epochs, (numbers.Real, np.floating)):
-        raise TypeError(f"{epochs_name} must be a real number, got {type(epochs).__name__}")
-    exact = Fraction(int(epochs)) if isinstance(epochs, numbers.Integral) else None
-    if exact is None and not math.isfinite(float(epochs)) or epochs < 0:
-        raise ValueError(f"{epochs_name} must be a finite number >= 0, got {epochs!r:.60}")
-    try:
-        steps = float(epochs) * sample_size / batch_size  # TF Privacy's float arithmetic
-    except OverflowError:  # an int beyond the float range
-        steps = math.inf
-    if math.isfinite(steps):
-        return batch_size / sample_size, math.ceil(steps)
-    # beyond the float range the exact product still gives the (huge) count
-    exact = Fraction(float(epochs)) if exact is None else exact
-    steps = math.ceil(exact * sample_size / batch_size)
-    return batch_size / sample_size, steps
-
-
 def dpsgd_epsilon(
     sample_size: int,
     batch_size: int,
@@ -96,15 +59,18 @@ def dpsgd_epsilon(
     delta: float,
     accountant: str = "rdp",
     conversion: Conversion = "improved",
+    *,
+    sampling: str = "poisson",
+    max_batch_size: int | None = None,
 ) -> float:
-    """Epsilon spent by DP-SGD with Poisson sampling at rate ``batch_size / sample_size``.
+    """Epsilon spent by DP-SGD with the batch sampler ``sampling``.
 
     Parameters
     ----------
     sample_size : int
         Number of training examples ``n >= 1``.
     batch_size : int
-        Expected batch size, ``1 <= batch_size <= n``.
+        (Expected) batch size, ``1 <= batch_size <= n``.
     epochs : float
         Number of epochs ``>= 0``; ``steps = ceil(epochs n / batch_size)``.
     noise_multiplier : float
@@ -114,9 +80,27 @@ def dpsgd_epsilon(
     accountant : {"rdp", "moments", "pld"}
         ``"pld"`` gives the certified upper bound of :class:`accounting.PldAccountant`.
     conversion : {"improved", "classic"}
+    sampling : {"poisson", "shuffle", "fixed", "truncated", "balls-in-bins"}
+        The sampler the run used (:func:`accounting.dpsgd_run` lists the event and neighbouring
+        relation of each); ``"fixed"`` is accounted for replace-one neighbours, with the
+        doubled sensitivity of a replaced example.
+    max_batch_size : int, optional
+        The batch cap of ``sampling="truncated"``.
+
+    Raises
+    ------
+    UnsupportedEventError
+        If ``accountant`` cannot account for ``sampling`` (the message names those that can).
     """
-    sample_rate, steps = dpsgd_sample_rate_and_steps(sample_size, batch_size, epochs)
-    return compute_epsilon(sample_rate, noise_multiplier, steps, delta, accountant, conversion)
+    run = dpsgd_run(sample_size, batch_size, noise_multiplier, epochs=epochs,
+                    sampling=sampling, max_batch_size=max_batch_size)
+    if run.sampling == "poisson":
+        sample_rate = run.unit_event.sample_rate
+        return compute_epsilon(sample_rate, noise_multiplier, run.count, delta, accountant,
+                               conversion)
+    check_delta(delta)
+    ledger = make_accountant(accountant, conversion, **run.accountant_options)
+    return ledger.compose(run.unit_event, run.count).get_epsilon(delta)
 
 
 def get_privacy_budget(
