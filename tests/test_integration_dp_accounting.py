@@ -31,10 +31,15 @@ from accounting.events import (
     Composed,
     Event,
     Gaussian,
+    MixtureOfGaussians,
     NonPrivate,
     NoOp,
     PoissonSampled,
+    RandomAllocation,
+    SampledWithoutReplacement,
     SelfComposed,
+    ShuffledEpoch,
+    TruncatedPoissonGaussian,
 )
 from accounting.integrations.dp_accounting import from_dp_event, to_dp_event
 
@@ -91,6 +96,28 @@ class SampledWithoutReplacementDpEvent(DpEvent):
     source_dataset_size: int
     sample_size: int
     event: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledWithReplacementDpEvent(DpEvent):
+    source_dataset_size: int
+    sample_size: int
+    event: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class TruncatedSubsampledGaussianDpEvent(DpEvent):
+    dataset_size: int
+    sampling_probability: float
+    truncated_batch_size: int
+    noise_multiplier: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureOfGaussiansDpEvent(DpEvent):
+    standard_deviation: float
+    sensitivities: Any
+    sampling_probs: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +300,7 @@ def test_huge_counts_merge_without_overflow():
     "event",
     [
         LaplaceDpEvent(1.0),
-        SampledWithoutReplacementDpEvent(60000, 256, GaussianDpEvent(1.0)),
+        SampledWithReplacementDpEvent(60000, 256, GaussianDpEvent(1.0)),
         ZCDpEvent(0.5),
         UnsupportedDpEvent(),
         RandomizedResponseDpEvent(),
@@ -286,6 +313,54 @@ def test_other_dp_accounting_events_are_value_errors_naming_them(event):
     for supported in ("GaussianDpEvent", "PoissonSampledDpEvent", "SelfComposedDpEvent",
                       "ComposedDpEvent", "NoOpDpEvent", "NonPrivateDpEvent"):
         assert supported in str(info.value)
+
+
+def test_fixed_size_truncated_and_mixture_events_translate_field_for_field():
+    wor = from_dp_event(SampledWithoutReplacementDpEvent(60000, 250, GaussianDpEvent(0.65)))
+    assert wor == SampledWithoutReplacement(60000, 250, Gaussian(0.65))
+    truncated = from_dp_event(TruncatedSubsampledGaussianDpEvent(60000, 0.004, 300, 1.1))
+    assert truncated == TruncatedPoissonGaussian(60000, 0.004, 300, 1.1)
+    mixture = from_dp_event(MixtureOfGaussiansDpEvent(1.5, [0, 1, 2], [0.25, 0.5, 0.25]))
+    assert mixture == MixtureOfGaussians(1.5, (0.0, 1.0, 2.0), (0.25, 0.5, 0.25))
+
+
+def test_gaussian_trees_under_sampling_without_replacement_merge_as_dp_accounting_does():
+    # two Gaussian queries of noise 1 on the same batch are one of noise 1/sqrt(2)
+    tree = SampledWithoutReplacementDpEvent(
+        100, 10, ComposedDpEvent([GaussianDpEvent(1.0), GaussianDpEvent(1.0)])
+    )
+    assert from_dp_event(tree).event == Gaussian(2.0**-0.5)
+    sampled_no_op = SampledWithoutReplacementDpEvent(100, 10, SelfComposedDpEvent(
+        GaussianDpEvent(1.0), 0))
+    assert from_dp_event(sampled_no_op).event == NoOp()
+    assert from_dp_event(SampledWithoutReplacementDpEvent(
+        100, 10, GaussianDpEvent(0.0))).event == NonPrivate()
+
+
+def test_zero_noise_and_empty_truncated_and_mixture_events():
+    assert from_dp_event(TruncatedSubsampledGaussianDpEvent(100, 0.1, 5, 0.0)) == NonPrivate()
+    assert from_dp_event(TruncatedSubsampledGaussianDpEvent(100, 0.0, 5, 1.0)) == NoOp()
+    assert from_dp_event(TruncatedSubsampledGaussianDpEvent(100, 0.1, 0, 1.0)) == NoOp()
+    assert from_dp_event(MixtureOfGaussiansDpEvent(0.0, [1.0], [1.0])) == NonPrivate()
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (SampledWithoutReplacementDpEvent(10, 20, GaussianDpEvent(1.0)),
+         r"sample_size must be a whole number in \[0, source_dataset_size=10\]"),
+        (TruncatedSubsampledGaussianDpEvent(100, 1.5, 5, 1.0),
+         r"sampling_probability must lie in \[0, 1\]"),
+        (TruncatedSubsampledGaussianDpEvent(100, 0.5, -1, 1.0), "truncated_batch_size"),
+        (MixtureOfGaussiansDpEvent(1.0, [0, 1], [0.3, 0.3]), "sampling_probs must sum to 1"),
+        (MixtureOfGaussiansDpEvent(-1.0, [0, 1], [0.5, 0.5]), "standard_deviation"),
+        (MixtureOfGaussiansDpEvent(1.0, [0, -1], [0.5, 0.5]), "sensitivities must all be >= 0"),
+    ],
+)
+def test_new_event_fields_out_of_range_are_named_as_dp_accounting_names_them(event, message):
+    with pytest.raises(ValueError, match=message) as info:
+        from_dp_event(event)
+    assert type(event).__name__ in str(info.value)
 
 
 def test_an_unsupported_event_deep_in_a_tree_is_located():
@@ -505,7 +580,6 @@ def test_real_dp_accounting_events_it_cannot_describe_are_value_errors():
     de = _dp_event_module()
     others = [
         de.LaplaceDpEvent(1.0),
-        de.SampledWithoutReplacementDpEvent(60000, 256, de.GaussianDpEvent(1.0)),
         de.SampledWithReplacementDpEvent(60000, 256, de.GaussianDpEvent(1.0)),
         de.SingleEpochTreeAggregationDpEvent(1.0, 10),
         de.RandomizedResponseDpEvent(0.5, 2),
@@ -647,3 +721,22 @@ def test_dp_accounting_fractional_orders_only_overestimate(caplog):
 def test_epsilon_equals_dp_accounting_on_random_trees(tree):
     de = _dp_event_module()
     _assert_same_epsilon(_real_tree(tree, de), _integer_orders())
+
+
+def test_real_fixed_size_truncated_and_mixture_events_round_trip():
+    de = _dp_event_module()
+    pairs = [
+        (SampledWithoutReplacement(60000, 250, Gaussian(0.65)),
+         de.SampledWithoutReplacementDpEvent(60000, 250, de.GaussianDpEvent(0.65))),
+        (TruncatedPoissonGaussian(60000, 250 / 60000, 300, 1.3),
+         de.TruncatedSubsampledGaussianDpEvent(60000, 250 / 60000, 300, 1.3)),
+        (MixtureOfGaussians(1.3, (0.0, 1.0, 2.0), (0.81, 0.18, 0.01)),
+         de.MixtureOfGaussiansDpEvent(1.3, [0.0, 1.0, 2.0], [0.81, 0.18, 0.01])),
+    ]
+    for ours, theirs in pairs:
+        assert to_dp_event(ours) == theirs
+        assert from_dp_event(theirs) == ours
+        assert from_dp_event(theirs.to_named_tuple()) == ours
+    for event in (RandomAllocation(10, Gaussian(1.0)), ShuffledEpoch(10, Gaussian(1.0))):
+        with pytest.raises(ValueError, match="has no dp_accounting event"):
+            to_dp_event(event)

@@ -11,8 +11,12 @@ dp_accounting is not installed, and the ``to_named_tuple()`` form of an event (a
 with ``class_name``, meant for passing events around without dp_accounting) converts too.
 :func:`to_dp_event` imports dp_accounting when it is called.
 
-The translation is one to one for the six event types both vocabularies share, with these
-exceptions, each an exact equivalence or dp_accounting's own reading of the event:
+The translation is one to one for the nine event types both vocabularies share (the six of
+the Poisson-sampled Gaussian, and ``SampledWithoutReplacementDpEvent`` /
+:class:`~accounting.events.SampledWithoutReplacement`, ``TruncatedSubsampledGaussianDpEvent`` /
+:class:`~accounting.events.TruncatedPoissonGaussian`, ``MixtureOfGaussiansDpEvent`` /
+:class:`~accounting.events.MixtureOfGaussians`, field for field), with these exceptions, each an
+exact equivalence or dp_accounting's own reading of the event:
 
 * ``GaussianDpEvent(0)`` is the non-private Gaussian: dp_accounting's RDP accountant gives it
   infinite RDP (epsilon ``inf``), so it becomes :class:`~accounting.events.NonPrivate`.
@@ -30,12 +34,17 @@ exceptions, each an exact equivalence or dp_accounting's own reading of the even
   as dp_accounting computes for ``PoissonSampledDpEvent(q, GaussianDpEvent(0))``) and a sampled
   no-op at probability 0. Anything else under a sampling event (another sampling event) is
   translated as it is, for the accountant to accept or refuse.
+* The same merging applies under a ``SampledWithoutReplacementDpEvent``. A truncated or mixture
+  event with noise 0 is :class:`~accounting.events.NonPrivate` (dp_accounting's PLD accountant
+  treats it so), and a truncated event with sampling probability 0 or batch cap 0 is
+  :class:`~accounting.events.NoOp`.
 * Accounting events met in the tree are kept as they are (but for the merging of Gaussians
   under a ``PoissonSampledDpEvent``), so :func:`from_dp_event` is idempotent.
 
-Every other dp_accounting event (Laplace, the fixed-size samplers, tree aggregation, randomized
-response, zCDP, ``UnsupportedDpEvent``, ...) is a ``ValueError`` that names it and the supported
-types.
+Every other dp_accounting event (Laplace, sampling with replacement, tree aggregation,
+randomized response, zCDP, ``UnsupportedDpEvent``, ...) is a ``ValueError`` that names it and the
+supported types. :class:`~accounting.events.RandomAllocation` and
+:class:`~accounting.events.ShuffledEpoch` have no dp_accounting event.
 """
 
 from __future__ import annotations
@@ -50,10 +59,13 @@ from accounting.events import (
     Composed,
     Event,
     Gaussian,
+    MixtureOfGaussians,
     NonPrivate,
     NoOp,
     PoissonSampled,
+    SampledWithoutReplacement,
     SelfComposed,
+    TruncatedPoissonGaussian,
 )
 
 __all__ = ["from_dp_event", "to_dp_event"]
@@ -188,6 +200,57 @@ def _from_poisson_sampled(event, path: str) -> Event:
     return PoissonSampled(sampled_no_op.sample_rate, Gaussian(sigma))
 
 
+def _from_without_replacement(event, path: str) -> Event:
+    size = _field(event, "source_dataset_size", path)
+    sample = _field(event, "sample_size", path)
+    inner = _from_dp_event(_field(event, "event", path), f"{path}.event")
+    sigma = None if isinstance(inner, (Gaussian, NoOp)) else _effective_noise_multiplier(inner)
+    if sigma == math.inf:
+        inner = NoOp()
+    elif sigma == 0.0:
+        inner = NonPrivate()
+    elif sigma is not None:
+        inner = Gaussian(sigma)
+    try:
+        return SampledWithoutReplacement(size, sample, inner)
+    except (TypeError, ValueError) as error:  # named as dp_accounting names the fields
+        message = str(error).replace("dataset_size", "source_dataset_size")
+        raise type(error)(f"SampledWithoutReplacementDpEvent at {path}: {message}") from error
+
+
+def _from_truncated(event, path: str) -> Event:
+    names = {"dataset_size": "dataset_size", "sample_rate": "sampling_probability",
+             "max_batch_size": "truncated_batch_size", "noise_multiplier": "noise_multiplier"}
+    fields = {ours: _field(event, theirs, path) for ours, theirs in names.items()}
+    sigma = fields["noise_multiplier"]
+    if isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) and sigma == 0:
+        fields["noise_multiplier"] = 1.0  # validates the other fields
+    try:
+        built = TruncatedPoissonGaussian(**fields)
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        for ours, theirs in names.items():
+            message = message.replace(ours, theirs)
+        raise type(error)(f"TruncatedSubsampledGaussianDpEvent at {path}: {message}") from error
+    if built.sample_rate == 0.0 or built.max_batch_size == 0:
+        return NoOp()
+    return NonPrivate() if sigma == 0 else built
+
+
+def _from_mixture(event, path: str) -> Event:
+    sigma = _field(event, "standard_deviation", path)
+    sensitivities = _field(event, "sensitivities", path)
+    probabilities = _field(event, "sampling_probs", path)
+    zero = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) and sigma == 0
+    try:
+        built = MixtureOfGaussians(1.0 if zero else sigma, sensitivities, probabilities)
+    except (TypeError, ValueError) as error:
+        message = (str(error).replace("noise_multiplier", "standard_deviation")
+                   .replace("probabilities", "sampling_probs"))
+        raise type(error)(f"MixtureOfGaussiansDpEvent at {path}: {message}") from error
+    return NonPrivate() if zero else built
+
+
 def _from_self_composed(event, path: str) -> Event:
     inner = _from_dp_event(_field(event, "event", path), f"{path}.event")
     count = _field(event, "count", path)
@@ -211,6 +274,9 @@ _FROM: dict[str, Callable[[Any, str], Event]] = {
     "PoissonSampledDpEvent": _from_poisson_sampled,
     "SelfComposedDpEvent": _from_self_composed,
     "ComposedDpEvent": _from_composed,
+    "SampledWithoutReplacementDpEvent": _from_without_replacement,
+    "TruncatedSubsampledGaussianDpEvent": _from_truncated,
+    "MixtureOfGaussiansDpEvent": _from_mixture,
     "NoOpDpEvent": lambda event, path: NoOp(),
     "NonPrivateDpEvent": lambda event, path: NonPrivate(),
 }
@@ -230,8 +296,9 @@ def _from_dp_event(event, path: str) -> Event:
         )
     raise ValueError(
         f"dp_accounting's {name} (at {path}) has no accounting event; from_dp_event converts "
-        f"{_SUPPORTED} (accounting.events: Gaussian, PoissonSampled, SelfComposed, Composed, "
-        f"NoOp, NonPrivate)"
+        f"{_SUPPORTED} (accounting.events: Gaussian, PoissonSampled, SampledWithoutReplacement, "
+        f"TruncatedPoissonGaussian, MixtureOfGaussians, SelfComposed, Composed, NoOp, "
+        f"NonPrivate)"
     )
 
 
@@ -335,11 +402,29 @@ def _to_dp_event(event, dp_event, path: str):
             _to_dp_event(item, dp_event, f"{path}.events[{index}]")
             for index, item in enumerate(event.events)
         ])
+    if isinstance(event, SampledWithoutReplacement):
+        return dp_event.SampledWithoutReplacementDpEvent(
+            source_dataset_size=int(event.dataset_size), sample_size=int(event.sample_size),
+            event=_to_dp_event(event.event, dp_event, f"{path}.event"),
+        )
+    if isinstance(event, TruncatedPoissonGaussian):
+        return dp_event.TruncatedSubsampledGaussianDpEvent(
+            dataset_size=int(event.dataset_size),
+            sampling_probability=float(event.sample_rate),
+            truncated_batch_size=int(event.max_batch_size),
+            noise_multiplier=float(event.noise_multiplier),
+        )
+    if isinstance(event, MixtureOfGaussians):
+        return dp_event.MixtureOfGaussiansDpEvent(
+            standard_deviation=float(event.noise_multiplier),
+            sensitivities=list(event.sensitivities), sampling_probs=list(event.probabilities),
+        )
     if isinstance(event, NoOp):
         return dp_event.NoOpDpEvent()
     if isinstance(event, NonPrivate):
         return dp_event.NonPrivateDpEvent()
     raise ValueError(
         f"{type(event).__name__} (at {path}) has no dp_accounting event; to_dp_event converts "
-        "Gaussian, PoissonSampled, SelfComposed, Composed, NoOp and NonPrivate"
+        "Gaussian, PoissonSampled, SampledWithoutReplacement, TruncatedPoissonGaussian, "
+        "MixtureOfGaussians, SelfComposed, Composed, NoOp and NonPrivate"
     )
