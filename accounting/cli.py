@@ -25,14 +25,16 @@ import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 
-from accounting.accountant import TightAccountant
+from accounting.accountant import TightAccountant, UnsupportedEventError
 from accounting.budget import dpsgd_sample_rate_and_steps
 from accounting.calibration import calibrate_noise_multiplier, calibrate_steps
+from accounting.dpsgd_calibration import calibrate_dpsgd_noise_multiplier, calibrate_dpsgd_steps
 from accounting.gdp import gdp_epsilon
 from accounting.pld.accountant import ToleranceNotMetWarning
 from accounting.rdp.conversions import CONVERSIONS
+from accounting.registry import accountant_info, make_accountant
 from accounting.registry import accountants as registered_accountants
-from accounting.registry import make_accountant
+from accounting.sampling import SAMPLINGS, DpsgdRun, dpsgd_run
 
 __all__ = ["main"]
 
@@ -73,7 +75,9 @@ def _positive_number(text: str) -> float:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dp-budget",
-        description="Privacy budget of DP-SGD with Poisson sampling (Gaussian noise).",
+        description="Privacy budget of DP-SGD (Gaussian noise) for the batch sampler it uses: "
+                    "Poisson (default), shuffled epochs, fixed-size batches, truncated Poisson "
+                    "or balls-in-bins.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     helps = {
@@ -90,6 +94,11 @@ def _build_parser() -> argparse.ArgumentParser:
         run.add_argument("--batch-size", type=_whole_number,
                          help="expected batch size (q = batch / n)")
         run.add_argument("--sample-rate", type=float, help="Poisson sampling probability q")
+        run.add_argument("--sampling", choices=SAMPLINGS, default="poisson",
+                         help="how batches were drawn (default poisson); every sampler but "
+                              "poisson needs --sample-size and --batch-size")
+        run.add_argument("--max-batch-size", type=_whole_number,
+                         help="batch cap B of --sampling truncated")
         if name != "steps":
             run.add_argument("--epochs", type=float, help="epochs (steps = ceil(epochs n / batch))")
             run.add_argument("--steps", type=_whole_number, help="number of steps (e.g. 1e5)")
@@ -124,6 +133,10 @@ def _resolve_run(args, parser) -> dict:
     by_size = args.sample_size is not None or args.batch_size is not None
     if by_size == (args.sample_rate is not None):
         parser.error("give either --sample-size and --batch-size, or --sample-rate")
+    if args.sampling != "poisson" and not by_size:
+        parser.error(f"--sampling {args.sampling} needs --sample-size and --batch-size")
+    if (args.max_batch_size is not None) != (args.sampling == "truncated"):
+        parser.error("--max-batch-size goes with --sampling truncated, and only with it")
     needs_steps = args.command != "steps"
     run: dict = {}
     if by_size:
@@ -140,6 +153,14 @@ def _resolve_run(args, parser) -> dict:
             run["steps"] = steps if args.steps is None else args.steps
             if args.epochs is not None:
                 run["epochs"] = args.epochs
+        if args.sampling != "poisson":
+            length = ({"epochs": args.epochs} if needs_steps and args.epochs is not None
+                      else {"steps": run.get("steps", 0)})
+            sampled = _sampled_run(args, getattr(args, "noise_multiplier", None) or 1.0, **length)
+            run.update(sampling=sampled.sampling, neighboring=sampled.neighboring)
+            if needs_steps:
+                run["steps"] = sampled.steps
+                run[f"{sampled.unit}s_accounted"] = sampled.count
     else:
         run["sample_rate"] = args.sample_rate
         if needs_steps:
@@ -147,6 +168,54 @@ def _resolve_run(args, parser) -> dict:
                 parser.error("with --sample-rate give --steps (epochs need --sample-size)")
             run["steps"] = args.steps
     return run
+
+
+def _sampled_run(args, noise_multiplier: float, **length) -> DpsgdRun:
+    return dpsgd_run(args.sample_size, args.batch_size, noise_multiplier, sampling=args.sampling,
+                     max_batch_size=args.max_batch_size, **length)
+
+
+def _evaluate_sampled(args, run: dict, accountant: str, row: dict, ledger_options: dict):
+    """A row for a sampler other than Poisson: the run's event (:func:`accounting.dpsgd_run`)
+    with an accountant for its neighbouring relation."""
+    length = {"epochs": args.epochs} if getattr(args, "epochs", None) is not None else {
+        "steps": run.get("steps", 0)}
+    options = {"conversion": args.conversion, "pld_tolerance": args.tolerance}
+    if run["neighboring"] == "replace_one" and not accountant_info(accountant).accepts(
+        "neighboring"
+    ):
+        raise UnsupportedEventError(
+            f"the {accountant} accountant has no replace-one relation, which --sampling "
+            f"{args.sampling} is accounted for"
+        )
+    if args.command == "noise":
+        row["noise_multiplier"] = calibrate_dpsgd_noise_multiplier(
+            args.epsilon, args.delta, args.sample_size, args.batch_size, sampling=args.sampling,
+            max_batch_size=args.max_batch_size, accountant=accountant, **length, **options,
+        )
+        return row
+    if args.command == "steps":
+        steps = calibrate_dpsgd_steps(
+            args.epsilon, args.delta, args.sample_size, args.batch_size, args.noise_multiplier,
+            sampling=args.sampling, max_batch_size=args.max_batch_size, accountant=accountant,
+            **options,
+        )
+        row["steps"] = steps
+        row["epochs"] = steps * run["batch_size"] / run["sample_size"]
+        return row
+    sampled = _sampled_run(args, args.noise_multiplier, **length)
+    ledger = make_accountant(accountant, args.conversion, pld_tolerance=args.tolerance,
+                             **sampled.accountant_options, **ledger_options)
+    ledger.compose(sampled.event)
+    if isinstance(ledger, TightAccountant):
+        return _evaluate_bounds(args, ledger, row)
+    if args.command == "epsilon" and ledger.order_label:
+        row["epsilon"], row[ledger.order_label] = ledger.get_epsilon_and_order(args.delta)
+    elif args.command == "epsilon":
+        row["epsilon"] = ledger.get_epsilon(args.delta)
+    else:
+        row["delta"] = ledger.get_delta(args.epsilon)
+    return row
 
 
 def _evaluate_bounds(args, ledger: TightAccountant, row: dict) -> dict:
@@ -168,6 +237,8 @@ def _evaluate_bounds(args, ledger: TightAccountant, row: dict) -> dict:
 def _evaluate(args, run: dict, accountant: str) -> dict:
     ledger = make_accountant(accountant, args.conversion, pld_tolerance=args.tolerance)
     row = {"accountant": accountant, "conversion": ledger.conversion_label}
+    if run.get("sampling", "poisson") != "poisson":
+        return _evaluate_sampled(args, run, accountant, row, {})
     if args.command in ("epsilon", "delta"):
         ledger.compose(run["sample_rate"], args.noise_multiplier, run["steps"])
         if isinstance(ledger, TightAccountant):
@@ -195,8 +266,9 @@ def _evaluate(args, run: dict, accountant: str) -> dict:
 
 
 def _approximation(args, run: dict) -> dict | None:
-    """The Gaussian-DP CLT estimate, for the epsilon command (flagged: not a bound)."""
-    if args.command != "epsilon":
+    """The Gaussian-DP CLT estimate of Poisson sampling, for the epsilon command (flagged: not a
+    bound)."""
+    if args.command != "epsilon" or run.get("sampling", "poisson") != "poisson":
         return None
     return {
         "accountant": "gdp (CLT approximation, NOT an upper bound)",
@@ -220,6 +292,9 @@ def _print_table(args, run: dict, rows: list[dict], approximation: dict | None) 
               f"(batch {run['batch_size']} of {run['sample_size']} examples)")
     else:
         print(f"  sample rate q      {run['sample_rate']:.6g}")
+    if "sampling" in run:
+        relation = run["neighboring"].replace("_", "-")
+        print(f"  sampling           {run['sampling']}  (neighbouring relation: {relation})")
     if "steps" in run:
         epochs = f"  ({_format_number(run['epochs'])} epochs)" if "epochs" in run else ""
         print(f"  steps              {run['steps']}{epochs}")
