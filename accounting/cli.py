@@ -11,11 +11,18 @@ The noise multiplier needed for epsilon 3 on the same run, as JSON::
 
     dp-budget noise --sample-size 60000 --batch-size 256 --epochs 60 --epsilon 3 \\
         --delta 1e-5 --json
+
+The privacy statement of the same run trained on shuffled batches, users holding up to 5
+examples::
+
+    dp-budget statement --sample-size 60000 --batch-size 256 --epochs 60 \\
+        --noise-multiplier 1.1 --delta 1e-5 --sampling shuffle --max-examples-per-user 5
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import signal
@@ -35,6 +42,7 @@ from accounting.rdp.conversions import CONVERSIONS
 from accounting.registry import accountant_info, make_accountant
 from accounting.registry import accountants as registered_accountants
 from accounting.sampling import SAMPLINGS, DpsgdRun, dpsgd_run
+from accounting.statement import privacy_statement
 
 __all__ = ["main"]
 
@@ -125,7 +133,57 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true",
                          help="print one JSON object (strict JSON: infinity is the string "
                               '"inf")')
+    _add_statement_parser(commands)
     return parser
+
+
+def _add_statement_parser(commands) -> None:
+    text = ("the privacy statement of a run: epsilon for the sampler used, with the Poisson "
+            "figure labelled as an assumption, and user-level figures")
+    sub = commands.add_parser("statement", help=text, description=text)
+    sub.add_argument("--sample-size", type=_whole_number, required=True,
+                     help="number of training examples n")
+    sub.add_argument("--batch-size", type=_whole_number, required=True,
+                     help="(expected) batch size")
+    sub.add_argument("--epochs", type=float, required=True, help="epochs")
+    sub.add_argument("--noise-multiplier", type=float, required=True,
+                     help="noise standard deviation over the clipping norm")
+    sub.add_argument("--delta", type=float, required=True)
+    sub.add_argument("--sampling", choices=SAMPLINGS, default="poisson",
+                     help="how batches were drawn (default poisson)")
+    sub.add_argument("--max-batch-size", type=_whole_number,
+                     help="batch cap B of --sampling truncated")
+    sub.add_argument("--used-microbatching", action="store_true",
+                     help="gradients were clipped per microbatch (TF Privacy's rule: sigma / 2)")
+    sub.add_argument("--max-examples-per-user", type=_whole_number,
+                     help="most examples one user holds: adds user-level figures")
+    sub.add_argument("--accountant", choices=registered_accountants(), default="rdp",
+                     help="accountant whose figures accompany RDP's (default rdp; pld adds "
+                          "certified brackets)")
+    sub.add_argument("--tolerance", type=_positive_number, default=1e-3,
+                     help="PLD: width of the certified epsilon brackets (default 0.001)")
+    sub.add_argument("--json", action="store_true",
+                     help="print one JSON object (strict JSON: infinity is the string "
+                          '"inf")')
+
+
+def _statement(args, parser) -> int:
+    try:
+        statement = privacy_statement(
+            args.sample_size, args.batch_size, args.epochs, args.noise_multiplier, args.delta,
+            sampling=args.sampling, used_microbatching=args.used_microbatching,
+            max_examples_per_user=args.max_examples_per_user, accountant=args.accountant,
+            max_batch_size=args.max_batch_size, pld_tolerance=args.tolerance,
+        )
+    except (ValueError, TypeError) as error:
+        parser.error(str(error))
+    if args.json:
+        report = dataclasses.asdict(statement)
+        report["command"] = "statement"
+        print(json.dumps(_strict_json(report), allow_nan=False))
+    else:
+        print(statement.text)
+    return 0
 
 
 def _resolve_run(args, parser) -> dict:
@@ -407,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.command == "statement":
+        return _statement(args, parser)
     accountants = args.accountant or list(registered_accountants())
     try:
         run = _resolve_run(args, parser)

@@ -236,3 +236,31 @@ def test_cli_moments_row_says_it_has_no_replace_one_relation():
     assert "no replace-one relation" in moments["error"]
     assert np.isfinite(next(row for row in report["results"]
                             if row["accountant"] == "rdp")["epsilon"])
+
+
+def test_cli_statement_reports_the_sampler_used_and_labels_the_poisson_figure(capsys):
+    report = _cli_json("statement", "--sample-size", str(N), "--batch-size", str(B),
+                       "--epochs", str(EPOCHS), "--noise-multiplier", str(SIGMA), "--delta",
+                       str(DELTA), "--sampling", "shuffle")
+    assert report["sampling"] == "shuffle" and report["neighboring"] == "zero_out"
+    lines = {line["key"]: line for line in report["lines"]}
+    assert lines["once_per_epoch"]["guarantee"] is True
+    assert lines["once_per_epoch"]["epsilon"] == dpsgd_epsilon(N, B, EPOCHS, SIGMA, DELTA,
+                                                               sampling="shuffle")
+    assert lines["poisson"]["guarantee"] is False
+    assert lines["poisson"]["epsilon"] == dpsgd_epsilon(N, B, EPOCHS, SIGMA, DELTA)
+    assert lines["poisson"]["assumption"]
+    assert main(["statement", "--sample-size", str(N), "--batch-size", str(B), "--epochs",
+                 str(EPOCHS), "--noise-multiplier", str(SIGMA), "--delta", str(DELTA),
+                 "--sampling", "shuffle"]) == 0
+    text = capsys.readouterr().out
+    assert "If batches were Poisson-sampled (*)" in text
+    assert "not a\nguarantee for this run" in text or "not a guarantee for this run" in text
+
+
+def test_cli_statement_argument_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["statement", "--sample-size", "100", "--batch-size", "10", "--epochs", "1",
+              "--noise-multiplier", "1", "--delta", "2"])
+    assert info.value.code == 2
+    assert "delta must lie in the open interval (0, 1)" in capsys.readouterr().err
