@@ -202,6 +202,8 @@ def group_privacy_delta(epsilon: float, delta: float, group_size: int) -> float:
     epsilon = check_epsilon(epsilon)
     delta = check_delta(delta)
     k = check_positive_int(group_size, "group_size")
+    if k == 1:
+        return delta
     log_delta = math.log(delta) + _log_group_factor(epsilon, k)
     return 1.0 if log_delta >= 0.0 else math.exp(log_delta)
 

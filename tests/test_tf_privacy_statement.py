@@ -103,8 +103,9 @@ def test_statement_equals_tf_privacy(setting, microbatching, users):
     assert assumed.epsilon == ours["example_poisson"] and not assumed.guarantee
     assert "if batches were Poisson-sampled" in assumed.assumption
     if users is None:
-        assert "No user-level privacy guarantee is possible" in poisson.text
-        assert "No user-level privacy guarantee is possible" in text
+        sentence = "No user-level privacy guarantee is possible without a bound"
+        assert sentence in " ".join(poisson.text.split())
+        assert sentence in " ".join(text.split())
 
 
 def test_group_privacy_equals_tf_privacy_directly():
@@ -112,7 +113,7 @@ def test_group_privacy_equals_tf_privacy_directly():
     n, b, sigma, epochs, delta = SETTINGS[0]
     q = b / n
     ledger = accounting.RdpAccountant(orders=TF_ORDERS).compose(q, sigma, math.ceil(epochs / q))
-    for k in (1, 2, 3, 5, 8, 10, 20):
+    for k in (1, 3, 8, 20):
         theirs = lib._compute_dp_sgd_user_privacy(epochs, sigma, delta, k, False, q)
         ours = accounting.user_level.group_privacy_epsilon(ledger, k, delta)
         assert _close(ours, theirs), (k, ours, theirs)
