@@ -20,7 +20,8 @@ Which figures are computed
 * User-level figures (``max_examples_per_user`` given): group privacy (Vadhan 2017, Lemma 2.2,
   :func:`accounting.group_privacy_epsilon`) of every example-level RDP upper bound, as TF
   Privacy does; the tight mixture-of-Gaussians bracket for Poisson sampling
-  (:func:`accounting.user_level_epsilon_bounds`, certified PLD, always computed); and, where each
+  (:func:`accounting.user_level_epsilon_bounds`, certified PLD; on by default, off with
+  ``user_level_pld=False``); and, where each
   example is used once per epoch, the Gaussian mechanism with the user's ``k`` clipping norms as
   sensitivity (a user's ``k`` examples move an epoch's releases by at most ``k C`` in total).
 
@@ -334,6 +335,7 @@ def privacy_statement(
     max_batch_size: int | None = None,
     orders=None,
     pld_tolerance: float = 1e-3,
+    user_level_pld: bool = True,
 ) -> PrivacyStatement:
     """The privacy statement of a DP-SGD run (see the module docstring for every figure).
 
@@ -369,6 +371,10 @@ def privacy_statement(
         dp_accounting's default orders to reproduce TF Privacy's numbers exactly).
     pld_tolerance : float
         Target width of PLD brackets (default ``1e-3``), user-level MoG bracket included.
+    user_level_pld : bool
+        Whether to give the tight mixture-of-Gaussians user-level bracket (certified PLD, up to
+        seconds; default ``True``). ``False`` leaves the line out: the user-level figures are
+        then RDP's alone, milliseconds for any input.
 
     Returns
     -------
@@ -377,6 +383,7 @@ def privacy_statement(
     """
     sampling = check_sampling(sampling)
     microbatching = _check_bool(used_microbatching, "used_microbatching")
+    mixture = _check_bool(user_level_pld, "user_level_pld")
     delta = check_delta(delta)
     accountant_info(accountant)  # names the registered accountants if unknown
     tolerance = check_positive(pld_tolerance, "pld_tolerance")
@@ -423,7 +430,8 @@ def privacy_statement(
                 builder.unavailable_user(item, k)
         if sampling in ("shuffle", "balls-in-bins"):
             builder.user_once_per_epoch(run, effective, k)
-        builder.user_mog(poisson, effective, k, guarantee=sampling == "poisson")
+        if mixture:
+            builder.user_mog(poisson, effective, k, guarantee=sampling == "poisson")
 
     return PrivacyStatement(
         sample_size=n, batch_size=b, epochs=epochs, noise_multiplier=sigma, delta=delta,
@@ -470,8 +478,10 @@ class _Builder:
             reason = "accounting.shuffle (Chua et al.'s lower bound) is not installed"
         else:
             try:
-                lower = float(shuffle_lower_bound(run.unit_event.batches, effective, run.count,
-                                                  self.delta))
+                bound = shuffle_lower_bound(run.unit_event.batches, effective, run.count,
+                                            self.delta)
+                # a ShuffleLowerBound record (its certified epsilon) or a plain number
+                lower = float(getattr(bound, "epsilon", bound))
             except (UnsupportedEventError, ValueError) as error:
                 reason = str(error)[:300]
         self.lines.append(StatementLine(

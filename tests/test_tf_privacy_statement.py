@@ -70,10 +70,12 @@ def test_statement_equals_tf_privacy(setting, microbatching, users):
     )
     printed = _printed(text)
     poisson = privacy_statement(n, b, epochs, sigma, delta, used_microbatching=microbatching,
-                                max_examples_per_user=users, orders=TF_ORDERS)
+                                max_examples_per_user=users, orders=TF_ORDERS,
+                                user_level_pld=False)
     shuffled = privacy_statement(n, b, epochs, sigma, delta, sampling="shuffle",
                                  used_microbatching=microbatching,
-                                 max_examples_per_user=users, orders=TF_ORDERS)
+                                 max_examples_per_user=users, orders=TF_ORDERS,
+                                 user_level_pld=False)
     ours = {
         "example_poisson": poisson.line("poisson").epsilon,
         "example_once_per_epoch": shuffled.line("once_per_epoch").epsilon,

@@ -111,7 +111,7 @@ def _mog_one_step_epsilon(sigma: float, probabilities, delta: float) -> float:
     each direction's hockey-stick divergence is a difference of normal tails at the point where
     L crosses +-eps (bisection).
     """
-    mpmath.mp.dps = 40
+    mpmath.mp.dps = 25
     s = mpmath.mpf(sigma)
     terms = [(j, mpmath.mpf(p)) for j, p in enumerate(probabilities) if p > 0]
 
@@ -119,8 +119,8 @@ def _mog_one_step_epsilon(sigma: float, probabilities, delta: float) -> float:
         return mpmath.log(sum(p * mpmath.exp((2 * j * x - j * j) / (2 * s * s)) for j, p in terms))
 
     def crossing(level):
-        low, high = mpmath.mpf(-200) * s - 200, mpmath.mpf(200) * s + 200
-        for _ in range(200):
+        low, high = -50 * s - 50, 50 * s + 50
+        for _ in range(80):
             middle = (low + high) / 2
             low, high = (middle, high) if loss(middle) < level else (low, middle)
         return (low + high) / 2
@@ -136,7 +136,7 @@ def _mog_one_step_epsilon(sigma: float, probabilities, delta: float) -> float:
         return max(upper, lower)
 
     low, high = mpmath.mpf(0), mpmath.mpf(60)
-    for _ in range(120):
+    for _ in range(48):
         middle = (low + high) / 2
         low, high = (low, middle) if delta_at(middle) <= delta else (middle, high)
     return float(high)
