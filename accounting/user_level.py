@@ -9,10 +9,11 @@ of norm at most ``J`` (in clipping norms). When all the user's gradients point t
 (aligned gradients: e.g. ``k`` copies of one example) the shift is exactly ``J`` along one line,
 so one step is the mixture-of-Gaussians (MoG) mechanism of Choquette-Choo, Ganesh, Steinke and
 Thakurta (2023, "Privacy amplification for matrix mechanisms", arXiv:2310.15526): ``N(0,
-sigma^2)`` against ``sum_j P(J = j) N(j, sigma^2)``. That case is attainable, so no smaller
-epsilon can hold for every user; and it is the worst case: shifts of norm at most ``j`` that are
-not aligned are dominated by the collinear shifts of norm exactly ``j``, the dominating pair the
-MoG mechanism of that paper (and dp_accounting's ``MixtureOfGaussiansDpEvent``) accounts for.
+sigma^2)`` against ``sum_j P(J = j) N(j, sigma^2)``. That case is attainable (a user holding
+``k`` copies of one example), so no smaller epsilon can hold for every user. It is also the
+worst case: shifts of norm at most ``j`` pointing different ways mix components that partly
+cancel in the likelihood ratio, and the MoG analysis of that paper (which dp_accounting's
+``MixtureOfGaussiansDpEvent`` implements) takes every component collinear at its largest norm.
 Composing the step with the certified PLD accountant
 (:func:`user_level_epsilon_bounds`) gives a certified bracket on the user-level epsilon for
 add-or-remove-one-user neighbours.
