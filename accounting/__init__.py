@@ -63,11 +63,20 @@ from accounting.registry import (
     unregister_accountant,
 )
 from accounting.sampling import SAMPLINGS, DpsgdRun, dpsgd_run
+from accounting.statement import PrivacyStatement, StatementLine, privacy_statement
+from accounting.user_level import (
+    MAX_EXAMPLES_PER_USER_MOG,
+    group_privacy_delta,
+    group_privacy_epsilon,
+    user_level_epsilon_bounds,
+    user_level_step,
+)
 
 __all__ = [
     "ACCOUNTANTS",
     "CONVERSIONS",
     "DEFAULT_ORDERS",
+    "MAX_EXAMPLES_PER_USER_MOG",
     "Accountant",
     "CompositionRecord",
     "DeltaBounds",
@@ -75,8 +84,10 @@ __all__ = [
     "EpsilonBounds",
     "MomentsAccountant",
     "PldAccountant",
+    "PrivacyStatement",
     "RdpAccountant",
     "SAMPLINGS",
+    "StatementLine",
     "TightAccountant",
     "ToleranceNotMetWarning",
     "UnsupportedEventError",
@@ -104,12 +115,17 @@ __all__ = [
     "gdp_epsilon",
     "gdp_mu",
     "get_privacy_budget",
+    "group_privacy_delta",
+    "group_privacy_epsilon",
     "load_accountant",
     "make_accountant",
     "poisson_gaussian_rdp",
+    "privacy_statement",
     "register_accountant",
     "to_dp_event",
     "unregister_accountant",
+    "user_level_epsilon_bounds",
+    "user_level_step",
 ]
 
 from accounting import events  # noqa: E402 - the subpackage, listed in __all__
