@@ -1,0 +1,161 @@
+"""Random allocation: certified RDP against closed forms, mpmath and the Monte-Carlo estimate."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accounting.random_allocation import (
+    MonteCarloEstimate,
+    _add_log_moments_upper,
+    _remove_log_moments,
+    random_allocation_epsilon,
+    random_allocation_monte_carlo,
+    random_allocation_rdp,
+)
+
+
+def _brute_remove_moment(t: int, sigma: float, alpha: int) -> mpmath.mpf:
+    """E_Q[R^alpha] by enumerating the compositions (m_1..m_t) of alpha (multinomial sum)."""
+    total = mpmath.mpf(0)
+    for ms in itertools.product(range(alpha + 1), repeat=t):
+        if sum(ms) != alpha:
+            continue
+        term = mpmath.factorial(alpha)
+        for m in ms:
+            term *= mpmath.exp(mpmath.mpf(m * (m - 1)) / (2 * mpmath.mpf(sigma) ** 2))
+            term /= mpmath.factorial(m)
+        total += term
+    return total / mpmath.mpf(t) ** alpha
+
+
+def _two_step_log_moment(sigma: float, power: int) -> mpmath.mpf:
+    """log E_Q[R^power] for t = 2 by one mpmath integral (power may be negative).
+
+    Rotating (x1, x2) to (u, w) = ((x1 + x2), (x1 - x2)) / sqrt(2): R = exp(-1/(2 sigma^2))
+    exp(u / (sqrt(2) sigma^2)) cosh(w / (sqrt(2) sigma^2)), u and w independent N(0, sigma^2).
+    """
+    s = mpmath.mpf(sigma)
+    p = mpmath.mpf(power)
+    integral = mpmath.quad(
+        lambda z: mpmath.npdf(z) * mpmath.cosh(z / (mpmath.sqrt(2) * s)) ** p,
+        [-mpmath.inf, -5, 0, 5, mpmath.inf],
+    )
+    return -p / (2 * s**2) + p**2 / (4 * s**2) + mpmath.log(integral)
+
+
+def test_one_step_is_the_gaussian():
+    orders = np.array([1.5, 2.0, 3.0, 7.5, 32.0, 2000.0])
+    for sigma in (0.5, 1.0, 3.0):
+        got = random_allocation_rdp(1, 1, sigma, orders)
+        np.testing.assert_allclose(got, orders / (2 * sigma**2), rtol=1e-15)
+
+
+@pytest.mark.parametrize("t,sigma,alpha", [(2, 1.0, 5), (3, 0.7, 4), (4, 2.0, 6), (5, 1.3, 3)])
+def test_remove_moments_against_brute_force(t, sigma, alpha):
+    mpmath.mp.dps = 40
+    moments = _remove_log_moments(t, sigma, alpha)
+    for k in range(2, alpha + 1):
+        expected = float(mpmath.log(_brute_remove_moment(t, sigma, k)))
+        assert moments[k] >= expected
+        assert moments[k] == pytest.approx(expected, rel=1e-11, abs=1e-13)
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.0, 2.5])
+def test_two_steps_against_integral(sigma):
+    mpmath.mp.dps = 20
+    orders = np.array([2.0, 3.0, 5.0, 9.0])
+    rdp = random_allocation_rdp(2, 1, sigma, orders)
+    moments = _remove_log_moments(2, sigma, 9)
+    for alpha, bound in zip(orders.astype(int), rdp, strict=True):
+        remove = float(_two_step_log_moment(sigma, alpha)) / (alpha - 1)
+        add = float(_two_step_log_moment(sigma, 1 - alpha)) / (alpha - 1)
+        assert moments[alpha] / (alpha - 1) == pytest.approx(remove, rel=1e-10)
+        assert bound >= max(remove, add)
+        # the numerical add-direction bound alone is also above the exact add RDP
+        assert _add_log_moments_upper(2, sigma, np.array([alpha - 1.0]))[0] / (alpha - 1) >= add
+
+
+def test_rdp_is_below_the_gaussian_and_amplifies():
+    orders = np.array([2.0, 4.0, 16.0, 64.0])
+    rdp = random_allocation_rdp(240, 1, 1.3, orders)
+    assert np.all(rdp <= orders / (2 * 1.3**2))
+    # far below the Gaussian at small orders: amplification by allocation
+    assert rdp[0] < 0.05 * 2 / (2 * 1.3**2)
+
+
+def test_selections_decompose_into_rounds():
+    orders = np.array([2.0, 8.0])
+    np.testing.assert_allclose(random_allocation_rdp(100, 4, 1.0, orders),
+                               4 * random_allocation_rdp(25, 1, 1.0, orders))
+    np.testing.assert_allclose(random_allocation_rdp(103, 4, 1.0, orders),
+                               4 * random_allocation_rdp(25, 1, 1.0, orders))
+
+
+@pytest.mark.parametrize("t,sigma,epochs,delta", [(20, 1.0, 1, 1e-2), (50, 1.5, 2, 1e-2)])
+def test_bound_above_monte_carlo_lower_limit(t, sigma, epochs, delta):
+    estimate = random_allocation_monte_carlo(t, sigma, delta, epochs=epochs, samples=40_000,
+                                             seed=7, confidence=0.999)
+    assert isinstance(estimate, MonteCarloEstimate) and not estimate.is_bound
+    assert estimate.epsilon_low <= estimate.epsilon_estimate <= estimate.epsilon_high
+    assert random_allocation_epsilon(t, sigma, delta, epochs=epochs) >= estimate.epsilon_low
+
+
+def test_monte_carlo_one_step_matches_gaussian():
+    from accounting.gdp import gaussian_epsilon
+
+    estimate = random_allocation_monte_carlo(1, 1.0, 1e-2, samples=200_000, seed=3)
+    exact = gaussian_epsilon(1e-2, 1.0)
+    assert estimate.epsilon_low - 0.02 <= exact <= estimate.epsilon_high + 0.02
+
+
+_orders = st.lists(st.floats(1.01, 80.0), min_size=1, max_size=5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(t=st.integers(1, 300), sigma=st.floats(0.5, 5.0), orders=_orders)
+def test_rdp_nondecreasing_in_order(t, sigma, orders):
+    orders = np.sort(np.array(orders))
+    rdp = random_allocation_rdp(t, 1, sigma, orders)
+    assert np.all(np.diff(rdp) >= -1e-12 * (1 + rdp[1:]))
+    assert np.all(rdp <= orders / (2 * sigma**2) + 1e-12)
+
+
+@settings(max_examples=6, deadline=None)
+@given(t=st.integers(2, 200), sigma=st.floats(0.6, 4.0), factor=st.floats(1.05, 2.0))
+def test_epsilon_monotone_in_sigma_steps_epochs(t, sigma, factor):
+    orders = np.arange(2.0, 41.0)
+    base = random_allocation_epsilon(t, sigma, 1e-5, orders=orders)
+    assert random_allocation_epsilon(t, sigma * factor, 1e-5, orders=orders) <= base + 1e-9
+    assert random_allocation_epsilon(2 * t, sigma, 1e-5, orders=orders) <= base + 1e-9
+    assert random_allocation_epsilon(t, sigma, 1e-5, epochs=2, orders=orders) >= base
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(steps=0, selections=1, noise_multiplier=1.0, orders=[2.0]), "steps"),
+    (dict(steps=5, selections=6, noise_multiplier=1.0, orders=[2.0]), "selections"),
+    (dict(steps=5, selections=1, noise_multiplier=0.0, orders=[2.0]), "noise_multiplier"),
+    (dict(steps=5, selections=1, noise_multiplier=1.0, orders=[1.0]), "orders"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        random_allocation_rdp(**kwargs)
+
+
+def test_monte_carlo_refuses_unbounded_work():
+    with pytest.raises(ValueError, match="samples"):
+        random_allocation_monte_carlo(10, 1.0, 1e-3, samples=10**9)
+    with pytest.raises(ValueError, match="1e10"):
+        random_allocation_monte_carlo(10**6, 1.0, 1e-3, samples=10**6, epochs=100)
+
+
+def test_huge_orders_fall_back_to_a_bound():
+    rdp = random_allocation_rdp(10**6, 1, 2.0, [2.0, 5000.0])
+    assert math.isfinite(rdp[1]) and rdp[1] <= 5000.0 / 8.0
+    assert rdp[0] < 1e-4
