@@ -119,7 +119,6 @@ def _compose(pmf: np.ndarray, epochs: int) -> tuple[np.ndarray, float]:
 def _epsilon_lower(pmf, offset, step, error, delta) -> float:
     """Largest grid-free epsilon at which the certified delta(eps) exceeds ``delta``."""
     losses = (offset + np.arange(pmf.shape[0])) * step
-    tail = np.cumsum(pmf[::-1])[::-1]
 
     def certified_delta(eps: float) -> float:
         start = int(np.searchsorted(losses, eps, side="right"))
@@ -132,7 +131,6 @@ def _epsilon_lower(pmf, offset, step, error, delta) -> float:
     if certified_delta(0.0) <= delta:
         return 0.0
     lo, hi = 0.0, float(losses[-1])
-    del tail
     for _ in range(100):
         mid = 0.5 * (lo + hi)
         if certified_delta(mid) > delta:
