@@ -44,6 +44,12 @@ from accounting.dpsgd_calibration import (
 from accounting.gdp import gaussian_delta, gaussian_epsilon, gdp_delta, gdp_epsilon, gdp_mu
 from accounting.integrations.dp_accounting import from_dp_event, to_dp_event
 from accounting.pld import DeltaBounds, EpsilonBounds, PldAccountant, ToleranceNotMetWarning
+from accounting.random_allocation import (
+    MonteCarloEstimate,
+    random_allocation_epsilon,
+    random_allocation_monte_carlo,
+    random_allocation_rdp,
+)
 from accounting.rdp import (
     CONVERSIONS,
     DEFAULT_ORDERS,
@@ -63,6 +69,7 @@ from accounting.registry import (
     unregister_accountant,
 )
 from accounting.sampling import SAMPLINGS, DpsgdRun, dpsgd_run
+from accounting.shuffle import ShuffleLowerBound, shuffle_lower_bound, shuffle_upper_bound
 from accounting.statement import PrivacyStatement, StatementLine, privacy_statement
 from accounting.user_level import (
     MAX_EXAMPLES_PER_USER_MOG,
@@ -77,16 +84,18 @@ __all__ = [
     "CONVERSIONS",
     "DEFAULT_ORDERS",
     "MAX_EXAMPLES_PER_USER_MOG",
+    "SAMPLINGS",
     "Accountant",
     "CompositionRecord",
     "DeltaBounds",
     "DpsgdRun",
     "EpsilonBounds",
     "MomentsAccountant",
+    "MonteCarloEstimate",
     "PldAccountant",
     "PrivacyStatement",
     "RdpAccountant",
-    "SAMPLINGS",
+    "ShuffleLowerBound",
     "StatementLine",
     "TightAccountant",
     "ToleranceNotMetWarning",
@@ -121,7 +130,12 @@ __all__ = [
     "make_accountant",
     "poisson_gaussian_rdp",
     "privacy_statement",
+    "random_allocation_epsilon",
+    "random_allocation_monte_carlo",
+    "random_allocation_rdp",
     "register_accountant",
+    "shuffle_lower_bound",
+    "shuffle_upper_bound",
     "to_dp_event",
     "unregister_accountant",
     "user_level_epsilon_bounds",
