@@ -1,11 +1,12 @@
-"""NumPy DP-SGD reference kernel: per-example gradients, clipping, noise, Poisson sampling.
+"""NumPy DP-SGD reference kernel: per-example gradients, clipping, noise, batch samplers.
 
 A TensorFlow-free implementation of DP-SGD (Abadi et al. 2016, "Deep Learning with Differential
 Privacy") with TensorFlow Privacy's ``DPKerasSGDOptimizer`` semantics, meant as the reference a
 TensorFlow adapter is checked against. Per-example gradients are vectorised (no loop over
 examples); Dense-layer norms use the ghost-norm trick when cheaper; every step taken is recorded
 as an event by a :class:`PrivacyLedger` in an accounting accountant (RDP by default, any
-registered one by name).
+registered one by name): the event of the sampler actually used (Poisson, fixed-size, truncated
+Poisson, shuffled, balls in bins; :mod:`dpsgd_kernels.sampling`).
 
 >>> import numpy as np
 >>> import dpsgd_kernels as dk
@@ -45,13 +46,23 @@ from dpsgd_kernels.metrics import accuracy
 from dpsgd_kernels.model import Sequential
 from dpsgd_kernels.naive import naive_dp_gradient, naive_per_example_gradients
 from dpsgd_kernels.optimizers import SGD, Adam, Optimizer
-from dpsgd_kernels.sampling import PoissonSampler, ShuffledBatchSampler
+from dpsgd_kernels.sampling import (
+    SAMPLINGS,
+    BallsInBinsSampler,
+    FixedSizeSampler,
+    PoissonSampler,
+    ShuffledBatchSampler,
+    TruncatedPoissonSampler,
+    make_sampler,
+)
 from dpsgd_kernels.trainer import DPSGDTrainer, EpochReport
 
 __all__ = [
     "ACTIVATIONS",
+    "SAMPLINGS",
     "SGD",
     "Adam",
+    "BallsInBinsSampler",
     "BinaryCrossentropy",
     "BudgetExceededError",
     "CategoricalCrossentropy",
@@ -60,6 +71,7 @@ __all__ = [
     "DPSGDTrainer",
     "Dense",
     "EpochReport",
+    "FixedSizeSampler",
     "Flatten",
     "Layer",
     "LinearLayer",
@@ -72,12 +84,14 @@ __all__ = [
     "Sequential",
     "ShuffledBatchSampler",
     "SparseCategoricalCrossentropy",
+    "TruncatedPoissonSampler",
     "accuracy",
     "auto_chunk_size",
     "batch_gradient",
     "clip_factors",
     "dp_gradient",
     "get_loss",
+    "make_sampler",
     "microbatch_gradient_norms",
     "microbatch_gradients",
     "mnist_cnn",

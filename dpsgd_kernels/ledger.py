@@ -1,12 +1,14 @@
 """A privacy ledger: every DP-SGD step actually taken, composed as an event in an accountant.
 
-Each step is recorded as the event ``PoissonSampled(q, Gaussian(sigma))`` - one
-Poisson-subsampled Gaussian mechanism with sample rate ``q`` and noise multiplier ``sigma``
-(Abadi et al. 2016; Mironov, Talwar and Zhang 2019) - and any other event can be recorded with
-:meth:`PrivacyLedger.record_event`. The events are composed in an :class:`accounting.Accountant`:
-the Rényi-DP accountant by default, or any registered one by name (``"pld"`` for certified
-two-sided brackets) or an instance. The ledger answers "how much has been spent" and "would one
-more step exceed the budget", so a trainer can stop *before* the step that would exceed it.
+:meth:`PrivacyLedger.record` records the Poisson DP-SGD step ``PoissonSampled(q,
+Gaussian(sigma))`` (Abadi et al. 2016; Mironov, Talwar and Zhang 2019), and
+:meth:`PrivacyLedger.record_event` any event: the trainers record the event of the sampler they
+used (:mod:`dpsgd_kernels.sampling`), after :func:`check_accounts_for` has refused, before any
+step, an accountant that cannot compose it. The events are composed in an
+:class:`accounting.Accountant`: the Rényi-DP accountant by default, or any registered one by
+name (``"pld"`` for certified two-sided brackets) or an instance. The ledger answers "how much
+has been spent" and "would one more step exceed the budget", so a trainer can stop *before* the
+step that would exceed it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,20 @@ from typing import Any
 
 import accounting
 from accounting.events import Event, Gaussian, PoissonSampled
+from accounting.registry import accountant_info
 from dpsgd_kernels._validation import check_finite_positive
 
-__all__ = ["LEDGER_STATE_FORMAT", "BudgetExceededError", "PrivacyLedger", "make_ledger_accountant"]
+__all__ = [
+    "LEDGER_STATE_FORMAT",
+    "BudgetExceededError",
+    "PrivacyLedger",
+    "accountants_for",
+    "check_accounts_for",
+    "make_ledger_accountant",
+    "relation_options",
+    "relation_text",
+    "sampler_accountant",
+]
 
 #: Version of the layout written by :meth:`PrivacyLedger.state_dict`.
 LEDGER_STATE_FORMAT = 1
@@ -54,6 +67,105 @@ def make_ledger_accountant(
     return accounting.make_accountant(
         accountant, conversion=conversion, orders=orders, **accountant_options
     )
+
+
+_RELATION_TEXT = {"add_remove": "add/remove", "replace_one": "replace-one",
+                  "zero_out": "zero-out"}
+
+
+def relation_text(neighboring: str) -> str:
+    """``"replace_one"`` as ``"replace-one"`` (and so on), for reports."""
+    return _RELATION_TEXT.get(neighboring, neighboring)
+
+
+def relation_options(name: str, neighboring: str) -> dict[str, str] | None:
+    """Options that make the registered accountant ``name`` account for ``neighboring``
+    neighbours: ``{"neighboring": "replace_one"}`` for replace-one, none otherwise (add/remove
+    accountants also bound zero-out), ``None`` if the accountant has no replace-one mode."""
+    if neighboring != "replace_one":
+        return {}
+    if not accountant_info(name).accepts("neighboring"):
+        return None
+    return {"neighboring": "replace_one"}
+
+
+def accountants_for(event: Event, neighboring: str) -> tuple[str, ...]:
+    """Registered accountants that compose ``event`` when made for ``neighboring`` neighbours
+    (with :func:`relation_options`)."""
+    names = []
+    for name in accounting.accountants():
+        options = relation_options(name, neighboring)
+        if options is None:
+            continue
+        try:
+            if accounting.make_accountant(name, **options).supports(event):
+                names.append(name)
+        except Exception:  # noqa: BLE001 - a third-party factory failing is not our answer
+            continue
+    return tuple(names)
+
+
+def check_accounts_for(
+    accountant: accounting.Accountant, event: Event, *, sampling: str, neighboring: str
+) -> None:
+    """Refuse, before any step, a sampler whose ``event`` ``accountant`` cannot compose.
+
+    Raises :class:`accounting.UnsupportedEventError` naming the sampler, the accountant, its
+    reason and the registered accountants that can (made for ``neighboring`` neighbours); a
+    trainer must never report another sampler's (e.g. the Poisson) epsilon instead.
+    """
+    if accountant.supports(event):
+        return
+    try:
+        # the accountant's own reason, without the registry's list (made from add/remove
+        # instances, which is not the list for a replace-one sampler)
+        accountant._plan(event, 1)
+        reason = "it does not compose it"
+    except accounting.UnsupportedEventError as error:
+        reason = str(error)
+    able = list(accountants_for(event, neighboring))
+    made = " (made with neighboring='replace_one')" if neighboring == "replace_one" else ""
+    who = (f"accountants that can: {able}{made}" if able
+           else "no registered accountant can yet")
+    name = accountant.name or type(accountant).__name__
+    message = (
+        f"sampling={sampling!r} is accounted as {event!r} ({relation_text(neighboring)} "
+        f"neighbours), which the {name!r} accountant ({type(accountant).__name__}, "
+        f"neighboring={accountant.neighboring!r}) cannot account for: {reason}; {who}. "
+        "No other sampler's epsilon is reported in its place."
+    )
+    raise accounting.UnsupportedEventError(message[:2000])
+
+
+def sampler_accountant(
+    accountant: str | accounting.Accountant,
+    neighboring: str,
+    *,
+    sampling: str,
+    orders=None,
+    conversion: str | None = None,
+    **accountant_options: Any,
+) -> accounting.Accountant:
+    """:func:`make_ledger_accountant` for a sampler whose guarantee is for ``neighboring``
+    neighbours: a name is made with ``neighboring="replace_one"`` for a replace-one sampler
+    (fixed-size batches); an instance is used as it is (:func:`check_accounts_for` refuses it
+    when training starts if it cannot compose the sampler's event).
+
+    Raises :class:`accounting.UnsupportedEventError` if the named accountant has no replace-one
+    mode.
+    """
+    if isinstance(accountant, str):
+        extra = relation_options(accountant, neighboring)
+        if extra is None:
+            able = [name for name in accounting.accountants()
+                    if relation_options(name, neighboring) is not None]
+            raise accounting.UnsupportedEventError(
+                f"sampling={sampling!r} is accounted for {relation_text(neighboring)} "
+                f"neighbours, and the {accountant!r} accountant has no neighboring option; "
+                f"accountants that can be made for them: {able}"
+            )
+        accountant_options = {**extra, **accountant_options}
+    return make_ledger_accountant(accountant, orders, conversion, **accountant_options)
 
 
 def _check_delta(delta) -> float:
@@ -118,6 +230,12 @@ class PrivacyLedger:
         self._trial_cache: tuple[Any, float] | None = None
 
     # ----------------------------------------------------------------- what was spent
+    @property
+    def neighboring(self) -> str:
+        """Neighbouring relation of the accountant's guarantee (``"add_remove"`` or
+        ``"replace_one"``)."""
+        return self.accountant.neighboring
+
     def _key(self) -> tuple:
         """Changes whenever the accountant's history does (also when composed into directly)."""
         history = self.accountant.history

@@ -1,23 +1,38 @@
 """DP-SGD training loop: sampler, privatized gradient, optimizer and privacy ledger.
 
-Every step draws a batch (Poisson by default, the sampling the accountant assumes), computes the
-privatized gradient (:func:`~dpsgd_kernels.dp_step.dp_gradient`), applies the optimizer to it and
-records the step in a :class:`~dpsgd_kernels.ledger.PrivacyLedger` (with the accountant chosen by
-``accountant=``: RDP by default, ``"pld"`` for certified upper bounds). With ``target_epsilon`` the
-trainer checks *before* every step whether it would take epsilon above the budget and stops
-instead of taking it. ``private=False`` trains the same way on ordinary mean-loss gradients (no
-clipping, no noise, no ledger) for comparison.
+Every step draws a batch with the chosen sampler, computes the privatized gradient
+(:func:`~dpsgd_kernels.dp_step.dp_gradient`), applies the optimizer to it and records what the
+sampler released in a :class:`~dpsgd_kernels.ledger.PrivacyLedger` (with the accountant chosen
+by ``accountant=``: RDP by default, ``"pld"`` for certified upper bounds). With
+``target_epsilon`` the trainer checks *before* every step (every epoch, for the epoch samplers)
+whether it would take epsilon above the budget and stops instead of taking it. ``private=False``
+trains the same way on ordinary mean-loss gradients (no clipping, no noise, no ledger) for
+comparison.
 
-One epoch is ``ceil(N / batch_size)`` steps (TF Privacy's ``compute_dp_sgd_privacy`` convention)
-with Poisson sampling, and ``N // batch_size`` steps with the shuffled fixed-batch sampler.
+The ledger composes the event of the sampler actually used (:mod:`dpsgd_kernels.sampling`):
 
-The ledger composes what the sampler actually did. Poisson steps are Poisson-subsampled Gaussian
-steps. A shuffled epoch uses each example at most once, so it releases no more than one Gaussian
-mechanism on the whole data set: the ledger records ``Gaussian(sigma)`` at the first step of each
-epoch and nothing for the other steps (TF Privacy's "each example once per epoch" figure,
-``compute_dp_sgd_privacy_statement``); no amplification by sampling is claimed for shuffling,
-whose Poisson figure is not a bound (Chua et al. 2024, "How Private are DP-SGD
-Implementations?").
+=================  ===============================================  ===========================
+``sampling``       recorded                                         relation
+=================  ===============================================  ===========================
+``"poisson"``      ``PoissonSampled(q, Gaussian(sigma))`` per step  add/remove
+``"fixed"``        ``SampledWithoutReplacement(n, b,                replace-one (the accountant
+                   Gaussian(sigma / 2))`` per step                  is made with
+                                                                    ``neighboring="replace_one"``)
+``"truncated"``    ``TruncatedPoissonGaussian(n, q, B, sigma)``     add/remove
+                   per step
+``"shuffle"``      ``ShuffledEpoch(t, Gaussian(sigma))`` per epoch  zero-out
+                   (at its first step)
+``"balls_in_bins"``  ``RandomAllocation(t, Gaussian(sigma))`` per   add/remove
+                   epoch (at its first step)
+=================  ===============================================  ===========================
+
+with ``q = b / n``. One epoch is ``ceil(n / b)`` steps for the step samplers (TF Privacy's
+``compute_dp_sgd_privacy`` convention) and ``t = n // b`` steps for the epoch samplers. If the
+accountant cannot compose the sampler's event, ``fit`` refuses before the first step
+(:class:`accounting.UnsupportedEventError` naming the sampler, the accountant and the
+accountants that can), with or without a budget: no other sampler's epsilon (in particular not
+the Poisson one, which is not a bound for shuffling; Chua et al. 2024, "How Private are DP-SGD
+Implementations?") is ever reported in its place.
 """
 
 from __future__ import annotations
@@ -28,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import accounting
-from accounting.events import Event, Gaussian, NoOp, PoissonSampled
+from accounting.events import Event, NoOp
 from dpsgd_kernels._validation import (
     check_array,
     check_l2_norm_clip,
@@ -36,16 +51,22 @@ from dpsgd_kernels._validation import (
     check_positive_int,
 )
 from dpsgd_kernels.dp_step import batch_gradient, dp_gradient
-from dpsgd_kernels.ledger import PrivacyLedger
+from dpsgd_kernels.ledger import (
+    PrivacyLedger,
+    check_accounts_for,
+    relation_text,
+    sampler_accountant,
+)
 from dpsgd_kernels.losses import Loss, get_loss
 from dpsgd_kernels.metrics import accuracy
 from dpsgd_kernels.model import Sequential, as_generator
 from dpsgd_kernels.optimizers import Optimizer
-from dpsgd_kernels.sampling import PoissonSampler, ShuffledBatchSampler
+from dpsgd_kernels.sampling import NEIGHBORING, check_sampling, make_sampler
 
 __all__ = ["DPSGDTrainer", "EpochReport"]
 
-SAMPLINGS = ("poisson", "shuffle")
+# samplers whose batches all have batch_size examples, so microbatches can divide them
+_FIXED_SHAPE = ("shuffle", "fixed")
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,10 @@ class EpochReport:
     epsilon : float
         Epsilon spent at the end of the epoch (``inf`` for a non-private trainer); the certified
         upper bound with a tight accountant (``accountant="pld"``).
+    sampling : str
+        The sampler (one of :data:`~dpsgd_kernels.sampling.SAMPLINGS`).
+    neighboring : str
+        Relation the epsilon is for: ``"add_remove"``, ``"replace_one"`` or ``"zero_out"``.
     """
 
     epoch: int
@@ -72,6 +97,13 @@ class EpochReport:
     total_steps: int
     loss: float
     epsilon: float
+    sampling: str = "poisson"
+    neighboring: str = "add_remove"
+
+    def __str__(self) -> str:
+        return (f"Epoch {self.epoch} - {self.steps} steps - loss: {self.loss:.4f} - epsilon: "
+                f"{self.epsilon:.4f} ({self.sampling} sampling, "
+                f"{relation_text(self.neighboring)} neighbours)")
 
 
 class DPSGDTrainer:
@@ -86,26 +118,40 @@ class DPSGDTrainer:
     optimizer : Optimizer
         Applied to the privatized gradient (post-processing).
     batch_size : int
-        Expected batch size ``q N`` (Poisson) or the fixed batch size (shuffle).
+        Expected batch size ``q N`` (Poisson, truncated), the batch size (fixed, shuffle), or
+        the nominal one giving ``t = N // b`` steps per epoch (balls in bins).
     l2_norm_clip, noise_multiplier : float
         ``0 < C <= 1e12`` and ``0 < sigma <= 1e6`` (ignored when ``private=False``).
     delta : float
         Delta at which epsilon is reported.
     target_epsilon : float, optional
         Budget: training stops before the step that would exceed it.
-    sampling : {"poisson", "shuffle"}
-        Batch sampler; each is accounted for as what it is (see the module docstring): Poisson
-        steps with amplification by sampling, shuffled epochs as one Gaussian release each.
+    sampling : {"poisson", "fixed", "truncated", "shuffle", "balls_in_bins"}
+        Batch sampler (:mod:`dpsgd_kernels.sampling`); each is accounted for as what it is (see
+        the module docstring). The privatized sum is divided by ``q N`` (Poisson, truncated),
+        ``b`` (fixed, shuffle; with grouped microbatches by their number, as TF Privacy) or
+        ``N / t`` (balls in bins).
+    max_batch_size : int, optional
+        The cap ``B >= 1`` of ``sampling="truncated"`` (required there, refused otherwise).
     num_microbatches : int, optional
-        TF Privacy microbatches (shuffle sampling only; must divide ``batch_size``).
+        TF Privacy microbatches (``"shuffle"`` and ``"fixed"`` only, whose batches all have
+        ``batch_size`` examples; must divide ``batch_size``).
     rng : numpy.random.Generator or int
         Source of sampling and noise randomness (or a seed ``>= 0``).
     private : bool
         ``False`` for ordinary mini-batch training (the non-private baseline).
     accountant : str or accounting.Accountant
         What the ledger composes the steps in: a registry name (``"rdp"``, the default,
-        ``"moments"``, ``"pld"``, ...) or an accountant instance (composed into, not copied),
-        see :class:`~dpsgd_kernels.ledger.PrivacyLedger`. Unused when ``private=False``.
+        ``"moments"``, ``"pld"``, ...; made with ``neighboring="replace_one"`` for
+        ``sampling="fixed"``) or an accountant instance (composed into, not copied), see
+        :class:`~dpsgd_kernels.ledger.PrivacyLedger`. Unused when ``private=False``.
+
+    Raises
+    ------
+    accounting.UnsupportedEventError
+        From :meth:`fit`, before any step, when the accountant cannot compose the sampler's
+        event (e.g. ``"truncated"`` needs ``accountant="pld"``); here already when a named
+        accountant has no replace-one mode for ``"fixed"``.
     """
 
     def __init__(
@@ -120,6 +166,7 @@ class DPSGDTrainer:
         delta: float = 1e-5,
         target_epsilon: float | None = None,
         sampling: str = "poisson",
+        max_batch_size: int | None = None,
         num_microbatches: int | None = None,
         rng: np.random.Generator | int = 0,
         private: bool = True,
@@ -129,19 +176,20 @@ class DPSGDTrainer:
             raise TypeError(f"model must be a Sequential, got {type(model).__name__}")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be an Optimizer, got {type(optimizer).__name__}")
-        if sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        sampling = check_sampling(sampling, max_batch_size)
         self.model, self.loss, self.optimizer = model, get_loss(loss), optimizer
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.private = bool(private)
         self.l2_norm_clip = check_l2_norm_clip(l2_norm_clip)
         self.noise_multiplier = check_noise_multiplier(noise_multiplier, allow_zero=False)
         self.sampling = sampling
+        self.max_batch_size = (None if max_batch_size is None
+                               else check_positive_int(max_batch_size, "max_batch_size"))
         if num_microbatches is not None:
-            if sampling == "poisson":
+            if sampling not in _FIXED_SHAPE:
                 raise ValueError(
-                    "num_microbatches needs sampling='shuffle' (Poisson batches vary in size and "
-                    "are clipped per example)"
+                    f"num_microbatches needs sampling='shuffle' or 'fixed', got {sampling!r} "
+                    "(its batches vary in size and are clipped per example)"
                 )
             num_microbatches = check_positive_int(num_microbatches, "num_microbatches")
             if self.batch_size % num_microbatches:
@@ -150,15 +198,21 @@ class DPSGDTrainer:
                     f"got {num_microbatches}"
                 )
         self.num_microbatches = num_microbatches
+        self.microbatch_size = 1 if num_microbatches is None else batch_size // num_microbatches
         # A microbatch of several examples is clipped as a whole, so adding or removing one
         # example can move its clipped gradient by up to 2 C: the accountant must see half the
-        # noise multiplier (TF Privacy's compute_dp_sgd_privacy_statement does the same).
-        grouped = num_microbatches is not None and self.batch_size // num_microbatches > 1
+        # noise multiplier (TF Privacy's compute_dp_sgd_privacy_statement does the same). For
+        # fixed batches (replace-one) a replaced example moves it by up to 2 C in any case.
+        grouped = self.microbatch_size > 1 or sampling == "fixed"
         self.accounted_noise_multiplier = self.noise_multiplier / (2.0 if grouped else 1.0)
         self.rng = as_generator(rng)
-        self.ledger = (
-            PrivacyLedger(delta, target_epsilon, accountant=accountant) if self.private else None
-        )
+        self.ledger = None
+        if self.private:
+            self.ledger = PrivacyLedger(
+                delta, target_epsilon,
+                accountant=sampler_accountant(accountant, NEIGHBORING[sampling],
+                                              sampling=sampling),
+            )
         self.total_steps = 0
         self.budget_exhausted = False
         self.history: list[EpochReport] = []
@@ -168,18 +222,30 @@ class DPSGDTrainer:
         """Epsilon spent so far (``inf`` for a non-private trainer)."""
         return self.ledger.epsilon if self.private else math.inf
 
+    @property
+    def neighboring(self) -> str:
+        """Relation the reported epsilon is for: ``"replace_one"`` with a replace-one
+        accountant, else the sampler's (``"add_remove"``, or ``"zero_out"`` for shuffling)."""
+        if self.private and self.ledger.neighboring == "replace_one":
+            return "replace_one"
+        return NEIGHBORING[self.sampling]
+
     def _sampler(self, sample_size: int, steps: int):
-        if self.sampling == "poisson":
-            rate = self.batch_size / sample_size
-            return PoissonSampler(sample_size, rate, steps, self.rng), rate
-        sampler = ShuffledBatchSampler(sample_size, self.batch_size, steps, self.rng)
-        return sampler, sampler.sample_rate
+        return make_sampler(self.sampling, sample_size, self.batch_size, steps, self.rng,
+                            max_batch_size=self.max_batch_size)
 
     def steps_per_epoch(self, sample_size: int) -> int:
-        """Steps in one epoch over ``sample_size`` examples."""
-        if self.sampling == "poisson":
-            return math.ceil(sample_size / self.batch_size)
-        return sample_size // self.batch_size
+        """Steps in one epoch over ``sample_size`` examples: ``ceil(N / b)`` for the step
+        samplers, ``N // b`` for ``"shuffle"`` and ``"balls_in_bins"``."""
+        if self.sampling in ("shuffle", "balls_in_bins"):
+            return sample_size // self.batch_size
+        return math.ceil(sample_size / self.batch_size)
+
+    def sampler_event(self, sample_size: int) -> Event:
+        """What one unit of the sampler (a step, or an epoch for ``"shuffle"`` and
+        ``"balls_in_bins"``) releases over ``sample_size`` examples, as the ledger records it."""
+        sampler = self._sampler(sample_size, 0)
+        return sampler.event(self.noise_multiplier, self.microbatch_size)
 
     def step(
         self,
@@ -240,19 +306,29 @@ class DPSGDTrainer:
                 f"got {self.batch_size}"
             )
         per_epoch = self.steps_per_epoch(sample_size)
-        sampler, rate = self._sampler(sample_size, epochs * per_epoch)
-        expected = rate * sample_size if self.sampling == "poisson" else None
+        sampler = self._sampler(sample_size, epochs * per_epoch)
+        unit_event = sampler.event(self.noise_multiplier, self.microbatch_size)
+        per_epoch_event = sampler.unit == "epoch"
+        if self.private:  # before any step, with or without a budget
+            check_accounts_for(self.ledger.accountant, unit_event, sampling=self.sampling,
+                               neighboring=NEIGHBORING[self.sampling])
+        rate = sampler.sample_rate
+        # Poisson keeps the call form step(x, y, q, q N) of earlier versions; the fixed-shape
+        # samplers divide by the number of microbatches in dp_gradient (b per example)
+        expected = None if self.sampling in _FIXED_SHAPE else sampler.expected_batch_size
         batches = iter(sampler)
         reports = []
 
         def step_event(position: int) -> Event:
             """What a step at ``position`` in its epoch spends (see the module docstring)."""
-            if self.sampling == "poisson":
-                return PoissonSampled(rate, Gaussian(self.accounted_noise_multiplier))
-            return Gaussian(self.accounted_noise_multiplier) if position == 0 else NoOp()
+            if per_epoch_event and position > 0:
+                return NoOp()  # the epoch's release was recorded at its first step
+            return unit_event
 
         def out_of_budget(position: int = 0) -> bool:
-            return self.private and not self.ledger.can_afford_event(step_event(position))
+            if not self.private or (per_epoch_event and position > 0):
+                return False
+            return not self.ledger.can_afford_event(unit_event)
 
         for _ in range(epochs):
             if out_of_budget():
@@ -260,7 +336,7 @@ class DPSGDTrainer:
                 break
             loss_sum, examples, steps = 0.0, 0, 0
             for position in range(per_epoch):
-                if out_of_budget(position):
+                if position and out_of_budget(position):
                     self.budget_exhausted = True
                     break
                 index = next(batches)
@@ -278,6 +354,8 @@ class DPSGDTrainer:
                 total_steps=self.total_steps,
                 loss=loss_sum / examples if examples else math.nan,
                 epsilon=self.epsilon,
+                sampling=self.sampling,
+                neighboring=self.neighboring,
             )
             self.history.append(report)
             reports.append(report)

@@ -1,7 +1,10 @@
-"""``PrivateDataLoader``: Poisson-sampled batches from NumPy arrays or pandas objects.
+"""``PrivateDataLoader``: DP-SGD batches from NumPy arrays or pandas objects.
 
-Every batch includes each example independently with probability ``q = batch_size / N`` (the
-sampling the RDP accountant assumes; batch sizes vary and may be zero). Needs neither TensorFlow
+By default every batch includes each example independently with probability ``q = batch_size /
+N`` (Poisson sampling; batch sizes vary and may be zero). ``sampling=`` selects another sampler
+of :mod:`dpsgd_kernels.sampling` (fixed-size batches, truncated Poisson, shuffled epochs, balls
+in bins); the loader says what one unit of it releases (:meth:`PrivateDataLoader.event`), which
+is what :class:`~dpsgd_kernels.tf_adapter.PrivateKerasModel` records. Needs neither TensorFlow
 nor pandas: pandas objects are read through their ``to_numpy()`` method.
 """
 
@@ -12,8 +15,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from accounting.events import Event
 from dpsgd_kernels._validation import all_finite, check_positive_int
-from dpsgd_kernels.sampling import PoissonSampler
+from dpsgd_kernels.sampling import NEIGHBORING, check_sampling, make_sampler
 
 __all__ = ["PrivateDataLoader"]
 
@@ -34,7 +38,7 @@ def _as_array(value, name: str) -> np.ndarray:
 
 
 class PrivateDataLoader:
-    """Poisson-sampled batches of ``(features, labels)``.
+    """Batches of ``(features, labels)`` drawn by a DP-SGD sampler (Poisson by default).
 
     Parameters
     ----------
@@ -43,9 +47,16 @@ class PrivateDataLoader:
     label_df : array_like, pandas.Series or pandas.DataFrame
         Labels, one per example.
     batch_size : int
-        Expected batch size ``1 <= batch_size <= N``; the sample rate is ``q = batch_size / N``.
+        Batch size ``1 <= b <= N``: the expected one for the Poisson samplers (``q = b / N``),
+        the exact one for ``"fixed"`` and ``"shuffle"``, the nominal one for
+        ``"balls_in_bins"`` (``t = N // b`` steps per epoch).
     seed : int, optional
         Seed of the sampling (``None``: fresh entropy).
+    sampling : {"poisson", "fixed", "truncated", "shuffle", "balls_in_bins"}
+        The sampler (see :mod:`dpsgd_kernels.sampling` for each one's event, relation and
+        normalisation, :attr:`expected_batch_size`).
+    max_batch_size : int, optional
+        The cap ``B >= 1`` of ``sampling="truncated"`` (required there, refused otherwise).
 
     Notes
     -----
@@ -53,12 +64,18 @@ class PrivateDataLoader:
     per row); :meth:`PrivateKerasModel.fit <dpsgd_kernels.tf_adapter.PrivateKerasModel.fit>`
     checks them against the model's input shape and the loss before its first step.
 
-    Iterating gives one epoch of ``ceil(N / batch_size)`` batches. ``fit`` draws exactly
-    ``ceil(epochs N / batch_size)`` batches over ``epochs`` epochs (TF Privacy's and
-    :func:`accounting.get_privacy_budget`'s step count) through :meth:`batches`.
+    Iterating gives one epoch of :attr:`steps_per_epoch` batches. With the step samplers
+    (Poisson, fixed, truncated) ``fit`` draws exactly ``ceil(epochs N / batch_size)`` batches
+    over ``epochs`` epochs (TF Privacy's and :func:`accounting.get_privacy_budget`'s step count)
+    through :meth:`batches`; with the epoch samplers (shuffle, balls in bins) ``N // b`` per
+    epoch.
     """
 
-    def __init__(self, feature_df, label_df, batch_size: int, *, seed: int | None = None):
+    def __init__(self, feature_df, label_df, batch_size: int, *, seed: int | None = None,
+                 sampling: str = "poisson", max_batch_size: int | None = None):
+        self.sampling = check_sampling(sampling, max_batch_size)
+        self.max_batch_size = (None if max_batch_size is None
+                               else check_positive_int(max_batch_size, "max_batch_size"))
         self.features = _as_array(feature_df, "feature_df")
         self.labels = _as_array(label_df, "label_df")
         if self.labels.ndim == 2 and self.labels.shape[1] == 1 and hasattr(label_df, "to_numpy"):
@@ -86,24 +103,47 @@ class PrivateDataLoader:
 
     @property
     def sample_rate(self) -> float:
-        """Poisson sampling rate ``q = batch_size / N``."""
+        """``q = batch_size / N`` (the Poisson sampling rate)."""
         return self.batch_size / self.sample_size
 
     @property
+    def neighboring(self) -> str:
+        """Neighbouring relation of the sampler's guarantee (``"replace_one"`` for fixed-size
+        batches, ``"zero_out"`` for shuffling, else ``"add_remove"``)."""
+        return NEIGHBORING[self.sampling]
+
+    @property
+    def unit(self) -> str:
+        """What :meth:`event` covers: ``"step"``, or ``"epoch"`` for shuffle and balls in bins."""
+        return self._sampler(0).unit
+
+    @property
     def expected_batch_size(self) -> float:
-        """``q N`` (= ``batch_size``): what the privatized gradient sum is divided by."""
-        return self.sample_rate * self.sample_size
+        """What the privatized gradient sum is divided by: ``q N`` (= ``batch_size``) for the
+        Poisson samplers, ``b`` for fixed and shuffled batches, ``N / t`` for balls in bins."""
+        return self._sampler(0).expected_batch_size
 
     @property
     def steps_per_epoch(self) -> int:
-        """``ceil(N / batch_size)``."""
+        """``ceil(N / batch_size)`` (``N // batch_size`` for shuffle and balls in bins)."""
+        if self.unit == "epoch":
+            return self.sample_size // self.batch_size
         return math.ceil(self.sample_size / self.batch_size)
 
+    def event(self, noise_multiplier: float) -> Event:
+        """What one :attr:`unit` releases with DP-SGD noise multiplier ``noise_multiplier``
+        (per-example clipping), as ``fit`` records it."""
+        return self._sampler(0).event(noise_multiplier)
+
+    def _sampler(self, steps: int):
+        return make_sampler(self.sampling, self.sample_size, self.batch_size, steps, self._rng,
+                            max_batch_size=self.max_batch_size)
+
     def batches(self, steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``steps`` Poisson-sampled batches ``(x, y)`` (each possibly empty)."""
+        """``steps`` batches ``(x, y)`` of the sampler (Poisson and balls-in-bins batches may
+        be empty); the epoch samplers start a fresh epoch on each call."""
         steps = check_positive_int(steps, "steps", minimum=0)
-        sampler = PoissonSampler(self.sample_size, self.sample_rate, steps, self._rng)
-        for index in sampler:
+        for index in self._sampler(steps):
             yield self.features[index], self.labels[index]
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -113,5 +153,6 @@ class PrivateDataLoader:
         return self.steps_per_epoch
 
     def __repr__(self) -> str:
+        cap = "" if self.max_batch_size is None else f", max_batch_size={self.max_batch_size}"
         return (f"PrivateDataLoader(sample_size={self.sample_size}, batch_size={self.batch_size}, "
-                f"sample_rate={self.sample_rate:.6g})")
+                f"sampling={self.sampling!r}{cap}, sample_rate={self.sample_rate:.6g})")

@@ -8,13 +8,21 @@ The API of hosted DP-SGD notebooks::
                         target_delta=1e-5)
     history.history["epsilon"][-1], model.predict(features)
 
-Every step Poisson-samples a batch (:class:`~dpsgd_kernels.tf_adapter.data.PrivateDataLoader`),
-clips every example's gradient, adds noise and divides by the expected batch size
-(:class:`~dpsgd_kernels.tf_adapter.dp_step.TFDPStep`), applies the Keras optimizer, and records
-the step in a :class:`~dpsgd_kernels.ledger.PrivacyLedger` over the model's accountant (an
-:class:`accounting.RdpAccountant` by default; ``accountant="pld"`` reports certified upper
-bounds). After ``epochs`` epochs in total the epsilon reported with RDP equals
-:func:`accounting.get_privacy_budget` for the same run.
+Every step draws a batch with the loader's sampler
+(:class:`~dpsgd_kernels.tf_adapter.data.PrivateDataLoader`, Poisson by default), clips every
+example's gradient, adds noise and divides by the loader's constant normaliser (the expected
+batch size; :class:`~dpsgd_kernels.tf_adapter.dp_step.TFDPStep`), applies the Keras optimizer,
+and records what the sampler released in a :class:`~dpsgd_kernels.ledger.PrivacyLedger` over the
+model's accountant (an :class:`accounting.RdpAccountant` by default; ``accountant="pld"`` reports
+certified upper bounds): ``PoissonSampled(q, Gaussian(sigma))`` per Poisson step,
+``SampledWithoutReplacement(n, b, Gaussian(sigma / 2))`` per fixed-size step (replace-one
+neighbours: an accountant made by name is made with ``neighboring="replace_one"``),
+``TruncatedPoissonGaussian(n, q, B, sigma)`` per truncated-Poisson step,
+``ShuffledEpoch(t, Gaussian(sigma))`` per shuffled epoch and ``RandomAllocation(t,
+Gaussian(sigma))`` per balls-in-bins epoch (see :mod:`dpsgd_kernels.sampling`). ``fit`` refuses
+before the first step when the accountant cannot compose the sampler's event, and never reports
+another sampler's epsilon in its place. With Poisson sampling, after ``epochs`` epochs in total
+the epsilon reported with RDP equals :func:`accounting.get_privacy_budget` for the same run.
 """
 
 from __future__ import annotations
@@ -31,7 +39,13 @@ from dpsgd_kernels._validation import (
     check_noise_multiplier,
     check_positive_int,
 )
-from dpsgd_kernels.ledger import PrivacyLedger, make_ledger_accountant
+from dpsgd_kernels.ledger import (
+    PrivacyLedger,
+    check_accounts_for,
+    make_ledger_accountant,
+    relation_text,
+    sampler_accountant,
+)
 from dpsgd_kernels.tf_adapter._imports import require_tensorflow
 from dpsgd_kernels.tf_adapter.data import PrivateDataLoader
 from dpsgd_kernels.tf_adapter.dp_step import TFDPStep, model_shape
@@ -53,11 +67,17 @@ class PrivateHistory:
         Epoch numbers (0-based, continuing across ``fit`` calls).
     steps : int
         DP-SGD steps taken by this ``fit`` call.
+    sampling : str
+        The loader's sampler.
+    neighboring : str
+        Relation the epsilon is for: ``"add_remove"``, ``"replace_one"`` or ``"zero_out"``.
     """
 
     history: dict[str, list[float]] = field(default_factory=dict)
     epoch: list[int] = field(default_factory=list)
     steps: int = 0
+    sampling: str = "poisson"
+    neighboring: str = "add_remove"
 
 
 def _check_target_delta(target_delta) -> None:
@@ -132,6 +152,8 @@ class PrivateKerasModel:
         self.noise_multiplier = check_noise_multiplier(noise_multiplier, allow_zero=False)
         self._seed, self._device, self._method = seed, device, method
         self.accountant = make_ledger_accountant(accountant)
+        # the name it was made by: a fresh named accountant is remade for a sampler's relation
+        self._accountant_name = accountant if isinstance(accountant, str) else None
         self.optimizer = self.loss = self._step = None
         self.metrics: list = []
         self._metric_specs: list = []
@@ -140,6 +162,7 @@ class PrivateKerasModel:
         self._epoch_index = 0
         self._sample_size: int | None = None
         self._batch_size: int | None = None
+        self._sampling: str | None = None
 
     def compile(self, optimizer="sgd", loss=None, metrics=None) -> None:
         """Set the optimizer (any Keras optimizer or its name), the loss and the metrics.
@@ -187,19 +210,35 @@ class PrivateKerasModel:
         _check_target_delta(target_delta)
         return PrivacyLedger(target_delta, accountant=self.accountant).epsilon
 
-    def _use_accountant(self, accountant) -> None:
-        """Make ``accountant`` (a name or an instance) the model's, before any step of ``fit``.
+    def _accountant_for(self, accountant, neighboring: str, sampling: str):
+        """``(accountant, name)`` that ``fit`` composes in: ``accountant`` (a name or an
+        instance) made ready, and the name it was made by (``None`` for an instance); the
+        model's is not changed here.
 
-        The model's own accountant, or a name it was made by, keeps it. Another one takes over
-        the steps taken so far, replayed as events (so its epsilon covers the whole run): it must
-        then be fresh, unless the model has taken no step yet (an instance holding a history,
-        e.g. restored with ``load_state_dict``, continues that run).
+        A name is made for the sampler's ``neighboring`` relation (``neighboring="replace_one"``
+        for fixed-size batches). ``None`` keeps the model's accountant, remade for the relation
+        if it was made by name and holds no step yet. The model's own accountant, or the name
+        it was made by (for the same relation), keeps it. Another one takes over the steps taken
+        so far, replayed as events (so its epsilon covers the whole run): it must then be fresh,
+        unless the model has taken no step yet (an instance holding a history, e.g. restored
+        with ``load_state_dict``, continues that run).
         """
-        if accountant is None or accountant is self.accountant:
-            return
-        if isinstance(accountant, str) and accountant == self.accountant.name:
-            return
-        new = make_ledger_accountant(accountant)
+        wanted = "replace_one" if neighboring == "replace_one" else "add_remove"
+        own = (self.accountant, self._accountant_name)
+        if accountant is None:
+            if (self._accountant_name is None or self.accountant.history
+                    or self.accountant.neighboring == wanted):
+                return own
+            accountant = self._accountant_name
+        if accountant is self.accountant:
+            return own
+        if (isinstance(accountant, str) and accountant == self.accountant.name
+                and self.accountant.neighboring == wanted):
+            return own
+        if isinstance(accountant, str):
+            new = sampler_accountant(accountant, neighboring, sampling=sampling)
+        else:
+            new = make_ledger_accountant(accountant)
         if self.accountant.history:
             if new.history:
                 raise ValueError(
@@ -212,7 +251,7 @@ class PrivateKerasModel:
                 trial.compose(record.event, record.count)
             for record in history:
                 new.compose(record.event, record.count)
-        self.accountant = new
+        return new, (accountant if isinstance(accountant, str) else None)
 
     def fit(self, x=None, y=None, *, epochs: int = 1, target_delta: float = 1e-5,
             batch_size: int | None = None, verbose: int = 1,
@@ -236,10 +275,18 @@ class PrivateKerasModel:
             1 prints one line per epoch, 0 is silent.
         accountant : str or accounting.Accountant, optional
             The accountant the steps are composed in: a registry name (``"rdp"``, ``"pld"``,
-            ...) or an instance; ``None`` (default) keeps the model's (``"rdp"`` unless the
-            constructor chose another). With ``"pld"`` the epsilon reported is the certified
-            upper bound. Switching accountant after steps were taken replays them into the new
-            one, so the epsilon always covers every step of the model.
+            ...; made with ``neighboring="replace_one"`` for a fixed-size loader) or an
+            instance; ``None`` (default) keeps the model's (``"rdp"`` unless the constructor
+            chose another). With ``"pld"`` the epsilon reported is the certified upper bound.
+            Switching accountant after steps were taken replays them into the new one, so the
+            epsilon always covers every step of the model.
+
+        Raises
+        ------
+        accounting.UnsupportedEventError
+            Before any step, when the accountant cannot compose the loader's sampler's event
+            (e.g. truncated Poisson needs ``"pld"``); the message names the sampler, the
+            accountant and the accountants that can.
         """
         step = self._check_compiled()
         if not isinstance(x, PrivateDataLoader):
@@ -251,23 +298,35 @@ class PrivateKerasModel:
         epochs = check_positive_int(epochs, "epochs")
         _check_target_delta(target_delta)  # validate before training
         self._check_data(x)
-        self._use_accountant(accountant)
+        chosen, name = self._accountant_for(accountant, x.neighboring, x.sampling)
+        unit_event = x.event(self.noise_multiplier)
+        check_accounts_for(chosen, unit_event, sampling=x.sampling, neighboring=x.neighboring)
+        self.accountant, self._accountant_name = chosen, name
+        per_epoch_event = x.unit == "epoch"
         ledger = PrivacyLedger(target_delta, accountant=self.accountant)
-        if self._sample_size not in (None, x.sample_size) or self._batch_size not in (
-                None, x.batch_size):
+        if (self._sample_size, self._batch_size, self._sampling) != (
+                x.sample_size, x.batch_size, x.sampling):
             self._epochs_done = 0.0  # another data set: count its epochs afresh (RDP composes)
-        self._sample_size, self._batch_size = x.sample_size, x.batch_size
-        result = PrivateHistory()
+        self._sample_size, self._batch_size, self._sampling = (
+            x.sample_size, x.batch_size, x.sampling)
+        relation = ("replace_one" if self.accountant.neighboring == "replace_one"
+                    else x.neighboring)
+        result = PrivateHistory(sampling=x.sampling, neighboring=relation)
         for _ in range(epochs):
-            done = math.ceil(self._epochs_done * x.sample_size / x.batch_size)
-            target = math.ceil((self._epochs_done + 1) * x.sample_size / x.batch_size)
+            if per_epoch_event:
+                steps = x.steps_per_epoch
+                ledger.record_event(unit_event)  # the epoch's one release, before its steps
+            else:
+                done = math.ceil(self._epochs_done * x.sample_size / x.batch_size)
+                steps = math.ceil((self._epochs_done + 1) * x.sample_size / x.batch_size) - done
             for metric in self.metrics:
                 metric.reset_state()
             loss_sum, examples = 0.0, 0
-            for x_batch, y_batch in x.batches(target - done):
+            for x_batch, y_batch in x.batches(steps):
                 loss, outputs = step.apply(self.optimizer, x_batch, y_batch,
                                            expected_batch_size=x.expected_batch_size)
-                ledger.record(x.sample_rate, self.noise_multiplier)
+                if not per_epoch_event:
+                    ledger.record_event(unit_event)
                 result.steps += 1
                 if len(x_batch):
                     loss_sum += float(loss) * len(x_batch)
@@ -284,7 +343,8 @@ class PrivateKerasModel:
             self._epoch_index += 1
             if verbose:
                 shown = " - ".join(f"{k}: {v:.4f}" for k, v in values.items())
-                print(f"Epoch {self._epoch_index} - {target - done} steps - {shown}")
+                print(f"Epoch {self._epoch_index} - {steps} steps - {shown} ({x.sampling} "
+                      f"sampling, {relation_text(relation)} neighbours)")
         return result
 
     def predict(self, x, batch_size: int = 1024) -> np.ndarray:
