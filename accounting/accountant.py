@@ -309,4 +309,9 @@ def _unsupported_message(accountant: Accountant, event: Event, error: Exception)
 
     others = [name for name in accountants_supporting(event) if name != accountant.name]
     who = f"accountants that handle it: {others}" if others else "no registered accountant does"
+    if accountant.neighboring != "replace_one":
+        replace_one = accountants_supporting(event, neighboring="replace_one")
+        if replace_one:  # fixed-size batches are accounted for replace-one neighbours only
+            who = (f"accountants that handle it with neighboring='replace_one': "
+                   f"{list(replace_one)}")
     return f"{type(accountant).__name__} cannot compose {event!r}: {error}; {who}"[:2000]

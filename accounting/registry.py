@@ -122,12 +122,16 @@ def accountant_info(name: str) -> AccountantInfo:
     return _REGISTRY[name]
 
 
-def accountants_supporting(event: Event) -> tuple[str, ...]:
-    """Names of the registered accountants whose default instance supports ``event``."""
+def accountants_supporting(event: Event, **options: Any) -> tuple[str, ...]:
+    """Names of the registered accountants that support ``event`` when built with ``options``
+    (e.g. ``neighboring="replace_one"``; accountants that do not take an option are left out),
+    by default with their default options."""
     names = []
     for name, info in _REGISTRY.items():
+        if not all(info.accepts(option) for option in options):
+            continue
         try:
-            if info.factory().supports(event):
+            if info.factory(**options).supports(event):
                 names.append(name)
         except Exception:  # noqa: BLE001 - a broken third-party factory must not hide the answer
             continue
