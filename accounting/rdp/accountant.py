@@ -1,7 +1,9 @@
-"""The Rényi-DP accountant of Poisson-subsampled Gaussian steps.
+"""The Rényi-DP accountant of Poisson-subsampled Gaussian steps and fixed-size batches.
 
 It tracks a run of steps (``compose`` may be called with different sample rates and noise
-multipliers, in any order) and converts the total RDP curve to (epsilon, delta).
+multipliers, in any order) and converts the total RDP curve to (epsilon, delta). For add/remove
+neighbours it composes (Poisson-subsampled) Gaussian steps; for replace-one neighbours, Gaussian
+steps on batches sampled without replacement (:mod:`accounting.rdp.without_replacement`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from functools import lru_cache
 import numpy as np
 
 from accounting._caches import register_cache
-from accounting._gaussian_steps import GaussianStepsAccountant
+from accounting._gaussian_steps import GaussianStepsAccountant, poisson_gaussian_leaf
 from accounting._validation import check_delta, check_epsilon, check_orders, count_as_float
+from accounting.accountant import UnsupportedEventError
+from accounting.events import Event, Gaussian, PoissonSampled, SampledWithoutReplacement
 from accounting.rdp.conversions import (
     Conversion,
     check_conversion,
@@ -22,8 +26,12 @@ from accounting.rdp.conversions import (
 from accounting.rdp.order_search import kl_lower_bound, minimize_over_orders
 from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.rdp.sampled_gaussian import rdp_items
+from accounting.rdp.without_replacement import rdp_sampled_without_replacement
 
-__all__ = ["OrderTotalsAccountant", "RdpAccountant", "clear_step_cache"]
+__all__ = ["NEIGHBORING", "OrderTotalsAccountant", "RdpAccountant", "clear_step_cache"]
+
+#: Neighbouring relations of :class:`RdpAccountant`.
+NEIGHBORING: tuple[str, ...] = ("add_remove", "replace_one")
 
 # Per-step values of accountants with more orders than this are kept by the accountant itself
 # rather than in the shared cache (bounds the cache's memory).
@@ -96,6 +104,16 @@ class RdpAccountant(OrderTotalsAccountant):
         :data:`accounting.DEFAULT_ORDERS` by default.
     conversion : {"improved", "classic"}
         RDP to (epsilon, delta) conversion, see :mod:`accounting.rdp.conversions`.
+    neighboring : {"add_remove", "replace_one"}
+        Neighbouring relation of the guarantee. ``"add_remove"`` (default) composes
+        :class:`~accounting.events.Gaussian` and ``PoissonSampled(Gaussian)`` steps (per-record
+        sensitivity 1). ``"replace_one"`` composes ``SampledWithoutReplacement(n, b,
+        Gaussian(s))`` (Wang, Balle and Kasiviswanathan 2019, with ``s`` against the
+        replace-one sensitivity, see :mod:`accounting.rdp.without_replacement`) and plain
+        ``Gaussian(sigma)`` releases of sums of records of norm at most 1 (a replacement moves
+        the sum by up to 2: RDP ``alpha / (2 (sigma / 2)^2)``, the convention of
+        ``PldAccountant(neighboring="replace_one")``). Poisson sampling needs add/remove here
+        (the PLD accountant handles it for replace-one).
 
     Examples
     --------
@@ -113,16 +131,85 @@ class RdpAccountant(OrderTotalsAccountant):
         """The RDP-to-(epsilon, delta) conversion used."""
         return self.conversion
 
-    def __init__(self, orders=None, conversion: Conversion = "improved"):
+    def __init__(
+        self, orders=None, conversion: Conversion = "improved", neighboring: str = "add_remove"
+    ):
+        if neighboring not in NEIGHBORING:
+            raise ValueError(f"neighboring must be one of {NEIGHBORING}, got {neighboring!r:.60}")
         self._orders_option = None if orders is None else check_orders(orders).tolist()
         orders = DEFAULT_ORDERS if orders is None else check_orders(orders)
         super().__init__(np.array(orders, dtype=float))
         self.conversion = check_conversion(conversion)
+        self._neighboring = neighboring
         # Accountants with very many orders keep their per-step values out of the shared cache.
         self._own_store: dict | None = {} if self._orders.size > _MAX_CACHED_ORDERS else None
+        # per-order RDP of the step events kept whole, NaN where not computed yet
+        self._other_store: dict[Event, np.ndarray] = {}
 
     def _options(self) -> dict:
-        return {"orders": self._orders_option, "conversion": self.conversion}
+        options = {"orders": self._orders_option, "conversion": self.conversion}
+        if self._neighboring != "add_remove":  # states saved before the option stay as they were
+            options["neighboring"] = self._neighboring
+        return options
+
+    @property
+    def neighboring(self) -> str:
+        """Neighbouring relation of the guarantee: ``"add_remove"`` or ``"replace_one"``."""
+        return self._neighboring
+
+    def _leaf(self, item: Event, times: int) -> list[tuple[object, int]]:
+        if self._neighboring == "add_remove":
+            if isinstance(item, SampledWithoutReplacement):
+                raise UnsupportedEventError(
+                    "sampling without replacement is accounted for replace-one neighbours: it "
+                    'needs RdpAccountant(neighboring="replace_one")'
+                )
+            return poisson_gaussian_leaf(item, times)
+        if isinstance(item, Gaussian):
+            # a sum of records of norm <= 1 moves by up to 2 when one is replaced
+            return [((1.0, item.noise_multiplier / 2.0), times)]
+        if isinstance(item, SampledWithoutReplacement):
+            if not isinstance(item.event, Gaussian):
+                raise UnsupportedEventError(
+                    "sampling without replacement is supported only of a Gaussian (or NoOp or "
+                    f"NonPrivate) event, got {type(item.event).__name__}"
+                )
+            if item.sample_size == item.dataset_size:  # the whole data set: the Gaussian itself
+                return [((1.0, item.event.noise_multiplier), times)]
+            if item.sample_size == 0:  # kept as a step at rate 0, which spends nothing
+                return [((0.0, item.event.noise_multiplier), times)]
+            return [(item, times)]
+        if isinstance(item, PoissonSampled):
+            raise UnsupportedEventError(
+                "the RDP accountant composes Poisson sampling for add/remove neighbours only; "
+                'PldAccountant(neighboring="replace_one") handles it for replace-one'
+            )
+        raise UnsupportedEventError(
+            f"{type(item).__name__} events are not supported for replace-one neighbours"
+        )
+
+    def _other_rdp(self, event: Event, index: np.ndarray) -> np.ndarray:
+        """RDP of one step event kept whole at ``self._orders[index]``, computing only the orders
+        not cached yet (as :func:`_step_rdp` does for Poisson steps)."""
+        store = self._other_store.get(event)
+        if store is None:
+            store = self._other_store[event] = np.full(self._orders.size, np.nan)
+        missing = index[np.isnan(store[index])]
+        if missing.size:
+            # only SampledWithoutReplacement of a Gaussian is kept whole (see _leaf)
+            store[missing] = rdp_sampled_without_replacement(
+                event.sample_rate, event.event.noise_multiplier, self._orders[missing]
+            )
+        return store[index]
+
+    def _total_at(self, index: np.ndarray) -> np.ndarray:
+        total = super()._total_at(index)
+        for event, steps in self._other_steps.items():
+            per_step = self._other_rdp(event, index)
+            # steps beyond the float range count as inf; 0 per step stays 0 (not inf * 0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                total += np.where(per_step > 0.0, count_as_float(steps) * per_step, 0.0)
+        return total
 
     @property
     def orders(self) -> np.ndarray:
@@ -147,6 +234,13 @@ class RdpAccountant(OrderTotalsAccountant):
     def _minimize(self, objective) -> tuple[float, float]:
         """Exact minimum of ``objective`` over the orders, evaluating only orders that can win."""
 
+        if self._other_steps:
+            # The pruning's chord bounds assume (alpha - 1) RDP is convex in alpha, true of a
+            # Rényi divergence but not promised by the bounds of other steps: every order.
+            values = objective(self._total[None, :], self._orders)[0]
+            index = int(np.argmin(values))
+            return float(values[index]), float(self._orders[index])
+
         def evaluate(mask):
             return self._total_at(np.flatnonzero(mask[0]))
 
@@ -170,7 +264,7 @@ class RdpAccountant(OrderTotalsAccountant):
         delta = check_delta(delta)
         if self._non_private:
             return float("inf"), float(self._orders[0])
-        if not self._steps_by_pair:  # the output does not depend on the data: (0, 0)-DP
+        if self._spends_nothing:  # the output does not depend on the data: (0, 0)-DP
             return 0.0, float(self._orders[0])
         epsilon, order = self._minimize(epsilon_objective(self._orders, delta, self.conversion))
         return max(0.0, epsilon), order
@@ -183,7 +277,7 @@ class RdpAccountant(OrderTotalsAccountant):
         epsilon = check_epsilon(epsilon)
         if self._non_private:
             return 1.0
-        if not self._steps_by_pair:
+        if self._spends_nothing:
             return 0.0
         log_delta, _ = self._minimize(
             lambda curve, orders: log_delta_candidates(curve, orders, epsilon, self.conversion)
