@@ -25,6 +25,7 @@ from accounting.events import (
     NonPrivate,
     NoOp,
     PoissonSampled,
+    RandomAllocation,
     SampledWithoutReplacement,
     SelfComposed,
 )
@@ -315,3 +316,20 @@ def test_add_remove_behaviour_unchanged():
     poisson = RdpAccountant().compose(PoissonSampled(0.01, Gaussian(1.1)), 100)
     assert poisson.get_epsilon_and_order(1e-5) == epsilon_from_rdp(
         100 * poisson_gaussian_rdp(0.01, 1.1, DEFAULT_ORDERS), DEFAULT_ORDERS, 1e-5)
+
+
+def test_random_allocation_epochs_kept_whole_under_add_remove():
+    from accounting.random_allocation import random_allocation_rdp
+
+    orders = np.array([1.5, 2.0, 3.0, 12.0, 64.0])
+    acc = RdpAccountant(orders=orders)
+    acc.compose(RandomAllocation(100, Gaussian(1.0), 2), 5).compose(
+        PoissonSampled(0.01, Gaussian(1.1)), 40)
+    expected = (5 * random_allocation_rdp(100, 2, 1.0, orders)
+                + 40 * poisson_gaussian_rdp(0.01, 1.1, orders))
+    np.testing.assert_allclose(acc.rdp, expected, rtol=1e-12)
+    assert acc.get_epsilon_and_order(1e-5) == epsilon_from_rdp(acc.rdp, orders, 1e-5)
+    with pytest.raises(UnsupportedEventError, match="only of a Gaussian"):
+        acc.compose(RandomAllocation(10, PoissonSampled(0.5, Gaussian(1.0))))
+    with pytest.raises(UnsupportedEventError, match="replace-one"):
+        RdpAccountant(neighboring="replace_one").compose(RandomAllocation(10, Gaussian(1.0)))

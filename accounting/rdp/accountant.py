@@ -16,7 +16,13 @@ from accounting._caches import register_cache
 from accounting._gaussian_steps import GaussianStepsAccountant, poisson_gaussian_leaf
 from accounting._validation import check_delta, check_epsilon, check_orders, count_as_float
 from accounting.accountant import UnsupportedEventError
-from accounting.events import Event, Gaussian, PoissonSampled, SampledWithoutReplacement
+from accounting.events import (
+    Event,
+    Gaussian,
+    PoissonSampled,
+    RandomAllocation,
+    SampledWithoutReplacement,
+)
 from accounting.rdp.conversions import (
     Conversion,
     check_conversion,
@@ -107,11 +113,13 @@ class RdpAccountant(OrderTotalsAccountant):
     neighboring : {"add_remove", "replace_one"}
         Neighbouring relation of the guarantee. ``"add_remove"`` (default) composes
         :class:`~accounting.events.Gaussian` and ``PoissonSampled(Gaussian)`` steps (per-record
-        sensitivity 1). ``"replace_one"`` composes ``SampledWithoutReplacement(n, b,
-        Gaussian(s))`` (Wang, Balle and Kasiviswanathan 2019, with ``s`` against the
-        replace-one sensitivity, see :mod:`accounting.rdp.without_replacement`) and plain
-        ``Gaussian(sigma)`` releases of sums of records of norm at most 1 (a replacement moves
-        the sum by up to 2: RDP ``alpha / (2 (sigma / 2)^2)``, the convention of
+        sensitivity 1), and random-allocation epochs of a Gaussian
+        (:func:`accounting.random_allocation.random_allocation_rdp`). ``"replace_one"``
+        composes ``SampledWithoutReplacement(n, b, Gaussian(s))`` (Wang, Balle and
+        Kasiviswanathan 2019, with ``s`` against the replace-one sensitivity, see
+        :mod:`accounting.rdp.without_replacement`) and plain ``Gaussian(sigma)`` releases of
+        sums of records of norm at most 1 (a replacement moves the sum by up to 2: RDP
+        ``alpha / (2 (sigma / 2)^2)``, the convention of
         ``PldAccountant(neighboring="replace_one")``). Poisson sampling needs add/remove here
         (the PLD accountant handles it for replace-one).
 
@@ -164,6 +172,8 @@ class RdpAccountant(OrderTotalsAccountant):
                     "sampling without replacement is accounted for replace-one neighbours: it "
                     'needs RdpAccountant(neighboring="replace_one")'
                 )
+            if isinstance(item, RandomAllocation):
+                return self._random_allocation_leaf(item, times)
             return poisson_gaussian_leaf(item, times)
         if isinstance(item, Gaussian):
             # a sum of records of norm <= 1 moves by up to 2 when one is replaced
@@ -188,6 +198,22 @@ class RdpAccountant(OrderTotalsAccountant):
             f"{type(item).__name__} events are not supported for replace-one neighbours"
         )
 
+    @staticmethod
+    def _random_allocation_leaf(item: RandomAllocation, times: int) -> list[tuple[object, int]]:
+        """A random-allocation epoch of a Gaussian, kept whole (add/remove neighbours)."""
+        from accounting.random_allocation import MAX_STEPS  # imports the RDP family itself
+
+        if not isinstance(item.event, Gaussian):
+            raise UnsupportedEventError(
+                "random allocation is supported only of a Gaussian event, got "
+                f"{type(item.event).__name__}"
+            )
+        if item.steps > MAX_STEPS:
+            raise UnsupportedEventError(
+                f"random allocation is bounded for at most {MAX_STEPS} steps, got {item.steps}"
+            )
+        return [(item, times)]
+
     def _other_rdp(self, event: Event, index: np.ndarray) -> np.ndarray:
         """RDP of one step event kept whole at ``self._orders[index]``, computing only the orders
         not cached yet (as :func:`_step_rdp` does for Poisson steps)."""
@@ -196,10 +222,18 @@ class RdpAccountant(OrderTotalsAccountant):
             store = self._other_store[event] = np.full(self._orders.size, np.nan)
         missing = index[np.isnan(store[index])]
         if missing.size:
-            # only SampledWithoutReplacement of a Gaussian is kept whole (see _leaf)
-            store[missing] = rdp_sampled_without_replacement(
-                event.sample_rate, event.event.noise_multiplier, self._orders[missing]
-            )
+            # the events kept whole by _leaf, each of a Gaussian
+            if isinstance(event, RandomAllocation):
+                from accounting.random_allocation import random_allocation_rdp
+
+                store[missing] = random_allocation_rdp(
+                    event.steps, event.selections, event.event.noise_multiplier,
+                    self._orders[missing],
+                )
+            else:
+                store[missing] = rdp_sampled_without_replacement(
+                    event.sample_rate, event.event.noise_multiplier, self._orders[missing]
+                )
         return store[index]
 
     def _total_at(self, index: np.ndarray) -> np.ndarray:
