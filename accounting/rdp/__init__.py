@@ -1,6 +1,8 @@
 """The Rényi-DP family: RDP of the Poisson-subsampled Gaussian and the accountants built on it.
 
 * :mod:`~accounting.rdp.sampled_gaussian` - per-step RDP curves (Mironov, Talwar, Zhang 2019);
+* :mod:`~accounting.rdp.without_replacement` - fixed-size batches sampled without replacement,
+  replace-one neighbours (Wang, Balle, Kasiviswanathan 2019);
 * :mod:`~accounting.rdp.conversions` - RDP curve to (epsilon, delta), classic and improved;
 * :mod:`~accounting.rdp.orders` and :mod:`~accounting.rdp.order_search` - the orders tracked
   and the exact minimisation over them without evaluating orders that cannot win;
@@ -13,6 +15,7 @@ from accounting.rdp.conversions import CONVERSIONS, delta_from_rdp, epsilon_from
 from accounting.rdp.moments import MAX_LAMBDA, MomentsAccountant, gaussian_log_moments
 from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.rdp.sampled_gaussian import poisson_gaussian_rdp
+from accounting.rdp.without_replacement import rdp_sampled_without_replacement
 
 __all__ = [
     "CONVERSIONS",
@@ -24,4 +27,5 @@ __all__ = [
     "epsilon_from_rdp",
     "gaussian_log_moments",
     "poisson_gaussian_rdp",
+    "rdp_sampled_without_replacement",
 ]
