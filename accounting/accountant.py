@@ -309,9 +309,10 @@ def _unsupported_message(accountant: Accountant, event: Event, error: Exception)
 
     others = [name for name in accountants_supporting(event) if name != accountant.name]
     who = f"accountants that handle it: {others}" if others else "no registered accountant does"
-    if accountant.neighboring != "replace_one":
+    if not others and accountant.neighboring != "replace_one":
+        # events accounted for replace-one neighbours only (fixed-size batches)
         replace_one = accountants_supporting(event, neighboring="replace_one")
-        if replace_one:  # fixed-size batches are accounted for replace-one neighbours only
+        if replace_one:
             who = (f"accountants that handle it with neighboring='replace_one': "
                    f"{list(replace_one)}")
     return f"{type(accountant).__name__} cannot compose {event!r}: {error}; {who}"[:2000]

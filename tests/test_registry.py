@@ -355,3 +355,16 @@ def test_clear_caches_changes_no_result():
     accounting.clear_caches(tables=False)
     after_partial = _values()
     assert before == after_full == after_partial
+
+
+def test_accountants_supporting_with_options_finds_replace_one_accountants():
+    from accounting.events import Gaussian, SampledWithoutReplacement
+
+    fixed = SampledWithoutReplacement(60000, 250, Gaussian(0.65))
+    assert registry.accountants_supporting(fixed) == ()
+    assert set(registry.accountants_supporting(fixed, neighboring="replace_one")) == {"rdp", "pld"}
+    # an accountant without the option is left out rather than failing
+    assert "moments" not in registry.accountants_supporting(fixed, neighboring="replace_one")
+    with pytest.raises(UnsupportedEventError,
+                       match=r"with neighboring='replace_one': \['rdp', 'pld'\]"):
+        accounting.MomentsAccountant().compose(fixed)
