@@ -59,6 +59,7 @@ from accounting.rdp import (
     epsilon_from_rdp,
     gaussian_log_moments,
     poisson_gaussian_rdp,
+    rdp_sampled_without_replacement,
 )
 from accounting.registry import (
     ACCOUNTANTS,
@@ -133,6 +134,7 @@ __all__ = [
     "random_allocation_epsilon",
     "random_allocation_monte_carlo",
     "random_allocation_rdp",
+    "rdp_sampled_without_replacement",
     "register_accountant",
     "shuffle_lower_bound",
     "shuffle_upper_bound",
