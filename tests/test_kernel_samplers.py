@@ -36,15 +36,6 @@ from dpsgd_kernels.sampling import (
 
 DELTA = 1e-5
 
-# RDP for RandomAllocation (balls in bins) is being added to the RDP accountant; until it is,
-# every accountant refuses balls-in-bins training, and these tests say so by failing strictly.
-RANDOM_ALLOCATION_RDP = pytest.mark.xfail(
-    not accounting.make_accountant("rdp").supports(RandomAllocation(4, Gaussian(1.0))),
-    raises=accounting.UnsupportedEventError, strict=True,
-    reason="the RDP accountant does not compose RandomAllocation yet",
-)
-
-
 @pytest.fixture(autouse=True)
 def _quiet_pld():
     # the PLD accountant warns when its bracket is wider than its tolerance; the upper end is
@@ -279,7 +270,6 @@ def test_poisson_steps_record_poisson_sampled_gaussians():
                                            rel=1e-12)
 
 
-@RANDOM_ALLOCATION_RDP
 def test_balls_in_bins_epochs_record_random_allocation():
     x, y = _toy_data()
     trainer = _trainer("balls_in_bins")
@@ -384,7 +374,7 @@ def _units_within(make, unit, target):
     ("fixed", "rdp", {"neighboring": "replace_one"}, {}, 3.0),
     ("truncated", "pld", {}, {"max_batch_size": 30}, 2.0),
     ("shuffle", "rdp", {}, {}, 2.0),
-    pytest.param("balls_in_bins", "rdp", {}, {}, 2.0, marks=RANDOM_ALLOCATION_RDP),
+    ("balls_in_bins", "rdp", {}, {}, 2.0),
 ])
 def test_training_stops_before_the_unit_that_would_exceed_the_budget(
         sampling, accountant, options, extra, noise):

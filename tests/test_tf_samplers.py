@@ -34,13 +34,6 @@ from dpsgd_kernels.tf_adapter import (  # noqa: E402
 
 DELTA = 1e-5
 
-RANDOM_ALLOCATION_RDP = pytest.mark.xfail(
-    not accounting.make_accountant("rdp").supports(RandomAllocation(4, Gaussian(1.0))),
-    raises=accounting.UnsupportedEventError, strict=True,
-    reason="the RDP accountant does not compose RandomAllocation yet",
-)
-
-
 @pytest.fixture(autouse=True)
 def _quiet_pld():
     # a PLD bracket wider than its tolerance warns; its upper end is certified all the same
@@ -159,7 +152,6 @@ def test_balls_in_bins_is_refused_by_an_accountant_without_random_allocation():
     assert model.accountant.steps == 0
 
 
-@RANDOM_ALLOCATION_RDP
 def test_balls_in_bins_epochs_record_random_allocation():
     x, y = _data()
     model = _model()
