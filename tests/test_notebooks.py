@@ -1,6 +1,6 @@
 """The notebooks: stored without outputs, and they execute (so they never rot).
 
-Notebooks 1-3 run here (they need the ``notebooks`` extra, which the ``test`` extra includes);
+Notebooks 1-3 and 5 run here (they need the ``notebooks`` extra, which the ``test`` extra includes);
 the TensorFlow cross-check notebook runs in the TensorFlow stage (tests/test_tf_notebook.py).
 Each execution is checked for errors, for the figures it writes and for key figures it prints,
 recomputed here with :mod:`accounting`.
@@ -16,10 +16,10 @@ import accounting
 from tests.notebook_runner import NOTEBOOKS, execute, outputs, require_runner, stored
 
 EXPECTED = ["budget_planning.ipynb", "accountants_compared.ipynb", "dpsgd_numpy.ipynb",
-            "tensorflow_crosscheck.ipynb"]
+            "tensorflow_crosscheck.ipynb", "samplers_compared.ipynb"]
 
 
-def test_the_four_notebooks_are_there():
+def test_the_five_notebooks_are_there():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(EXPECTED)
 
 
@@ -94,3 +94,30 @@ def test_dpsgd_numpy_notebook(tmp_path):
         assert f"| {sigma} | {epsilon:.3f} |" in text
     assert "| non-private | ∞ |" in text
     assert "gradient of one batch of 64 (median ms)" in text
+
+
+def test_samplers_compared_notebook(tmp_path):
+    result, figures = _run("samplers_compared.ipynb", tmp_path)
+    assert figures == ["samplers_epsilon_vs_epochs.png", "samplers_user_level.png"]
+    assert result["images"] == 2
+    text = result["text"]
+    n, batch, sigma, delta = 60000, 250, 1.3, 1e-5
+    # the end-of-training table, recomputed: the sampler's certified figures
+    poisson = accounting.PldAccountant(tolerance=1e-2).compose(
+        accounting.dpsgd_run(n, batch, sigma, epochs=15).event).get_epsilon_bounds(delta)
+    fixed_rdp = accounting.dpsgd_epsilon(n, batch, 15, sigma, delta, sampling="fixed")
+    balls = accounting.dpsgd_epsilon(n, batch, 15, sigma, delta, sampling="balls-in-bins")
+    chua = accounting.shuffle_lower_bound(240, sigma, 15, delta).epsilon
+    assert f"| Poisson (PLD) | add/remove | {poisson.lower:.3f} | {poisson.upper:.3f} | 1.00× |" \
+        in text
+    assert f"| fixed-size (RDP) | replace-one | – | {fixed_rdp:.3f} |" in text
+    assert f"| balls-in-bins (RDP) | add/remove | – | {balls:.3f} |" in text
+    assert f"| shuffled: Chua et al. lower bound | zero-out | {chua:.3f} | – |" in text
+    assert (f"shuffled run: the true epsilon is at least {chua / poisson.upper:.2f} times the "
+            "Poisson figure") in text
+    # user level: group privacy from the RDP ledger, for k = 5 at 15 epochs
+    q, steps = accounting.dpsgd_sample_rate_and_steps(n, batch, 15)
+    group = accounting.group_privacy_epsilon(accounting.RdpAccountant().compose(q, sigma, steps),
+                                             5, delta)
+    assert f"| 5 | {group:.3f} |" in text
+    assert "If batches were Poisson-sampled (*)" in text

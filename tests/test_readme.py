@@ -85,3 +85,33 @@ def test_calibrate_example_is_on_the_safe_side():
         return accounting.RdpAccountant().compose(256 / 60000, 1.1, 235 * count).get_epsilon(1e-5)
 
     assert epsilon(epochs) <= 3.0 < epsilon(epochs + 1)
+
+
+def test_samplers_statement_example_states_true_figures():
+    import accounting
+
+    namespace: dict = {"accounting": accounting}
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        exec(compile(_block_containing("privacy_statement"), str(README), "exec"),  # noqa: S102
+             namespace)
+    statement = namespace["statement"]
+    assert "If batches were Poisson-sampled (*)" in output.getvalue()
+    once = statement.line("once_per_epoch").epsilon
+    assert once == accounting.dpsgd_epsilon(60000, 250, 15, 1.3, 1e-5, sampling="shuffle")
+    assert round(once, 3) == 17.648
+    assert round(statement.line("shuffle_lower_bound").lower, 4) == 3.2015
+    assert statement.line("poisson").guarantee is False
+    # the figures the paragraph above the example quotes
+    text = README.read_text(encoding="utf-8")
+    fixed = accounting.dpsgd_epsilon(60000, 250, 15, 1.3, 1e-5, sampling="fixed")
+    balls = accounting.dpsgd_epsilon(60000, 250, 15, 1.3, 1e-5, sampling="balls-in-bins")
+    assert f"fixed-size {fixed:.3f}" in text and f"balls-in-bins {balls:.3f}" in text
+    run = accounting.dpsgd_run(60000, 250, 1.3, epochs=15, sampling="fixed")
+    bounds = accounting.PldAccountant(neighboring="replace_one").compose(
+        run.event).get_epsilon_bounds(1e-5)
+    assert f"[{bounds.lower:.3f}, {bounds.upper:.3f}] (PLD" in text
+    for k, group in ((2, 2.051), (5, 6.416), (10, 21.709)):
+        q, steps = accounting.dpsgd_sample_rate_and_steps(60000, 250, 15)
+        ledger = accounting.RdpAccountant().compose(q, 1.3, steps)
+        assert round(accounting.group_privacy_epsilon(ledger, k, 1e-5), 3) == group
