@@ -8,7 +8,9 @@ Runs, one after the other on this machine:
 - ``benchmarks/tf_step_speed.py`` with ``--tf-python`` when that file exists and TensorFlow
   imports in that interpreter (the TensorFlow adapter's step);
 - ``benchmarks/peers.py`` (ours against dp_accounting, Opacus and prv_accountant on the same
-  inputs, in the same process).
+  inputs, in the same process);
+- ``benchmarks/samplers_speed.py`` (fixed-size, truncated, mixture-of-Gaussians, balls-in-bins
+  and shuffle events against dp_accounting, pld-accounting and random-allocation).
 
 Each script's last output line is a JSON object; they are collected into side-by-side tables with
 ``ours / peer`` ratios (time ratios below 1 mean ours is faster), printed, and written with a
@@ -331,8 +333,36 @@ def startup_section(startup) -> list[str]:
         "start included (first row)."]
 
 
+def samplers_section(samplers, ratios) -> list[str]:
+    lines = ["## Samplers other than Poisson (from samplers_speed.py)", "",
+             "Setting B unless stated; ours: RDP ε or the certified PLD bracket [lower, upper] "
+             "(default tolerance 1e-3); dp_accounting's PLD: pessimistic estimate, grid 1e-4; "
+             "pld-accounting: its certified [lower, upper].", ""]
+    if not samplers:
+        return lines + ["samplers_speed.py gave no figures (see its output above)."]
+
+    def cell(value):
+        if isinstance(value, list):
+            return "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
+        return _g(value)
+
+    rows = []
+    for row in samplers["samplers"]:
+        ratio = _ratio(row["ours_ms"], row.get("peer_ms"))
+        ratios.setdefault("samplers_time", {})[f"{row['what']} ({row['setting']})"] = ratio
+        rows.append([row["what"], row["setting"], cell(row.get("ours_eps", row.get("ours_pld"))),
+                     _ms(row["ours_ms"]), row.get("peer", "–"),
+                     cell(row.get("peer_range", row.get("peer_eps"))), _ms(row.get("peer_ms")),
+                     _r(ratio)])
+        if "ours_pld_ms" in row:
+            rows.append([row["what"].replace("RDP", "PLD"), row["setting"],
+                         cell(row["ours_pld"]), _ms(row["ours_pld_ms"]), "–", "–", "–", "–"])
+    return lines + _table(["what", "setting", "ours ε", "ours ms", "peer", "peer ε", "peer ms",
+                           "ours/peer time"], rows)
+
+
 def write_results(path, info, peers, accounting_figures, kernel, tf_step, tf_note,
-                  elapsed, startup=None) -> dict:
+                  elapsed, startup=None, samplers=None) -> dict:
     ratios: dict = {}
     lines = ["# Benchmarks side by side with peer libraries", "",
              f"Produced by `make bench` (`python benchmarks/run_all.py`) in {elapsed:.0f} s on "
@@ -354,6 +384,7 @@ def write_results(path, info, peers, accounting_figures, kernel, tf_step, tf_not
     for section in (rdp_section, pld_section, calibration_section, grid_section):
         lines += section(peers, ratios) + [""]
     lines += kernel_section(kernel, tf_step, tf_note, ratios) + [""]
+    lines += samplers_section(samplers, ratios) + [""]
     lines += startup_section(startup) + [""]
     if accounting_figures:
         lines += ["## accounting_speed.py (its JSON line, same run)", ""]
@@ -399,8 +430,12 @@ def main(argv=None) -> int:
         print("peers.py failed; no results written", file=sys.stderr)
         return 1
 
+    samplers, output, seconds = run_script(python, HERE / "samplers_speed.py",
+                                           ["--quick"] if args.quick else [])
+    print(output, f"[samplers_speed.py: {seconds:.0f} s]\n", sep="")
+
     ratios = write_results(args.output, info, peers, accounting_figures, kernel, tf_step, tf_note,
-                           time.perf_counter() - started, startup)
+                           time.perf_counter() - started, startup, samplers)
     print(args.output.read_text(encoding="utf-8"))
     print(f"[written to {args.output}]")
     print(json.dumps({"machine": info, "ratios_ours_over_peer": ratios, "tf_step": tf_note}))
