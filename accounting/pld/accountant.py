@@ -12,7 +12,11 @@ threshold on the grid-placed loss is nearly the best test), so the bracket narro
 ``step^2``.
 
 For add/remove neighbours both dominating pairs (add and remove) are composed and the worse is
-reported; replace-one has one symmetric pair. Without an explicit ``value_discretization`` the
+reported; replace-one has one symmetric pair. Besides Poisson-sampled Gaussian steps
+(``(q, sigma)``), mixtures of Gaussians and truncated Poisson steps (add/remove) and fixed-size
+batches without replacement (replace-one) are composed with their own dominating pairs, and
+with a lower pair each (the output laws of one pair of neighbouring data sets) for the lower
+end: see :mod:`accounting.pld.samplers`. Without an explicit ``value_discretization`` the
 grid is searched (finer, then coarser) until the bracket meets the tolerance or a fixed work
 budget is spent; every grid's bracket is certified, so the tightest combination is returned.
 """
@@ -25,9 +29,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from accounting._gaussian_steps import GaussianStepsAccountant
+from accounting._gaussian_steps import _NON_PRIVATE, GaussianStepsAccountant, poisson_gaussian_leaf
 from accounting._validation import check_delta, check_epsilon, check_positive
-from accounting.accountant import TightAccountant
+from accounting.accountant import TightAccountant, UnsupportedEventError
+from accounting.events import (
+    Event,
+    Gaussian,
+    MixtureOfGaussians,
+    SampledWithoutReplacement,
+    TruncatedPoissonGaussian,
+)
 from accounting.gdp import mu_epsilon
 from accounting.pld.composition import (
     ThresholdBound,
@@ -44,6 +55,12 @@ from accounting.pld.privacy_loss import (
     dominating_pmf,
     grid_size,
     loss_extent,
+)
+from accounting.pld.samplers import (
+    mixture_components,
+    step_mu_squared,
+    step_pairs,
+    truncation_parameters,
 )
 from accounting.rdp.accountant import RdpAccountant
 
@@ -76,8 +93,14 @@ _MAX_STEP_POINTS = 1 << 20
 #: automatic search stops refining, and optional recompositions are skipped, past it.
 _WORK_BUDGET = 3e7
 #: Work units of one point of a per-step discretisation (normal CDFs and the loss inverse; the
-#: replace pair's inverse is a bisection, about eight times dearer).
+#: replace pair's inverse is a bisection, about eight times dearer; a mixture pair's grows with
+#: its components, see :func:`accounting.pld.privacy_loss.point_work`).
 _STEP_POINT_WORK = {"remove": 10.0, "add": 10.0, "replace": 80.0}
+
+
+def _point_work(pair) -> float:
+    work = getattr(pair, "point_work", None)
+    return float(work) if work is not None else _STEP_POINT_WORK[pair.direction]
 #: Cost of a forward transform in extended precision relative to double.
 _EXTENDED_WORK = 5.0
 #: Whether NumPy's long double is wider than double here (x86: 64-bit mantissa; elsewhere it
@@ -210,9 +233,11 @@ def _inverse_variance(noise_multiplier: float) -> float:
 
 
 class _Direction:
-    """One dominating pair's composed laws on one grid: the upper law at once, the lower
-    (threshold) laws when first asked for, since one direction's lower bound already bounds
-    the worst direction's epsilon from below."""
+    """One neighbouring direction's composed laws on one grid: the upper law (of the dominating
+    pairs) at once, the lower (threshold) laws (of the lower pairs: output laws of one pair of
+    neighbouring data sets, the dominating pair itself where it is attained) when first asked
+    for, since one direction's lower bound already bounds the worst direction's epsilon from
+    below. ``entries`` are ``(upper pair, lower pair, count)``."""
 
     def __init__(self, entries, step: float, tail: float, anchor: float, delta_scale: float,
                  work: _Work, optional: bool, reserve: float):
@@ -222,16 +247,16 @@ class _Direction:
         self._reserve = reserve
         self._lower: ThresholdBound | None = None
         # the per-step grids, priced before they are built
-        sizes = [grid_size(pair, step, tail) for pair, _ in entries]
+        sizes = [grid_size(pair, step, tail) for pair, _, _ in entries]
         if not sum(sizes) <= _MAX_STEP_POINTS:
             raise GridTooLarge(
                 f"value_discretization={step:g} needs {sum(sizes):.3g} points for one step's "
                 f"privacy losses (at most {_MAX_STEP_POINTS} allowed)",
                 sum(sizes), _MAX_STEP_POINTS,
             )
-        work.take(sum(_STEP_POINT_WORK[pair.direction] * size
-                      for (pair, _), size in zip(entries, sizes, strict=True)), optional)
-        upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, count in entries]
+        work.take(sum(_point_work(pair) * size
+                      for (pair, _, _), size in zip(entries, sizes, strict=True)), optional)
+        upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, _, count in entries]
         self._tilt, excess = choose_tilt(upper_groups, anchor)
         # window tails worth _WINDOW_TAIL at the anchor once the tilt is undone
         self._budget = min(_WINDOW_TAIL * math.exp(min(-excess, 500.0)), 1e-12)
@@ -257,12 +282,12 @@ class _Direction:
     def _threshold_bound(self, admit) -> ThresholdBound:
         if admit is not None:  # priced like the upper law's per-step grids
             self._work.take(sum(
-                _STEP_POINT_WORK[pair.direction] * grid_size(pair, self._step, self._tail)
-                for pair, _ in self._entries
+                _point_work(pair) * grid_size(pair, self._step, self._tail)
+                for _, pair, _ in self._entries
             ), optional=self._work.strict)
         merged = [
             (dominated_pmf(pair, self._step, self._tail, max_points=_MAX_STEP_POINTS), count)
-            for pair, count in self._entries
+            for _, pair, count in self._entries
         ]
         q_groups = [
             (DiscretePld(self._step, pld.first_index, pld.q_masses), count)
@@ -342,8 +367,8 @@ class _Composition:
         tail = _step_tail(pairs_and_counts, delta_scale)
         self.step = step
         by_direction: dict[str, list] = {}
-        for pair, count in pairs_and_counts:
-            by_direction.setdefault(pair.direction, []).append((pair, count))
+        for group, upper, lower, count in pairs_and_counts:
+            by_direction.setdefault(group, []).append((upper, lower, count))
         count = len(by_direction)
         self.directions = [
             _Direction(entries, step, tail, anchor, delta_scale, work, optional,
@@ -373,7 +398,7 @@ class _Composition:
 
 def _step_tail(pairs_and_counts, delta_scale: float) -> float:
     """``P``-mass left out of each step's loss on each side (see :class:`_Composition`)."""
-    total_steps = sum(count for _, count in pairs_and_counts)
+    total_steps = sum(entry[-1] for entry in pairs_and_counts)
     return max(max(_TRUNCATION_SHARE * delta_scale, 1e-300) / max(total_steps, 1), 1e-300)
 
 
@@ -400,7 +425,10 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         Neighbouring relation. ``"add_remove"`` takes the worse of the add and remove
         dominating pairs; ``"replace_one"`` uses the symmetric pair
         ``(1 - q) N(0) + q N(1)`` vs ``(1 - q) N(0) + q N(-1)`` (per-example norm 1, so two
-        neighbouring sums differ by up to 2).
+        neighbouring sums differ by up to 2). ``MixtureOfGaussians`` and
+        ``TruncatedPoissonGaussian`` steps need ``"add_remove"``,
+        ``SampledWithoutReplacement`` of a Gaussian needs ``"replace_one"`` (its noise measured
+        against the replace-one sensitivity, dp_accounting's convention).
 
     Notes
     -----
@@ -412,8 +440,12 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
     mass: brackets stay narrow down to ``delta`` of ``1e-14`` and below. Where the tilt cannot
     do that (heavy loss tails at tiny ``delta``), a direction is recomposed in ``longdouble``;
     a grid whose upper bound is still infinite is recomposed anchored higher. The RDP
-    accountant's bound (also certified) caps the upper bound for add/remove neighbours; for
-    replace-one nothing caps it.
+    accountant's bound (also certified) caps the upper bound for add/remove neighbours where it
+    can account for every composed step event; otherwise (and for replace-one) nothing caps it.
+    Fixed-size batches compose a symmetrised pair (composing their one-step worst pair alone is
+    not a bound under composition) and truncated Poisson steps a lower pair weaker than their
+    dominating pair, so their brackets can be wide (``tolerance_met`` ``False``); both ends are
+    certified.
 
     Automatic grids: refined from a first guess while the bracket narrows, then - where the
     tolerance is still not met, e.g. when floating-point rounding swamps a tiny ``delta`` on fine
@@ -491,17 +523,91 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         scale = max(epsilon, self._tolerance) if epsilon == epsilon else self._tolerance
         return min(self._tolerance, self._relative_tolerance * scale)
 
+    # ----------------------------------------------------------------- composed steps
+    def _leaf(self, item: Event, times: int) -> list[tuple[object, int]]:
+        """Poisson-sampled Gaussian steps as ``(q, sigma)``; mixtures of Gaussians and truncated
+        Poisson steps (add/remove) and fixed-size batches (replace-one) kept whole, except
+        where they are exactly a ``(q, sigma)`` step (see :mod:`accounting.pld.samplers`)."""
+        if isinstance(item, MixtureOfGaussians):
+            return self._mixture_leaf(item, times)
+        if isinstance(item, SampledWithoutReplacement):
+            return self._without_replacement_leaf(item, times)
+        if isinstance(item, TruncatedPoissonGaussian):
+            return self._truncated_leaf(item, times)
+        return poisson_gaussian_leaf(item, times)
+
+    def _needs_add_remove(self, item: Event) -> None:
+        if self._neighboring != "add_remove":
+            raise UnsupportedEventError(
+                f"{type(item).__name__} is accounted for add/remove neighbours: it needs "
+                'PldAccountant(neighboring="add_remove")'
+            )
+
+    def _mixture_leaf(self, item: MixtureOfGaussians, times: int):
+        self._needs_add_remove(item)
+        sensitivities, probabilities = mixture_components(item)
+        positive = [c for c in sensitivities if c > 0.0]
+        if not positive:  # every component is N(0): the output does not depend on the record
+            return [((0.0, item.noise_multiplier), times)]  # a step at rate 0: spends nothing
+        if len(positive) == 1:
+            # (1 - q) N(0) + q N(c) against N(0) is the Poisson pair (q, s / c) scaled by c
+            with np.errstate(over="ignore", under="ignore"):
+                noise = item.noise_multiplier / positive[0]
+            if 1e-300 < noise < math.inf:
+                return [((probabilities[-1], float(noise)), times)]
+        return [(MixtureOfGaussians(item.noise_multiplier, sensitivities, probabilities), times)]
+
+    def _without_replacement_leaf(self, item: SampledWithoutReplacement, times: int):
+        if self._neighboring != "replace_one":
+            raise UnsupportedEventError(
+                "sampling without replacement is accounted for replace-one neighbours: it needs "
+                'PldAccountant(neighboring="replace_one")'
+            )
+        if not isinstance(item.event, Gaussian):
+            raise UnsupportedEventError(
+                "sampling without replacement is supported only of a Gaussian (or NoOp or "
+                f"NonPrivate) event, got {type(item.event).__name__}"
+            )
+        if item.sample_size == 0:
+            return [((0.0, item.event.noise_multiplier), times)]
+        noise = 2.0 * item.event.noise_multiplier
+        if item.sample_size == item.dataset_size and noise < math.inf:
+            # the Gaussian itself: N(1) against N(0) at s is the replace pair (1, 2 s)
+            return [((1.0, noise), times)]
+        return [(item, times)]
+
+    def _truncated_leaf(self, item: TruncatedPoissonGaussian, times: int):
+        self._needs_add_remove(item)
+        if item.sample_rate == 0.0 or item.max_batch_size == 0:  # an empty batch
+            return [((0.0, item.noise_multiplier), times)]
+        truncation, _, _ = truncation_parameters(item.dataset_size, item.sample_rate,
+                                                 item.max_batch_size)
+        if truncation == 0.0:  # never truncated: the Poisson step
+            return [((item.sample_rate, item.noise_multiplier), times)]
+        if not 0.5 * item.noise_multiplier > 0.0:  # half the noise underflows: no privacy
+            return [(_NON_PRIVATE, times)]
+        return [(item, times)]
+
     # ----------------------------------------------------------------- grid selection
     def _pairs_and_counts(self):
+        """``(group, upper pair, lower pair, count)`` of every composed step kind."""
         entries = []
         for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
             for pair in dominating_pairs(sample_rate, noise_multiplier, self._neighboring):
-                entries.append((pair, count))
+                entries.append((pair.direction, pair, pair, count))
+        for event, count in self._other_steps.items():
+            for group, upper, lower in step_pairs(event, self._neighboring):
+                entries.append((group, upper, lower, count))
         return entries
+
+    def _step_kinds(self):
+        """Every composed step kind with its count: ``(q, sigma)`` keys and step events."""
+        return [*self._steps_by_pair.items(), *self._other_steps.items()]
+
 
     def _composition(self, step: float, anchor: float, delta_scale: float,
                      optional: bool = False) -> _Composition:
-        key = (tuple(self._steps_by_pair.items()), step, anchor, delta_scale)
+        key = (tuple(self._step_kinds()), step, anchor, delta_scale)
         if key not in self._compositions:
             # bound the memory held by earlier grids
             while len(self._compositions) >= 3 or (
@@ -517,7 +623,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
     def _too_many_steps(self) -> bool:
         """Whether more steps are composed than the FFT's rounding allows (see
         ``_MAX_COMPOSED_STEPS``): no PLD is attempted then."""
-        return sum(self._steps_by_pair.values()) > _MAX_COMPOSED_STEPS
+        return sum(count for _, count in self._step_kinds()) > _MAX_COMPOSED_STEPS
 
     def _smallest_step(self, delta_scale: float) -> float:
         """The finest spacing whose per-step losses fit ``_MAX_STEP_POINTS`` (with room for the
@@ -525,11 +631,13 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         entries = self._pairs_and_counts()
         tail = _step_tail(entries, delta_scale)
         spans: dict[str, float] = {}
-        for pair, _ in entries:
-            low, high = loss_extent(pair, tail)
-            if not max(-low, high) <= _MAX_LOSS:
-                raise _Unresolvable
-            spans[pair.direction] = spans.get(pair.direction, 0.0) + (high - low)
+        for group, upper, lower, _ in entries:
+            for pair in {id(upper): upper, id(lower): lower}.values():
+                low, high = loss_extent(pair, tail)
+                if not max(-low, high) <= _MAX_LOSS:
+                    raise _Unresolvable
+            low, high = loss_extent(upper, tail)
+            spans[group] = spans.get(group, 0.0) + (high - low)
         room = _MAX_STEP_POINTS - 4 * len(entries)
         return max(spans.values()) / room
 
@@ -537,21 +645,26 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         """A first grid spacing from the bracket's second-order behaviour.
 
         The bracket's width grows like ``sqrt(T) step^2 / s`` for a per-step loss of standard
-        deviation ``s = q sqrt(exp(1/sigma^2) - 1)``; the constant 1.5 was fitted on the four
-        settings of the benchmark (the search corrects it where it is off). Saturates instead
-        of overflowing for extreme noise multipliers.
+        deviation ``s = q sqrt(exp(1/sigma^2) - 1)`` (for other step events the square root of
+        twice their KL divergence, :func:`accounting.pld.samplers.step_mu_squared`); the
+        constant 1.5 was fitted on the four settings of the benchmark (the search corrects it
+        where it is off). Saturates instead of overflowing for extreme noise multipliers.
         """
         worst = 0.05
         for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
             growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
             spread = max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12)
             worst = min(worst, math.sqrt(1.5 * target * spread / math.sqrt(float(count))))
+        for event, count in self._other_steps.items():
+            # a step event's loss spread: its Gaussian-DP mu (see step_mu_squared)
+            spread = max(math.sqrt(step_mu_squared(event, self._neighboring)), 1e-12)
+            worst = min(worst, math.sqrt(1.5 * target * spread / math.sqrt(float(count))))
         return float(worst)
 
     def _first_anchor(self, delta: float, rdp_epsilon: float) -> float:
         """A first guess at epsilon: the Gaussian-DP (CLT) estimate
-        ``mu = q sqrt(T (exp(1/sigma^2) - 1))`` (mu^2 adding over the steps), capped by RDP's
-        epsilon.
+        ``mu = q sqrt(T (exp(1/sigma^2) - 1))`` (mu^2 adding over the steps; other step events
+        add ``T`` times twice their KL divergence), capped by RDP's epsilon.
 
         Only the accuracy of the bounds depends on it, never their validity; it is computed here
         (saturating, never raising) for any noise multiplier.
@@ -560,6 +673,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
             growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
             mu_squared += min(sample_rate * sample_rate * float(count) * growth, 1e300)
+        for event, count in self._other_steps.items():
+            mu_squared += min(float(count) * step_mu_squared(event, self._neighboring), 1e300)
         try:
             guess = mu_epsilon(math.sqrt(min(mu_squared, 1e300)), delta)
         except (ArithmeticError, ValueError):  # only a guess: RDP's bound will do
@@ -725,7 +840,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         fixed = self._value_discretization
         if self._non_private:  # no guarantee at all
             return EpsilonBounds(math.inf, math.inf, fixed or 0.0)
-        if not self._steps_by_pair:
+        if self._spends_nothing:
             return EpsilonBounds(0.0, 0.0, fixed or 0.0)
         rdp_epsilon = self._rdp_epsilon(delta)
         if rdp_epsilon == 0.0:  # certified by RDP: nothing left to bracket
@@ -764,7 +879,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         fixed = self._value_discretization
         if self._non_private:
             return DeltaBounds(1.0, 1.0, fixed or 0.0)
-        if not self._steps_by_pair:
+        if self._spends_nothing:
             return DeltaBounds(0.0, 0.0, fixed or 0.0)
         rdp_delta = self._rdp_delta(epsilon)
         if rdp_delta == 0.0:
@@ -796,28 +911,33 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             _warn_wide(f"delta in [{lower:.6g}, {min(upper, rdp_delta):.6g}]", target, composed)
         return DeltaBounds(_zero_floor(lower), min(upper, rdp_delta), step, met, target)
 
-    def _rdp_accountant(self) -> RdpAccountant:
-        """An RDP accountant over the same steps (add/remove only: RDP's relation here)."""
+    def _rdp_accountant(self) -> RdpAccountant | None:
+        """An RDP accountant over the same steps (add/remove only: RDP's relation here), or
+        ``None`` where RDP cannot account for every composed step event (no cap then)."""
+        if self._neighboring != "add_remove":
+            return None
         rdp = RdpAccountant()
         for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
             rdp.compose(sample_rate, noise_multiplier, count)
+        for event, count in self._other_steps.items():
+            if not rdp.supports(event):
+                return None
+            rdp.compose(event, count)
         return rdp
 
     def _rdp_epsilon(self, delta: float) -> float:
         """RDP's epsilon, also a certified upper bound: it caps the PLD one where the PLD's
         rounding allowance exceeds a very small delta (``inf`` where it cannot be had)."""
-        if self._neighboring != "add_remove":
-            return math.inf
         try:
-            return float(self._rdp_accountant().get_epsilon(delta))
+            rdp = self._rdp_accountant()
+            return math.inf if rdp is None else float(rdp.get_epsilon(delta))
         except (ArithmeticError, ValueError):  # no cap is still certified
             return math.inf
 
     def _rdp_delta(self, epsilon: float) -> float:
-        if self._neighboring != "add_remove":
-            return 1.0
         try:
-            return float(self._rdp_accountant().get_delta(epsilon))
+            rdp = self._rdp_accountant()
+            return 1.0 if rdp is None else float(rdp.get_delta(epsilon))
         except (ArithmeticError, ValueError):
             return 1.0
 

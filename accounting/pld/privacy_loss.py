@@ -47,6 +47,7 @@ from accounting import _scipy
 
 __all__ = [
     "RELATIONS",
+    "CompositePair",
     "DiscretePld",
     "DominatingPair",
     "GridTooLarge",
@@ -55,6 +56,8 @@ __all__ = [
     "dominating_pmf",
     "grid_size",
     "loss_extent",
+    "point_work",
+    "split_to_upper",
 ]
 
 #: Neighbouring relations understood by :func:`dominating_pairs`.
@@ -182,6 +185,39 @@ class DominatingPair:
         return 0.5 * low + 0.5 * high
 
 
+class CompositePair:
+    """A dominating pair that is not a single pair of Gaussian mixtures in ``x`` (a mixture of
+    pairs whose component is revealed, a symmetrised pair, see :mod:`accounting.pld.samplers`):
+    it builds its own discretisations, and :func:`loss_extent`, :func:`grid_size`,
+    :func:`dominating_pmf` and :func:`dominated_pmf` hand it over to these methods."""
+
+    #: Work units of one point of its per-step discretisation (see ``point_work``).
+    point_work: float = 10.0
+
+    def loss_extent(self, tail: float) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def grid_size(self, step: float, tail: float) -> float:
+        raise NotImplementedError
+
+    def dominating_pmf(self, step: float, tail: float, max_points) -> DiscretePld:
+        raise NotImplementedError
+
+    def dominated_pmf(self, step: float, tail: float, max_points) -> DiscretePld:
+        raise NotImplementedError
+
+
+#: Work units of one point of a Poisson pair's per-step discretisation (normal CDFs and the
+#: loss inverse; the replace pair's inverse is a bisection, about eight times dearer).
+_POINT_WORK = {"remove": 10.0, "add": 10.0, "replace": 80.0}
+
+
+def point_work(pair) -> float:
+    """Work units of one point of ``pair``'s per-step discretisation (pricing only)."""
+    work = getattr(pair, "point_work", None)
+    return float(work) if work is not None else _POINT_WORK[pair.direction]
+
+
 def dominating_pairs(sample_rate: float, noise_multiplier: float, relation: str):
     """The dominating pairs to compose for ``relation``; the answer is the worst of them.
 
@@ -278,27 +314,41 @@ def _mixture_mean(components) -> float:
     return float(sum(weight * mean for weight, mean in components))
 
 
-def _interval_masses(pair: DominatingPair, edges: np.ndarray):
+def _interval_masses(pair, edges: np.ndarray):
     """``P`` and ``Q`` masses of the cells ``[edges[i], edges[i + 1]]`` (``edges`` increasing),
     each with a bound on its rounding error: ``(p_cells, p_error, q_cells, q_error)``.
 
     Cells left of ``P``'s mean are differences of lower CDFs, the others of upper CDFs, so
     that tail cells keep their relative precision (any split point in the bulk does that, and
     each cell's error bound is taken from the CDF it actually uses); each side is evaluated
-    only where it is used, and the normal CDF of each component mean once for both mixtures.
+    only where it is used, and the normal CDF of each component mean once for both mixtures
+    (summed as it is made: the memory is that of a few cell arrays whatever the number of
+    components of a mixture pair).
     """
     sigma = pair.noise_multiplier
     cells = edges.size - 1
     split = int(np.searchsorted(edges, _mixture_mean(pair.p_components), "right"))
     split = min(max(split, 0), cells)
     left, right = edges[: split + 1], edges[split:]
-    means = {mean for _, mean in pair.p_components + pair.q_components}
-    lower_cdf = {mean: _scipy.special.ndtr((left - mean) / sigma) for mean in means}
-    upper_cdf = {mean: _scipy.special.ndtr((mean - right) / sigma) for mean in means}
+    weights: dict[float, list[float]] = {}  # mean -> [weight in P, weight in Q], in order met
+    for weight, mean in pair.p_components:
+        weights.setdefault(mean, [0.0, 0.0])[0] += weight
+    for weight, mean in pair.q_components:
+        weights.setdefault(mean, [0.0, 0.0])[1] += weight
+    sums: list = [None, None]  # per mixture: [lower CDF sum, upper CDF sum]
+    for mean, pair_weights in weights.items():
+        lower_cdf = _scipy.special.ndtr((left - mean) / sigma)
+        upper_cdf = _scipy.special.ndtr((mean - right) / sigma)
+        for side, weight in enumerate(pair_weights):
+            if weight == 0.0:
+                continue
+            if sums[side] is None:
+                sums[side] = [weight * lower_cdf, weight * upper_cdf]
+            else:
+                sums[side][0] += weight * lower_cdf
+                sums[side][1] += weight * upper_cdf
 
-    def masses_of(components):
-        lower = sum(weight * lower_cdf[mean] for weight, mean in components)
-        upper = sum(weight * upper_cdf[mean] for weight, mean in components)
+    def masses_of(lower, upper):
         masses = np.empty(cells)
         scale = np.empty(cells)
         masses[:split] = lower[1:] - lower[:-1]
@@ -307,7 +357,7 @@ def _interval_masses(pair: DominatingPair, edges: np.ndarray):
         scale[split:] = upper[:-1]
         return np.maximum(masses, 0.0), 8.0 * _EPS * scale
 
-    return (*masses_of(pair.p_components), *masses_of(pair.q_components))
+    return (*masses_of(*sums[0]), *masses_of(*sums[1]))
 
 
 def loss_extent(pair: DominatingPair, tail: float) -> tuple[float, float]:
@@ -317,6 +367,8 @@ def loss_extent(pair: DominatingPair, tail: float) -> tuple[float, float]:
     Either end is ``+-inf`` where the loss there overflows (noise multipliers below about
     ``1e-154``): no grid can hold such a loss.
     """
+    if isinstance(pair, CompositePair):
+        return pair.loss_extent(tail)
     z = -float(_scipy.special.ndtri(max(tail, 1e-300)))
     means = [mean for _, mean in pair.p_components]
     sigma = pair.noise_multiplier
@@ -330,6 +382,8 @@ def loss_extent(pair: DominatingPair, tail: float) -> tuple[float, float]:
 def grid_size(pair: DominatingPair, step: float, tail: float) -> float:
     """Number of points of :func:`dominating_pmf`'s grid (``inf`` where no grid of this
     spacing holds the losses), without building it."""
+    if isinstance(pair, CompositePair):
+        return pair.grid_size(step, tail)
     try:
         first, last = _grid_ends(pair, step, tail, False, None)
     except GridTooLarge:
@@ -360,6 +414,20 @@ def _grid_ends(pair: DominatingPair, step: float, tail: float, centred: bool, ma
     return int(first_float), int(last_float)
 
 
+def split_to_upper(lower_losses: np.ndarray, p_cells: np.ndarray, q_cells: np.ndarray,
+                   step: float) -> np.ndarray:
+    """``P``-mass of each loss cell ``[a, a + step]`` moved to its upper end by the
+    connect-the-dots split (the rest goes to ``a``), keeping the cell's ``P`` and ``Q`` masses.
+
+    To ``b = a + step``: ``(e^-a P - Q) / (e^-a - e^-b)``; clipped to ``[0, P]``, and all of
+    ``P`` where it cannot be resolved in floating point (moving loss up is safe).
+    """
+    scale = -np.expm1(-step)  # 1 - e^-step = (e^-a - e^-b) e^a
+    with np.errstate(over="ignore", invalid="ignore"):
+        to_upper = (p_cells - np.exp(lower_losses) * q_cells) / scale
+    return np.clip(np.where(np.isnan(to_upper), p_cells, to_upper), 0.0, p_cells)
+
+
 def dominating_pmf(
     pair: DominatingPair, step: float, tail: float, max_points: float | None = None
 ) -> DiscretePld:
@@ -383,18 +451,14 @@ def dominating_pmf(
     floating point (``exp(a)`` overflows beyond losses of 709) its whole mass goes to its upper
     end, which is safe.
     """
+    if isinstance(pair, CompositePair):
+        return pair.dominating_pmf(step, tail, max_points)
     first, last = _grid_ends(pair, step, tail, False, max_points)
     grid = np.arange(first, last + 1) * step
     edges = pair.inverse_loss(grid)
     sigma = pair.noise_multiplier
     p_cells, _, q_cells, _ = _interval_masses(pair, edges)
-    # Split the cell [a, b] = [k step, (k + 1) step] keeping its P and Q mass:
-    # to b: (e^-a P - Q) / (e^-a - e^-b), to a: the rest of P.
-    a = grid[:-1]
-    scale = -np.expm1(-step)  # 1 - e^-step = (e^-a - e^-b) e^a
-    with np.errstate(over="ignore", invalid="ignore"):
-        to_upper = (p_cells - np.exp(a) * q_cells) / scale
-    to_upper = np.clip(np.where(np.isnan(to_upper), p_cells, to_upper), 0.0, p_cells)
+    to_upper = split_to_upper(grid[:-1], p_cells, q_cells, step)
     masses = np.zeros(grid.size)
     masses[:-1] += p_cells - to_upper
     masses[1:] += to_upper
@@ -421,6 +485,8 @@ def dominated_pmf(
     max_points : float, optional
         Raise :class:`GridTooLarge` (before allocating) if the grid would need more points.
     """
+    if isinstance(pair, CompositePair):
+        return pair.dominated_pmf(step, tail, max_points)
     first, last = _grid_ends(pair, step, tail, True, max_points)
     edges = pair.inverse_loss((np.arange(first, last + 2) - 0.5) * step)
     p_cells, p_error, q_cells, q_error = _interval_masses(pair, edges)
