@@ -8,10 +8,12 @@
 #   make test-tensorflow - the TensorFlow adapter's tests in two venvs of their own:
 #       .venv-tf  (current TensorFlow + Keras 3, no tensorflow-privacy) and
 #       .venv-tfp (TF 2.15.1 + Keras 2 + tensorflow-privacy 0.9.0, requirements/tf-privacy-cpu.txt)
-#   make test-integrations - the Opacus accountants (accounting.integrations.opacus) and the
-#       dp_accounting cross-check, and the verification kit run on both peers, in a venv of their
-#       own, .venv-integrations (CPU torch 2.13,
-#       Opacus 1.6, dp-accounting 0.6)
+#   make test-integrations - the Opacus accountants (accounting.integrations.opacus), the
+#       dp_accounting cross-check, the verification kit run on both peers, and the samplers'
+#       cross-checks (tests/test_peers_*.py: dp_accounting's fixed-size, truncated and mixture
+#       events, random-allocation and pld-accounting), in a venv of their own,
+#       .venv-integrations (CPU torch 2.13, Opacus 1.6, dp-accounting 0.6, random-allocation
+#       1.0.5, pld-accounting 2.0)
 PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
@@ -86,12 +88,13 @@ test-tensorflow: $(TF_VENV)/.installed-tf $(TFP_VENV)/.installed-tfp
 $(INTEGRATIONS_VENV)/.installed-integrations: pyproject.toml
 	$(PYTHON) -m venv $(INTEGRATIONS_VENV)
 	$(INTEGRATIONS_VENV)/bin/python -m pip install -q --no-deps 'torch==2.13.0+cpu' $(TORCH_PIP_ARGS)
-	$(INTEGRATIONS_VENV)/bin/python -m pip install -q -e '.[test,opacus]' 'dp-accounting==0.6.*'
+	$(INTEGRATIONS_VENV)/bin/python -m pip install -q -e '.[test,opacus]' 'dp-accounting==0.6.*' \
+		'random-allocation==1.0.5' 'pld-accounting==2.0' pandas
 	touch $@
 
 test-integrations: $(INTEGRATIONS_VENV)/.installed-integrations
 	$(INTEGRATIONS_VENV)/bin/python -m pytest -q tests/test_integration_opacus.py \
-		tests/test_integration_dp_accounting.py tests/test_testing_peers.py
+		tests/test_integration_dp_accounting.py tests/test_testing_peers.py tests/test_peers_*.py
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) $(TFP_VENV) $(BENCH_VENV) $(INTEGRATIONS_VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info

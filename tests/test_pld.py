@@ -7,7 +7,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from accounting import (
@@ -368,11 +368,16 @@ _property_settings = settings(
 
 @_property_settings
 @given(q=_rates, sigma=_sigmas, steps=_steps)
+@example(q=0.609375, sigma=0.6015625, steps=13250)  # epsilon 8528: relative precision runs out
 def test_bracket_is_ordered_and_below_rdp(q, sigma, steps):
     bounds = PldAccountant(tolerance=1e-2).compose(q, sigma, steps).get_epsilon_bounds(1e-5)
     assert 0 <= bounds.lower <= bounds.upper
-    # absolute tolerance, or relative where epsilon is huge and FFT rounding dominates
-    assert bounds.width <= 1e-2 + 1e-5 * bounds.upper
+    # absolute tolerance, or relative where epsilon is huge and FFT rounding dominates; in the
+    # thousands even that can be missed (documented), and the bracket then says so
+    if bounds.tolerance_met:
+        assert bounds.width <= 1e-2 + 1e-5 * bounds.upper
+    else:
+        assert bounds.upper > 1e3 and bounds.width <= 1e-4 * bounds.upper
     rdp = RdpAccountant().compose(q, sigma, steps).get_epsilon(1e-5)
     assert bounds.upper <= rdp * (1 + 1e-9) + 1e-12
 
