@@ -119,6 +119,7 @@ def calibrate_dpsgd_steps(
     if count == most:
         raise ValueError(
             f"more than MAX_STEPS={MAX_STEPS:g} {run.unit}s meet target_epsilon="
-            f"{target_epsilon!r} at delta={delta:g} with sampling={run.sampling!r}"
+            f"{target_epsilon!r} at delta={delta:g}, noise_multiplier={noise_multiplier!r:.60}, "
+            f"sample_size={sample_size}, batch_size={batch_size} with sampling={run.sampling!r}"
         )
     return run.with_count(count).steps

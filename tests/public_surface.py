@@ -199,6 +199,110 @@ def reference_conversions(rdp_values, orders, delta):
     )
 
 
+def dpsgd_run_epsilon(sample_size, batch_size, noise_multiplier, epochs, sampling,
+                      max_batch_size, accountant, delta):
+    """A run as its sampler's event (``dpsgd_run``), composed by a registered accountant."""
+    import accounting
+
+    run = accounting.dpsgd_run(sample_size, batch_size, noise_multiplier, epochs=epochs,
+                               sampling=sampling, max_batch_size=max_batch_size)
+    ledger = accounting.make_accountant(accountant, **run.accountant_options)
+    return ledger.compose(run.event).get_epsilon(delta), run.count, run.steps
+
+
+def sampler_events(dataset_size, sample_size, sample_rate, max_batch_size, noise_multiplier,
+                   sensitivities, probabilities, steps, selections):
+    """The samplers' events, built and read back from JSON."""
+    from accounting.events import (
+        Event,
+        Gaussian,
+        MixtureOfGaussians,
+        RandomAllocation,
+        SampledWithoutReplacement,
+        ShuffledEpoch,
+        TruncatedPoissonGaussian,
+    )
+
+    built = [
+        SampledWithoutReplacement(dataset_size, sample_size, Gaussian(noise_multiplier)),
+        TruncatedPoissonGaussian(dataset_size, sample_rate, max_batch_size, noise_multiplier),
+        MixtureOfGaussians(noise_multiplier, sensitivities, probabilities),
+        RandomAllocation(steps, Gaussian(noise_multiplier), selections),
+        ShuffledEpoch(steps, Gaussian(noise_multiplier)),
+    ]
+    return [Event.from_dict(json.loads(json.dumps(event.to_dict()))) == event
+            for event in built].count(True)
+
+
+def fixed_size_epsilon(accountant, dataset_size, sample_size, noise_multiplier, count, delta):
+    """Fixed-size batches under replace-one, by RDP or the certified PLD."""
+    import accounting
+    from accounting.events import Gaussian, SampledWithoutReplacement
+
+    ledger = accounting.make_accountant(accountant, neighboring="replace_one")
+    event = SampledWithoutReplacement(dataset_size, sample_size, Gaussian(noise_multiplier))
+    return ledger.compose(event, count).get_epsilon(delta)
+
+
+def mixture_pld(noise_multiplier, sensitivities, probabilities, count, delta, tolerance):
+    """A mixture-of-Gaussians step composed by the certified PLD."""
+    import accounting
+    from accounting.events import MixtureOfGaussians
+
+    event = MixtureOfGaussians(noise_multiplier, sensitivities, probabilities)
+    return tuple(accounting.PldAccountant(tolerance=tolerance).compose(event, count)
+                 .get_epsilon_bounds(delta))
+
+
+def truncated_pld(dataset_size, sample_rate, max_batch_size, noise_multiplier, count, delta):
+    """A truncated-Poisson step composed by the certified PLD."""
+    import accounting
+    from accounting.events import TruncatedPoissonGaussian
+
+    event = TruncatedPoissonGaussian(dataset_size, sample_rate, max_batch_size, noise_multiplier)
+    return tuple(accounting.PldAccountant(tolerance=1e-2).compose(event, count)
+                 .get_epsilon_bounds(delta))
+
+
+def shuffle_lower_bound(batches, noise_multiplier, epochs, delta):
+    """Chua et al.'s lower bound for shuffled epochs (its epsilon)."""
+    import accounting
+
+    return accounting.shuffle_lower_bound(batches, noise_multiplier, epochs, delta).epsilon
+
+
+def random_allocation_monte_carlo(steps, noise_multiplier, delta, epochs, samples):
+    """The Monte-Carlo estimate of random allocation (its estimate and interval)."""
+    import accounting
+
+    estimate = accounting.random_allocation_monte_carlo(steps, noise_multiplier, delta,
+                                                         epochs=epochs, samples=samples, seed=1)
+    return estimate.epsilon_estimate, estimate.epsilon_low, estimate.epsilon_high
+
+
+def privacy_statement(sample_size, batch_size, epochs, noise_multiplier, delta, sampling,
+                      max_examples_per_user, used_microbatching):
+    """The privacy statement: every figure it states (``None`` ones left out)."""
+    import accounting
+
+    statement = accounting.privacy_statement(
+        sample_size, batch_size, epochs, noise_multiplier, delta, sampling=sampling,
+        max_examples_per_user=max_examples_per_user, used_microbatching=used_microbatching,
+        user_level_pld=False,
+    )
+    assert statement.text
+    return [value for line in statement.lines for value in (line.epsilon, line.lower)
+            if value is not None]
+
+
+def group_privacy_epsilon(sample_rate, noise_multiplier, steps, group_size, delta):
+    """Group privacy of a Poisson run's RDP ledger."""
+    import accounting
+
+    ledger = accounting.RdpAccountant().compose(sample_rate, noise_multiplier, steps)
+    return accounting.group_privacy_epsilon(ledger, group_size, delta)
+
+
 def cli(command, **flags):
     """``dp-budget COMMAND --flag value ...``: ``(exit status, stdout, stderr)``."""
     from accounting.cli import main
@@ -268,6 +372,45 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "reference_hockey_stick_delta": {"q": 0.01, "sigma": 1.1, "epsilon": 0.5,
                                      "direction": "add"},
     "reference_conversions": {"rdp_values": [0.1, 0.2], "orders": [2, 4], "delta": 1e-5},
+    "dpsgd_run_epsilon": {"sample_size": 60000, "batch_size": 250, "noise_multiplier": 1.3,
+                          "epochs": 15, "sampling": "shuffle", "max_batch_size": None,
+                          "accountant": "rdp", "delta": 1e-5},
+    "sampler_events": {"dataset_size": 1000, "sample_size": 10, "sample_rate": 0.01,
+                       "max_batch_size": 20, "noise_multiplier": 1.1,
+                       "sensitivities": [0.0, 1.0], "probabilities": [0.9, 0.1], "steps": 100,
+                       "selections": 1},
+    "fixed_size_epsilon": {"accountant": "rdp", "dataset_size": 60000, "sample_size": 250,
+                           "noise_multiplier": 0.65, "count": 3600, "delta": 1e-5},
+    "mixture_pld": {"noise_multiplier": 1.3, "sensitivities": [0.0, 1.0, 2.0],
+                    "probabilities": [0.99, 0.0099, 0.0001], "count": 100, "delta": 1e-5,
+                    "tolerance": 1e-2},
+    "truncated_pld": {"dataset_size": 60000, "sample_rate": 250 / 60000, "max_batch_size": 300,
+                      "noise_multiplier": 1.3, "count": 100, "delta": 1e-5},
+    "shuffle_lower_bound": {"batches": 240, "noise_multiplier": 1.3, "epochs": 3,
+                            "delta": 1e-5},
+    "random_allocation_epsilon": {"steps": 100, "noise_multiplier": 1.0, "delta": 1e-3,
+                                  "epochs": 1, "selections": 1},
+    "random_allocation_rdp": {"steps": 100, "selections": 1, "noise_multiplier": 1.0,
+                              "orders": [2.0, 8.0]},
+    "rdp_sampled_without_replacement": {"sample_rate": 0.01, "noise_multiplier": 1.1,
+                                        "orders": [1.5, 2.0, 32.0]},
+    "random_allocation_monte_carlo": {"steps": 100, "noise_multiplier": 1.0, "delta": 1e-3,
+                                      "epochs": 1, "samples": 2000},
+    "privacy_statement": {"sample_size": 60000, "batch_size": 250, "epochs": 15,
+                          "noise_multiplier": 1.3, "delta": 1e-5, "sampling": "shuffle",
+                          "max_examples_per_user": 5, "used_microbatching": False},
+    "group_privacy_epsilon": {**_RUN, "group_size": 5, "delta": 1e-5},
+    "user_level_epsilon_bounds": {**_RUN, "delta": 1e-5, "max_examples_per_user": 3,
+                                  "tolerance": 1e-2},
+    "calibrate_dpsgd_noise_multiplier": {"target_epsilon": 8.0, "delta": 1e-5,
+                                         "sample_size": 60000, "batch_size": 250, "epochs": 15,
+                                         "sampling": "shuffle", "accountant": "rdp"},
+    "calibrate_dpsgd_steps": {"target_epsilon": 8.0, "delta": 1e-5, "sample_size": 60000,
+                              "batch_size": 250, "noise_multiplier": 4.0, "sampling": "shuffle",
+                              "accountant": "rdp"},
+    "cli_statement": {"command": "statement", "sample_size": 60000, "batch_size": 250,
+                      "epochs": 15, "noise_multiplier": 1.3, "delta": 1e-5,
+                      "sampling": "shuffle"},
     "cli_epsilon": {"command": "epsilon", "sample_size": 60000, "batch_size": 256,
                     "epochs": 1, "noise_multiplier": 1.1, "delta": 1e-5, "tolerance": 1e-2},
     "cli_delta": {"command": "delta", "sample_rate": 0.01, "steps": 1000,

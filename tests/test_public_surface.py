@@ -135,6 +135,11 @@ INVARIANTS = {
     # 0 only where no rate >= 2**-1022 meets the target (documented)
     "calibrate_sample_rate": lambda v: 0.0 <= v[0] <= 1.0,
     "calibrate_noise_multiplier": lambda v: v[0] > 0.0,
+    "calibrate_dpsgd_noise_multiplier": lambda v: v[0] > 0.0,
+    "mixture_pld": lambda v: 0.0 <= v[0] <= v[1],
+    "truncated_pld": lambda v: 0.0 <= v[0] <= v[1],
+    "user_level_epsilon_bounds": lambda v: 0.0 <= v[0] <= v[1],
+    "random_allocation_monte_carlo": lambda v: 0.0 <= v[1] <= v[0] <= v[2],
 }
 NON_NEGATIVE = {"rdp_accountant", "moments_accountant", "poisson_gaussian_rdp",
                 "gaussian_log_moments", "epsilon_from_rdp", "delta_from_rdp", "epsilon_grid",
@@ -142,7 +147,10 @@ NON_NEGATIVE = {"rdp_accountant", "moments_accountant", "poisson_gaussian_rdp",
                 "gaussian_epsilon", "gdp", "reference_rdp", "reference_log_moment",
                 "reference_hockey_stick_delta", "reference_conversions", "compose_event",
                 "make_accountant_options", "load_accountant", "calibrate",
-                "from_dp_event"}
+                "from_dp_event", "dpsgd_run_epsilon", "sampler_events", "fixed_size_epsilon",
+                "shuffle_lower_bound", "random_allocation_epsilon", "random_allocation_rdp",
+                "rdp_sampled_without_replacement", "privacy_statement",
+                "group_privacy_epsilon", "calibrate_dpsgd_steps"}
 
 
 def names_argument(message: str, name: str) -> bool:
@@ -168,7 +176,7 @@ def check_outcome(scenario: str, argument: str, value, outcome: Outcome) -> None
         )
         if outcome.status == 0:
             report = strict_json(outcome.stdout)
-            for row in report["results"]:
+            for row in report.get("results", report.get("lines", [])):
                 assert "error" in row or all(
                     not (isinstance(cell, float) and math.isnan(cell)) for cell in row.values()
                 ), f"{where}: {row}"
