@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 import accounting
 from accounting.events import (
     Gaussian,
-    MixtureOfGaussians,
     PoissonSampled,
     SelfComposed,
 )
@@ -32,17 +31,6 @@ from accounting.user_level import (
 
 N, B, SIGMA, EPOCHS, DELTA = 60000, 250, 1.3, 15, 1e-5
 Q, STEPS = B / N, 3600
-
-
-def _pld_composes_mixtures() -> bool:
-    step = MixtureOfGaussians(1.0, (0.0, 1.0, 2.0), (0.25, 0.5, 0.25))
-    return accounting.make_accountant("pld").supports(step)
-
-
-needs_mog_pld = pytest.mark.skipif(
-    not _pld_composes_mixtures(),
-    reason="the PLD accountant does not compose MixtureOfGaussians events in this checkout",
-)
 
 
 # ------------------------------------------------------------------ the mixture step
@@ -97,11 +85,10 @@ def test_user_level_bounds_reject_bad_arguments():
         user_level_epsilon_bounds(Q, SIGMA, 10, DELTA, 2, tolerance=0.0)
 
 
-def test_user_level_bounds_without_mixture_support_raise_unsupported():
-    if _pld_composes_mixtures():
-        pytest.skip("the PLD accountant composes mixtures here")
-    with pytest.raises(accounting.UnsupportedEventError, match="MixtureOfGaussians"):
-        user_level_epsilon_bounds(Q, SIGMA, STEPS, DELTA, 2)
+def test_the_user_level_step_is_refused_by_rdp_naming_the_pld():
+    # RDP has no bound for a general mixture: it refuses and names the accountant that has one
+    with pytest.raises(accounting.UnsupportedEventError, match=r"handle it: \['pld'\]"):
+        accounting.RdpAccountant().compose(user_level_step(Q, SIGMA, 2), STEPS)
 
 
 def _mog_one_step_epsilon(sigma: float, probabilities, delta: float) -> float:
@@ -151,7 +138,6 @@ def test_mixture_reference_for_one_example_is_the_poisson_step(rate, sigma):
     assert bounds.lower - 1e-9 <= exact <= bounds.upper + 1e-9
 
 
-@needs_mog_pld
 @pytest.mark.parametrize("rate, sigma, k", [(0.1, 1.0, 3), (0.02, 0.8, 5), (0.5, 2.0, 2)])
 def test_one_mixture_step_bracket_holds_the_exact_epsilon(rate, sigma, k):
     step = user_level_step(rate, sigma, k)
@@ -160,14 +146,12 @@ def test_one_mixture_step_bracket_holds_the_exact_epsilon(rate, sigma, k):
     assert bounds.lower - 1e-9 <= exact <= bounds.upper + 1e-9
 
 
-@needs_mog_pld
 def test_one_example_per_user_gives_the_poisson_bracket():
     theirs = accounting.make_accountant("pld").compose(PoissonSampled(Q, Gaussian(SIGMA)), STEPS)
     ours = user_level_epsilon_bounds(Q, SIGMA, STEPS, DELTA, 1)
     assert tuple(ours) == tuple(theirs.get_epsilon_bounds(DELTA))
 
 
-@needs_mog_pld
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(rate=st.sampled_from([1e-3, Q, 0.01, 0.05]), sigma=st.sampled_from([0.8, 1.3, 2.0]),
        steps=st.integers(1, 500), k=st.integers(1, 6))
