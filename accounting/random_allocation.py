@@ -67,6 +67,7 @@ from accounting._validation import (
     check_noise_multiplier,
     check_orders,
     check_positive_int,
+    count_as_float,
 )
 from accounting.rdp.conversions import epsilon_from_rdp
 from accounting.rdp.orders import DEFAULT_ORDERS
@@ -74,6 +75,7 @@ from accounting.rdp.orders import DEFAULT_ORDERS
 __all__ = [
     "MAX_ADD_NUMERIC_ORDER",
     "MAX_EXACT_ORDER",
+    "MAX_MONTE_CARLO_WORK",
     "MAX_STEPS",
     "MonteCarloEstimate",
     "random_allocation_epsilon",
@@ -88,6 +90,17 @@ MAX_EXACT_ORDER = 1024
 MAX_ADD_NUMERIC_ORDER = 128
 #: Largest number of steps accepted (floats represent every integer up to it).
 MAX_STEPS = 2**53
+#: Noise multipliers outside ``[1e-100, 1e100]`` get the Gaussian bound ``alpha / (2 sigma^2)``
+#: (still an upper bound): the amplified bounds square ``sigma`` and would leave the float range,
+#: and at both ends they would change nothing that matters (epsilons above ``1e190`` or below
+#: ``1e-90``).
+_SIGMA_RANGE = (1e-100, 1e100)
+#: Largest ``steps * samples * epochs`` of the Monte-Carlo estimate (its work is proportional).
+MAX_MONTE_CARLO_WORK = 10**8
+#: Largest ``steps`` and ``samples`` of the Monte-Carlo estimate: one sample's ``steps`` draws
+#: are held at once (8 MiB here), and the inversion scans all samples about 400 times.
+_MONTE_CARLO_MAX_STEPS = 2**20
+_MONTE_CARLO_MAX_SAMPLES = 1_000_000
 
 _U = float(np.finfo(float).eps)
 
@@ -192,8 +205,10 @@ def _add_log_moments_upper(steps: int, sigma: float, betas: np.ndarray) -> np.nd
 
 def _single_rdp(steps: int, sigma: float, orders: np.ndarray) -> np.ndarray:
     """Certified RDP (max of both directions) of one ``k = 1`` epoch of ``steps`` steps."""
-    gaussian = orders / (2.0 * sigma**2)
-    if steps == 1:
+    with np.errstate(over="ignore", under="ignore"):
+        # divided twice: sigma**2 leaves the float range for |log10 sigma| > 154 (inf is safe)
+        gaussian = orders / 2.0 / sigma / sigma
+    if steps == 1 or not _SIGMA_RANGE[0] <= sigma <= _SIGMA_RANGE[1]:
         return gaussian
     ints = np.ceil(orders).astype(np.int64)
     # remove direction: exact at ceil(alpha) up to MAX_EXACT_ORDER
@@ -236,7 +251,9 @@ def random_allocation_rdp(steps: int, selections: int, noise_multiplier: float,
         Noise standard deviation over the sensitivity, ``sigma > 0``.
     orders : array_like
         Rényi orders ``> 1``. Non-integer orders get the value at ``ceil(alpha)``; orders above
-        :data:`MAX_EXACT_ORDER` get ``alpha / (2 sigma^2)`` (the Gaussian's RDP, still a bound).
+        :data:`MAX_EXACT_ORDER` get ``alpha / (2 sigma^2)`` (the Gaussian's RDP, still a bound),
+        and so do all orders where ``sigma`` lies outside ``[1e-100, 1e100]`` (``inf`` where
+        ``alpha / (2 sigma^2)`` exceeds the float range).
 
     Returns
     -------
@@ -275,7 +292,10 @@ def random_allocation_epsilon(steps: int, noise_multiplier: float, delta: float,
         orders = DEFAULT_ORDERS[DEFAULT_ORDERS <= 256]
     orders = check_orders(orders)
     rdp = random_allocation_rdp(steps, selections, noise_multiplier, orders)
-    epsilon, _ = epsilon_from_rdp(float(epochs) * rdp, orders, delta)
+    with np.errstate(over="ignore"):
+        # epochs beyond the float range count as inf; an RDP of 0 stays 0 (not inf * 0 = NaN)
+        total = np.where(rdp > 0.0, count_as_float(epochs) * rdp, 0.0)
+    epsilon, _ = epsilon_from_rdp(total, orders, delta)
     return float(epsilon)
 
 
@@ -321,7 +341,12 @@ def _sample_losses(steps, sigma, epochs, samples, rng, direction) -> np.ndarray:
             x = sigma * rng.standard_normal((n, steps))
             if direction == "remove":
                 x[:, 0] += 1.0  # x ~ P; by symmetry the record sits in the first step
-            log_r = _scipy.special.logsumexp((x - 0.5) * inv, axis=1) - math.log(steps)
+            log_y = (x - 0.5) * inv
+            if steps == 1:
+                log_r = log_y[:, 0]
+            else:  # a plain row-wise logsumexp (the terms are finite): scipy's costs 3x more
+                top = log_y.max(axis=1)
+                log_r = top + np.log(np.exp(log_y - top[:, None]).sum(axis=1)) - math.log(steps)
             acc += log_r if direction == "remove" else -log_r
         total[start:start + n] = acc
     return total
@@ -367,28 +392,36 @@ def random_allocation_monte_carlo(steps: int, noise_multiplier: float, delta: fl
     Parameters
     ----------
     steps : int
-        Steps per epoch, ``t >= 1`` (``t * samples * epochs <= 1e10``).
-    noise_multiplier, delta, epochs
+        Steps per epoch, ``t`` in ``[1, 2**20]`` (and ``t * samples * epochs <=
+        MAX_MONTE_CARLO_WORK = 1e8``).
+    noise_multiplier : float
+        Noise multiplier in ``[1e-100, 1e100]`` (the sampled losses scale as ``sigma^-2``).
+    delta, epochs
         As for :func:`random_allocation_epsilon`.
     samples : int
-        Samples per direction, in ``[2, 4_000_000]`` (memory is ``8 * samples`` bytes plus a
+        Samples per direction, in ``[2, 1_000_000]`` (memory is ``8 * samples`` bytes plus a
         chunk of about 8 MiB).
     seed : int or numpy.random.Generator, optional
         Randomness.
     confidence : float
         Two-sided confidence level in ``(0, 1)`` of the interval.
     """
-    steps = check_positive_int(steps, "steps")
+    steps = check_positive_int(steps, "steps", _MONTE_CARLO_MAX_STEPS)
     sigma = check_noise_multiplier(noise_multiplier, scalar=True)
+    if not _SIGMA_RANGE[0] <= sigma <= _SIGMA_RANGE[1]:
+        raise ValueError("noise_multiplier must lie in [1e-100, 1e100] for the Monte-Carlo "
+                         f"estimate (its losses scale as sigma^-2), got {noise_multiplier!r}")
     delta = check_delta(delta)
-    epochs = check_positive_int(epochs, "epochs")
-    samples = check_positive_int(samples, "samples", 4_000_000)
+    epochs = check_positive_int(epochs, "epochs", MAX_MONTE_CARLO_WORK)
+    samples = check_positive_int(samples, "samples", _MONTE_CARLO_MAX_SAMPLES)
     if samples < 2:
-        raise ValueError(f"samples must be a whole number in [2, 4000000], got {samples!r}")
+        raise ValueError(f"samples must be a whole number in [2, {_MONTE_CARLO_MAX_SAMPLES}], "
+                         f"got {samples!r}")
     confidence = check_delta(confidence, "confidence")
-    if float(steps) * samples * epochs > 1e10:
-        raise ValueError("steps * samples * epochs must be <= 1e10 (the work is proportional "
-                         f"to it), got {steps} * {samples} * {epochs}")
+    if steps * samples * epochs > MAX_MONTE_CARLO_WORK:  # exact: Python ints
+        raise ValueError(f"steps * samples * epochs must be <= {MAX_MONTE_CARLO_WORK:.0e} "
+                         f"(MAX_MONTE_CARLO_WORK: the work is proportional to it), got "
+                         f"{steps} * {samples} * {epochs}")
     rng = np.random.default_rng(seed)
     z = float(_scipy.special.ndtri(0.5 + confidence / 2.0))
     best = None

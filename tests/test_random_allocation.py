@@ -151,8 +151,42 @@ def test_bad_arguments(kwargs, match):
 def test_monte_carlo_refuses_unbounded_work():
     with pytest.raises(ValueError, match="samples"):
         random_allocation_monte_carlo(10, 1.0, 1e-3, samples=10**9)
-    with pytest.raises(ValueError, match="1e10"):
-        random_allocation_monte_carlo(10**6, 1.0, 1e-3, samples=10**6, epochs=100)
+    with pytest.raises(ValueError, match="MAX_MONTE_CARLO_WORK"):
+        random_allocation_monte_carlo(10**4, 1.0, 1e-3, samples=10**6, epochs=100)
+    # integers beyond the float range are refused by name, not by an OverflowError
+    for name in ("steps", "epochs"):
+        with pytest.raises(ValueError, match=name):
+            random_allocation_monte_carlo(**{"steps": 10, "noise_multiplier": 1.0,
+                                             "delta": 1e-3, name: 10**400})
+    with pytest.raises(ValueError, match="steps"):  # one row of draws is held at once
+        random_allocation_monte_carlo(2**20 + 1, 1.0, 1e-3, samples=2)
+
+
+@pytest.mark.parametrize("sigma", [1e-300, 1e-160, 1e160, 1e300])
+def test_monte_carlo_refuses_noise_beyond_its_range(sigma):
+    with pytest.raises(ValueError, match=r"noise_multiplier must lie in \[1e-100, 1e100\]"):
+        random_allocation_monte_carlo(10, sigma, 1e-3, samples=100, seed=1)
+
+
+@pytest.mark.parametrize("sigma", [1e-300, 1e-160, 1e-120, 1e120, 1e160, 1e300])
+def test_extreme_noise_gets_the_gaussian_bound(sigma):
+    """Beyond [1e-100, 1e100] the bound is alpha / (2 sigma^2), evaluated without overflow:
+    inf where it exceeds the float range, never a ZeroDivisionError or OverflowError."""
+    orders = np.array([2.0, 8.0, 300.0])
+    rdp = random_allocation_rdp(100, 1, sigma, orders)
+    exact = [float(mpmath.mpf(a) / (2 * mpmath.mpf(sigma) ** 2)) for a in orders]
+    assert rdp.tolist() == pytest.approx(exact, rel=1e-12)
+    epsilon = random_allocation_epsilon(100, sigma, 1e-5)
+    if sigma < 1.0:  # at least the Gaussian's privacy loss at its mean, 1 / (2 sigma^2)
+        assert epsilon >= float(1 / (2 * mpmath.mpf(sigma) ** 2))
+    else:
+        assert 0.0 <= epsilon <= 1e-100
+
+
+def test_epochs_beyond_the_float_range():
+    """10**400 epochs: inf where each epoch spends something, 0 where none does (no NaN)."""
+    assert random_allocation_epsilon(100, 1.0, 1e-5, epochs=10**400) == math.inf
+    assert random_allocation_epsilon(100, 1e300, 1e-5, epochs=10**400) == 0.0
 
 
 def test_huge_orders_fall_back_to_a_bound():
