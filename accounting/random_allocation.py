@@ -292,7 +292,7 @@ def random_allocation_epsilon(steps: int, noise_multiplier: float, delta: float,
         orders = DEFAULT_ORDERS[DEFAULT_ORDERS <= 256]
     orders = check_orders(orders)
     rdp = random_allocation_rdp(steps, selections, noise_multiplier, orders)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         # epochs beyond the float range count as inf; an RDP of 0 stays 0 (not inf * 0 = NaN)
         total = np.where(rdp > 0.0, count_as_float(epochs) * rdp, 0.0)
     epsilon, _ = epsilon_from_rdp(total, orders, delta)

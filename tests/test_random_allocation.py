@@ -168,6 +168,7 @@ def test_monte_carlo_refuses_noise_beyond_its_range(sigma):
         random_allocation_monte_carlo(10, sigma, 1e-3, samples=100, seed=1)
 
 
+@pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("sigma", [1e-300, 1e-160, 1e-120, 1e120, 1e160, 1e300])
 def test_extreme_noise_gets_the_gaussian_bound(sigma):
     """Beyond [1e-100, 1e100] the bound is alpha / (2 sigma^2), evaluated without overflow:
@@ -183,6 +184,7 @@ def test_extreme_noise_gets_the_gaussian_bound(sigma):
         assert 0.0 <= epsilon <= 1e-100
 
 
+@pytest.mark.filterwarnings("error")
 def test_epochs_beyond_the_float_range():
     """10**400 epochs: inf where each epoch spends something, 0 where none does (no NaN)."""
     assert random_allocation_epsilon(100, 1.0, 1e-5, epochs=10**400) == math.inf
