@@ -87,7 +87,9 @@ def _log_bin_masses(caps: np.ndarray, mean: float, sigma: float, batches: int) -
 
 def _loss_pmf(log_first: np.ndarray, log_second: np.ndarray, step: float):
     """Masses of the first distribution (rounded down) on losses rounded down to the grid."""
-    keep = np.isfinite(log_first)
+    # bins where the second mass underflows (infinite loss, tiny noise) are dropped: leaving
+    # out mass of the first distribution can only lower the divergence
+    keep = np.isfinite(log_first) & np.isfinite(log_second)
     log_p = log_first[keep] + math.log1p(-_MASS_MARGIN)
     log_q = log_second[keep] + math.log1p(_MASS_MARGIN)
     loss = log_p - log_q
@@ -98,15 +100,22 @@ def _loss_pmf(log_first: np.ndarray, log_second: np.ndarray, step: float):
     return pmf, offset
 
 
-def _compose(pmf: np.ndarray, epochs: int) -> tuple[np.ndarray, float]:
+def _grid_too_large(points: int, sigma: float, epochs: int, step: float) -> ValueError:
+    """The refusal of a loss grid beyond ``MAX_SHUFFLE_GRID``, naming what sizes it."""
+    return ValueError(
+        f"the loss grid would need about {points} points for noise_multiplier={sigma!r}, "
+        f"epochs={epochs} and discretization={step!r}, more than MAX_SHUFFLE_GRID = "
+        f"{MAX_SHUFFLE_GRID} (it grows as epochs / (discretization * noise_multiplier^2)): use "
+        "a coarser discretization, fewer epochs or a larger noise_multiplier"
+    )
+
+
+def _compose(pmf: np.ndarray, epochs: int, sigma: float, step: float) -> tuple[np.ndarray, float]:
     """``pmf`` convolved with itself ``epochs`` times (FFT power), clipped at 0, and the
     2-norm bound on its rounding error."""
     length = epochs * (pmf.shape[0] - 1) + 1
     if length > MAX_SHUFFLE_GRID:
-        raise ValueError(
-            f"the composed loss grid would have {length} points, more than MAX_SHUFFLE_GRID = "
-            f"{MAX_SHUFFLE_GRID}: use fewer epochs or a coarser discretization"
-        )
+        raise _grid_too_large(length, sigma, epochs, step)
     if epochs == 1:
         return pmf, 0.0
     fft = _scipy.fft
@@ -157,13 +166,15 @@ def shuffle_lower_bound(batches: int, noise_multiplier: float, epochs: int, delt
         Batches per epoch, ``t >= 1`` (``t = 1``: the Gaussian mechanism, the bound is then its
         exact epsilon up to the discretization).
     noise_multiplier : float
-        ``sigma > 0``.
+        ``sigma`` in ``[1e-100, 1e100]`` (the losses scale as ``sigma^-2``).
     epochs : int
-        Epochs, ``>= 1``, each with a fresh shuffle.
+        Epochs, in ``[1, MAX_SHUFFLE_GRID]``, each with a fresh shuffle.
     delta : float
         Target delta in ``(0, 1)``.
     discretization : float, optional
-        Loss grid step; default ``min(1e-3, 0.02 / epochs)``.
+        Loss grid step; default ``min(1e-3, 0.02 / epochs)``, coarsened where the grid would
+        exceed :data:`MAX_SHUFFLE_GRID` points (a coarser grid still gives a lower bound, lower
+        by at most ``epochs`` steps). A given step whose grid does not fit is refused.
 
     Returns
     -------
@@ -171,32 +182,34 @@ def shuffle_lower_bound(batches: int, noise_multiplier: float, epochs: int, delt
     """
     batches = check_positive_int(batches, "batches", 2**53)
     sigma = check_noise_multiplier(noise_multiplier, scalar=True)
-    epochs = check_positive_int(epochs, "epochs")
+    if not 1e-100 <= sigma <= 1e100:
+        raise ValueError("noise_multiplier must lie in [1e-100, 1e100] (the losses scale as "
+                         f"sigma^-2), got {noise_multiplier!r}")
+    # at least two grid points per epoch must fit
+    epochs = check_positive_int(epochs, "epochs", MAX_SHUFFLE_GRID // 2)
     delta = check_delta(delta)
-    if discretization is None:
-        discretization = min(1e-3, 0.02 / epochs)
-    step = check_noise_multiplier(discretization, "discretization", scalar=True)
     special = _scipy.special
     # caps covering all but ~e^-60 of each tail; the tails stay as two bins
     log_tail = -60.0
     low = sigma * float(special.ndtri(math.exp(log_tail / batches))) - 1.0
     high = 2.0 + sigma * float(-special.ndtri(-math.expm1(math.log1p(-math.exp(log_tail))
                                                              / batches)))
-    width = step * sigma**2
+    if discretization is None:
+        # the loss spans about (high - low) / sigma^2: keep its grid within the budget
+        fit = 2.0 * (high - low) / sigma / sigma / (MAX_SHUFFLE_GRID // epochs - 1)
+        discretization = max(min(1e-3, 0.02 / epochs), fit)
+    step = check_noise_multiplier(discretization, "discretization", scalar=True)
+    width = step * sigma * sigma
     count = int(math.ceil((high - low) / width)) + 1
     if count * epochs > MAX_SHUFFLE_GRID:
-        raise ValueError(
-            f"the loss grid would need about {count * epochs} points, more than "
-            f"MAX_SHUFFLE_GRID = {MAX_SHUFFLE_GRID}: use a coarser discretization or fewer "
-            "epochs"
-        )
+        raise _grid_too_large(count * epochs, sigma, epochs, step)
     caps = low + width * np.arange(count)
     log_p = _log_bin_masses(caps, 2.0, sigma, batches)
     log_q = _log_bin_masses(caps, 1.0, sigma, batches)
     results = []
     for first, second in ((log_p, log_q), (log_q, log_p)):
         pmf, offset = _loss_pmf(first, second, step)
-        composed, error = _compose(pmf, epochs)
+        composed, error = _compose(pmf, epochs, sigma, step)
         results.append(_epsilon_lower(composed, epochs * offset, step, error, delta))
     return ShuffleLowerBound(max(results), results[0], results[1], step)
 

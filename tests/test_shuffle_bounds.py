@@ -52,3 +52,49 @@ def test_bad_arguments_and_capped_work():
         shuffle_lower_bound(10, 1.0, 10**6, 1e-5, discretization=1e-3)
     with pytest.raises(ValueError, match="epochs"):
         shuffle_upper_bound(1.0, 0, 1e-5)
+
+
+def _gaussian_epsilon_mpmath(mu, delta) -> float:
+    """Exact epsilon of the Gaussian mechanism at ``mu = 1 / sigma`` (Balle & Wang 2018,
+    Theorem 8), by bisection at 60 digits."""
+    import mpmath
+
+    with mpmath.workdps(60):
+        mu, delta = mpmath.mpf(mu), mpmath.mpf(delta)
+
+        def excess(eps):
+            return (mpmath.ncdf(mu / 2 - eps / mu)
+                    - mpmath.exp(eps) * mpmath.ncdf(-mu / 2 - eps / mu) - delta)
+
+        lo, hi = mpmath.mpf(0), mu**2 + 100 * mu
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
+        return float(lo)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("sigma", [1e-6, 1e-3, 0.05])
+def test_small_noise_coarsens_the_default_grid(sigma):
+    """Where the default grid would exceed MAX_SHUFFLE_GRID, it is coarsened: still a lower
+    bound on the Gaussian's exact epsilon (one batch), within the epoch's grid step."""
+    bound = shuffle_lower_bound(1, sigma, 1, 1e-5)
+    exact = _gaussian_epsilon_mpmath(1 / sigma, 1e-5)
+    assert bound.epsilon <= exact
+    assert bound.epsilon >= exact - 2 * bound.discretization - 1e-9 * exact
+
+
+@pytest.mark.parametrize("kwargs,names", [
+    (dict(noise_multiplier=1e-300), ["noise_multiplier"]),
+    (dict(noise_multiplier=1e-160), ["noise_multiplier"]),
+    (dict(noise_multiplier=1e160), ["noise_multiplier"]),
+    (dict(epochs=10**400), ["epochs"]),
+    (dict(noise_multiplier=1e-6, discretization=1e-3),
+     ["noise_multiplier", "discretization", "epochs"]),
+])
+def test_out_of_range_arguments_are_named(kwargs, names):
+    """No ZeroDivisionError / OverflowError: a ValueError naming what is out of range."""
+    with pytest.raises(ValueError) as error:
+        shuffle_lower_bound(**{"batches": 240, "noise_multiplier": 1.3, "epochs": 3,
+                               "delta": 1e-5, **kwargs})
+    assert all(name in str(error.value) for name in names), str(error.value)
