@@ -59,9 +59,12 @@ def calibrate_dpsgd_noise_multiplier(
     tolerance = check_positive(tolerance, "tolerance")
     run = dpsgd_run(sample_size, batch_size, 1.0, epochs=epochs, steps=steps,
                     sampling=sampling, max_batch_size=max_batch_size)
+    # the run's own arguments are named: they, not the target, make it empty or out of reach
+    shape = (f"sample_size={_short(sample_size)}, batch_size={_short(batch_size)}, "
+             f"epochs={_short(epochs)}, steps={_short(steps)}")
     if run.count == 0:
-        raise ValueError("the run has no step: no privacy is spent and any noise multiplier "
-                         "meets the target")
+        raise ValueError(f"the run ({shape}) has no step: no privacy is spent and any noise "
+                         "multiplier meets the target")
     bounds = (_power_of_two_at_or_below(MIN_NOISE_MULTIPLIER),
               _power_of_two_at_or_above(float(MAX_NOISE_MULTIPLIER)))
     try:
@@ -74,8 +77,15 @@ def calibrate_dpsgd_noise_multiplier(
         raise ValueError(
             f"target_epsilon={target_epsilon!r} is out of reach at delta={delta:g} with "
             f"sampling={run.sampling!r}: even noise_multiplier={error.parameter:g} spends "
-            f"epsilon {error.epsilon:.6g} with the {accountant!r} accountant"
+            f"epsilon {error.epsilon:.6g} with the {accountant!r} accountant over the run "
+            f"({shape})"
         ) from None
+
+
+def _short(value) -> str:
+    """``repr`` cut short, so that a huge integer does not flood a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def calibrate_dpsgd_steps(

@@ -264,3 +264,13 @@ def test_cli_statement_argument_errors_exit_2(capsys):
               "--noise-multiplier", "1", "--delta", "2"])
     assert info.value.code == 2
     assert "delta must lie in the open interval (0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("epochs", [0, 10**30, 1e300])
+def test_calibration_refusals_name_the_run(epochs):
+    """A run of no step, or one no noise can make private enough, is refused naming the
+    run's arguments (epochs here), not only the target."""
+    with pytest.raises(ValueError, match=r"epochs=") as error:
+        calibrate_dpsgd_noise_multiplier(8.0, 1e-5, 60000, 250, epochs=epochs,
+                                         sampling="shuffle")
+    assert "sample_size=60000" in str(error.value) and len(str(error.value)) < 600
