@@ -9,11 +9,10 @@
 #       .venv-tf  (current TensorFlow + Keras 3, no tensorflow-privacy) and
 #       .venv-tfp (TF 2.15.1 + Keras 2 + tensorflow-privacy 0.9.0, requirements/tf-privacy-cpu.txt)
 #   make test-integrations - the Opacus accountants (accounting.integrations.opacus), the
-#       dp_accounting cross-check, the verification kit run on both peers, and the samplers'
+#       dp_accounting cross-check and the verification kit run on both peers, in
+#       .venv-integrations (CPU torch 2.13, Opacus 1.6, dp-accounting 0.6); then the samplers'
 #       cross-checks (tests/test_peers_*.py: dp_accounting's fixed-size, truncated and mixture
-#       events, random-allocation and pld-accounting), in a venv of their own,
-#       .venv-integrations (CPU torch 2.13, Opacus 1.6, dp-accounting 0.6, random-allocation
-#       1.0.5, pld-accounting 2.0)
+#       events, random-allocation 1.0.5 and pld-accounting 2.0) in .venv-sampler-peers
 PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
@@ -22,6 +21,7 @@ TF_VENV ?= .venv-tf
 TFP_VENV ?= .venv-tfp
 BENCH_VENV ?= .venv-bench
 INTEGRATIONS_VENV ?= .venv-integrations
+SAMPLER_PEERS_VENV ?= .venv-sampler-peers
 # torch for Opacus: the CPU build only (a plain torch==2.13.0 from PyPI pulls CUDA wheels).
 TORCH_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
 
@@ -88,13 +88,22 @@ test-tensorflow: $(TF_VENV)/.installed-tf $(TFP_VENV)/.installed-tfp
 $(INTEGRATIONS_VENV)/.installed-integrations: pyproject.toml
 	$(PYTHON) -m venv $(INTEGRATIONS_VENV)
 	$(INTEGRATIONS_VENV)/bin/python -m pip install -q --no-deps 'torch==2.13.0+cpu' $(TORCH_PIP_ARGS)
-	$(INTEGRATIONS_VENV)/bin/python -m pip install -q -e '.[test,opacus]' 'dp-accounting==0.6.*' \
+	$(INTEGRATIONS_VENV)/bin/python -m pip install -q -e '.[test,opacus]' 'dp-accounting==0.6.*'
+	touch $@
+
+# The samplers' peers in a venv of their own: random-allocation and pld-accounting need numba,
+# which pins an older NumPy than the integrations venv's (dp_accounting's results differ with it).
+$(SAMPLER_PEERS_VENV)/.installed-sampler-peers: pyproject.toml
+	$(PYTHON) -m venv $(SAMPLER_PEERS_VENV)
+	$(SAMPLER_PEERS_VENV)/bin/python -m pip install -q -e '.[test]' 'dp-accounting==0.6.*' \
 		'random-allocation==1.0.5' 'pld-accounting==2.0' pandas
 	touch $@
 
-test-integrations: $(INTEGRATIONS_VENV)/.installed-integrations
+test-integrations: $(INTEGRATIONS_VENV)/.installed-integrations \
+		$(SAMPLER_PEERS_VENV)/.installed-sampler-peers
 	$(INTEGRATIONS_VENV)/bin/python -m pytest -q tests/test_integration_opacus.py \
-		tests/test_integration_dp_accounting.py tests/test_testing_peers.py tests/test_peers_*.py
+		tests/test_integration_dp_accounting.py tests/test_testing_peers.py
+	$(SAMPLER_PEERS_VENV)/bin/python -m pytest -q tests/test_peers_*.py
 
 clean:
-	rm -rf $(VENV) $(TF_VENV) $(TFP_VENV) $(BENCH_VENV) $(INTEGRATIONS_VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info
+	rm -rf $(VENV) $(TF_VENV) $(TFP_VENV) $(BENCH_VENV) $(INTEGRATIONS_VENV) $(SAMPLER_PEERS_VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info
