@@ -161,7 +161,8 @@ def dpsgd_sample_rate_and_steps(sample_size: int, batch_size: int, epochs: float
 
 def _sample_rate_and_steps(sample_size, batch_size, epochs, epochs_name: str):
     """:func:`dpsgd_sample_rate_and_steps`, naming the epochs argument as the caller does."""
-    sample_size = check_positive_int(sample_size, "sample_size")
+    # floats hold every record count up to 2**53; beyond it q = batch / n would overflow
+    sample_size = check_positive_int(sample_size, "sample_size", 2**53)
     batch_size = check_positive_int(batch_size, "batch_size")
     if batch_size > sample_size:
         raise ValueError(

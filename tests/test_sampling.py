@@ -274,3 +274,11 @@ def test_calibration_refusals_name_the_run(epochs):
         calibrate_dpsgd_noise_multiplier(8.0, 1e-5, 60000, 250, epochs=epochs,
                                          sampling="shuffle")
     assert "sample_size=60000" in str(error.value) and len(str(error.value)) < 600
+
+
+def test_sample_size_beyond_the_float_range_is_refused_by_name():
+    """10**400 records: a ValueError naming sample_size, not an OverflowError from q = b / n."""
+    with pytest.raises(ValueError, match=r"sample_size must be a whole number in \[1, "):
+        calibrate_dpsgd_noise_multiplier(8.0, 1e-5, 10**400, 250, epochs=1, sampling="shuffle")
+    with pytest.raises(ValueError, match="sample_size"):
+        accounting.dpsgd_run(10**400, 250, 1.0, epochs=1)
