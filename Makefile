@@ -1,5 +1,6 @@
 # Two entry points that work on a fresh machine with only Python 3.11 and pip:
-#   make demo   - budget planner on the TF Privacy tutorial example
+#   make demo   - budget planner on the TF Privacy tutorial example, and its privacy statement
+#                 had it been trained on shuffled batches (users with up to 5 examples)
 #   make test   - the test suite (executes the notebooks too)
 #   make test-surface - a larger adversarial sweep of the public surface (bounded time/memory)
 #   make notebooks - execute notebooks/*.ipynb, figures to notebooks/figures/
@@ -40,6 +41,8 @@ demo: $(VENV)/.installed-test
 		--noise-multiplier 1.1 --delta 1e-5
 	$(VENV)/bin/dp-budget noise --sample-size 60000 --batch-size 256 --epochs 60 \
 		--epsilon 3 --delta 1e-5
+	$(VENV)/bin/dp-budget statement --sample-size 60000 --batch-size 256 --epochs 60 \
+		--noise-multiplier 1.1 --delta 1e-5 --sampling shuffle --max-examples-per-user 5
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check accounting dpsgd_kernels tests benchmarks
