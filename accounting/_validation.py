@@ -162,7 +162,7 @@ def check_positive_int(value, name: str, maximum: int | None = None) -> int:
     """Return ``value`` as int after checking it is an integer >= 1 (and <= ``maximum``)."""
     number = check_steps(value, name, minimum=1)
     if maximum is not None and number > maximum:
-        raise ValueError(f"{name} must be a whole number in [1, {maximum}], got {value!r}")
+        raise ValueError(f"{name} must be a whole number in [1, {maximum}], got {_short(value)}")
     return number
 
 

@@ -270,6 +270,9 @@ def _check_numbers(values, name: str) -> tuple[float, ...]:
     return tuple(out)
 
 
+#: Largest data set a sampling event describes (2**53: sizes stay exact as floats).
+MAX_DATASET_SIZE = 2**53
+
 #: Most components a mixture event may hold (bounds the work of one step's privacy loss).
 _MAX_MIXTURE_COMPONENTS = 4096
 
@@ -303,8 +306,8 @@ class SampledWithoutReplacement(Event):
     event: Event
 
     def __post_init__(self):
-        object.__setattr__(self, "dataset_size", check_positive_int(self.dataset_size,
-                                                                    "dataset_size"))
+        object.__setattr__(self, "dataset_size", check_positive_int(
+            self.dataset_size, "dataset_size", MAX_DATASET_SIZE))
         size = check_steps(self.sample_size, "sample_size")
         if size > self.dataset_size:
             raise ValueError(f"sample_size must be a whole number in [0, dataset_size="
@@ -347,8 +350,8 @@ class TruncatedPoissonGaussian(Event):
     noise_multiplier: float
 
     def __post_init__(self):
-        object.__setattr__(self, "dataset_size", check_positive_int(self.dataset_size,
-                                                                    "dataset_size"))
+        object.__setattr__(self, "dataset_size", check_positive_int(
+            self.dataset_size, "dataset_size", MAX_DATASET_SIZE))
         object.__setattr__(self, "sample_rate", check_sample_rate(self.sample_rate, scalar=True))
         object.__setattr__(self, "max_batch_size", check_steps(self.max_batch_size,
                                                                "max_batch_size"))

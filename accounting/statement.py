@@ -560,6 +560,14 @@ def _group_label(description: str) -> str:
     return f"{description}: group privacy (Vadhan 2017, Lemma 2.2)"
 
 
+def _count_text(value) -> str:
+    """A count for the text: ``%g`` for floats, ints in full up to 20 digits, else ``~1e400``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+        return text if len(text) <= 20 else f"~1e{len(text) - 1}"
+    return f"{value:g}"
+
+
 def _render(statement: PrivacyStatement) -> str:
     """The text of ``statement``."""
     n, b = statement.sample_size, statement.batch_size
@@ -570,7 +578,8 @@ def _render(statement: PrivacyStatement) -> str:
              is None else f"at most {statement.max_examples_per_user} examples per user")
     opening = (
         f"DP-SGD over {n} examples with {b} examples per step, noise multiplier "
-        f"{statement.noise_multiplier:g}, for {statement.epochs:g} epochs ({statement.steps} "
+        f"{statement.noise_multiplier:g}, for {_count_text(statement.epochs)} epochs "
+        f"({_count_text(statement.steps)} "
         f"steps), {'with' if statement.used_microbatching else 'without'} microbatching, and "
         f"{users}. Batches: {sampler}."
     )

@@ -282,3 +282,20 @@ def test_sample_size_beyond_the_float_range_is_refused_by_name():
         calibrate_dpsgd_noise_multiplier(8.0, 1e-5, 10**400, 250, epochs=1, sampling="shuffle")
     with pytest.raises(ValueError, match="sample_size"):
         accounting.dpsgd_run(10**400, 250, 1.0, epochs=1)
+
+
+def test_extreme_inputs_of_the_samplers_answer_or_name_the_argument():
+    """Regressions from the public-surface sweep: bounded answers, or errors naming the
+    argument, never an OverflowError, ZeroDivisionError or math domain error."""
+    statement = accounting.privacy_statement(N, B, 10**400, SIGMA, DELTA, sampling="shuffle")
+    assert "~1e400 epochs" in statement.text
+    with pytest.raises(ValueError, match=r"dataset_size must be a whole number in \[1, "
+                                          r"9007199254740992\], got 1000000000000000000000"):
+        TruncatedPoissonGaussian(10**400, 0.01, 300, SIGMA)
+    # below 1e-150 the series' 1 / (2 sigma^2) overflows: the Gaussian cap, inf, is the bound
+    rdp = accounting.rdp_sampled_without_replacement(0.01, 1e-300, [1.5, 2.0, 32.0])
+    assert np.all(np.isinf(rdp))
+    # a zero-sensitivity weight that rounds to 1
+    lower, upper, _ = accounting.user_level_epsilon_bounds(1e-160, 1.1, 1000, DELTA, 3,
+                                                           tolerance=1e-2)
+    assert 0.0 <= lower <= upper <= 1e-6  # a user is in some batch with probability ~3e-157

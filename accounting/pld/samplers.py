@@ -209,7 +209,10 @@ class GaussianMixturePair:
         log_p = log_weights[positive]
         with np.errstate(over="ignore", divide="ignore"):
             gap = level + np.log1p(-np.exp(log_zero - level)) if weight_zero > 0 else level
-            log_rest = math.log1p(-weight_zero) if weight_zero > 0 else 0.0
+            # a zero-sensitivity weight that rounds to 1 leaves log(1 - p_0) = -inf: the low end
+            # of the bracket is then -inf (still a bracket)
+            log_rest = (math.log1p(-weight_zero) if 0 < weight_zero < 1
+                        else (-math.inf if weight_zero >= 1 else 0.0))
         low = np.empty(level.shape)
         high = np.empty(level.shape)
         rows = max(1, _BLOCK // b.size)

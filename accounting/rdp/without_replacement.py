@@ -110,9 +110,14 @@ def rdp_sampled_without_replacement(sample_rate, noise_multiplier, orders) -> np
         gaussian = alphas / (2.0 * sigma * sigma)
         if q == 0.0:
             return np.zeros(alphas.shape)
-        if q == 1.0:
+        if q == 1.0 or sigma < _SMALLEST_SERIES_SIGMA:
+            # below it the series' 1 / (2 sigma^2) overflows; the cap is a valid bound (inf)
             return gaussian
         return np.minimum(_wor_rdp(q, sigma, alphas), gaussian)
+
+
+#: Smallest noise multiplier the series is evaluated at (``1 / (2 sigma^2)`` stays finite).
+_SMALLEST_SERIES_SIGMA = 1e-150
 
 
 def _wor_rdp(q: float, sigma: float, alphas: np.ndarray) -> np.ndarray:
