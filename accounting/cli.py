@@ -233,7 +233,7 @@ def _sampled_run(args, noise_multiplier: float, **length) -> DpsgdRun:
                      max_batch_size=args.max_batch_size, **length)
 
 
-def _evaluate_sampled(args, run: dict, accountant: str, row: dict, ledger_options: dict):
+def _evaluate_sampled(args, run: dict, accountant: str, row: dict) -> dict:
     """A row for a sampler other than Poisson: the run's event (:func:`accounting.dpsgd_run`)
     with an accountant for its neighbouring relation."""
     length = {"epochs": args.epochs} if getattr(args, "epochs", None) is not None else {
@@ -263,8 +263,12 @@ def _evaluate_sampled(args, run: dict, accountant: str, row: dict, ledger_option
         return row
     sampled = _sampled_run(args, args.noise_multiplier, **length)
     ledger = make_accountant(accountant, args.conversion, pld_tolerance=args.tolerance,
-                             **sampled.accountant_options, **ledger_options)
-    ledger.compose(sampled.event)
+                             **sampled.accountant_options)
+    return _query(args, ledger.compose(sampled.event), row)
+
+
+def _query(args, ledger, row: dict) -> dict:
+    """The epsilon or delta row of a ledger with the run composed."""
     if isinstance(ledger, TightAccountant):
         return _evaluate_bounds(args, ledger, row)
     if args.command == "epsilon" and ledger.order_label:
@@ -296,17 +300,9 @@ def _evaluate(args, run: dict, accountant: str) -> dict:
     ledger = make_accountant(accountant, args.conversion, pld_tolerance=args.tolerance)
     row = {"accountant": accountant, "conversion": ledger.conversion_label}
     if run.get("sampling", "poisson") != "poisson":
-        return _evaluate_sampled(args, run, accountant, row, {})
+        return _evaluate_sampled(args, run, accountant, row)
     if args.command in ("epsilon", "delta"):
-        ledger.compose(run["sample_rate"], args.noise_multiplier, run["steps"])
-        if isinstance(ledger, TightAccountant):
-            return _evaluate_bounds(args, ledger, row)
-        if args.command == "epsilon" and ledger.order_label:
-            row["epsilon"], row[ledger.order_label] = ledger.get_epsilon_and_order(args.delta)
-        elif args.command == "epsilon":
-            row["epsilon"] = ledger.get_epsilon(args.delta)
-        else:
-            row["delta"] = ledger.get_delta(args.epsilon)
+        _query(args, ledger.compose(run["sample_rate"], args.noise_multiplier, run["steps"]), row)
     elif args.command == "noise":
         row["noise_multiplier"] = calibrate_noise_multiplier(
             args.epsilon, args.delta, run["sample_rate"], run["steps"], accountant,
