@@ -299,7 +299,7 @@ class FixedSizeSampler(Sampler):
                 f"batch_size={self.batch_size}, steps={self.steps})")
 
 
-class TruncatedPoissonSampler(Sampler):
+class TruncatedPoissonSampler(PoissonSampler):
     """Poisson batches cut to at most ``max_batch_size`` examples: each example is included
     with probability ``q``, and a batch larger than the cap ``B`` is replaced by a uniformly
     random subset of ``B`` of its examples (fixed-shape batches; Chua et al., "Scalable DP-SGD:
@@ -329,21 +329,8 @@ class TruncatedPoissonSampler(Sampler):
 
     def __init__(self, sample_size: int, sample_rate: float, max_batch_size: int, steps: int,
                  rng=0):
-        self.sample_size = _check_sample_size(sample_size)
-        self.sample_rate = check_probability(sample_rate, "sample_rate", open_low=True)
+        super().__init__(sample_size, sample_rate, steps, rng)
         self.max_batch_size = check_positive_int(max_batch_size, "max_batch_size")
-        self.steps = check_positive_int(steps, "steps", minimum=0)
-        self.rng = as_generator(rng)
-
-    @property
-    def batch_size(self) -> int:
-        """``max(1, round(q N))``, the nominal batch size (an epoch is ``ceil(N / it)`` steps)."""
-        return max(1, round(self.expected_batch_size))
-
-    @property
-    def expected_batch_size(self) -> float:
-        """``q N``: what the DP-SGD step divides by (the Poisson expected size)."""
-        return self.sample_rate * self.sample_size
 
     def event(self, noise_multiplier: float, microbatch_size: int = 1) -> Event:
         """``TruncatedPoissonGaussian(N, q, B, noise_multiplier)`` (add/remove); examples are
@@ -357,7 +344,7 @@ class TruncatedPoissonSampler(Sampler):
 
     def sample(self) -> np.ndarray:
         """One batch of at most ``B`` sorted indices."""
-        index = _poisson_draw(self.rng, self.sample_size, self.sample_rate)
+        index = super().sample()
         if index.size > self.max_batch_size:
             index = np.sort(self.rng.choice(index, self.max_batch_size, replace=False))
         return index
