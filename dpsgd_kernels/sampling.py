@@ -118,6 +118,22 @@ def _check_microbatch_size(microbatch_size) -> int:
     return check_positive_int(microbatch_size, "microbatch_size")
 
 
+def _check_per_example(microbatch_size, batches: str) -> None:
+    """Samplers whose batches vary in size clip example by example: ``microbatch_size`` 1."""
+    if _check_microbatch_size(microbatch_size) != 1:
+        raise ValueError(f"{batches} vary in size and are clipped per example: "
+                         f"microbatch_size must be 1, got {microbatch_size!r}")
+
+
+def _check_divides(microbatch_size, batch_size: int) -> int:
+    """``microbatch_size`` after checking it divides the fixed ``batch_size``."""
+    group = _check_microbatch_size(microbatch_size)
+    if batch_size % group:
+        raise ValueError(f"microbatch_size must divide batch_size={batch_size}, "
+                         f"got {microbatch_size!r}")
+    return group
+
+
 def _poisson_draw(rng: np.random.Generator, sample_size: int, sample_rate: float) -> np.ndarray:
     """Sorted indices, each included with probability ``sample_rate``; the same stream of
     uniforms as one ``rng.random(sample_size)`` call, drawn in bounded chunks."""
@@ -169,6 +185,13 @@ class Sampler:
     def __len__(self) -> int:
         return self.steps
 
+    def _set_batches(self, sample_size, batch_size, steps, rng) -> None:
+        """Check and keep the arguments of the samplers of nominal batch size ``b``."""
+        self.sample_size = _check_sample_size(sample_size)
+        self.batch_size = _check_batch_size(batch_size, self.sample_size)
+        self.steps = check_positive_int(steps, "steps", minimum=0)
+        self.rng = as_generator(rng)
+
 
 class PoissonSampler(Sampler):
     """Yield ``steps`` index arrays, each example included independently with probability ``q``.
@@ -215,9 +238,7 @@ class PoissonSampler(Sampler):
         """``PoissonSampled(q, Gaussian(noise_multiplier))`` (add/remove neighbours); examples
         are clipped one by one (``microbatch_size`` must be 1)."""
         sigma = check_noise_multiplier(noise_multiplier, allow_zero=False)
-        if _check_microbatch_size(microbatch_size) != 1:
-            raise ValueError("Poisson batches vary in size and are clipped per example: "
-                             f"microbatch_size must be 1, got {microbatch_size!r}")
+        _check_per_example(microbatch_size, "Poisson batches")
         return PoissonSampled(self.sample_rate, Gaussian(sigma))
 
     def sample(self) -> np.ndarray:
@@ -260,10 +281,7 @@ class FixedSizeSampler(Sampler):
     sampling = "fixed"
 
     def __init__(self, sample_size: int, batch_size: int, steps: int, rng=0):
-        self.sample_size = _check_sample_size(sample_size)
-        self.batch_size = _check_batch_size(batch_size, self.sample_size)
-        self.steps = check_positive_int(steps, "steps", minimum=0)
-        self.rng = as_generator(rng)
+        self._set_batches(sample_size, batch_size, steps, rng)
 
     @property
     def sample_rate(self) -> float:
@@ -282,9 +300,7 @@ class FixedSizeSampler(Sampler):
         whatever ``microbatch_size`` is, so the inner Gaussian is ``sigma / 2`` in every case.
         """
         sigma = check_noise_multiplier(noise_multiplier, allow_zero=False)
-        if self.batch_size % _check_microbatch_size(microbatch_size):
-            raise ValueError(f"microbatch_size must divide batch_size={self.batch_size}, "
-                             f"got {microbatch_size!r}")
+        _check_divides(microbatch_size, self.batch_size)
         return SampledWithoutReplacement(self.sample_size, self.batch_size,
                                          Gaussian(sigma / 2.0))
 
@@ -336,9 +352,7 @@ class TruncatedPoissonSampler(PoissonSampler):
         """``TruncatedPoissonGaussian(N, q, B, noise_multiplier)`` (add/remove); examples are
         clipped one by one (``microbatch_size`` must be 1)."""
         sigma = check_noise_multiplier(noise_multiplier, allow_zero=False)
-        if _check_microbatch_size(microbatch_size) != 1:
-            raise ValueError("truncated Poisson batches vary in size and are clipped per "
-                             f"example: microbatch_size must be 1, got {microbatch_size!r}")
+        _check_per_example(microbatch_size, "truncated Poisson batches")
         return TruncatedPoissonGaussian(self.sample_size, self.sample_rate,
                                         self.max_batch_size, sigma)
 
@@ -406,10 +420,7 @@ class ShuffledBatchSampler(_EpochSampler):
     def __init__(
         self, sample_size: int, batch_size: int, steps: int, rng=0, drop_remainder: bool = True
     ):
-        self.sample_size = _check_sample_size(sample_size)
-        self.batch_size = _check_batch_size(batch_size, self.sample_size)
-        self.steps = check_positive_int(steps, "steps", minimum=0)
-        self.rng = as_generator(rng)
+        self._set_batches(sample_size, batch_size, steps, rng)
         self.drop_remainder = bool(drop_remainder)
 
     @property
@@ -434,10 +445,7 @@ class ShuffledBatchSampler(_EpochSampler):
         microbatches of several examples (one example moves its microbatch's clipped gradient
         by up to ``2 C``; TF Privacy's statement does the same)."""
         sigma = check_noise_multiplier(noise_multiplier, allow_zero=False)
-        group = _check_microbatch_size(microbatch_size)
-        if self.batch_size % group:
-            raise ValueError(f"microbatch_size must divide batch_size={self.batch_size}, "
-                             f"got {microbatch_size!r}")
+        group = _check_divides(microbatch_size, self.batch_size)
         inner = sigma / 2.0 if group > 1 else sigma
         return ShuffledEpoch(self.steps_per_epoch, Gaussian(inner))
 
@@ -484,10 +492,7 @@ class BallsInBinsSampler(_EpochSampler):
     sampling = "balls_in_bins"
 
     def __init__(self, sample_size: int, batch_size: int, steps: int, rng=0):
-        self.sample_size = _check_sample_size(sample_size)
-        self.batch_size = _check_batch_size(batch_size, self.sample_size)
-        self.steps = check_positive_int(steps, "steps", minimum=0)
-        self.rng = as_generator(rng)
+        self._set_batches(sample_size, batch_size, steps, rng)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -508,9 +513,7 @@ class BallsInBinsSampler(_EpochSampler):
         """``RandomAllocation(t, Gaussian(noise_multiplier))`` (add/remove); examples are
         clipped one by one (``microbatch_size`` must be 1)."""
         sigma = check_noise_multiplier(noise_multiplier, allow_zero=False)
-        if _check_microbatch_size(microbatch_size) != 1:
-            raise ValueError("balls-in-bins batches vary in size and are clipped per example: "
-                             f"microbatch_size must be 1, got {microbatch_size!r}")
+        _check_per_example(microbatch_size, "balls-in-bins batches")
         return RandomAllocation(self.steps_per_epoch, Gaussian(sigma))
 
     def _epoch(self) -> list[np.ndarray]:
