@@ -22,15 +22,10 @@ import statistics
 import time
 
 import numpy as np
+from settings import SETTINGS  # the standard settings A-D: name -> (q, sigma, steps, delta)
 
 import accounting
 
-SETTINGS = {
-    "A": (256 / 60000, 1.1, 14063, 1e-5),
-    "B": (250 / 60000, 1.3, 3600, 1e-5),
-    "C": (4 / 100000, 1.2, 500000, 1e-5),
-    "D": (1e-3, 0.8, 100000, 1e-6),
-}
 GRID_RATES = np.geomspace(1e-4, 0.1, 100)
 GRID_NOISES = np.linspace(0.6, 5.0, 100)
 GRID_STEPS, GRID_DELTA = 1000, 1e-5

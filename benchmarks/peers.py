@@ -32,17 +32,17 @@ import time
 import warnings
 
 import numpy as np
-from accounting_speed import (  # the settings (name: (q, sigma, steps, delta)) and the grid
+from accounting_speed import (  # the grid and the PLD helpers
     GRID_DELTA,
     GRID_NOISES,
     GRID_RATES,
     GRID_STEPS,
-    SETTINGS,
     dp_accounting_pld_epsilon,
     matched_pld,
     opacus_prv_epsilon,
     ours_pld,
 )
+from settings import SETTINGS  # the standard settings A-D: name -> (q, sigma, steps, delta)
 
 import accounting
 
