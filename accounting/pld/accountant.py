@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from accounting._gaussian_steps import _NON_PRIVATE, GaussianStepsAccountant, poisson_gaussian_leaf
+from accounting._tuning import PLD_INITIAL_STEP_FACTOR
 from accounting._validation import check_delta, check_epsilon, check_positive
 from accounting.accountant import TightAccountant, UnsupportedEventError
 from accounting.events import (
@@ -647,18 +648,18 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         The bracket's width grows like ``sqrt(T) step^2 / s`` for a per-step loss of standard
         deviation ``s = q sqrt(exp(1/sigma^2) - 1)`` (for other step events the square root of
         twice their KL divergence, :func:`accounting.pld.samplers.step_mu_squared`); the
-        constant 1.5 was fitted on the four settings of the benchmark (the search corrects it
+        factor is :data:`accounting._tuning.PLD_INITIAL_STEP_FACTOR` (the search corrects it
         where it is off). Saturates instead of overflowing for extreme noise multipliers.
         """
-        worst = 0.05
+        worst, scale = 0.05, PLD_INITIAL_STEP_FACTOR * target
         for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
             growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
             spread = max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12)
-            worst = min(worst, math.sqrt(1.5 * target * spread / math.sqrt(float(count))))
+            worst = min(worst, math.sqrt(scale * spread / math.sqrt(float(count))))
         for event, count in self._other_steps.items():
             # a step event's loss spread: its Gaussian-DP mu (see step_mu_squared)
             spread = max(math.sqrt(step_mu_squared(event, self._neighboring)), 1e-12)
-            worst = min(worst, math.sqrt(1.5 * target * spread / math.sqrt(float(count))))
+            worst = min(worst, math.sqrt(scale * spread / math.sqrt(float(count))))
         return float(worst)
 
     def _first_anchor(self, delta: float, rdp_epsilon: float) -> float:
