@@ -468,3 +468,45 @@ def test_gdp_matches_closed_form_and_peers():
     # an approximation, not a bound: below the certified PLD lower bound here
     lower = PldAccountant().compose(q, sigma, steps).get_epsilon_bounds(delta).lower
     assert gdp_epsilon(q, sigma, steps, delta) < lower
+
+
+def _replace_loss_mpmath(x, q, sigma):
+    """The replace pair's loss ``log P(x) / Q(x)`` at 60 digits."""
+    with mpmath.workdps(60):
+        x, q, sigma = mpmath.mpf(x), mpmath.mpf(q), mpmath.mpf(sigma)
+        return mpmath.log((1 - q) + q * mpmath.exp((2 * x - 1) / (2 * sigma**2))) - mpmath.log(
+            (1 - q) + q * mpmath.exp((-2 * x - 1) / (2 * sigma**2))
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    q=st.floats(1e-6, 1 - 1e-6),
+    sigma=st.floats(0.2, 50.0),
+    x=st.floats(-30.0, 30.0).filter(lambda v: abs(v) > 1e-6),
+)
+@example(q=0.999999, sigma=0.3, x=3.778418963356503e-06)  # where bisection was 8e-11 off
+def test_replace_pair_inverse_loss_is_the_mpmath_root(q, sigma, x):
+    pair = dominating_pairs(q, sigma, "replace_one")[0]
+    loss = float(_replace_loss_mpmath(x, q, sigma))
+    assume_finite = math.isfinite(loss) and loss != 0.0
+    if not assume_finite:
+        return
+    with mpmath.workdps(60):
+        root = mpmath.findroot(lambda t: _replace_loss_mpmath(t, q, sigma) - loss, x)
+    back = float(pair.inverse_loss(np.array([loss]))[0])
+    assert back == pytest.approx(float(root), rel=1e-12, abs=1e-300)
+    # odd in the loss, as the loss is in x
+    assert float(pair.inverse_loss(np.array([-loss]))[0]) == -back
+
+
+def test_replace_pair_inverse_loss_survives_extreme_noise():
+    """``1 / sigma^2`` overflows below sigma 1e-154: the inverse stays finite, odd, monotone."""
+    pair = dominating_pairs(0.25, 1e-160, "replace_one")[0]
+    losses = np.array([-1e300, -5.0, -1e-3, 0.0, 1e-3, 5.0, 1e300])
+    xs = pair.inverse_loss(losses)
+    assert np.all(np.isfinite(xs)) and np.all(np.diff(xs) >= 0)
+    np.testing.assert_array_equal(xs, -xs[::-1])
+    assert xs[3] == 0.0
+    # x -> 1/2 + sigma^2 (L / 2 + log(2 (1 - q) sinh(L / 2) / q)): 1/2 to rounding
+    assert xs[4] == pytest.approx(0.5, rel=1e-15)

@@ -56,6 +56,7 @@ from accounting.pld.privacy_loss import (
     dominating_pmf,
     grid_size,
     loss_extent,
+    point_work,
 )
 from accounting.pld.samplers import (
     mixture_components,
@@ -93,15 +94,6 @@ _MAX_STEP_POINTS = 1 << 20
 #: Work allowed to one query, in units of one point of one FFT transform: the
 #: automatic search stops refining, and optional recompositions are skipped, past it.
 _WORK_BUDGET = 3e7
-#: Work units of one point of a per-step discretisation (normal CDFs and the loss inverse; the
-#: replace pair's inverse is a bisection, about eight times dearer; a mixture pair's grows with
-#: its components, see :func:`accounting.pld.privacy_loss.point_work`).
-_STEP_POINT_WORK = {"remove": 10.0, "add": 10.0, "replace": 80.0}
-
-
-def _point_work(pair) -> float:
-    work = getattr(pair, "point_work", None)
-    return float(work) if work is not None else _STEP_POINT_WORK[pair.direction]
 #: Cost of a forward transform in extended precision relative to double.
 _EXTENDED_WORK = 5.0
 #: Whether NumPy's long double is wider than double here (x86: 64-bit mantissa; elsewhere it
@@ -255,7 +247,7 @@ class _Direction:
                 f"privacy losses (at most {_MAX_STEP_POINTS} allowed)",
                 sum(sizes), _MAX_STEP_POINTS,
             )
-        work.take(sum(_point_work(pair) * size
+        work.take(sum(point_work(pair) * size
                       for (pair, _, _), size in zip(entries, sizes, strict=True)), optional)
         upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, _, count in entries]
         self._tilt, excess = choose_tilt(upper_groups, anchor)
@@ -283,7 +275,7 @@ class _Direction:
     def _threshold_bound(self, admit) -> ThresholdBound:
         if admit is not None:  # priced like the upper law's per-step grids
             self._work.take(sum(
-                _point_work(pair) * grid_size(pair, self._step, self._tail)
+                point_work(pair) * grid_size(pair, self._step, self._tail)
                 for _, pair, _ in self._entries
             ), optional=self._work.strict)
         merged = [
