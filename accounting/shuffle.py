@@ -41,6 +41,7 @@ import numpy as np
 from accounting import _scipy
 from accounting._validation import check_delta, check_noise_multiplier, check_positive_int
 from accounting.events import Gaussian, SelfComposed
+from accounting.pld.composition import _decayed_suffix_sums
 
 __all__ = ["MAX_SHUFFLE_GRID", "ShuffleLowerBound", "shuffle_lower_bound", "shuffle_upper_bound"]
 
@@ -126,29 +127,30 @@ def _compose(pmf: np.ndarray, epochs: int, sigma: float, step: float) -> tuple[n
 
 
 def _epsilon_lower(pmf, offset, step, error, delta) -> float:
-    """Largest grid-free epsilon at which the certified delta(eps) exceeds ``delta``."""
-    losses = (offset + np.arange(pmf.shape[0])) * step
+    """Largest grid-free epsilon at which the certified delta(eps) exceeds ``delta`` (0 if none
+    at or above 0).
 
-    def certified_delta(eps: float) -> float:
-        start = int(np.searchsorted(losses, eps, side="right"))
-        if start >= losses.shape[0]:
-            return 0.0
-        part = pmf[start:]
-        value = float(np.sum(part * -np.expm1(eps - losses[start:])))
-        return value - error * math.sqrt(part.shape[0])
-
-    if certified_delta(0.0) <= delta:
-        return 0.0
-    lo, hi = 0.0, float(losses[-1])
-    for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        if certified_delta(mid) > delta:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-12 * max(1.0, hi):
-            break
-    return lo
+    On the cell ``[s_(j-1), s_j)`` of the loss grid the certified delta is
+    ``S_j - exp(eps - s_j) T_j - error sqrt(n - j)``, with ``S_j`` the mass at or above ``s_j``
+    and ``T_j = sum_(i >= j) m_i exp(s_j - s_i)`` (one backward recurrence): decreasing in
+    ``eps``, so each cell's crossing of ``delta`` is a logarithm, and the answer the largest.
+    """
+    # only cells reaching eps >= 0 matter (the answer is clipped at 0)
+    start = min(max(-offset - 1, 0), pmf.shape[0] - 1)
+    pmf, offset = pmf[start:], offset + start
+    size = pmf.shape[0]
+    losses = (offset + np.arange(size)) * step
+    suffix = np.cumsum(pmf[::-1])[::-1]
+    tilted = _decayed_suffix_sums(pmf, math.exp(-step))
+    excess = suffix - error * np.sqrt(size - np.arange(size)) - delta
+    # cell j holds eps in [s_(j-1), s_j) (cell 0 is everything below s_0)
+    lowest = np.concatenate([[-np.inf], losses[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = losses + np.log(excess / tilted)
+    crossing = np.minimum(crossing, losses)
+    crossing = np.where((excess > 0) & (tilted > 0) & (crossing >= lowest), crossing, -np.inf)
+    best = float(np.max(crossing, initial=-np.inf))
+    return best if best > 0.0 else 0.0
 
 
 def shuffle_lower_bound(batches: int, noise_multiplier: float, epochs: int, delta: float,
