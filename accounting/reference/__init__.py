@@ -4,14 +4,14 @@ This module is the ground truth that the tests compare the fast NumPy code again
 speed for an independent, arbitrary-precision evaluation of the same quantities.
 
 Notation. ``mu0 = N(0, sigma^2)``, ``mu1 = N(1, sigma^2)`` and ``mu = (1 - q) mu0 + q mu1`` for a
-sample rate ``q`` in ``[0, 1]`` and a noise multiplier ``sigma > 0``. For an order ``alpha > 1``
+sample rate ``q`` in ``[0, 1]`` and a noise multiplier ``sigma > 0``. For an order ``alpha > 1``::
 
     A_alpha = E_{z ~ mu0}[(mu(z) / mu0(z))^alpha]
             = E_{z ~ mu0}[((1 - q) + q exp((2 z - 1) / (2 sigma^2)))^alpha],
     RDP(alpha) = log(A_alpha) / (alpha - 1)
 
 (Mironov, Talwar and Zhang 2019, "Rényi Differential Privacy of the Sampled Gaussian
-Mechanism", Sec. 3.3). For an integer order the binomial theorem gives the exact finite sum
+Mechanism", Sec. 3.3). For an integer order the binomial theorem gives the exact finite sum::
 
     A_alpha = sum_{k=0}^{alpha} C(alpha, k) (1 - q)^(alpha - k) q^k exp((k^2 - k) / (2 sigma^2)).
 

@@ -23,7 +23,7 @@ OrderSpec = Literal["any", "integer"]
 
 
 class Range(NamedTuple):
-    """An interval ``low .. high`` whose ends are each closed or open."""
+    """An interval from ``low`` to ``high`` whose ends are each closed or open."""
 
     low: float
     high: float
