@@ -145,8 +145,8 @@ def _epsilon_lower(pmf, offset, step, error, delta) -> float:
     excess = suffix - error * np.sqrt(size - np.arange(size)) - delta
     # cell j holds eps in [s_(j-1), s_j) (cell 0 is everything below s_0)
     lowest = np.concatenate([[-np.inf], losses[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        crossing = losses + np.log(excess / tilted)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        crossing = losses + (np.log(excess) - np.log(tilted))
     crossing = np.minimum(crossing, losses)
     crossing = np.where((excess > 0) & (tilted > 0) & (crossing >= lowest), crossing, -np.inf)
     best = float(np.max(crossing, initial=-np.inf))
