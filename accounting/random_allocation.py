@@ -344,7 +344,7 @@ def _sample_losses(steps, sigma, epochs, samples, rng, direction) -> np.ndarray:
             log_y = (x - 0.5) * inv
             if steps == 1:
                 log_r = log_y[:, 0]
-            else:  # a plain row-wise logsumexp (the terms are finite): scipy's costs 3x more
+            else:  # a plain row-wise logsumexp: the terms are finite, no need for scipy's checks
                 top = log_y.max(axis=1)
                 log_r = top + np.log(np.exp(log_y - top[:, None]).sum(axis=1)) - math.log(steps)
             acc += log_r if direction == "remove" else -log_r

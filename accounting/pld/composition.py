@@ -353,7 +353,7 @@ def compose_tilted(
     extended : bool
         Take the per-step transforms and their ``T``-th powers in NumPy's ``longdouble`` (a
         64-bit mantissa on x86): the dominant rounding term, ``T`` times the transform's error,
-        shrinks ~2000-fold, for ~5x the cost of those transforms. Where ``longdouble`` is
+        shrinks ~2000-fold, at several times the cost of those transforms. Where ``longdouble`` is
         ``double`` the result and its bound are those of ``extended=False``.
     max_size : float
         Largest window allowed: a longer one raises

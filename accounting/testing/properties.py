@@ -38,7 +38,7 @@ Reference checks decide each example with :mod:`accounting`'s own fast path, whi
 suite holds to ``1e-10`` relative of the mpmath reference over ``q in [1e-8, 1]``,
 ``sigma in [0.1, 1e4]``, ``alpha in (1, 1e4]`` (the ranges drawn here); the reported
 counterexample is always re-evaluated with the mpmath reference itself, and ``exact=True``
-decides every example with mpmath (slower: about half a second per fractional order).
+decides every example with mpmath (slower: a high-precision quadrature per fractional order).
 
 Every check takes ``domain=``, a :class:`~accounting.testing.Domain` of the inputs the
 accountant supports, and draws only inside it. A check that needs an input outside the domain
