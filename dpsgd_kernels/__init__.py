@@ -21,6 +21,7 @@ True
 from accounting._version import __version__ as __version__  # one distribution, one version
 from dpsgd_kernels.activations import ACTIVATIONS
 from dpsgd_kernels.architectures import mnist_cnn, tf_privacy_mlp
+from dpsgd_kernels.blas import blas_thread_count, limit_blas_threads
 from dpsgd_kernels.dp_step import (
     DPGradient,
     auto_chunk_size,
@@ -88,9 +89,11 @@ __all__ = [
     "accuracy",
     "auto_chunk_size",
     "batch_gradient",
+    "blas_thread_count",
     "clip_factors",
     "dp_gradient",
     "get_loss",
+    "limit_blas_threads",
     "make_sampler",
     "microbatch_gradient_norms",
     "microbatch_gradients",

@@ -26,10 +26,11 @@ re-weighted matrix product per layer ("book-keeping": no second backward pass; B
 Large batches run in chunks of whole microbatches (:func:`auto_chunk_size`): every quantity
 but the final sums is per example, so the chunks' clipped sums (or gradient sums) simply add up,
 a step's memory is bounded and a chunk's activations stay closer to the CPU caches. The noise is
-drawn once, after the last chunk. On the shared 2-core development machine the MNIST CNN's DP
-step at batch 256 ran about a fifth faster in chunks of 32 than in one pass while every pass
-allocated fresh arrays (page faults included); since the layers reuse their work arrays the two
-are within the machine's noise.
+drawn once, after the last chunk.
+
+The step's products are small for small models, where BLAS threads cost more than they
+compute: by default (``blas_threads="auto"``) a step lets BLAS use one thread per
+``BLAS_MACS_PER_THREAD`` multiply-adds of its largest product (:mod:`dpsgd_kernels.blas`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dpsgd_kernels import _tuning
 from dpsgd_kernels._validation import (
     MAX_L2_NORM_CLIP,
     MAX_NOISE_MULTIPLIER,
@@ -49,6 +51,7 @@ from dpsgd_kernels._validation import (
     check_nonnegative,
     check_positive_int,
 )
+from dpsgd_kernels.blas import _step_threads, check_blas_threads
 from dpsgd_kernels.ghost_norm import row_sq_norms
 from dpsgd_kernels.layers import LinearLayer
 from dpsgd_kernels.losses import Loss, get_loss
@@ -67,11 +70,6 @@ __all__ = [
 ]
 
 GHOST_MODES = ("auto", True, False)
-
-CHUNK_BYTES = 9 * 2**19
-"""Working-set target of one chunk, 4.5 MiB (cached activations, see :func:`auto_chunk_size`):
-chunks of 32 for the MNIST CNN, measured at least as fast as 16, 48, 64, 128 or one pass on a
-core with 2 MiB of L2."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,8 @@ def _forward_backward(model: Sequential, x, y, loss: Loss | str) -> np.ndarray:
 
 
 def auto_chunk_size(model: Sequential) -> int:
-    """Examples per forward/backward pass whose cached activations fill about ``CHUNK_BYTES``.
+    """Examples per forward/backward pass whose cached activations fill about
+    :data:`~dpsgd_kernels._tuning.CHUNK_BYTES`.
 
     The estimate counts, per example, every layer's input rows (im2col patches for a
     convolution) and its output twice (pre-activation and activation). Small models get chunks
@@ -162,7 +161,18 @@ def auto_chunk_size(model: Sequential) -> int:
             floats += layer.rows_per_example * layer.in_features + 2 * out
         else:
             floats += math.prod(layer.input_shape) + out
-    return max(1, CHUNK_BYTES // (floats * model.dtype.itemsize))
+    return max(1, _tuning.CHUNK_BYTES // (floats * model.dtype.itemsize))
+
+
+def _largest_product_macs(model: Sequential, batch: int, parts: list[slice]) -> int:
+    """Multiply-adds of the largest single matrix product of a step over ``parts``: a layer's
+    rows of one chunk (of the whole batch for one-row Dense layers, whose clipped sum may be
+    formed once over it) times its ``(K + 1, P)`` kernel."""
+    chunk = max((part.stop - part.start for part in parts), default=0)
+    return max((
+        (batch if layer.rows_per_example == 1 else chunk) * layer.rows_per_example
+        * (layer.in_features + 1) * layer.out_features
+        for layer in model.linear_layers), default=0)
 
 
 def _check_chunk_size(chunk_size):
@@ -210,7 +220,7 @@ def _group_size(batch: int, num_microbatches) -> tuple[int, int]:
 
 
 def batch_gradient(
-    model: Sequential, x, y, loss: Loss | str, *, chunk_size="auto"
+    model: Sequential, x, y, loss: Loss | str, *, chunk_size="auto", blas_threads="auto"
 ) -> tuple[list[np.ndarray], float]:
     """Gradient of the mean loss over the batch (the ordinary, non-private step).
 
@@ -219,6 +229,8 @@ def batch_gradient(
     chunk_size : int, "auto" or None
         Largest number of examples per forward/backward pass (the gradient is the same up to
         rounding): ``"auto"`` (:func:`auto_chunk_size`), an integer, or ``None`` for one pass.
+    blas_threads : "auto", int or None
+        Threads NumPy's BLAS may use during the step (see :func:`dp_gradient`).
 
     Returns
     -------
@@ -227,16 +239,20 @@ def batch_gradient(
     loss : float
         Mean loss over the batch.
     """
+    blas_threads = check_blas_threads(blas_threads)
     model, x, y, loss = _validated(model, x, y, loss)
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one example")
     scale = 1.0 / x.shape[0]
     grads, outputs = [], []
-    for part in _chunks(model, x.shape[0], 1, chunk_size):
-        outputs.append(_run(model, x[part], y[part], loss))
-        _accumulate_into(
-            grads, [g for layer in model.linear_layers for g in layer.weighted_gradients(scale)]
-        )
+    parts = _chunks(model, x.shape[0], 1, chunk_size)
+    with _step_threads(blas_threads, _largest_product_macs(model, x.shape[0], parts)):
+        for part in parts:
+            outputs.append(_run(model, x[part], y[part], loss))
+            _accumulate_into(
+                grads,
+                [g for layer in model.linear_layers for g in layer.weighted_gradients(scale)],
+            )
     _check_grads_finite(grads)
     return grads, _mean_loss(loss, y, outputs)
 
@@ -460,6 +476,7 @@ def dp_gradient(
     expected_batch_size: float | None = None,
     ghost="auto",
     chunk_size="auto",
+    blas_threads="auto",
 ) -> DPGradient:
     """The DP-SGD privatized gradient of one batch (TF Privacy ``DPKerasSGDOptimizer``).
 
@@ -490,19 +507,29 @@ def dp_gradient(
         microbatches (at least one): ``"auto"`` (:func:`auto_chunk_size`), an integer, or
         ``None`` for one pass. The result is the same up to rounding; only speed and memory
         change.
+    blas_threads : "auto", int or None
+        Threads NumPy's BLAS may use during the step; the count in force before is restored
+        after it. ``"auto"`` (default): one thread per
+        :data:`~dpsgd_kernels._tuning.BLAS_MACS_PER_THREAD` multiply-adds of the step's largest
+        product, at least one and at most the BLAS's current count (small models run on one
+        thread, where BLAS threading only adds synchronisation). An integer in ``[1, 4096]``:
+        that many. ``None``: leave the BLAS's count alone. The result is the same up to
+        rounding; see :mod:`dpsgd_kernels.blas`.
 
     Raises
     ------
     ValueError
         ``l2_norm_clip`` outside ``(0, 1e12]``, ``noise_multiplier`` outside ``[0, 1e6]``,
         ``num_microbatches`` not dividing the batch, shape mismatches, an empty batch without
-        ``expected_batch_size``, or non-finite gradients.
+        ``expected_batch_size``, ``blas_threads`` not ``"auto"``, ``None`` or an integer in
+        ``[1, 4096]``, or non-finite gradients.
     """
     l2_norm_clip, noise_multiplier, expected_batch_size = check_dp_arguments(
         l2_norm_clip, noise_multiplier, rng, expected_batch_size, num_microbatches
     )
     ghost = _check_ghost(ghost)
     chunk_size = _check_chunk_size(chunk_size)
+    blas_threads = check_blas_threads(blas_threads)
     model = _check_model(model)
     if isinstance(x, (list, tuple)) and not x:  # an empty Poisson batch given as []
         x = np.zeros((0, *model.input_shape), model.dtype)
@@ -520,10 +547,11 @@ def dp_gradient(
         parts = _chunks(model, batch, group_size, chunk_size)
         clipped = _ClippedSums(model, group_size, ghost, l2_norm_clip, len(parts))
         norms, outputs = [], []
-        for part in parts:
-            outputs.append(_run(model, x[part], y[part], loss))
-            norms.append(clipped.add_chunk(part.start // group_size))
-        sums = clipped.finish()
+        with _step_threads(blas_threads, _largest_product_macs(model, batch, parts)):
+            for part in parts:
+                outputs.append(_run(model, x[part], y[part], loss))
+                norms.append(clipped.add_chunk(part.start // group_size))
+            sums = clipped.finish()
         norms = _stacked(norms)
         loss_value = _mean_loss(loss, y, outputs)
     denominator = float(count) if expected_batch_size is None else expected_batch_size

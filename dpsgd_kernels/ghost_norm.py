@@ -19,9 +19,7 @@ adds about ``S^2 (K + P)`` operations per group (the Gram matrices; the clipped 
 re-weighted product, the same as the non-private gradient), while materialising adds ``K P``
 stored entries per group (a batched product, its squared norm, and the weighted sum of groups).
 The ghost norm is preferred when ``S = 1`` or ``S^2 (K + P) < K P``: always for a Dense layer
-on flat input with one example per group, rarely for a convolution with many output positions
-(measured on the MNIST CNN: materialising its second convolution is twice as fast as its ghost
-norm).
+on flat input with one example per group, rarely for a convolution with many output positions.
 
 All functions take ``a`` of shape ``(n, T, K)`` and ``delta`` of shape ``(n, T, P)``.
 """
@@ -48,9 +46,8 @@ def _grouped(array: np.ndarray, group_size: int) -> np.ndarray:
 
 
 def row_sq_norms(rows: np.ndarray) -> np.ndarray:
-    """Squared L2 norm of every row of a 2-D array, as a batch of BLAS dot products (a third
-    of the time of ``einsum("bi,bi->b")`` on the MNIST CNN's 8,224-wide rows; slower than it
-    on rows of a few dozen entries)."""
+    """Squared L2 norm of every row of a 2-D array, as a batch of BLAS dot products (faster
+    than ``einsum("bi,bi->b")`` on the long rows of materialised gradients)."""
     return np.matmul(rows[:, None, :], rows[:, :, None]).reshape(rows.shape[0])
 
 
@@ -85,8 +82,8 @@ def _ones(count: int, dtype) -> np.ndarray:
 def group_bias_gradients(delta: np.ndarray, group_size: int) -> np.ndarray:
     """Bias gradient of every group's mean loss, shape ``(n / group_size, P)``.
 
-    The sum over a group's rows is a product with a vector of ones: BLAS does it several times
-    faster than ``sum(axis=1)``, which reduces along a strided axis.
+    The sum over a group's rows is a product with a vector of ones: BLAS reads the rows in
+    memory order, where ``sum(axis=1)`` reduces along a strided axis.
     """
     groups = _grouped(delta, group_size)
     if groups.shape[1] == 1:

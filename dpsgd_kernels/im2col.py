@@ -14,14 +14,16 @@ is the stride-1 convolution, with an ``a x b`` kernel, of the input rearranged i
 ``sh x sw`` pixels stacked on the channel axis ("space to depth": :func:`space_to_depth`; the
 rewrite behind e.g. TensorFlow's ``tf.nn.space_to_depth``). Its patches are the same numbers
 in another column order, but gathered in contiguous runs ``sh`` times longer, and its adjoint
-needs ``a b`` block adds instead of ``kh kw``: the MNIST CNN's ``8 x 8`` stride-2 first layer
-(one channel, runs of 8 numbers) gathers its patches about 1.6 times as fast.
+needs ``a b`` block adds instead of ``kh kw`` (the MNIST CNN's ``8 x 8`` stride-2 first layer,
+one channel, gathers runs of 16 numbers instead of 8).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
+
+from dpsgd_kernels import _tuning
 
 __all__ = [
     "column_windows_shape",
@@ -74,13 +76,10 @@ def pad_images(
     return buffer
 
 
-RUN_OVERHEAD_BYTES = 110
-"""What starting a contiguous run costs a strided NumPy copy, in bytes copied (fitted to
-patch copies on the 2-core development machine: about 4.6 ns a run and 0.04 ns a byte)."""
-
-
 def _copy_cost(runs: int, run_bytes: int) -> int:
-    return runs * (RUN_OVERHEAD_BYTES + run_bytes)
+    """A strided copy's cost in bytes copied, each run charged
+    :data:`~dpsgd_kernels._tuning.RUN_OVERHEAD_BYTES` extra."""
+    return runs * (_tuning.RUN_OVERHEAD_BYTES + run_bytes)
 
 
 def column_windows_shape(
@@ -94,7 +93,7 @@ def column_windows_shape(
     Two copies first gather, for every output column, the ``kw C`` elements of each input row
     its windows read (``(n, out_w, rows read, kw C)``), where every patch is then one run of
     ``kh kw C`` elements. That moves more bytes in fewer, longer runs: a win for short rows
-    (the MNIST CNN's first convolution, 64-byte rows: 1.6 times as fast), a loss for long ones.
+    (e.g. the MNIST CNN's first convolution, 64-byte rows), a loss for long ones.
     """
     (kh, kw), (sh, _), (oh, ow) = kernel, strides, out
     n, channels = x_shape[0], x_shape[3]

@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from dpsgd_kernels import ghost_norm
+from dpsgd_kernels import _tuning, ghost_norm
 from dpsgd_kernels._validation import check_positive_int
 from dpsgd_kernels.activations import get_activation
 from dpsgd_kernels.im2col import (
@@ -37,37 +37,25 @@ from dpsgd_kernels.im2col import (
 
 __all__ = ["Conv2D", "Dense", "Flatten", "Layer", "LinearLayer", "MaxPool2D"]
 
-REUSE_MAX_BYTES = 32 * 2**20
-"""Largest work array a layer keeps between forward passes (32 MiB): the MNIST CNN's chunks
-of 32 keep about 2.5 MB; one unchunked pass over a large batch keeps nothing."""
-
-
-SMALL_PRODUCT_MACS = 3 * 2**18
-"""Multiply-adds per block of :func:`row_product` (786,432). OpenBLAS runs single-precision
-products of at most 10^6 multiply-adds (``M N K``) with its small-matrix kernels, which skip
-packing the operands; on the development machine's SkylakeX kernels the MNIST CNN's row
-products ran 15-35% faster in such blocks than in one call."""
-
-MIN_BLOCK_ROWS = 32
-"""Fewest rows per block of :func:`row_product`; wider products run in one call."""
-
 
 def row_product(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """``rows @ matrix`` for ``rows`` of shape ``(M, K)`` and ``matrix`` of shape
-    ``(..., K, N)``, in blocks of rows of at most ``SMALL_PRODUCT_MACS`` multiply-adds.
+    ``(..., K, N)``, in blocks of rows of at most
+    :data:`~dpsgd_kernels._tuning.SMALL_PRODUCT_MACS` multiply-adds (OpenBLAS's small-matrix
+    kernels, which skip packing the operands, take products up to 10^6 multiply-adds).
 
     Same result as ``np.matmul(rows, matrix)`` up to rounding: every output row is one
     row's product, whichever block it falls in. From ``MIN_BLOCK_ROWS`` rows on, a transposed
     (or otherwise not C-contiguous) ``matrix`` is copied first: OpenBLAS has no small-matrix
-    kernel for it beyond 1200 outputs and packs it for every block instead (the MNIST CNN's
-    window gradients took a third longer with the transposed kernel view).
+    kernel for it beyond 1200 outputs and packs it for every block instead.
     """
     m, k = rows.shape
     n = matrix.shape[-1]
-    if m >= MIN_BLOCK_ROWS and not matrix.flags.c_contiguous:
+    min_rows = _tuning.MIN_BLOCK_ROWS
+    if m >= min_rows and not matrix.flags.c_contiguous:
         matrix = np.ascontiguousarray(matrix)
-    block = SMALL_PRODUCT_MACS // max(k * n, 1)
-    if block < MIN_BLOCK_ROWS or m <= block:
+    block = _tuning.SMALL_PRODUCT_MACS // max(k * n, 1)
+    if block < min_rows or m <= block:
         return np.matmul(rows, matrix)
     lead = matrix.shape[:-2]
     out = np.empty(lead + (m, n), dtype=np.result_type(rows, matrix))
@@ -155,13 +143,13 @@ class Layer:
 
     def _reusable(self, key: str, shape: tuple[int, ...], dtype, fill=0) -> np.ndarray:
         """A work array kept between calls, filled with ``fill`` when first made (a fresh one,
-        so filled, above ``REUSE_MAX_BYTES``).
+        so filled, above :data:`~dpsgd_kernels._tuning.REUSE_MAX_BYTES`).
 
         Passes over chunks of the same size then allocate (and page-fault) nothing new for
         it. Only for arrays that are private to the layer and dead (or rewritten) by the time
         the same key is asked for again: never for returned arrays.
         """
-        if math.prod(shape) * np.dtype(dtype).itemsize > REUSE_MAX_BYTES:
+        if math.prod(shape) * np.dtype(dtype).itemsize > _tuning.REUSE_MAX_BYTES:
             return np.full(shape, fill, dtype=dtype)
         buffers = self.__dict__.setdefault("_buffers", {})
         buffer = buffers.get(key)
@@ -273,9 +261,8 @@ class LinearLayer(Layer):
 
         ``(P, K)`` per group, as ``delta^T a``: the product then reads the rows in memory order
         instead of walking them column-wise once per output tile, which pays where an example
-        has more rows than a row has entries (the MNIST CNN's first convolution, 169 rows of
-        65: its DP step 1-3% faster in round-robin runs; the second, 25 rows of 257, gained
-        nothing reliable).
+        has more rows than a row has entries (e.g. the MNIST CNN's first convolution, 169 rows
+        of 65).
         """
         return self.rows_per_example > self.in_features + self._bias_in_rows
 

@@ -50,6 +50,7 @@ from dpsgd_kernels._validation import (
     check_noise_multiplier,
     check_positive_int,
 )
+from dpsgd_kernels.blas import check_blas_threads
 from dpsgd_kernels.dp_step import batch_gradient, dp_gradient
 from dpsgd_kernels.ledger import (
     PrivacyLedger,
@@ -145,6 +146,10 @@ class DPSGDTrainer:
         ``"moments"``, ``"pld"``, ...; made with ``neighboring="replace_one"`` for
         ``sampling="fixed"``) or an accountant instance (composed into, not copied), see
         :class:`~dpsgd_kernels.ledger.PrivacyLedger`. Unused when ``private=False``.
+    blas_threads : "auto", int or None
+        Threads NumPy's BLAS may use during each step (``"auto"``: as many as the step's
+        largest product keeps busy, one for small models; see
+        :func:`~dpsgd_kernels.dp_step.dp_gradient`). Results are the same up to rounding.
 
     Raises
     ------
@@ -171,6 +176,7 @@ class DPSGDTrainer:
         rng: np.random.Generator | int = 0,
         private: bool = True,
         accountant: str | accounting.Accountant = "rdp",
+        blas_threads="auto",
     ):
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a Sequential, got {type(model).__name__}")
@@ -206,6 +212,7 @@ class DPSGDTrainer:
         grouped = self.microbatch_size > 1 or sampling == "fixed"
         self.accounted_noise_multiplier = self.noise_multiplier / (2.0 if grouped else 1.0)
         self.rng = as_generator(rng)
+        self.blas_threads = check_blas_threads(blas_threads)
         self.ledger = None
         if self.private:
             self.ledger = PrivacyLedger(
@@ -263,7 +270,8 @@ class DPSGDTrainer:
         Gaussian step at ``sample_rate``.
         """
         if not self.private:
-            grads, value = batch_gradient(self.model, x_batch, y_batch, self.loss)
+            grads, value = batch_gradient(self.model, x_batch, y_batch, self.loss,
+                                          blas_threads=self.blas_threads)
         else:
             result = dp_gradient(
                 self.model, x_batch, y_batch, self.loss,
@@ -272,6 +280,7 @@ class DPSGDTrainer:
                 rng=self.rng,
                 num_microbatches=self.num_microbatches,
                 expected_batch_size=expected_batch_size,
+                blas_threads=self.blas_threads,
             )
             grads, value = result.gradients, result.loss
             if event is None:

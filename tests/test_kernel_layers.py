@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import dpsgd_kernels as dk
+from dpsgd_kernels import _tuning as tuning_module
 from dpsgd_kernels import activations as activations_module
 from dpsgd_kernels import layers as layers_module
 from dpsgd_kernels.im2col import (
@@ -310,7 +311,7 @@ def test_work_arrays_above_the_reuse_cap_are_fresh(monkeypatch):
     rng = np.random.default_rng(8)
     x, y = rng.normal(size=(4, 12, 12, 2)), rng.normal(size=(4, 2))
     want = dk.per_example_gradients(_pooled_cnn(), x, y, "mse")
-    monkeypatch.setattr(layers_module, "REUSE_MAX_BYTES", 0)
+    monkeypatch.setattr(tuning_module, "REUSE_MAX_BYTES", 0)
     model = _pooled_cnn()
     for _ in range(2):  # a second pass must not see the first one's arrays
         got = dk.per_example_gradients(model, x, y, "mse")
@@ -459,8 +460,8 @@ def test_scatter_patches_is_the_adjoint_of_extract_patches(shape, kernel, stride
 @pytest.mark.parametrize("transposed", [False, True])
 def test_row_product_in_blocks_matches_matmul(monkeypatch, dtype, rows, matrix, transposed):
     """Blocks of rows (and a transposed matrix view copied first): np.matmul's result."""
-    monkeypatch.setattr(layers_module, "SMALL_PRODUCT_MACS", 800)
-    monkeypatch.setattr(layers_module, "MIN_BLOCK_ROWS", 4)
+    monkeypatch.setattr(tuning_module, "SMALL_PRODUCT_MACS", 800)
+    monkeypatch.setattr(tuning_module, "MIN_BLOCK_ROWS", 4)
     rng = np.random.default_rng(12)
     a = rng.normal(size=rows).astype(dtype)
     shape = matrix[:-2] + matrix[:-3:-1] if transposed else matrix

@@ -1,0 +1,50 @@
+"""Machine-tuned constants of the kernel, in one place, each with how it was chosen.
+
+None of them changes a result beyond float rounding: they only trade speed against memory.
+``benchmarks/kernel_speed.py`` is the measurement that any retuning should rerun.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BLAS_MACS_PER_THREAD",
+    "CHUNK_BYTES",
+    "MIN_BLOCK_ROWS",
+    "REUSE_MAX_BYTES",
+    "RUN_OVERHEAD_BYTES",
+    "SMALL_PRODUCT_MACS",
+]
+
+CHUNK_BYTES = 9 * 2**19
+"""Working-set target of one forward/backward chunk, 4.5 MiB of cached activations
+(:func:`~dpsgd_kernels.dp_step.auto_chunk_size`).
+Provenance: the MNIST CNN DP step (kernel_speed.py) timed at chunks of 16 to 128 and in one
+pass; the working set of the fastest chunk size (32)."""
+
+REUSE_MAX_BYTES = 32 * 2**20
+"""Largest work array a layer keeps between forward passes (a memory cap, 32 MiB).
+Provenance: above the largest work array of the CNN's auto-sized chunks (about 2.5 MB), so
+chunked steps reuse all of theirs while an unchunked pass over a large batch keeps nothing."""
+
+SMALL_PRODUCT_MACS = 3 * 2**18
+"""Multiply-adds per block of :func:`~dpsgd_kernels.layers.row_product` (786,432), under the
+10^6 ``M N K`` limit of OpenBLAS's single-precision small-matrix kernels, which skip packing.
+Provenance: the MNIST CNN's row products timed in blocks of 2^17 to 2^20 multiply-adds and in
+one call (round-robin)."""
+
+MIN_BLOCK_ROWS = 32
+"""Fewest rows per block of :func:`~dpsgd_kernels.layers.row_product`; wider products run in
+one call. Provenance: below 32 rows the per-call cost of a block outweighed the packing saved."""
+
+RUN_OVERHEAD_BYTES = 110
+"""What starting a contiguous run costs a strided NumPy copy, in bytes copied
+(:func:`~dpsgd_kernels.im2col.column_windows_shape` chooses one or two copies with it).
+Provenance: least-squares fit of im2col patch-copy times to (runs, bytes) over the CNN's
+geometries."""
+
+BLAS_MACS_PER_THREAD = 2**24
+"""Multiply-adds of a step's largest product per BLAS thread that ``blas_threads="auto"``
+allows (:func:`~dpsgd_kernels.blas.auto_blas_threads`): steps whose largest product is smaller
+than twice this run on one thread. Provenance: single-precision products of the layers' shapes
+(2^20 to 2^27 multiply-adds) timed on 1 and 2 BLAS threads, round-robin, with the second core
+idle and busy; 2^24 gives each thread work far longer than a wake-up or a scheduler slice."""
