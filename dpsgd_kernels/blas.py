@@ -31,7 +31,6 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -222,21 +221,56 @@ def auto_blas_threads(largest_product_macs: float, available: int) -> int:
     return max(1, min(threads, 1 + int(max(idle, 0.0))))
 
 
-@contextlib.contextmanager
-def limit_blas_threads(threads: int | None) -> Iterator[int | None]:
-    """Let NumPy's BLAS use ``threads`` threads inside the ``with`` block; restore its count
-    after it (also on an exception).
+class _Limit:
+    """Context manager: set ``threads`` on ``libraries`` on entry, restore each one's count on
+    exit (also on an exception); yields ``threads``, or ``shown`` when nothing is changed."""
+
+    __slots__ = ("_changed", "_libraries", "_shown", "_threads")
+
+    def __init__(self, threads: int | None, libraries: list, shown: int | None = None) -> None:
+        self._threads, self._libraries, self._shown = threads, libraries, shown
+        self._changed: list = []
+
+    def __enter__(self) -> int | None:
+        threads = self._threads
+        if threads is None or not self._libraries:
+            return self._shown
+        changed = []
+        for lib in self._libraries:
+            count = lib.get()
+            if count != threads:
+                lib.set(threads)
+                changed.append((lib, count))
+        self._changed = changed
+        return threads
+
+    def __exit__(self, *exc_info) -> bool:
+        for lib, count in self._changed:
+            lib.set(count)
+        self._changed = []
+        return False
+
+
+def limit_blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
+    """A context manager that lets NumPy's BLAS use ``threads`` threads inside its ``with``
+    block and restores the BLAS's count after it (also on an exception).
 
     Parameters
     ----------
     threads : int or None
         ``1 <= threads <= MAX_BLAS_THREADS``; ``None`` changes nothing.
 
-    Yields
+    Returns
+    -------
+    context manager
+        Its ``with ... as count`` gives the count in force inside the block, or ``None``
+        where nothing was changed: ``threads=None``, or the BLAS's count is unknown (a
+        ``RuntimeWarning`` says so once, for an explicit count).
+
+    Raises
     ------
-    int or None
-        The count in force inside the block, or ``None`` where the BLAS's count is unknown
-        (nothing was changed; a ``RuntimeWarning`` says so once, for an explicit count).
+    ValueError
+        ``threads`` not ``None`` or an integer in ``[1, MAX_BLAS_THREADS]``.
 
     Examples
     --------
@@ -252,19 +286,7 @@ def limit_blas_threads(threads: int | None) -> Iterator[int | None]:
     libraries = _blas() if threads is not None else []
     if threads is not None and not libraries:
         _warn_unknown()
-    if not libraries:
-        yield None
-        return
-    before = [lib.get() for lib in libraries]
-    changed = [(lib, count) for lib, count in zip(libraries, before, strict=True)
-               if count != threads]
-    for lib, _ in changed:
-        lib.set(threads)
-    try:
-        yield threads
-    finally:
-        for lib, count in changed:
-            lib.set(count)
+    return _Limit(threads, libraries)
 
 
 def _warn_unknown() -> None:
@@ -279,18 +301,16 @@ def _warn_unknown() -> None:
         )
 
 
-@contextlib.contextmanager
-def _step_threads(blas_threads, largest_product_macs: float) -> Iterator[int | None]:
+def _step_threads(blas_threads, largest_product_macs: float) -> _Limit:
     """The thread limit of one step for a validated ``blas_threads``: ``"auto"``
     (:func:`auto_blas_threads` of the BLAS's current count), an integer, or ``None``."""
     if blas_threads == "auto":
-        available = blas_thread_count()
+        libraries = _blas()
+        available = max(lib.get() for lib in libraries) if libraries else None
         if available is None or available <= 1:
-            yield available
-            return
-        blas_threads = auto_blas_threads(largest_product_macs, available)
-        if blas_threads >= available:
-            yield available
-            return
-    with limit_blas_threads(blas_threads) as threads:
-        yield threads
+            return _Limit(None, libraries, available)
+        threads = auto_blas_threads(largest_product_macs, available)
+        return _Limit(threads if threads < available else None, libraries, available)
+    if blas_threads is None:
+        return _Limit(None, [])
+    return limit_blas_threads(blas_threads)
