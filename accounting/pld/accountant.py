@@ -527,6 +527,10 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             return self._without_replacement_leaf(item, times)
         if isinstance(item, TruncatedPoissonGaussian):
             return self._truncated_leaf(item, times)
+        from accounting.events import RandomAllocation
+        if isinstance(item, RandomAllocation):  # rounds of one out of t_j (add/remove)
+            from accounting.pld.random_allocation import allocation_leaf
+            return allocation_leaf(item, times, self._neighboring)
         return poisson_gaussian_leaf(item, times)
 
     def _needs_add_remove(self, item: Event) -> None:

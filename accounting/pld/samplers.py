@@ -453,6 +453,10 @@ def step_pairs(event: Event, relation: str):
         return (("replace", SymmetrisedPair(remove), remove),)
     if isinstance(event, TruncatedPoissonGaussian):
         return _truncated_pairs(event)
+    from accounting.events import RandomAllocation
+    if isinstance(event, RandomAllocation):  # one round of one out of t (add/remove)
+        from accounting.pld.random_allocation import random_allocation_pairs
+        return random_allocation_pairs(event)
     raise UnsupportedEventError(f"{type(event).__name__} events are not supported")
 
 
