@@ -3,6 +3,7 @@
 #                 had it been trained on shuffled batches (users with up to 5 examples)
 #   make test   - the test suite (executes the notebooks too)
 #   make test-surface - a larger adversarial sweep of the public surface (bounded time/memory)
+#   make docs   - the Sphinx site (build/docs/html) with warnings as errors, its doctests, link check
 #   make notebooks - execute notebooks/*.ipynb, figures to notebooks/figures/
 #   make bench  - benchmarks side by side with peer libraries (own venv .venv-bench),
 #                 writes benchmarks/results.md
@@ -26,7 +27,7 @@ SAMPLER_PEERS_VENV ?= .venv-sampler-peers
 # torch for Opacus: the CPU build only (a plain torch==2.13.0 from PyPI pulls CUDA wheels).
 TORCH_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test test-surface test-tensorflow test-integrations lint bench notebooks clean
+.PHONY: demo test test-surface test-tensorflow test-integrations lint bench notebooks docs clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,19 @@ test-surface: $(VENV)/.installed-test
 
 notebooks: $(VENV)/.installed-test
 	$(VPY) notebooks/execute.py
+
+# The docs extra (Sphinx, numpydoc, Furo, MyST) goes into .venv: autodoc imports the package.
+$(VENV)/.installed-docs: pyproject.toml $(VENV)/.installed-test
+	$(VPY) -m pip install -e '.[docs]'
+	touch $@
+
+# Any Sphinx warning fails the build (-W --keep-going lists them all first); then the doctests of
+# the pages and docstrings, and every internal link of the built site and the Markdown files.
+docs: $(VENV)/.installed-docs
+	rm -rf build/docs docs/api/generated
+	$(VPY) -m sphinx -b html -W --keep-going -q docs build/docs/html
+	$(VPY) -m sphinx -b doctest -W --keep-going -q docs build/docs/doctest
+	$(VPY) docs/check_links.py build/docs/html
 
 # Peers go into a separate environment, never into the package's dependencies.
 $(BENCH_VENV)/.installed-bench: pyproject.toml benchmarks/requirements-peers.txt
