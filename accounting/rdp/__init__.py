@@ -4,6 +4,7 @@
 * :mod:`~accounting.rdp.without_replacement` - fixed-size batches sampled without replacement,
   replace-one neighbours (Wang, Balle, Kasiviswanathan 2019);
 * :mod:`~accounting.rdp.conversions` - RDP curve to (epsilon, delta), classic and improved;
+* :mod:`~accounting.rdp.curve` - epsilon over many step counts at once (:func:`epsilon_curve`);
 * :mod:`~accounting.rdp.orders` and :mod:`~accounting.rdp.order_search` - the orders tracked
   and the exact minimisation over them without evaluating orders that cannot win;
 * :mod:`~accounting.rdp.accountant` - :class:`RdpAccountant`;
@@ -12,6 +13,7 @@
 
 from accounting.rdp.accountant import RdpAccountant
 from accounting.rdp.conversions import CONVERSIONS, delta_from_rdp, epsilon_from_rdp
+from accounting.rdp.curve import epsilon_curve
 from accounting.rdp.moments import MAX_LAMBDA, MomentsAccountant, gaussian_log_moments
 from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.rdp.sampled_gaussian import poisson_gaussian_rdp
@@ -24,6 +26,7 @@ __all__ = [
     "MomentsAccountant",
     "RdpAccountant",
     "delta_from_rdp",
+    "epsilon_curve",
     "epsilon_from_rdp",
     "gaussian_log_moments",
     "poisson_gaussian_rdp",

@@ -90,13 +90,7 @@ def epsilon_objective(orders: np.ndarray, delta: float, conversion: str):
     improved conversion epsilon is 0 where ``curve <= -log1p(-delta^2)`` (Bretagnolle-Huber:
     ``sqrt(1 - exp(-KL)) <= delta``). Unvalidated arguments.
     """
-    log_delta = np.log(delta)
-    if conversion == "classic":
-        offset = -log_delta / (orders - 1.0)
-        threshold = -np.inf
-    else:
-        offset = np.log1p(-1.0 / orders) - (log_delta + np.log(orders)) / (orders - 1.0)
-        threshold = -np.log1p(-(delta**2))
+    offset, threshold = epsilon_offsets(orders, delta, conversion)
 
     def objective(curve: np.ndarray, _orders=None) -> np.ndarray:
         candidates = np.maximum(curve + offset, 0.0)  # inf stays inf
@@ -105,6 +99,17 @@ def epsilon_objective(orders: np.ndarray, delta: float, conversion: str):
         return candidates
 
     return objective
+
+
+def epsilon_offsets(orders: np.ndarray, delta: float, conversion: str) -> tuple[np.ndarray, float]:
+    """``(offset, threshold)``: epsilon at order ``alpha`` is ``max(curve + offset(alpha), 0)``,
+    and 0 where ``curve <= threshold`` (``-inf`` for the classic conversion, which has no
+    order-free bound). Unvalidated arguments; see the module docstring for the formulas."""
+    log_delta = np.log(delta)
+    if conversion == "classic":
+        return -log_delta / (orders - 1.0), -np.inf
+    offset = np.log1p(-1.0 / orders) - (log_delta + np.log(orders)) / (orders - 1.0)
+    return offset, -np.log1p(-(delta**2))
 
 
 def epsilon_candidates(curve: np.ndarray, orders: np.ndarray, delta: float, conversion: str):

@@ -27,9 +27,16 @@ import numpy as np
 from accounting._caches import register_cache
 from accounting.gdp import step_total_variation
 
-__all__ = ["kl_lower_bound", "minimize_over_orders"]
+__all__ = [
+    "ANCHOR_ORDERS",
+    "kl_lower_bound",
+    "lower_bounds",
+    "minimize_over_orders",
+    "pruning_anchors",
+]
 
-_ANCHOR_ORDERS = frozenset([*range(2, 13), 16, 20, 24, 32, 40, 48, 64])
+#: The integer orders evaluated first: cheap, and spread over the range where optima lie.
+ANCHOR_ORDERS = frozenset([*range(2, 13), 16, 20, 24, 32, 40, 48, 64])
 # Lower bounds are shrunk by this relative margin so rounding can never prune a winner.
 _MARGIN = 1e-9
 # Anchors spread over the orders when fewer than three of them are standard anchors.
@@ -51,7 +58,9 @@ def kl_lower_bound(sample_rate, noise_multiplier, steps):
 
 
 @lru_cache(maxsize=64)
-def _bound_maps(orders_key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _bound_maps(
+    orders_key: tuple, anchor_orders: frozenset = ANCHOR_ORDERS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Anchor mask, and the linear maps from anchor values to the lower bounds at every order.
 
     With ``g = (alpha - 1) RDP`` known at the points ``1 (g = 0)`` and the anchors, each bound on
@@ -66,7 +75,7 @@ def _bound_maps(orders_key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     # One anchor per distinct value (a repeated order would make a chord of zero width).
     first = np.zeros(orders.shape, dtype=bool)
     first[np.unique(orders, return_index=True)[1]] = True
-    anchors = first & np.isin(orders, list(_ANCHOR_ORDERS))
+    anchors = first & np.isin(orders, list(anchor_orders))
     if np.count_nonzero(anchors) < 3:  # evenly spread distinct orders (few: weights are dense)
         distinct = np.flatnonzero(first)[np.argsort(orders[first], kind="stable")]
         picks = np.unique(np.linspace(0, distinct.size - 1, _SPREAD_ANCHORS).round().astype(int))
@@ -94,9 +103,10 @@ def _bound_maps(orders_key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return anchors, columns, weights.reshape(count, -1), offsets
 
 
-def _lower_bounds(values: np.ndarray, orders: np.ndarray, orders_key: tuple) -> np.ndarray:
+def _lower_bounds(values: np.ndarray, orders: np.ndarray, orders_key: tuple,
+                  anchor_orders: frozenset = ANCHOR_ORDERS) -> np.ndarray:
     """Lower bounds on the RDP at every order from ``values`` filled at the anchor columns."""
-    _, columns, weights, offsets = _bound_maps(orders_key)
+    _, columns, weights, offsets = _bound_maps(orders_key, anchor_orders)
     with np.errstate(invalid="ignore", over="ignore"):  # inf bounds are valid bounds
         scaled = np.concatenate(
             (np.zeros((values.shape[0], 1)), (orders[columns] - 1.0) * values[:, columns]),
@@ -106,6 +116,22 @@ def _lower_bounds(values: np.ndarray, orders: np.ndarray, orders_key: tuple) -> 
         scaled_bound = np.nan_to_num(candidates.max(axis=1), nan=0.0)
     bound = np.maximum(scaled_bound, 0.0) / (orders - 1.0)
     return bound * (1.0 - _MARGIN)
+
+
+def pruning_anchors(orders_key: tuple, anchor_orders: frozenset = ANCHOR_ORDERS) -> np.ndarray:
+    """Indices of the anchor orders among the sorted orders ``orders_key``, ascending: those of
+    ``anchor_orders`` present, or orders spread over the range where fewer than three are."""
+    return _bound_maps(orders_key, anchor_orders)[1]
+
+
+def lower_bounds(rdp: np.ndarray, orders: np.ndarray, orders_key: tuple,
+                 anchor_orders: frozenset = ANCHOR_ORDERS) -> np.ndarray:
+    """Lower bounds on one RDP curve at every order from its values at the anchor orders.
+
+    ``rdp`` holds the curve at :func:`pruning_anchors` (any value elsewhere); the bounds are
+    positively homogeneous in the curve, so they scale with a number of composed steps.
+    """
+    return _lower_bounds(rdp[None, :], orders, orders_key, anchor_orders)[0]
 
 
 def minimize_over_orders(

@@ -37,7 +37,7 @@ from accounting._caches import register_cache
 from accounting._validation import check_noise_multiplier, check_orders, check_sample_rate
 from accounting.rdp._ragged import RaggedIndex, segment_logsumexp
 
-__all__ = ["poisson_gaussian_rdp"]
+__all__ = ["poisson_gaussian_rdp", "rdp_items", "step_rdp_one_pair"]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 # Integrand cells below exp(-_DROP_BELOW) of the peak are left out (< 3e-17 relative each).
@@ -252,19 +252,23 @@ def _log_psi(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
     inner = np.flatnonzero(series)
     if inner.size:
-        us, als = u[inner], alpha[inner]
-        ratio = np.max(np.abs(als * us))
-        terms = 2 if ratio == 0.0 else int(np.ceil(np.log(1e-17) / np.log(ratio))) + 1
-        # C(alpha, k+1) u^(k-1) / (C(alpha, k) u^(k-2)) = (alpha - k) u / (k + 1), k = 2 .. terms
-        k = np.arange(2.0, terms + 1.0)
-        steps = (als[:, None] - k) * (us[:, None] / (k + 1.0))
-        series_sum = 1.0 + np.cumprod(steps, axis=1).sum(axis=1)
-        result[inner] = np.log(us * us * (als * (als - 1.0) * 0.5) * series_sum)
+        result[inner] = _log_psi_series(u[inner], alpha[inner])
 
     outer = np.flatnonzero(~series)
     if outer.size:
         result[outer] = _log_psi_from_log1p(np.log1p(u[outer]), alpha[outer] - 1.0)
     return result
+
+
+def _log_psi_series(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """:func:`_log_psi` where ``|alpha u| <= _SERIES_RADIUS``, by its power series."""
+    ratio = np.max(np.abs(alpha * u))
+    terms = 2 if ratio == 0.0 else int(np.ceil(np.log(1e-17) / np.log(ratio))) + 1
+    # C(alpha, k+1) u^(k-1) / (C(alpha, k) u^(k-2)) = (alpha - k) u / (k + 1), k = 2 .. terms
+    k = np.arange(2.0, terms + 1.0)
+    steps = (alpha[:, None] - k) * (u[:, None] / (k + 1.0))
+    series_sum = 1.0 + np.cumprod(steps, axis=1).sum(axis=1)
+    return np.log(u * u * (alpha * (alpha - 1.0) * 0.5) * series_sum)
 
 
 def _log_psi_from_log1p(ell: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -354,6 +358,77 @@ def _log_a_minus_1_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarra
         q[probed], sigma[probed], alpha[probed], lower[probed], upper[probed], step[probed]
     )
     return result
+
+
+def step_rdp_one_pair(q: float, sigma: float, alpha: np.ndarray) -> np.ndarray:
+    """:func:`rdp_items` at one ``(q, sigma)`` with ``0 < q < 1`` and many orders.
+
+    The same values, with fewer operations: the fractional orders share one quadrature lattice
+    (its step and lower end depend on ``sigma`` alone, only its upper end on the order), so the
+    abscissae and ``u(t)`` are computed once and every order is summed over its whole range in
+    one pass. Orders it cannot take that way (too many nodes, an overflowing ``u``) go through
+    :func:`rdp_items`. Arguments already validated.
+    """
+    integer = alpha == np.floor(alpha)
+    fractional = ~integer
+    log_a_minus_1 = np.empty(alpha.shape)
+    with np.errstate(all="ignore"):  # every overflow and log(0) is handled as in rdp_items
+        if np.any(fractional):
+            shared = _shared_lattice_log_a_minus_1(q, sigma, alpha[fractional])
+            if shared is None:
+                ones = np.ones(alpha.size)
+                return rdp_items(q * ones, sigma * ones, alpha)
+            log_a_minus_1[fractional] = shared
+        if np.any(integer):
+            ones = np.ones(np.count_nonzero(integer))
+            log_a_minus_1[integer] = log_a_minus_1_integer(q * ones, sigma * ones,
+                                                           alpha[integer])
+        return _finish(log_a_minus_1, alpha)
+
+
+def _finish(log_a_minus_1: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """RDP from ``log(A_alpha - 1)``."""
+    return np.logaddexp(0.0, log_a_minus_1) / (alpha - 1.0)
+
+
+# Most (order, node) pairs the shared lattice evaluates at once; beyond, the general path.
+_SHARED_NODES = 200_000
+
+
+def _shared_lattice_log_a_minus_1(q: float, sigma: float, alpha: np.ndarray):
+    """``log(A_alpha - 1)`` for fractional orders at one ``(q, sigma)`` on a shared lattice, or
+    ``None`` where the general path is needed (node budget, overflow, extreme tilt)."""
+    strip = min(0.95 * np.pi * sigma, 3.6)  # as _trapezoid_layout: the same nodes, the same sums
+    step = 2.0 * np.pi * strip / 45.0
+    lower = min(0.0, 0.5 / sigma) - _TAIL
+    upper = max(0.0, 0.5 / sigma) + _TAIL + alpha / sigma
+    counts = np.ceil((upper - lower) / step) + 1.0
+    longest = counts.max()
+    if (not longest * alpha.size <= _SHARED_NODES) or alpha.max() / sigma > _MAX_TILT:
+        return None
+    t = lower + np.arange(int(longest)) * step
+    u = q * np.expm1(t / sigma - 0.5 / sigma**2)
+    if not np.all(np.isfinite(u)):
+        return None
+    # One row per order, padded with -inf beyond its range: dense sums take fewer operations.
+    # log psi as _log_psi computes it, with log1p(u) and expm1(-log1p(u)) taken once per node.
+    ell = np.log1p(u)
+    beta = alpha[:, None] - 1.0
+    growth = beta * ell
+    tail = beta * np.expm1(-ell)
+    if growth.max() <= 700.0:
+        log_psi = ell + np.log(np.expm1(growth) + tail)
+    else:
+        log_psi = ell + np.where(growth <= 700.0,
+                                 np.log(np.expm1(np.minimum(growth, 700.0)) + tail),
+                                 growth + np.log1p((tail - 1.0) * np.exp(-growth)))
+    rows, columns = np.nonzero(np.abs(alpha[:, None] * u) <= _SERIES_RADIUS)
+    if rows.size:
+        log_psi[rows, columns] = _log_psi_series(u[columns], alpha[rows])
+    log_values = np.where(np.arange(t.size) < counts[:, None],
+                          (-0.5 * t * t - _LOG_SQRT_2PI) + log_psi, -np.inf)
+    peak = log_values.max(axis=1)
+    return np.log(step) + peak + np.log(np.exp(log_values - peak[:, None]).sum(axis=1))
 
 
 def _probed_trapezoid(q, sigma, alpha, lower, upper, step) -> np.ndarray:
