@@ -8,6 +8,8 @@ when it is missing. :class:`PrivateDataLoader` and :func:`get_privacy_budget` ne
 - Weight exchange: :func:`to_numpy_model`, :func:`to_keras_model`.
 - The DP-SGD step: :class:`TFDPStep` (vectorized per-example gradients, TF Privacy microbatch
   semantics, GPU when present), :func:`default_device`, :func:`enable_determinism`.
+- Several devices (``tf.distribute``): :class:`TFDPStep` and :class:`PrivateKerasModel` under
+  a strategy's scope, :func:`poisson_dataset` for ``distribute_datasets_from_function``.
 - Notebook API: :class:`PrivateKerasModel`, :class:`PrivateDataLoader`,
   :func:`get_privacy_budget`.
 - Cross-check harness: :func:`crosscheck` (TF vs NumPy vs TF Privacy vs accounting), also
@@ -32,6 +34,7 @@ __all__ = [
     "get_privacy_budget",
     "numpy_loss",
     "per_example_loss",
+    "poisson_dataset",
     "to_keras_model",
     "to_numpy_model",
 ]
@@ -48,6 +51,7 @@ _HOMES = {
     "TFDPGradient": "dp_step",
     "TFDPStep": "dp_step",
     "get_privacy_budget": "budget",
+    "poisson_dataset": "distribute",
     "numpy_loss": "losses",
     "per_example_loss": "losses",
     "PrivateHistory": "private_model",

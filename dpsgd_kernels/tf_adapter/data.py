@@ -94,6 +94,7 @@ class PrivateDataLoader:
                              f"got {batch_size}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+        self.seed = seed
         self._rng = np.random.default_rng(seed)
 
     @property

@@ -22,18 +22,23 @@ Two vectorized ways to get the per-microbatch gradients, neither looping over ex
     (ghost norm, no per-example gradient formed) and its clipped sum from one matrix product of
     the inputs and the deltas scaled by each example's clip factor (book-keeping: no second
     backward pass). A convolution's per-example kernel gradients come from one grouped filter-
-    gradient kernel with the batch moved into the channels (depthwise for one input channel);
-    on CPU this was faster than ``tf.image.extract_patches`` plus a batched product, and than
-    Gram-matrix norms, which need the patches too.
+    gradient kernel with the batch moved into the channels (depthwise for one input channel),
+    which forms no patch matrices.
 
 ``method="auto"`` (default) takes ``"layerwise"`` when the model allows it. Every step runs as one
 traced ``ConcreteFunction`` (cached per purpose, microbatch size, injected noise and example
 shape, with the batch axis unknown so Poisson batches of any size reuse it) on
-:func:`~dpsgd_kernels.tf_adapter.device.default_device` (the GPU when there is one). XLA
-(``jit_compile=True``) was measured and not used: on the 2-core CPU it made the CNN step 2x slower
-with patches and far slower with the grouped convolutions (and the non-private Keras CNN step
-3.8x slower), saved at most 0.1 ms on the MLP, and would compile once per batch size (Poisson
-batches would need padding to buckets).
+:func:`~dpsgd_kernels.tf_adapter.device.default_device` (the GPU when there is one). XLA is not
+used: it would compile once per batch size, and Poisson batches vary in size.
+
+Under a ``tf.distribute`` strategy (a model built in ``strategy.scope()``: ``MirroredStrategy``,
+``MultiWorkerMirroredStrategy``) a global batch is split so that every example is on exactly
+one replica; each replica clips its examples and scales its clipped sum by ``1 / B`` (``B`` the
+global batch size, or the expected one ``q N``), replica 0 alone adds the noise
+``N(0, (sigma C)^2) / B``, and the Keras optimizer sums the replicas' contributions (its
+all-reduce), so the noise is added once per global step. The noise is a counter-based draw
+(``tf.random.stateless_normal`` of the seed and the step number): the same seed gives the same
+noise on any number of replicas and without a strategy.
 """
 
 from __future__ import annotations
@@ -123,16 +128,36 @@ class TFDPStep:
     num_microbatches : int, optional
         Microbatches per batch; must divide every batch. Default: one per example.
     seed : int, optional
-        Seed of the step's own noise generator (``tf.random.Generator``) for reproducible noise.
+        Seed of the noise: step ``k`` (counted by this object from 0) draws
+        ``tf.random.stateless_normal`` with the key ``(seed, k)``, so the same seed gives the same
+        noise with or without a strategy and on any number of replicas. ``None``: fresh entropy.
     device : str, optional
-        TensorFlow device; default :func:`~dpsgd_kernels.tf_adapter.device.default_device`.
+        TensorFlow device; default :func:`~dpsgd_kernels.tf_adapter.device.default_device`. Must
+        be ``None`` under a strategy (the strategy places the replicas).
     method : {"auto", "layerwise", "vectorized_map"}
         How per-microbatch gradients are computed (see the module docstring).
+    strategy : tf.distribute.Strategy, optional
+        Data-parallel training over the strategy's replicas. Default: the strategy in whose
+        scope the model's variables were made (or the current one), none for the default
+        strategy. ``num_microbatches`` must then be ``None`` (every example clipped alone).
+
+    Notes
+    -----
+    Under a strategy, :meth:`apply` and :meth:`dp_gradient` take a global batch: arrays (split
+    into contiguous chunks, one per replica, every worker holding the same global batch) or the
+    ``(x, y)`` distributed values of a distributed dataset (e.g.
+    :func:`~dpsgd_kernels.tf_adapter.distribute.poisson_dataset` through
+    ``strategy.distribute_datasets_from_function``). The result is the single-device step on
+    the union of the replicas' examples: ``(sum of clipped gradients + N(0, (sigma C)^2 I)) / B``
+    with one noise draw per global step, ``B`` the ``expected_batch_size`` or the global batch
+    size. The optimizer must be a Keras optimizer made in the strategy's scope: it sums the
+    replicas' gradients (the ``tf.distribute`` convention), which is where the contributions
+    meet; the first update checks that every local replica holds the same weights after it.
     """
 
     def __init__(self, model, loss, l2_norm_clip: float, noise_multiplier: float, *,
                  num_microbatches: int | None = None, seed: int | None = None,
-                 device: str | None = None, method: str = "auto"):
+                 device: str | None = None, method: str = "auto", strategy=None):
         tf = require_tensorflow()
         self._tf = tf
         self.model = _check_keras_model(model)
@@ -148,14 +173,32 @@ class TFDPStep:
         )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+        self.strategy = _model_strategy(tf, model) if strategy is None else strategy
+        if self.strategy is not None and not isinstance(self.strategy, tf.distribute.Strategy):
+            raise TypeError(f"strategy must be a tf.distribute.Strategy or None, "
+                            f"got {type(self.strategy).__name__}")
+        if self.strategy is not None and device is not None:
+            raise ValueError("device must be None under a tf.distribute strategy (it places the "
+                             f"replicas), got {device!r}")
+        if self.strategy is not None and (self._output_shape is None
+                                          or None in self._output_shape[1:]):
+            raise ValueError("model must have a known output shape under a tf.distribute "
+                             f"strategy, got {self._output_shape}")
+        if self.strategy is not None and self.num_microbatches is not None:
+            raise ValueError("num_microbatches must be None under a tf.distribute strategy "
+                             "(every example is clipped alone)")
         self.device = default_device() if device is None else device
         self.method = self._choose_method(method)
         self.variables = list(model.trainable_variables)
         self.dtype = tf.as_dtype(self.variables[0].dtype)
-        with tf.device(self.device):
-            self._generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
-                               else tf.random.Generator.from_seed(seed))
+        # stateless keys (seed, step): int64, so a seed is taken modulo 2**63
+        self.seed = (int(np.random.SeedSequence().generate_state(1, np.uint64)[0]) >> 1
+                     if seed is None else seed % 2**63)
+        self.steps_drawn = 0
         self._concrete: dict[tuple, object] = {}
+        self._distributed: dict[tuple, object] = {}
+        self._synced_checked = False
+        self._local_ids: list[int] | None = None
         self._denominators: dict[float, object] = {}
         self._apply_optimizer = None
 
@@ -328,8 +371,8 @@ class TFDPStep:
                 sq_d = tf.reduce_sum(tf.square(delta), axis=1)
                 sq_norms.append(sq_d * (sq_a + 1.0) if layer.use_bias else sq_d * sq_a)
             elif type(layer).__name__ == "Conv2D":
-                # (R, m, P): summing the squares over R with a matrix product is several times
-                # faster on CPU than reduce_sum over the non-adjacent axes (0, 2).
+                # (R, m, P): a matrix product sums the squares over R without a reduce_sum
+                # over the non-adjacent axes (0, 2), which is slow.
                 rows = kernel.shape[0]
                 squares = tf.reshape(tf.square(kernel), [rows, -1])
                 column_sums = tf.matmul(tf.ones([1, rows], squares.dtype), squares)
@@ -388,22 +431,23 @@ class TFDPStep:
         outputs = tf.reshape(outputs, tf.concat([[n], tf.shape(outputs)[2:]], 0))
         return grads, losses, outputs
 
-    def _noise(self, stddev, noise=None):
+    def _noise(self, stddev, key, noise=None):
         """Gaussian noise of standard deviation ``stddev`` per variable.
 
-        ``noise`` (standard-normal draws, one per variable) times ``stddev``, or one draw of the
-        generator for all variables, split up (one random op instead of one per variable).
+        ``noise`` (standard-normal draws, one per variable) times ``stddev``, or one stateless
+        draw for all variables under the int64 ``key`` ``(seed, step)``, split up (one random op
+        instead of one per variable).
         """
         tf = self._tf
         if noise is not None:
             return [stddev * tf.cast(draw, self.dtype) for draw in noise]
         sizes = [int(np.prod(var.shape)) for var in self.variables]
-        draws = tf.split(self._generator.normal([sum(sizes)], stddev=stddev, dtype=self.dtype),
-                         sizes)
+        draws = tf.split(tf.random.stateless_normal([sum(sizes)], key, stddev=stddev,
+                                                    dtype=self.dtype), sizes)
         return [tf.reshape(draw, var.shape) for draw, var in zip(draws, self.variables,
                                                                   strict=True)]
 
-    def _privatize(self, x, y, group: int, denominator, noise=None):
+    def _privatize(self, x, y, group: int, denominator, key, noise=None, add_noise=True):
         """``(noisy clipped sum / denominator per variable, mean loss, norms, outputs)``.
 
         The division is folded into the clip factors and the noise scale, so every variable
@@ -421,19 +465,25 @@ class TFDPStep:
                                       for g in grads]))
             factors = clip * scale / tf.maximum(norms, clip)
             sums = [tf.tensordot(factors, g, axes=1) for g in grads]
-        if noise is not None or self.noise_multiplier:
+        if add_noise and (noise is not None or self.noise_multiplier):
             stddev = tf.constant(self.noise_multiplier * self.l2_norm_clip, self.dtype) * scale
             sums = [total + draw
-                    for total, draw in zip(sums, self._noise(stddev, noise), strict=True)]
+                    for total, draw in zip(sums, self._noise(stddev, key, noise), strict=True)]
         return sums, tf.reduce_mean(losses), norms, outputs
 
-    def _noise_only(self, denominator, noise=None):
+    def _noise_only(self, denominator, key, noise=None):
         tf = self._tf
         scale = tf.constant(self.noise_multiplier * self.l2_norm_clip, self.dtype) / tf.cast(
             denominator, self.dtype)
         if noise is None and not self.noise_multiplier:
             return [tf.zeros(var.shape, self.dtype) for var in self.variables]
-        return self._noise(scale, noise)
+        return self._noise(scale, key, noise)
+
+    def _next_key(self):
+        """The int64 key ``(seed, step)`` of the next step's noise; counts the step."""
+        key = self._tf.constant([self.seed, self.steps_drawn], self._tf.int64)
+        self.steps_drawn += 1
+        return key
 
     # ----- Python-side helpers ---------------------------------------------------------------
 
@@ -513,10 +563,9 @@ class TFDPStep:
         """The traced step for ``purpose`` and this batch layout, cached.
 
         ``purpose`` is ``"per_example"`` (arguments ``x, y``), ``"gradient"`` or ``"apply"``
-        (``x, y, denominator, *noise``). The batch axis is left unknown, so Poisson batches of
-        any size reuse one graph; ``group`` and whether noise is injected are traced in. Calling
-        a ``ConcreteFunction`` skips ``tf.function``'s argument dispatch, which on a 2-core CPU
-        cost about as much as the MLP's whole step.
+        (``x, y, denominator, key, *noise``). The batch axis is left unknown, so Poisson batches of
+        any size reuse one graph; ``group`` and whether noise is injected are traced in. A
+        ``ConcreteFunction`` is called to skip ``tf.function``'s per-call argument dispatch.
         """
         key = (purpose, group, noise is not None, x.dtype, tuple(x.shape[1:]), y.dtype,
                tuple(y.shape[1:]))
@@ -531,12 +580,12 @@ class TFDPStep:
             def body(x, y):
                 return self._microbatch_gradients(x, y, group)
         else:
-            specs.append(tf.TensorSpec([], tf.float64))
+            specs += [tf.TensorSpec([], tf.float64), tf.TensorSpec([2], tf.int64)]
             if noise is not None:
                 specs += [tf.TensorSpec(var.shape, self.dtype) for var in self.variables]
 
-            def body(x, y, denominator, *draws):
-                result = self._privatize(x, y, group, denominator, list(draws) or None)
+            def body(x, y, denominator, key, *draws):
+                result = self._privatize(x, y, group, denominator, key, list(draws) or None)
                 if purpose == "gradient":
                     return result
                 grads, loss, _, outputs = result
@@ -578,16 +627,19 @@ class TFDPStep:
 
     def _run(self, x, y, expected_batch_size, noise):
         tf = self._tf
+        if self.strategy is not None:
+            return self._run_distributed("gradient", None, x, y, expected_batch_size, noise)
         x, y, batch, group, denominator, denominator_t, noise = self._prepared(
             x, y, expected_batch_size, noise
         )
+        key = self._next_key()
         with tf.device(self.device):
             if batch == 0:
-                grads = self._noise_only(denominator_t, noise)
+                grads = self._noise_only(denominator_t, key, noise)
                 empty = np.zeros((0,) + tuple(self.model.output_shape[1:]), self.dtype.name)
                 return grads, tf.constant(np.nan), tf.zeros([0], self.dtype), empty, denominator
             function = self._compiled("gradient", x, y, group, noise)
-            grads, loss, norms, outputs = function(x, y, denominator_t, *(noise or ()))
+            grads, loss, norms, outputs = function(x, y, denominator_t, key, *(noise or ()))
         return grads, loss, norms, outputs, denominator
 
     def dp_gradient(self, x, y, *, expected_batch_size: float | None = None,
@@ -619,16 +671,176 @@ class TFDPStep:
         if self._apply_optimizer is not optimizer:
             already = getattr(optimizer, "built", False) or getattr(optimizer, "_built", False)
             if not already and callable(getattr(optimizer, "build", None)):
-                optimizer.build(self.variables)  # create slots outside the tf.function
+                if self.strategy is not None:
+                    with self.strategy.scope():  # slots mirrored like the model's variables
+                        optimizer.build(self.variables)
+                else:
+                    optimizer.build(self.variables)  # create slots outside the tf.function
             self._apply_optimizer = optimizer
             self._concrete = {key: fn for key, fn in self._concrete.items() if key[0] != "apply"}
+            self._distributed = {k: fn for k, fn in self._distributed.items() if k[0] != "apply"}
+        if self.strategy is not None:
+            loss, _, _, outputs, _ = self._run_distributed("apply", optimizer, x, y,
+                                                           expected_batch_size, noise)
+            if not self._synced_checked:
+                self._check_replicas_agree()
+            return loss, outputs
         x, y, batch, group, _, denominator_t, noise = self._prepared(
             x, y, expected_batch_size, noise
         )
+        key = self._next_key()
         with tf.device(self.device):
             if batch == 0:
-                grads = self._noise_only(denominator_t, noise)
+                grads = self._noise_only(denominator_t, key, noise)
                 optimizer.apply_gradients(zip(grads, self.variables, strict=True))
                 return tf.constant(np.nan), None
             function = self._compiled("apply", x, y, group, noise)
-            return function(x, y, denominator_t, *(noise or ()))
+            return function(x, y, denominator_t, key, *(noise or ()))
+
+    # ----- under a tf.distribute strategy ---------------------------------------------------
+
+    def _replica_step(self, purpose: str, x, y, denominator, key, draws, count: bool):
+        """One replica's part of a global step (runs inside ``strategy.run``).
+
+        The replica's clipped sum times ``1 / B``, plus, on replica 0 only, the noise
+        ``N(0, (sigma C)^2) / B``; for ``"apply"`` the Keras optimizer sums these over the
+        replicas, for ``"gradient"`` they are summed here. ``count``: ``B`` is the global number
+        of examples (one all-reduce of the replicas' counts) instead of ``denominator``.
+        """
+        tf = self._tf
+        ctx = tf.distribute.get_replica_context()
+        x = tf.cast(x, self.dtype)
+        y = tf.cast(y, tf.int64 if self._sparse else self.dtype)
+        n = tf.shape(x)[0]
+        if count:
+            denominator = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(n, tf.float64))
+            denominator = tf.maximum(denominator, 1.0)  # no example anywhere: nothing to scale
+
+        def examples():
+            sums, loss, norms, outputs = self._privatize(x, y, 1, denominator, key,
+                                                         add_noise=False)
+            return sums, loss * tf.cast(n, self.dtype), norms, outputs
+
+        def no_examples():  # a replica can draw no example of a Poisson batch
+            return ([tf.zeros(v.shape, self.dtype) for v in self.variables],
+                    tf.zeros([], self.dtype), tf.zeros([0], self.dtype),
+                    tf.zeros([0, *self._output_shape[1:]], self.dtype))
+
+        sums, loss_sum, norms, outputs = tf.cond(n > 0, examples, no_examples)
+        if draws or self.noise_multiplier:
+            stddev = tf.constant(self.noise_multiplier * self.l2_norm_clip,
+                                 self.dtype) / tf.cast(denominator, self.dtype)
+            noise = tf.cond(tf.equal(ctx.replica_id_in_sync_group, 0),
+                            lambda: self._noise(stddev, key, list(draws) or None),
+                            lambda: [tf.zeros(v.shape, self.dtype) for v in self.variables])
+            sums = [total + draw for total, draw in zip(sums, noise, strict=True)]
+        totals = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                                tf.stack([loss_sum, tf.cast(n, self.dtype)]))
+        loss = totals[0] / totals[1]  # nan when the global batch is empty
+        # outputs and norms stay on their replica (all_gather fails when every replica is empty)
+        if purpose == "gradient":
+            sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+            return sums, loss, norms, outputs, denominator
+        self._apply_optimizer.apply_gradients(zip(sums, self.variables, strict=True))
+        return loss, outputs, denominator
+
+    def _distributed_function(self, purpose: str, injected: bool, count: bool):
+        key = (purpose, injected, count)
+        function = self._distributed.get(key)
+        if function is None:
+            strategy = self.strategy
+
+            def body(x, y, denominator, step_key, *draws):
+                return strategy.run(self._replica_step,
+                                    args=(purpose, x, y, denominator, step_key, draws, count))
+
+            function = self._distributed[key] = self._tf.function(body, reduce_retracing=True)
+        return function
+
+    def split(self, x, y):
+        """``(x, y)`` of a global batch as distributed values: contiguous chunks of sizes
+        differing by at most one, chunk ``r`` on replica ``r`` (every example on exactly one)."""
+        x, y = self._inputs(x, y)
+        starts = self._starts(int(x.shape[0]))
+
+        def chunk(ctx):
+            r = ctx.replica_id_in_sync_group
+            return x[starts[r]:starts[r + 1]], y[starts[r]:starts[r + 1]]
+
+        return self.strategy.experimental_distribute_values_from_function(chunk)
+
+    def _run_distributed(self, purpose, optimizer, x, y, expected_batch_size, noise):
+        """``(loss, grads or None, norms or None, outputs, denominator)`` of one global step."""
+        tf = self._tf
+        if expected_batch_size is not None:
+            expected_batch_size = check_finite_positive(expected_batch_size,
+                                                        "expected_batch_size")
+        distributed = isinstance(x, tf.distribute.DistributedValues)
+        if distributed != isinstance(y, tf.distribute.DistributedValues):
+            raise TypeError("x and y must both be distributed values (from a distributed "
+                            "dataset) or both arrays")
+        if not distributed:
+            batch = int(np.shape(x)[0]) if not isinstance(x, tf.Tensor) else int(x.shape[0])
+            if batch == 0 and expected_batch_size is None:
+                raise ValueError("x must hold at least one example (empty batches need the "
+                                 "Poisson variant, expected_batch_size)")
+            x, y = self.split(x, y)
+        count = expected_batch_size is None
+        denominator = self._denominator(1.0 if count else expected_batch_size)
+        noise = self._noise_tensors(noise)
+        function = self._distributed_function(purpose, noise is not None, count)
+        result = function(x, y, denominator, self._next_key(), *(noise or ()))
+        local = self.strategy.experimental_local_results
+        if purpose == "apply":
+            loss, outputs, used = result
+            return (local(loss)[0], None, None, tf.concat(local(outputs), 0),
+                    float(local(used)[0]))
+        grads, loss, norms, outputs, used = result
+        grads = [local(g)[0] for g in grads]
+        return (grads, local(loss)[0], tf.concat(local(norms), 0), tf.concat(local(outputs), 0),
+                float(local(used)[0]))
+
+    def local_rows(self, batch: int) -> slice:
+        """The rows of a global batch of ``batch`` examples (split by :meth:`split`) that this
+        worker's replicas hold: the rows of the outputs :meth:`apply` returns under a strategy
+        (all of them on one worker)."""
+        if self._local_ids is None:
+            ids = self.strategy.experimental_distribute_values_from_function(
+                lambda ctx: ctx.replica_id_in_sync_group)
+            self._local_ids = [int(i) for i in self.strategy.experimental_local_results(ids)]
+        starts = self._starts(batch)
+        return slice(starts[min(self._local_ids)], starts[max(self._local_ids) + 1])
+
+    def _starts(self, batch: int) -> list[int]:
+        replicas = self.strategy.num_replicas_in_sync
+        size, extra = divmod(batch, replicas)  # the first `extra` chunks hold one more
+        return [r * size + min(r, extra) for r in range(replicas + 1)]
+
+    def _check_replicas_agree(self) -> None:
+        """After the first update: every local replica holds the same weights, i.e. the
+        optimizer summed the replicas' contributions (noise only on replica 0 otherwise)."""
+        self._synced_checked = True
+        for variable in self.variables:
+            values = self.strategy.experimental_local_results(_tf_variable(self._tf, variable))
+            first = np.asarray(values[0])
+            if any(not np.array_equal(first, np.asarray(v)) for v in values[1:]):
+                raise RuntimeError(
+                    "the optimizer did not sum the replicas' gradients (the replicas' weights "
+                    "differ after the update): use a Keras optimizer made in strategy.scope()"
+                )
+
+
+def _model_strategy(tf, model):
+    """The strategy in whose scope the model's variables were made, or the current one;
+    ``None`` for the default (no) strategy."""
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
+    variable = _tf_variable(tf, model.trainable_variables[0])
+    if isinstance(variable, tf.distribute.DistributedValues):
+        return variable.distribute_strategy
+    return None
+
+
+def _tf_variable(tf, variable):
+    """The ``tf.Variable`` behind a Keras variable (Keras 3 wraps it in ``.value``)."""
+    return variable if isinstance(variable, tf.Variable) else variable.value

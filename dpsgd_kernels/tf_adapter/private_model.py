@@ -141,6 +141,17 @@ class PrivateKerasModel:
     accountant : str or accounting.Accountant
         What the steps are composed in (:attr:`accountant`): a registry name (``"rdp"``, the
         default, ``"moments"``, ``"pld"``, ...) or an accountant instance; ``fit`` can change it.
+
+    Notes
+    -----
+    A model built in a ``tf.distribute`` strategy's scope (``MirroredStrategy``,
+    ``MultiWorkerMirroredStrategy``) trains data-parallel: ``compile`` makes the optimizer in
+    that scope, every global batch the loader draws is split over the replicas (each example on
+    exactly one), the noise is added once per global step and the sum divided by the loader's
+    global expected batch size (see :class:`~dpsgd_kernels.tf_adapter.dp_step.TFDPStep`); the
+    ledger records one event per global step, as on one device. Under
+    ``MultiWorkerMirroredStrategy`` the loader needs a seed (all workers draw the same batches),
+    and the metrics cover the examples of the worker's own replicas.
     """
 
     def __init__(self, model, l2_norm_clip: float, noise_multiplier: float, *,
@@ -174,10 +185,14 @@ class PrivateKerasModel:
         if loss is None:
             raise ValueError("loss must be given (a Keras loss name, Loss object or function)")
         keras = require_tensorflow().keras
-        self.optimizer = keras.optimizers.get(optimizer)
         self.loss = loss
         self._step = TFDPStep(self.model, loss, self.l2_norm_clip, self.noise_multiplier,
                               seed=self._seed, device=self._device, method=self._method)
+        if self._step.strategy is None:
+            self.optimizer = keras.optimizers.get(optimizer)
+        else:
+            with self._step.strategy.scope():  # its variables mirrored like the model's
+                self.optimizer = keras.optimizers.get(optimizer)
         self.metrics = _metric_objects(metrics, loss)
         self._metric_specs = list(metrics or [])
         self._update_metrics = _compiled_update(self.metrics) if self.metrics else None
@@ -295,6 +310,11 @@ class PrivateKerasModel:
             x = PrivateDataLoader(x, y, batch_size)
         elif y is not None:
             raise TypeError("y must be None when x is a PrivateDataLoader (it holds the labels)")
+        tf = require_tensorflow()
+        if (isinstance(step.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and x.seed is None):
+            raise ValueError("x must be a PrivateDataLoader with a seed under "
+                             "MultiWorkerMirroredStrategy: every worker draws the same batches")
         epochs = check_positive_int(epochs, "epochs")
         _check_target_delta(target_delta)  # validate before training
         self._check_data(x)
@@ -332,6 +352,8 @@ class PrivateKerasModel:
                     loss_sum += float(loss) * len(x_batch)
                     examples += len(x_batch)
                     if self._update_metrics is not None:
+                        if step.strategy is not None:  # the outputs of this worker's replicas
+                            y_batch = y_batch[step.local_rows(len(y_batch))]
                         self._update_metrics(y_batch, outputs)
             self._epochs_done += 1
             values = {"loss": loss_sum / examples if examples else math.nan}
