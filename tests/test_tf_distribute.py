@@ -325,5 +325,85 @@ def test_multiworker_mirrored_strategy_on_localhost(multiworker, runs):
         assert sorted(together) == batch
 
 
+
+def test_crosscheck_replicas_option_runs_checks_b_to_d_under_a_strategy():
+    process = subprocess.run(
+        [sys.executable, "-m", "dpsgd_kernels.tf_adapter.crosscheck", "--model", "mlp",
+         "--replicas", "2"], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    report = json.loads(process.stdout.strip().splitlines()[-1])["mlp"]
+    assert report["passed"] and report["info"]["replicas"] == 2
+    under = [row for row in report["rows"] if "(2 replicas)" in row["compared"]]
+    assert {row["check"][0] for row in under} == {"b", "c", "d"}
+    assert all(row["passed"] for row in under)
+
+
+
+# The README's "Training on several devices" example (the README's own block is run instead
+# when the README has one: the python block that calls distribute_datasets_from_function).
+EXAMPLE = """\
+import numpy as np
+import tensorflow as tf
+
+import dpsgd_kernels as dk
+from dpsgd_kernels.ledger import PrivacyLedger
+from dpsgd_kernels.tf_adapter import (PrivateDataLoader, PrivateKerasModel, TFDPStep,
+                                      poisson_dataset, to_keras_model)
+
+rng = np.random.default_rng(0)
+features = rng.normal(size=(2000, 2)).astype(np.float32)
+labels = (features[:, 0] + 0.5 * features[:, 1] > 0).astype(np.float32)
+strategy = tf.distribute.MirroredStrategy()  # every local GPU (the CPU when there is none)
+
+# 1. Keras style: every global batch the loader draws is split over the replicas.
+with strategy.scope():
+    keras_model = to_keras_model(dk.tf_privacy_mlp(rng=0))
+model = PrivateKerasModel(keras_model, l2_norm_clip=1.0, noise_multiplier=1.1, seed=0)
+model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+loader = PrivateDataLoader(features, labels, batch_size=100, seed=0)
+history = model.fit(loader, epochs=2, target_delta=1e-5, verbose=0)
+print(f"fit: epsilon {history.history['epsilon'][-1]:.4f} after {history.steps} steps")
+
+# 2. Your own loop over a tf.data pipeline of Poisson batches.
+batch_size, steps = 100, 40  # expected global batch; 40 steps = 2 epochs of 2000 examples
+dataset = strategy.distribute_datasets_from_function(
+    lambda context: poisson_dataset((features, labels), batch_size, steps, seed=0,
+                                    input_context=context))
+with strategy.scope():
+    keras_model = to_keras_model(dk.tf_privacy_mlp(rng=0))
+    optimizer = tf.keras.optimizers.SGD(0.1)
+step = TFDPStep(keras_model, "binary_crossentropy", l2_norm_clip=1.0, noise_multiplier=1.1,
+                seed=0)
+ledger = PrivacyLedger(1e-5)
+for x, y in dataset:
+    step.apply(optimizer, x, y, expected_batch_size=batch_size)  # divide by the global B
+    ledger.record(batch_size / len(features), 1.1)  # one event per global step
+print(f"loop: epsilon {ledger.epsilon:.4f} after {ledger.steps} steps")
+"""
+
+
+def _example() -> str:
+    import re
+
+    readme = ROOT / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    chosen = [b for b in blocks if "distribute_datasets_from_function" in b]
+    return chosen[0] if chosen else EXAMPLE
+
+
+def test_readme_several_devices_example_runs_and_reports_the_accountants_epsilon(tmp_path):
+    script = tmp_path / "example.py"
+    script.write_text(_example())
+    process = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=TIMEOUT,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert process.returncode == 0, process.stderr[-3000:]
+    expected = accounting.get_privacy_budget(2000, 100, 2, 1.1, 1e-5)
+    lines = process.stdout.strip().splitlines()[-2:]
+    assert lines == [f"fit: epsilon {expected:.4f} after 40 steps",
+                     f"loop: epsilon {expected:.4f} after 40 steps"]
+
+
 if __name__ == "__main__":
     raise SystemExit(_main(sys.argv[1:]))

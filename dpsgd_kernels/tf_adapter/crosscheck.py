@@ -16,12 +16,17 @@ Differences are ``max |a - b|`` and that divided by ``max |b|`` (the reference's
 so entries near zero do not blow the ratio up). The NumPy reference runs in float64 with the
 Keras model's weights. The model passed in is never modified (work happens on clones).
 
+With ``strategy=`` (command line: ``--replicas N``) checks (b)-(d) run the adapter under that
+``tf.distribute`` strategy: the global batch split over its replicas, the noise added once per
+global step, the sum divided by the global batch size; the references stay single-device.
+
 Run ``python -m dpsgd_kernels.tf_adapter.crosscheck`` for the MLP and the MNIST tutorial CNN.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -41,7 +46,7 @@ from dpsgd_kernels.tf_adapter.device import default_device
 from dpsgd_kernels.tf_adapter.dp_step import TFDPStep
 from dpsgd_kernels.tf_adapter.losses import is_sparse_loss, numpy_loss
 
-__all__ = ["CheckRow", "CrossCheckReport", "crosscheck", "main"]
+__all__ = ["CheckRow", "CrossCheckReport", "crosscheck", "main", "mirrored_strategy"]
 
 
 @dataclass(frozen=True)
@@ -111,9 +116,14 @@ def _diff(values, reference) -> tuple[float, float]:
     return max_abs, (max_abs / scale if scale else (0.0 if max_abs == 0 else math.inf))
 
 
-def _clone(keras_model):
+def _scope(strategy):
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def _clone(keras_model, strategy=None):
     keras = require_tensorflow().keras
-    clone = keras.models.clone_model(keras_model)
+    with _scope(strategy):
+        clone = keras.models.clone_model(keras_model)
     clone.set_weights(keras_model.get_weights())
     return clone
 
@@ -142,15 +152,16 @@ def _check_gradients(report, keras_model, x, y, loss, clip, microbatches, tolera
                    *_diff(step.per_example_gradients(x, y), expected), tolerance)
 
 
-def _check_noise_free_step(report, keras_model, x, y, loss, clip, microbatches, tolerance):
+def _check_noise_free_step(report, keras_model, x, y, loss, clip, microbatches, tolerance,
+                           strategy=None):
     reference = to_numpy_model(keras_model, "float64")
     numpy_step = dk.dp_gradient(reference, x, y, numpy_loss(loss), l2_norm_clip=clip,
                                 noise_multiplier=0.0, rng=np.random.default_rng(0),
                                 num_microbatches=microbatches).gradients
-    adapter = TFDPStep(_clone(keras_model), loss, clip, 0.0,
+    adapter = TFDPStep(_clone(keras_model, strategy), loss, clip, 0.0,
                        num_microbatches=microbatches).dp_gradient(x, y).gradients
-    report.add("b DP step, noise 0", "TF adapter vs NumPy kernel", *_diff(adapter, numpy_step),
-               tolerance)
+    report.add("b DP step, noise 0", f"TF adapter{_on(strategy)} vs NumPy kernel",
+               *_diff(adapter, numpy_step), tolerance)
     if tf_privacy_or_none() is None:
         report.skip("b DP step, noise 0", "TF Privacy vs NumPy kernel",
                     "tensorflow-privacy not importable")
@@ -180,8 +191,13 @@ def _noise_row(report, compared, samples):
                                    row.tolerance, False, row.note + " KS rejects normal")
 
 
-def _check_noise(report, keras_model, x, y, loss, clip, sigma, microbatches, min_samples, seed):
-    model = _clone(keras_model)
+def _on(strategy) -> str:
+    return "" if strategy is None else f" ({strategy.num_replicas_in_sync} replicas)"
+
+
+def _check_noise(report, keras_model, x, y, loss, clip, sigma, microbatches, min_samples, seed,
+                 strategy=None):
+    model = _clone(keras_model, strategy)
     noisy = TFDPStep(model, loss, clip, sigma, num_microbatches=microbatches, seed=seed)
     clean = TFDPStep(model, loss, clip, 0.0, num_microbatches=microbatches).dp_gradient(x, y)
     per_draw = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
@@ -191,7 +207,7 @@ def _check_noise(report, keras_model, x, y, loss, clip, sigma, microbatches, min
         result = noisy.dp_gradient(x, y)
         samples += [(g - c) * result.denominator / (sigma * clip)
                     for g, c in zip(result.gradients, clean.gradients, strict=True)]
-    _noise_row(report, "TF adapter", samples)
+    _noise_row(report, f"TF adapter{_on(strategy)}", samples)
     if tf_privacy_or_none() is None:
         report.skip("c noise std / (sigma C)", "TF Privacy", "tensorflow-privacy not importable")
         return
@@ -208,13 +224,15 @@ def _check_noise(report, keras_model, x, y, loss, clip, sigma, microbatches, min
     _noise_row(report, "TF Privacy", samples)
 
 
-def _check_training(report, keras_model, x, y, loss, clip, sigma, lr, steps, seed, tolerance):
+def _check_training(report, keras_model, x, y, loss, clip, sigma, lr, steps, seed, tolerance,
+                    strategy=None):
     keras = require_tensorflow().keras
-    model = _clone(keras_model)
+    model = _clone(keras_model, strategy)
     reference = to_numpy_model(keras_model, "float64")
     kernel_loss = numpy_loss(loss)
     tf_step = TFDPStep(model, loss, clip, sigma)
-    tf_optimizer = keras.optimizers.SGD(learning_rate=lr)
+    with _scope(strategy):
+        tf_optimizer = keras.optimizers.SGD(learning_rate=lr)
     np_optimizer = dk.SGD(learning_rate=lr)
     shapes = [tuple(w.shape) for w in reference.get_weights()]
     total = sum(int(np.prod(s)) for s in shapes)
@@ -235,9 +253,9 @@ def _check_training(report, keras_model, x, y, loss, clip, sigma, lr, steps, see
         np_losses.append(result.loss)
         tf_losses.append(float(loss_value))
     finite = [(a, b) for a, b in zip(tf_losses, np_losses, strict=True) if not math.isnan(b)]
-    report.add("d training run", f"loss trajectory, {steps} steps TF vs NumPy",
+    report.add("d training run", f"loss trajectory, {steps} steps TF{_on(strategy)} vs NumPy",
                *_diff([a for a, _ in finite], [b for _, b in finite]), tolerance)
-    report.add("d training run", "final weights TF vs NumPy",
+    report.add("d training run", f"final weights TF{_on(strategy)} vs NumPy",
                *_diff(model.get_weights(), reference.get_weights()), tolerance)
 
 
@@ -292,6 +310,7 @@ def crosscheck(
     tolerance: float = 1e-5,
     trajectory_tolerance: float = 1e-5,
     epsilon_tolerance: float = 1e-9,
+    strategy=None,
 ) -> CrossCheckReport:
     """Compare the TF adapter with the NumPy kernel, TF Privacy and the accountant.
 
@@ -317,6 +336,9 @@ def crosscheck(
         Seeds the noise and the sampling.
     tolerance, trajectory_tolerance, epsilon_tolerance : float
         Largest relative difference accepted for (a)-(b), (d) and (e).
+    strategy : tf.distribute.Strategy, optional
+        Run the adapter of checks (b)-(d) under this strategy (``num_microbatches`` must then
+        be ``None``).
 
     Returns
     -------
@@ -331,22 +353,27 @@ def crosscheck(
                          f"{len(x)} and {len(y)}")
     if not is_sparse_loss(loss):
         y = y.astype(np.float32)
+    if strategy is not None and num_microbatches is not None:
+        raise ValueError("num_microbatches must be None with a strategy (every example is "
+                         "clipped alone)")
     report = CrossCheckReport(info={
         "tensorflow": tf.__version__,
         "keras": keras_version(),
         "tensorflow_privacy": getattr(tf_privacy_or_none(), "__version__", None),
         "device": default_device(),
+        "replicas": 1 if strategy is None else strategy.num_replicas_in_sync,
+        "replica_devices": None if strategy is None else list(strategy.extended.worker_devices),
         "batch": len(x),
         "parameters": int(sum(np.prod(v.shape) for v in keras_model.trainable_variables)),
     })
     started = time.perf_counter()
     _check_gradients(report, keras_model, x, y, loss, l2_norm_clip, num_microbatches, tolerance)
     _check_noise_free_step(report, keras_model, x, y, loss, l2_norm_clip, num_microbatches,
-                           tolerance)
+                           tolerance, strategy)
     _check_noise(report, keras_model, x, y, loss, l2_norm_clip, noise_multiplier,
-                 num_microbatches, noise_samples, seed)
+                 num_microbatches, noise_samples, seed, strategy)
     _check_training(report, keras_model, x, y, loss, l2_norm_clip, noise_multiplier,
-                    learning_rate, train_steps, seed, trajectory_tolerance)
+                    learning_rate, train_steps, seed, trajectory_tolerance, strategy)
     _check_epsilon(report, sample_size, batch_size, epochs, noise_multiplier, target_delta,
                    epsilon_tolerance)
     report.info["seconds"] = round(time.perf_counter() - started, 2)
@@ -370,6 +397,22 @@ def example_problem(name: str, batch: int, seed: int = 0):
     raise ValueError(f"name must be 'mlp' or 'cnn', got {name!r}")
 
 
+def mirrored_strategy(replicas: int):
+    """A ``MirroredStrategy`` of ``replicas`` devices: the first GPUs when TensorFlow sees
+    enough of them, else the CPU split into ``replicas`` logical devices (which must happen
+    before TensorFlow initialises its devices: call this first)."""
+    tf = require_tensorflow()
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 64:
+        raise ValueError(f"replicas must be an integer in [1, 64], got {replicas!r}")
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) >= replicas:
+        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(replicas)])
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+
+
 def main(argv=None) -> int:
     """Command line: cross-check the MLP and/or CNN; tables, then one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -377,14 +420,18 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--num-microbatches", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="run checks (b)-(d) under a MirroredStrategy of N replicas: the "
+                             "first N GPUs if TensorFlow sees that many, else N logical CPUs")
     args = parser.parse_args(argv)
     require_tensorflow().get_logger().setLevel("ERROR")  # pfor's while_loop notes
+    strategy = None if args.replicas is None else mirrored_strategy(args.replicas)
     names = ("mlp", "cnn") if args.model == "both" else (args.model,)
     results = {}
     for name in names:
         model, x, y, loss = example_problem(name, args.batch, args.seed)
         report = crosscheck(model, x, y, loss, num_microbatches=args.num_microbatches,
-                            seed=args.seed)
+                            seed=args.seed, strategy=strategy)
         print(f"\n== {name}: {json.dumps(report.info)}")
         print(report.table())
         results[name] = report.to_dict()
