@@ -17,13 +17,16 @@ __all__ = ["ACTIVATIONS", "Activation", "get_activation", "relu_in_place", "sigm
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function ``1 / (1 + exp(-z))``."""
-    out = np.empty_like(z)
-    positive = z >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
-    exp_z = np.exp(z[~positive])
-    out[~positive] = exp_z / (1.0 + exp_z)
-    return out
+    """Numerically stable logistic function ``1 / (1 + exp(-z))``, in the dtype of ``z``.
+
+    With ``e = exp(-|z|)`` (never overflows): ``1 / (1 + e)`` for ``z >= 0`` and
+    ``e / (1 + e)`` below; whole-array operations, no masked indexing."""
+    e = np.abs(z)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    r = e + 1
+    np.reciprocal(r, out=r)
+    return np.where(z >= 0, r, e * r)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

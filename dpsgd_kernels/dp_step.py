@@ -111,36 +111,69 @@ def _check_ghost(ghost):
     return ghost
 
 
-def _validated(model, x, y, loss):
-    """``(model, x, y, loss)`` after the checks every entry point shares (x cast, y sliceable)."""
+class _CheckedTargets:
+    """The batch's targets after the loss' own checks, done once per step: chunks then use
+    the loss' unchecked value and gradient (a loss that overrides ``per_example`` or
+    ``gradient`` keeps being called through them, with its own checks, chunk by chunk)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+
+def _uses_base_checks(loss: Loss) -> bool:
+    kind = type(loss)
+    return (kind.gradient is Loss.gradient and kind.per_example is Loss.per_example
+            and kind._targets is Loss._targets)
+
+
+def _validated(model, x, y, loss, *, x_checked: bool = False, targets: bool = False):
+    """``(model, x, y, loss)`` after the checks every entry point shares (x cast, y sliceable);
+    with ``targets``, ``y`` is a :class:`_CheckedTargets` where the loss' target checks could
+    run once here (for :func:`_run`, :func:`_part` and :func:`_mean_loss` only)."""
     model = _check_model(model)
     loss = get_loss(loss)
-    x = model.check_input(x)
+    if not x_checked:
+        x = model.check_input(x)
     if np.ndim(y) == 0 or np.shape(y)[0] != x.shape[0]:
         raise ValueError(
             f"y must hold one target per example of x ({x.shape[0]}), got shape {np.shape(y)}"
         )
+    if targets and _uses_base_checks(loss) and x.shape[0]:
+        shape = (x.shape[0], *model.output_shape)
+        return model, x, _CheckedTargets(loss.check_targets(y, shape, model.dtype)), loss
     return model, x, np.asarray(y), loss
+
+
+def _part(y, part: slice):
+    """The targets of one chunk."""
+    return _CheckedTargets(y.array[part]) if isinstance(y, _CheckedTargets) else y[part]
 
 
 def _run(model: Sequential, x: np.ndarray, y, loss: Loss) -> np.ndarray:
     """Forward and backward on validated input; returns the model output (see
     :func:`_mean_loss`)."""
     output = model.forward(x)
-    model.backward(loss.gradient(y, output))
+    if isinstance(y, _CheckedTargets):
+        model.backward(loss._grad(y.array, output))
+    else:
+        model.backward(loss.gradient(y, output))
     return output
 
 
 def _mean_loss(loss: Loss, y, outputs: list[np.ndarray]) -> float:
     """Mean per-example loss of a batch from its chunks' outputs, evaluated once over the batch
     (per-example losses do not depend on the chunking; one evaluation instead of one per chunk
-    saves the loss' fixed costs, targets validation included, on every chunk after the first)."""
+    saves the loss' fixed costs on every chunk after the first)."""
+    if isinstance(y, _CheckedTargets):
+        return float(np.mean(loss._value(y.array, _stacked(outputs))))
     return float(np.mean(loss.per_example(y, _stacked(outputs))))
 
 
 def _forward_backward(model: Sequential, x, y, loss: Loss | str) -> np.ndarray:
     """Validate, run forward and backward; return the validated ``x``."""
-    model, x, y, loss = _validated(model, x, y, loss)
+    model, x, y, loss = _validated(model, x, y, loss, targets=True)
     _run(model, x, y, loss)
     return x
 
@@ -240,7 +273,7 @@ def batch_gradient(
         Mean loss over the batch.
     """
     blas_threads = check_blas_threads(blas_threads)
-    model, x, y, loss = _validated(model, x, y, loss)
+    model, x, y, loss = _validated(model, x, y, loss, targets=True)
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one example")
     scale = 1.0 / x.shape[0]
@@ -248,7 +281,7 @@ def batch_gradient(
     parts = _chunks(model, x.shape[0], 1, chunk_size)
     with _step_threads(blas_threads, _largest_product_macs(model, x.shape[0], parts)):
         for part in parts:
-            outputs.append(_run(model, x[part], y[part], loss))
+            outputs.append(_run(model, x[part], _part(y, part), loss))
             _accumulate_into(
                 grads,
                 [g for layer in model.linear_layers for g in layer.weighted_gradients(scale)],
@@ -407,13 +440,13 @@ def microbatch_gradient_norms(
         rounded down to whole microbatches.
     """
     ghost = _check_ghost(ghost)
-    model, x, y, loss = _validated(model, x, y, loss)
+    model, x, y, loss = _validated(model, x, y, loss, targets=True)
     _, group_size = _group_size(x.shape[0], num_microbatches)
     if x.shape[0] == 0:
         return np.zeros(0, dtype=model.dtype)
     norms, sums = [], _ClippedSums(model, group_size, ghost, None)
     for part in _chunks(model, x.shape[0], group_size, chunk_size):
-        _run(model, x[part], y[part], loss)
+        _run(model, x[part], _part(y, part), loss)
         norms.append(sums.add_chunk(part.start // group_size))
     return _stacked(norms)
 
@@ -435,6 +468,12 @@ def noisy_average(
         isinstance(total, np.ndarray) and total.dtype in (np.float32, np.float64) for total in sums
     ):
         raise TypeError("sums must be a non-empty list of float32 or float64 arrays")
+    return _noisy_average(sums, stddev, denominator, rng)
+
+
+def _noisy_average(sums: list[np.ndarray], stddev: float, denominator: float,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """:func:`noisy_average` on validated arguments (the step's own)."""
     dtype = sums[0].dtype
     flat = np.concatenate([total.ravel() for total in sums])
     if stddev:
@@ -543,17 +582,17 @@ def dp_gradient(
         norms, loss_value, count = np.zeros(0, dtype=model.dtype), float("nan"), 0
     else:
         count, group_size = _group_size(batch, num_microbatches)
-        model, x, y, loss = _validated(model, x, y, loss)
+        model, x, y, loss = _validated(model, x, y, loss, x_checked=True, targets=True)
         parts = _chunks(model, batch, group_size, chunk_size)
         clipped = _ClippedSums(model, group_size, ghost, l2_norm_clip, len(parts))
         norms, outputs = [], []
         with _step_threads(blas_threads, _largest_product_macs(model, batch, parts)):
             for part in parts:
-                outputs.append(_run(model, x[part], y[part], loss))
+                outputs.append(_run(model, x[part], _part(y, part), loss))
                 norms.append(clipped.add_chunk(part.start // group_size))
             sums = clipped.finish()
         norms = _stacked(norms)
         loss_value = _mean_loss(loss, y, outputs)
     denominator = float(count) if expected_batch_size is None else expected_batch_size
-    gradients = noisy_average(sums, noise_multiplier * l2_norm_clip, denominator, rng)
+    gradients = _noisy_average(sums, noise_multiplier * l2_norm_clip, denominator, rng)
     return DPGradient(gradients, loss_value, norms, count, denominator)

@@ -51,6 +51,8 @@ def row_product(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """
     m, k = rows.shape
     n = matrix.shape[-1]
+    if m * k * n <= _tuning.SMALL_PRODUCT_MACS and matrix.flags.c_contiguous:
+        return np.matmul(rows, matrix)  # one block at most (and nothing to copy)
     min_rows = _tuning.MIN_BLOCK_ROWS
     if m >= min_rows and not matrix.flags.c_contiguous:
         matrix = np.ascontiguousarray(matrix)

@@ -35,7 +35,7 @@ class Optimizer:
                 raise ValueError(
                     f"grads[{index}] must have shape {param.shape}, got {np.shape(grad)}"
                 )
-            if not np.all(np.isfinite(grad)):
+            if not np.isfinite(grad).all():
                 raise ValueError(f"grads[{index}] must be finite (found NaN or inf)")
         if self._slots is None:
             self._slots = [self._new_slots(p) for p in params]
