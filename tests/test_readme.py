@@ -48,9 +48,17 @@ def test_every_pycon_block_prints_what_it_shows(namespace):
     assert "statement" in namespace and "trainer" in namespace
 
 
+# python blocks that need an optional back end, and the test file that executes each (found by a
+# marker the block contains); every other example is a pycon block executed here.
+ELSEWHERE = {"distribute_datasets_from_function": "test_tf_distribute.py"}
+
+
 def test_no_untested_python_blocks():
-    # examples are pycon (executed here); shell commands are console (dp-budget ones run below)
-    assert _blocks("python") == []
+    for block in _blocks("python"):
+        markers = [marker for marker in ELSEWHERE if marker in block]
+        assert markers, f"an example that no test runs (make it a pycon block):\n{block}"
+        runner = README.parent / "tests" / ELSEWHERE[markers[0]]
+        assert markers[0] in runner.read_text(encoding="utf-8")
 
 
 def test_cli_blocks_print_what_they_show():
