@@ -70,6 +70,12 @@ _MAX_TILT = 1e6
 _MAX_ITEM_NODES = 20_000
 # Largest number of binomial terms summed at once (bounds memory for many large integer orders).
 _CHUNK_TERMS = 2_000_000
+# Integer orders above this sum only the cells of binomial terms that carry the sum, found by
+# probing every _CELL_TERMS terms; _CURVATURE bounds how far the log-terms bend down between probes
+# (see _log_a_minus_1_integer_probed).
+_PROBED_ORDER = 96
+_CELL_TERMS = 8
+_CURVATURE = 4.5
 # Binomial layouts are cached only up to this many terms (bounds the cache's memory).
 _CACHED_TERMS = 2**15
 
@@ -197,6 +203,86 @@ def _cached_binomial_layout(alpha: tuple):
 
 def log_a_minus_1_integer(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``log(A_alpha - 1)`` for integer orders by the positive binomial sum over ``k >= 2``.
+
+    Orders above ``_PROBED_ORDER`` sum only the cells of terms that carry the sum
+    (:func:`_log_a_minus_1_integer_probed`), the others every term.
+    """
+    large = alpha > _PROBED_ORDER
+    if not np.any(large):
+        return _log_a_minus_1_integer_full(q, sigma, alpha)
+    result = np.empty(q.shape)
+    small = ~large
+    if np.any(small):
+        result[small] = _log_a_minus_1_integer_full(q[small], sigma[small], alpha[small])
+    result[large] = _log_a_minus_1_integer_probed(q[large], sigma[large], alpha[large])
+    return result
+
+
+def _log_binomial_terms(k, alpha, log_binomial, q, sigma) -> np.ndarray:
+    """``log(C(alpha, k) (1-q)^(alpha-k) q^k expm1(k(k-1) / (2 sigma^2)))``, term by term."""
+    return (
+        log_binomial
+        + (alpha - k) * np.log1p(-q)
+        + k * np.log(q)
+        + _log_expm1(k * (k - 1.0) / (2.0 * sigma**2))
+    )
+
+
+def _log_choose(alpha, k):
+    gammaln = _scipy.special.gammaln
+    return gammaln(alpha + 1.0) - gammaln(k + 1.0) - gammaln(alpha - k + 1.0)
+
+
+def _log_a_minus_1_integer_probed(q, sigma, alpha) -> np.ndarray:
+    """The binomial sum of :func:`log_a_minus_1_integer` over the cells of terms that carry it.
+
+    The log-term ``L(k)``, continued to real ``k`` in ``[2, alpha]`` through ``gammaln``, has
+    ``L'' >= -_CURVATURE``: ``-psi'(k + 1) >= -psi'(3) > -0.4``, ``-psi'(alpha - k + 1) >=
+    -psi'(1) = -pi^2 / 6``, and ``log expm1(x(k))`` with ``x = k(k-1) / (2 sigma^2)`` has second
+    derivative at least ``-x'^2 / x^2 = -(2k-1)^2 / (k(k-1))^2 >= -9/4`` (since
+    ``(e^x - 1)^2 >= x^2 e^x``); the rest is linear in ``k``. So inside a cell of ``w`` terms
+    between two probes ``L`` exceeds the larger probe by at most ``_CURVATURE w^2 / 8``, and a
+    cell whose probes are both that far below ``peak - _DROP_BELOW - log(alpha)`` holds terms
+    whose total (at most ``alpha`` of them) is below ``e^-_DROP_BELOW`` of the sum.
+    """
+    cells = np.ceil((alpha - 2.0) / _CELL_TERMS).astype(np.int64)
+    cost = np.cumsum(alpha + cells)  # probes, and at most every term in kept cells
+    result = np.empty(q.shape)
+    for part in _chunks(cost, _CHUNK_TERMS):
+        result[part] = _probed_binomial_chunk(q[part], sigma[part], alpha[part], cells[part])
+    return result
+
+
+def _probed_binomial_chunk(q, sigma, alpha, cells) -> np.ndarray:
+    """:func:`_log_a_minus_1_integer_probed` for one chunk of items."""
+    probes = RaggedIndex(cells + 1)
+    item = probes.item
+    # probe j sits at k = 2 + j w (the last one at alpha); cell j runs from probe j to probe j+1
+    k = np.minimum(2.0 + probes.local * float(_CELL_TERMS), alpha[item])
+    log_probe = _log_binomial_terms(k, alpha[item], _log_choose(alpha[item], k), q[item],
+                                    sigma[item])
+    peak = np.maximum.reduceat(log_probe, probes.starts)
+    threshold = peak - _DROP_BELOW - np.log(alpha) - _CURVATURE * _CELL_TERMS**2 / 8.0
+    above = log_probe >= threshold[item]
+    next_above = np.zeros_like(above)
+    next_above[:-1] = above[1:]
+    keep = np.flatnonzero((probes.local < cells[item]) & (above | next_above))
+    # the terms of the kept cells, each cell's end excluded; the last term (k = alpha) added apart
+    first = k[keep]
+    terms = RaggedIndex((k[keep + 1] - first).astype(np.int64))
+    owner = item[keep][terms.item]
+    kk = first[terms.item] + terms.local
+    a = alpha[owner]
+    log_terms = _log_binomial_terms(kk, a, _log_choose(a, kk), q[owner], sigma[owner])
+    last = probes.starts + cells
+    owners = np.concatenate((owner, item[last]))
+    order = np.argsort(owners, kind="stable")
+    values = np.concatenate((log_terms, log_probe[last]))[order]
+    return segment_logsumexp(values, RaggedIndex(np.bincount(owners, minlength=q.size)))
+
+
+def _log_a_minus_1_integer_full(q, sigma, alpha) -> np.ndarray:
+    """The binomial sum of :func:`log_a_minus_1_integer`, every term.
 
     Items are summed in chunks of at most ``_CHUNK_TERMS`` terms (or one item), so the memory
     used is bounded whatever the number and size of the orders.
