@@ -161,3 +161,12 @@ def test_relative_links_resolve():
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text(encoding="utf-8")):
         if "://" not in target:
             assert (root / target).exists(), target
+
+
+def test_several_devices_output_is_the_global_runs_epsilon():
+    blocks = _blocks("text")
+    (shown,) = [block for block in blocks if block.startswith("fit: epsilon")]
+    # q = 100/2000, 2 epochs = 40 steps; TF Privacy's budget of the global run
+    expected = accounting.get_privacy_budget(2000, 100, 2, 1.1, 1e-5)
+    assert shown.splitlines() == [f"fit: epsilon {expected:.4f} after 40 steps",
+                                  f"loop: epsilon {expected:.4f} after 40 steps"]
