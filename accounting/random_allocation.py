@@ -57,11 +57,13 @@ Non-integer orders take the value at ``ceil(alpha)`` (RDP is non-decreasing in t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
 
 from accounting import _scipy
+from accounting._caches import register_cache
 from accounting._validation import (
     check_delta,
     check_noise_multiplier,
@@ -153,14 +155,24 @@ def _log_phi_upper(v: np.ndarray, s2: float) -> np.ndarray:
     y_cut = np.exp(cuts * s - s2 / 2.0)
     log_above = _scipy.special.log_ndtr(-cuts)
     out = np.empty_like(v)
-    chunk = 2048
+    with np.errstate(over="ignore"):
+        # the polynomial's coefficients per cut: sum_k c_k v^k as one matrix product where no
+        # power or coefficient leaves the float range (else term by term in log space)
+        coefficients = signs * np.exp(log_moments)
+        top_power = float(np.max(v, initial=0.0)) ** 6
+        direct = bool(np.all(np.isfinite(coefficients))
+                      and top_power * float(np.abs(coefficients).max()) < 1e300)
+    chunk = 8192 if direct else 2048
     for start in range(0, v.shape[0], chunk):
         vv = v[start:start + chunk, None]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            log_v = np.log(vv)[..., None]
-            terms = signs * np.exp(k * log_v + log_moments[None])
-            terms[..., 0] = np.exp(log_moments[None, :, 0])
-            poly = terms.sum(axis=2)
+            if direct:
+                poly = (vv ** k) @ coefficients.T
+            else:
+                log_v = np.log(vv)[..., None]
+                terms = signs * np.exp(k * log_v + log_moments[None])
+                terms[..., 0] = np.exp(log_moments[None, :, 0])
+                poly = terms.sum(axis=2)
             # the alternating sum is used only where it has no harmful cancellation
             poly = np.where(vv * y_cut <= 4.0, poly, np.inf)
             below = np.minimum(poly, np.exp(log_moments[:, 0])[None, :])
@@ -185,8 +197,24 @@ def _add_log_moments_upper(steps: int, sigma: float, betas: np.ndarray) -> np.nd
     b = betas[:, None]
     lo, hi = u[:-1], u[1:]
     with np.errstate(divide="ignore", invalid="ignore"):
-        mass = np.where(lo < b, _scipy.special.gammainc(b, hi) - _scipy.special.gammainc(b, lo),
-                        _scipy.special.gammaincc(b, lo) - _scipy.special.gammaincc(b, hi))
+        # the gamma mass of [lo, hi]: a difference of lower regularised gammas left of the
+        # mode, of upper ones right of it (no cancellation); each function is evaluated once
+        # per grid point, and only where a piece uses it
+        left = lo < b
+        lower_at = np.zeros((betas.size, u.size))
+        upper_at = np.zeros((betas.size, u.size))
+        need_lower = np.zeros(lower_at.shape, dtype=bool)
+        need_lower[:, :-1] |= left
+        need_lower[:, 1:] |= left
+        need_upper = np.zeros(upper_at.shape, dtype=bool)
+        need_upper[:, :-1] |= ~left
+        need_upper[:, 1:] |= ~left
+        rows, cols = np.nonzero(need_lower)
+        lower_at[rows, cols] = _scipy.special.gammainc(betas[rows], u[cols])
+        rows, cols = np.nonzero(need_upper)
+        upper_at[rows, cols] = _scipy.special.gammaincc(betas[rows], u[cols])
+        mass = np.where(left, lower_at[:, 1:] - lower_at[:, :-1],
+                        upper_at[:, :-1] - upper_at[:, 1:])
         # where the gamma mass underflows, its bound u_hi^(beta-1) e^-u_lo (u_hi - u_lo)
         log_mass_bound = ((b - 1.0) * np.log(hi) - lo + np.log(hi - lo)
                           - _scipy.special.gammaln(b))
@@ -228,6 +256,17 @@ def _single_rdp(steps: int, sigma: float, orders: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(remove, add), 0.0)
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_single_rdp(steps: int, sigma: float, orders: bytes) -> np.ndarray:
+    """:func:`_single_rdp` kept per ``(t, sigma, orders)`` (read-only: callers scale a copy)."""
+    values = _single_rdp(steps, sigma, np.frombuffer(orders, dtype=float))
+    values.setflags(write=False)
+    return values
+
+
+register_cache(_cached_single_rdp.cache_clear)
+
+
 def _check_steps_selections(steps, selections) -> tuple[int, int]:
     steps = check_positive_int(steps, "steps", MAX_STEPS)
     selections = check_positive_int(selections, "selections", steps)
@@ -264,7 +303,7 @@ def random_allocation_rdp(steps: int, selections: int, noise_multiplier: float,
     sigma = check_noise_multiplier(noise_multiplier, scalar=True)
     orders = check_orders(orders)
     per_round = steps // selections
-    return selections * _single_rdp(per_round, sigma, orders)
+    return selections * _cached_single_rdp(per_round, sigma, orders.tobytes())
 
 
 def random_allocation_epsilon(steps: int, noise_multiplier: float, delta: float,
