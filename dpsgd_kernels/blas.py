@@ -47,17 +47,18 @@ __all__ = [
 MAX_BLAS_THREADS = 4096
 """Largest explicit ``blas_threads`` accepted (beyond any BLAS's compiled-in maximum)."""
 
-# (file-name fragment, setter names, getter names) of BLAS libraries with a thread-count call;
-# the first name that resolves in a library is used. NumPy's scipy_openblas64 builds suffix
-# their symbols with 64_, scipy_openblas32 has none.
+# (file-name fragment, setter names, getter names, C type of the count) of BLAS libraries with
+# a thread-count call; the first name that resolves in a library is used. NumPy's
+# scipy_openblas64 builds suffix their symbols with 64_, scipy_openblas32 has none; BLIS counts
+# in dim_t (64 bits).
 _KNOWN = (
     ("openblas", ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
                   "scipy_openblas_set_num_threads", "openblas_set_num_threads"),
      ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-      "scipy_openblas_get_num_threads", "openblas_get_num_threads")),
-    ("mkl_rt", ("MKL_Set_Num_Threads",), ("MKL_Get_Max_Threads",)),
-    ("flexiblas", ("flexiblas_set_num_threads",), ("flexiblas_get_num_threads",)),
-    ("blis", ("bli_thread_set_num_threads",), ("bli_thread_get_num_threads",)),
+      "scipy_openblas_get_num_threads", "openblas_get_num_threads"), ctypes.c_int),
+    ("mkl_rt", ("MKL_Set_Num_Threads",), ("MKL_Get_Max_Threads",), ctypes.c_int),
+    ("flexiblas", ("flexiblas_set_num_threads",), ("flexiblas_get_num_threads",), ctypes.c_int),
+    ("blis", ("bli_thread_set_num_threads",), ("bli_thread_get_num_threads",), ctypes.c_int64),
 )
 
 
@@ -118,7 +119,7 @@ def _numpy_lib_dirs() -> list[str]:
     return [os.path.join(os.path.dirname(package), "numpy.libs"), os.path.join(package, ".dylibs")]
 
 
-def _resolve(path: str, setter_names, getter_names) -> _Library | None:
+def _resolve(path: str, setter_names, getter_names, count_type) -> _Library | None:
     try:
         library = ctypes.CDLL(path)
     except OSError:
@@ -128,7 +129,7 @@ def _resolve(path: str, setter_names, getter_names) -> _Library | None:
     if setter is None or getter is None:
         return None
     setter.argtypes, setter.restype, getter.argtypes, getter.restype = (
-        [ctypes.c_int], None, [], ctypes.c_int
+        [count_type], None, [], count_type
     )
     return _Library(path, setter, getter)
 
@@ -146,9 +147,9 @@ def _find_libraries() -> list:
     found: dict[str, _Library] = {}
     for path in paths:
         name = os.path.basename(path).lower()
-        for fragment, setters, getters in _KNOWN:
+        for fragment, setters, getters, count_type in _KNOWN:
             if fragment in name and os.path.realpath(path) not in found:
-                library = _resolve(path, setters, getters)
+                library = _resolve(path, setters, getters, count_type)
                 if library is not None:
                     found[os.path.realpath(path)] = library
                 break
