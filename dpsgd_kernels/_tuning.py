@@ -12,7 +12,9 @@ __all__ = [
     "MIN_BLOCK_ROWS",
     "REUSE_MAX_BYTES",
     "RUN_OVERHEAD_BYTES",
+    "SCALAR_RELU_MAX",
     "SMALL_PRODUCT_MACS",
+    "ZERO_BLOCK",
 ]
 
 CHUNK_BYTES = 9 * 2**19
@@ -29,18 +31,28 @@ chunked steps reuse all of theirs while an unchunked pass over a large batch kee
 SMALL_PRODUCT_MACS = 3 * 2**18
 """Multiply-adds per block of :func:`~dpsgd_kernels.layers.row_product` (786,432), under the
 10^6 ``M N K`` limit of OpenBLAS's single-precision small-matrix kernels, which skip packing.
-Provenance: the MNIST CNN's row products timed in blocks of 2^17 to 2^20 multiply-adds and in
-one call (round-robin)."""
+Provenance: the MNIST CNN's row products per 32-example chunk (forward, window gradients) timed
+in such blocks and in one call, and the DP step A/B round-robin."""
 
 MIN_BLOCK_ROWS = 32
 """Fewest rows per block of :func:`~dpsgd_kernels.layers.row_product`; wider products run in
-one call. Provenance: below 32 rows the per-call cost of a block outweighed the packing saved."""
+one call. Provenance: set with ``SMALL_PRODUCT_MACS`` (same measurement); not swept on its own."""
 
 RUN_OVERHEAD_BYTES = 110
 """What starting a contiguous run costs a strided NumPy copy, in bytes copied
 (:func:`~dpsgd_kernels.im2col.column_windows_shape` chooses one or two copies with it).
-Provenance: least-squares fit of im2col patch-copy times to (runs, bytes) over the CNN's
-geometries."""
+Provenance: im2col patch-copy times fitted to a per-run and a per-byte cost (the MNIST CNN's
+convolutions, 32-example chunks)."""
+
+ZERO_BLOCK = 2**16
+"""Elements per block of :func:`~dpsgd_kernels.activations.relu_in_place` (256 KiB of float32
+zeros, cached per dtype). Provenance: ReLU on the MNIST CNN's first-convolution output
+(32-example chunk, float32) timed against a scalar zero and against cached blocks."""
+
+SCALAR_RELU_MAX = 2048
+"""Below this many elements :func:`~dpsgd_kernels.activations.relu_in_place` compares with a
+scalar zero. Provenance: set so that per-example-sized arrays keep the scalar (the blocks'
+per-call overhead would cost more there); not swept on its own."""
 
 BLAS_MACS_PER_THREAD = 2**24
 """Multiply-adds of a step's largest product per BLAS thread that ``blas_threads="auto"``

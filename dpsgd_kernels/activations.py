@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dpsgd_kernels import _tuning
+
 __all__ = ["ACTIVATIONS", "Activation", "get_activation", "relu_in_place", "sigmoid", "softmax"]
 
 
@@ -36,33 +38,28 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return exp_z / exp_z.sum(axis=-1, keepdims=True)
 
 
-ZERO_BLOCK = 2**16
-"""Elements per block of :func:`relu_in_place` (256 KiB of float32 zeros, cached per dtype)."""
-
-SCALAR_RELU_MAX = 2048
-"""Below this many elements :func:`relu_in_place` compares with a scalar zero."""
-
 _zero_blocks: dict[np.dtype, np.ndarray] = {}
 
 
 def relu_in_place(z: np.ndarray) -> np.ndarray:
     """``max(z, 0)`` written into ``z`` (returned).
 
-    NumPy's ``maximum`` against a scalar (a stride-0 operand) misses its vectorised loop and
-    took about 3.5 times as long as against an array of zeros (float32, the MNIST CNN's first
-    convolution); a contiguous ``z`` is therefore taken in flat blocks of ``ZERO_BLOCK``
-    elements against one cached, read-only block of zeros. Arrays below ``SCALAR_RELU_MAX``
-    elements (where the blocks' overhead costs more than they save) and views use the scalar.
+    NumPy's ``maximum`` against a scalar (a stride-0 operand) misses its vectorised loop, so a
+    contiguous ``z`` is taken in flat blocks of :data:`~dpsgd_kernels._tuning.ZERO_BLOCK`
+    elements against one cached, read-only block of zeros. Arrays below
+    :data:`~dpsgd_kernels._tuning.SCALAR_RELU_MAX` elements (where the blocks' overhead costs
+    more than they save) and views use the scalar.
     """
-    if z.size < SCALAR_RELU_MAX or not z.flags.c_contiguous:
+    block_size = _tuning.ZERO_BLOCK
+    if z.size < _tuning.SCALAR_RELU_MAX or not z.flags.c_contiguous:
         return np.maximum(z, 0, out=z)
     zeros = _zero_blocks.get(z.dtype)
     if zeros is None:
-        zeros = _zero_blocks[z.dtype] = np.zeros(ZERO_BLOCK, dtype=z.dtype)
+        zeros = _zero_blocks[z.dtype] = np.zeros(block_size, dtype=z.dtype)
         zeros.flags.writeable = False
     flat = z.reshape(-1)
-    for start in range(0, flat.size, ZERO_BLOCK):
-        block = flat[start : start + ZERO_BLOCK]
+    for start in range(0, flat.size, block_size):
+        block = flat[start : start + block_size]
         np.maximum(block, zeros[: block.size], out=block)
     return z
 

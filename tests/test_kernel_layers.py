@@ -378,9 +378,9 @@ def test_layers_compute_only_what_the_next_layer_reads(name):
 def test_relu_in_place_matches_maximum(monkeypatch, dtype, shape):
     """Blocked against cached zeros (across block ends) or, for views, plain; same bits as
     ``np.maximum(z, 0)`` (NaN and signed zeros included)."""
-    monkeypatch.setattr(activations_module, "ZERO_BLOCK", 4)
+    monkeypatch.setattr(tuning_module, "ZERO_BLOCK", 4)
     monkeypatch.setattr(activations_module, "_zero_blocks", {})
-    monkeypatch.setattr(activations_module, "SCALAR_RELU_MAX", 1)
+    monkeypatch.setattr(tuning_module, "SCALAR_RELU_MAX", 1)
     rng = np.random.default_rng(9)
     z = rng.normal(size=shape).astype(dtype)
     z.reshape(-1)[:3] = [np.nan, -0.0, 0.0][: z.size]
