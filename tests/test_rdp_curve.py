@@ -173,3 +173,11 @@ def test_bad_conversion_and_orders_are_refused():
         epsilon_curve(0.1, 1.0, [10], 1e-5, conversion="fast")
     with pytest.raises(ValueError, match="orders"):
         epsilon_curve(0.1, 1.0, [10], 1e-5, orders=[0.5, 2.0])
+
+
+def test_many_orders_take_the_bounded_memory_path():
+    # more orders than the envelope compares pairwise: the minimum is taken in chunks
+    orders = np.linspace(1.05, 200.0, 3000)
+    steps = 37 * np.arange(1, 3000)
+    epsilon, _ = epsilon_curve(0.01, 1.2, steps, 1e-6, orders=orders)
+    _close(epsilon, _slow(0.01, 1.2, steps, 1e-6, "improved", orders)[0])

@@ -43,11 +43,12 @@ __all__ = ["epsilon_curve"]
 
 _DEFAULT_KEY = tuple(DEFAULT_ORDERS.tolist())
 
-# First anchors of the order pruning: small integer orders are cheap, and the optimum lies beyond
-# them only for small epsilon.
-_FIRST_ANCHORS = frozenset(range(2, 13))
 # Up to this many (step count, line) pairs the minimum is taken directly; beyond, on the envelope.
 _DIRECT_PAIRS = 4096
+# The envelope compares every pair of lines: beyond this many lines (orders) the minimum is taken
+# directly, _CHUNK_PAIRS (step count, line) pairs at a time, so the memory stays bounded.
+_ENVELOPE_LINES = 1024
+_CHUNK_PAIRS = 1 << 20
 
 
 def epsilon_curve(
@@ -130,10 +131,8 @@ def _curve(q, sigma, counts, delta, conversion, orders) -> tuple[np.ndarray, np.
     if lines.size == 0:
         return np.full(counts.shape, np.inf), np.zeros(counts.shape, dtype=np.int64)
     slopes, intercepts = rdp[lines], offset[lines]
-    if counts.size * lines.size <= _DIRECT_PAIRS:
-        values = counts[:, None] * slopes + intercepts
-        best = np.argmin(values, axis=1)
-        lowest = values[np.arange(counts.size), best]
+    if counts.size * lines.size <= _DIRECT_PAIRS or lines.size > _ENVELOPE_LINES:
+        lowest, best = _direct_minimum(slopes, intercepts, counts)
     else:
         lowest, best = _envelope_minimum(slopes, intercepts, counts)
     # Bretagnolle-Huber: epsilon is 0 once some order's total RDP is at most the threshold.
@@ -146,23 +145,14 @@ def _curve(q, sigma, counts, delta, conversion, orders) -> tuple[np.ndarray, np.
 
 def _step_rdp(q, sigma, orders, offset, threshold, low, high) -> np.ndarray:
     """Per-step RDP at the orders that can attain the minimum for some ``T`` in ``[low, high]``
-    (NaN at the others).
-
-    The small integer anchors come first; only when an order above them may still win are the
-    larger anchors evaluated too, so that they prune the largest (costliest) orders.
-    """
+    (NaN at the others): the anchor orders first, then the orders their bounds cannot prune."""
     key = _DEFAULT_KEY if orders is DEFAULT_ORDERS else tuple(orders.tolist())
     rdp = np.full(orders.shape, np.nan)
     floor = kl_lower_bound(q, sigma, 1.0) * (1.0 - 1e-9)
     with np.errstate(all="ignore"):
-        for anchor_orders in (_FIRST_ANCHORS, ANCHOR_ORDERS):
-            anchors = pruning_anchors(key, anchor_orders)
-            new = anchors[np.isnan(rdp[anchors])]
-            if new.size:
-                rdp[new] = _per_step(q, sigma, orders[new])
-            needed = _needed(rdp, orders, key, anchor_orders, floor, offset, threshold, low, high)
-            if needed.size == 0 or orders[needed[-1]] <= max(_FIRST_ANCHORS):
-                break
+        anchors = pruning_anchors(key, ANCHOR_ORDERS)
+        rdp[anchors] = _per_step(q, sigma, orders[anchors])
+        needed = _needed(rdp, orders, key, ANCHOR_ORDERS, floor, offset, threshold, low, high)
         if needed.size:
             rdp[needed] = _per_step(q, sigma, orders[needed])
     return rdp
@@ -176,8 +166,8 @@ def _needed(rdp, orders, key, anchor_orders, floor, offset, threshold, low, high
         return rest
     bound = np.maximum(lower_bounds(rdp, orders, key, anchor_orders)[rest], floor)
     known = np.flatnonzero(np.isfinite(rdp))
-    if known.size == 0:  # every evaluated order vacuous: nothing can be pruned
-        return rest
+    if known.size == 0 or known.size > _ENVELOPE_LINES:
+        return rest  # nothing to prune with, or too many lines for the envelope: evaluate all
     # The envelope E(T) of the evaluated orders' lines is concave and each bound's line is linear
     # in T, so their difference is largest at an end of [low, high] or at a breakpoint of E.
     points = np.array([low])
@@ -218,6 +208,20 @@ def _envelope(slopes: np.ndarray, intercepts: np.ndarray) -> tuple[np.ndarray, n
     stop = np.min(np.where(steeper.T, crossing, np.inf), axis=1)
     on = start < stop
     return rank[on], start[on]
+
+
+def _direct_minimum(slopes, intercepts, counts) -> tuple[np.ndarray, np.ndarray]:
+    """``min_j slopes[j] T + intercepts[j]`` and its argmin for every ``T``, line by line, in
+    chunks of step counts that bound the memory used."""
+    lowest = np.empty(counts.shape)
+    best = np.empty(counts.shape, dtype=np.int64)
+    rows = max(1, _CHUNK_PAIRS // slopes.size)
+    for start in range(0, counts.size, rows):
+        part = slice(start, start + rows)
+        values = counts[part, None] * slopes + intercepts
+        best[part] = np.argmin(values, axis=1)
+        lowest[part] = values[np.arange(values.shape[0]), best[part]]
+    return lowest, best
 
 
 def _envelope_minimum(slopes, intercepts, counts) -> tuple[np.ndarray, np.ndarray]:

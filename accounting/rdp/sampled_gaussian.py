@@ -348,13 +348,22 @@ def _log_psi(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def _log_psi_series(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """:func:`_log_psi` where ``|alpha u| <= _SERIES_RADIUS``, by its power series."""
+    return np.log(_psi_series(u, alpha))
+
+
+def _psi_series(u: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``psi`` where ``|alpha u| <= _SERIES_RADIUS``, by its power series (see :func:`_log_psi`)."""
     ratio = np.max(np.abs(alpha * u))
     terms = 2 if ratio == 0.0 else int(np.ceil(np.log(1e-17) / np.log(ratio))) + 1
     # C(alpha, k+1) u^(k-1) / (C(alpha, k) u^(k-2)) = (alpha - k) u / (k + 1), k = 2 .. terms
-    k = np.arange(2.0, terms + 1.0)
-    steps = (alpha[:, None] - k) * (u[:, None] / (k + 1.0))
-    series_sum = 1.0 + np.cumprod(steps, axis=1).sum(axis=1)
-    return np.log(u * u * (alpha * (alpha - 1.0) * 0.5) * series_sum)
+    k = np.arange(2.0, terms + 1.0)[:, None]
+    products = (alpha - k) * (u / (k + 1.0))
+    # running products one row (term) at a time: a few long vector operations cost less than
+    # np.cumprod along a short axis
+    for row in range(1, products.shape[0]):
+        products[row] *= products[row - 1]
+    series_sum = 1.0 + products.sum(axis=0)
+    return u * u * (alpha * (alpha - 1.0) * 0.5) * series_sum
 
 
 def _log_psi_from_log1p(ell: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -466,10 +475,31 @@ def step_rdp_one_pair(q: float, sigma: float, alpha: np.ndarray) -> np.ndarray:
                 return rdp_items(q * ones, sigma * ones, alpha)
             log_a_minus_1[fractional] = shared
         if np.any(integer):
-            ones = np.ones(np.count_nonzero(integer))
-            log_a_minus_1[integer] = log_a_minus_1_integer(q * ones, sigma * ones,
-                                                           alpha[integer])
+            log_a_minus_1[integer] = _log_a_minus_1_integer_one_pair(q, sigma, alpha[integer])
         return _finish(log_a_minus_1, alpha)
+
+
+def _log_a_minus_1_integer_one_pair(q: float, sigma: float, alpha: np.ndarray) -> np.ndarray:
+    """:func:`log_a_minus_1_integer` at one ``(q, sigma)``: the same terms in the same order,
+    without per-term copies of ``q`` and ``sigma`` where the layout of the orders is cached."""
+    if not (alpha.size <= 64 and np.all(alpha <= _PROBED_ORDER)):
+        ones = np.ones(alpha.size)
+        return log_a_minus_1_integer(q * ones, sigma * ones, alpha)
+    index, k, rest, log_binomial, pairs = _cached_one_pair_layout(tuple(alpha.tolist()))
+    x = pairs / (2.0 * sigma**2)
+    log_expm1 = np.log(np.expm1(x)) if x.max() <= 1.0 else _log_expm1(x)
+    log_terms = log_binomial + rest * np.log1p(-q) + k * np.log(q) + log_expm1
+    peak = np.maximum.reduceat(log_terms, index.starts)
+    if not np.all(np.isfinite(peak)):
+        return segment_logsumexp(log_terms, index)
+    # segment_logsumexp's arithmetic, for blocks that all have a finite peak
+    return peak + np.log(np.add.reduceat(np.exp(log_terms - peak[index.item]), index.starts))
+
+
+@lru_cache(maxsize=256)
+def _cached_one_pair_layout(alpha: tuple):
+    index, k, rest, log_binomial = _cached_binomial_layout(alpha)
+    return index, k, rest, log_binomial, k * (k - 1.0)
 
 
 def _finish(log_a_minus_1: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -479,6 +509,11 @@ def _finish(log_a_minus_1: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 # Most (order, node) pairs the shared lattice evaluates at once; beyond, the general path.
 _SHARED_NODES = 200_000
+# The shared lattice sums in linear space when every term is far inside the float range: q at
+# least this (psi >= q^2 times a modest factor wherever it matters, far above 1e-308 e^98) and
+# (alpha - 1) log(1 + u) at most this (psi below e^600).
+_LINEAR_MIN_RATE = 1e-60
+_LINEAR_MAX_GROWTH = 600.0
 
 
 def _shared_lattice_log_a_minus_1(q: float, sigma: float, alpha: np.ndarray):
@@ -496,23 +531,30 @@ def _shared_lattice_log_a_minus_1(q: float, sigma: float, alpha: np.ndarray):
     u = q * np.expm1(t / sigma - 0.5 / sigma**2)
     if not np.all(np.isfinite(u)):
         return None
-    # One row per order, padded with -inf beyond its range: dense sums take fewer operations.
-    # log psi as _log_psi computes it, with log1p(u) and expm1(-log1p(u)) taken once per node.
+    # One row per order, padded beyond its range: dense sums take fewer operations. psi as
+    # _log_psi computes it, with log1p(u) and expm1(-log1p(u)) taken once per node.
     ell = np.log1p(u)
     beta = alpha[:, None] - 1.0
     growth = beta * ell
     tail = beta * np.expm1(-ell)
+    rows, columns = np.nonzero(np.abs(alpha[:, None] * u) <= _SERIES_RADIUS)
+    valid = np.arange(t.size) < counts[:, None]
+    if q >= _LINEAR_MIN_RATE and growth.max() <= _LINEAR_MAX_GROWTH:
+        # every term lies well inside the float range: sum in linear space
+        psi = (1.0 + u) * (np.expm1(growth) + tail)
+        if rows.size:
+            psi[rows, columns] = _psi_series(u[columns], alpha[rows])
+        values = np.where(valid, psi * np.exp(-0.5 * t * t - _LOG_SQRT_2PI), 0.0)
+        return np.log(step) + np.log(values.sum(axis=1))
     if growth.max() <= 700.0:
         log_psi = ell + np.log(np.expm1(growth) + tail)
     else:
         log_psi = ell + np.where(growth <= 700.0,
                                  np.log(np.expm1(np.minimum(growth, 700.0)) + tail),
                                  growth + np.log1p((tail - 1.0) * np.exp(-growth)))
-    rows, columns = np.nonzero(np.abs(alpha[:, None] * u) <= _SERIES_RADIUS)
     if rows.size:
         log_psi[rows, columns] = _log_psi_series(u[columns], alpha[rows])
-    log_values = np.where(np.arange(t.size) < counts[:, None],
-                          (-0.5 * t * t - _LOG_SQRT_2PI) + log_psi, -np.inf)
+    log_values = np.where(valid, (-0.5 * t * t - _LOG_SQRT_2PI) + log_psi, -np.inf)
     peak = log_values.max(axis=1)
     return np.log(step) + peak + np.log(np.exp(log_values - peak[:, None]).sum(axis=1))
 
@@ -584,4 +626,5 @@ def _trapezoid_on_mass(q, sigma, alpha, lower, step, cell_steps, cells) -> np.nd
 
 
 register_cache(_cached_binomial_layout.cache_clear, table=True)
+register_cache(_cached_one_pair_layout.cache_clear, table=True)
 register_cache(_cached_trapezoid_layout.cache_clear)
