@@ -5,6 +5,7 @@ that ``make docs`` runs finds broken links, and the Markdown files' relative lin
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import pathlib
 import re
@@ -40,6 +41,9 @@ def _documented(pattern: str) -> set[str]:
 @pytest.mark.parametrize("module, page", [
     (accounting, "accounting.rst"),
     (accounting.events, "accounting.rst"),
+    *[(importlib.import_module(f"accounting.{name}"), "accounting.rst") for name in (
+        "rdp", "pld", "gdp", "registry", "sampling", "statement", "shuffle", "random_allocation",
+        "user_level", "budget", "calibration", "dpsgd_calibration", "accountant")],
     (accounting.reference, "reference_and_testing.rst"),
     (accounting.testing, "reference_and_testing.rst"),
     (dpsgd_kernels, "dpsgd_kernels.rst"),
