@@ -53,10 +53,12 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 
 import numpy as np
 
 from accounting import _scipy
+from accounting._caches import register_cache
 from accounting._validation import (
     check_delta,
     check_noise_multiplier,
@@ -90,13 +92,21 @@ MAX_ALLOCATION_STEPS = 1 << 24
 #: Noise multipliers outside this range get no PLD (the likelihood ratios of one coordinate
 #: span more than a grid can hold, or are 1 to rounding); RDP's bound is reported instead.
 _SIGMA_RANGE = (0.2, 1e4)
-#: Largest number of points of the one-coordinate grid of ``Y``.
-_MAX_COORDINATE_POINTS = 1 << 20
+#: Largest number of points of the one-coordinate grid of ``Y`` and of the expected window of
+#: the sum (the FFT's is at most ``_MAX_SUM_POINTS``).
+_MAX_COORDINATE_POINTS = 1 << 19
 #: Largest FFT length of the law of the sum ``S``.
 _MAX_SUM_POINTS = 1 << 21
 #: Grid spacing of ``Y`` in units of its standard deviation under ``B``: the spread the split
 #: adds to each coordinate is second order in it.
 _SPACING_PER_STD = 0.01
+#: Grid spacing of ``Y`` at most this times ``t^2``: for few steps the sum ``S`` itself must be
+#: resolved down to ``t e^-eps`` (an epoch's epsilon shrinks as ``t`` grows).
+_SPACING_PER_STEP = 5e-5
+#: Bulk standard deviations of ``S`` the sum's window is expected to span (sizes the grid).
+_WINDOW_STDS = 20.0
+#: Add direction: each ``Y`` is clamped at this times ``t`` (see :class:`_SumLaws`).
+_ADD_CLAMP = 30.0
 #: The laws of ``S`` are computed for truncations that are powers of ten (one law serves every
 #: larger truncation).
 _KEPT_LAWS = 4
@@ -121,17 +131,24 @@ class _SumLaws:
     """The one-coordinate pair on the ``Y`` grid and the laws of ``S`` built from it, for one
     ``(t, sigma)`` and one truncation ``tail``."""
 
-    def __init__(self, steps: int, sigma: float, tail: float):
+    def __init__(self, steps: int, sigma: float, tail: float, direction: str,
+                 coarsen: float = 1.0):
         self.steps, self.sigma, self.tail = steps, sigma, tail
         s = 1.0 / sigma
-        # Y above y_top carries A-mass at most tail / 4 (that mass goes to +inf)
         z = -float(_scipy.special.ndtri(tail / 4.0))
-        y_top = math.exp(0.5 * s * s + z * s)
-        spacing = _SPACING_PER_STD * _y_std(sigma)
-        if y_top / spacing > _MAX_COORDINATE_POINTS:
-            spacing = y_top / _MAX_COORDINATE_POINTS
-        # a finer grid where t is small: S / t near the losses that matter must be resolved
-        spacing = min(spacing, max(steps * 1e-3, y_top / _MAX_COORDINATE_POINTS))
+        if direction == "remove":
+            # Y above y_top carries A-mass at most tail / 4 (that mass goes to +inf)
+            y_top = math.exp(0.5 * s * s + z * s)
+        else:
+            # add: the loss -log(S / t) falls as Y grows, so clamping Y at y_top (B-mass above
+            # it goes to y_top) only raises it; beyond ~30 t a coordinate's loss hardly matters
+            y_top = min(math.exp(-0.5 * s * s + z * s), _ADD_CLAMP * steps)
+        std = _y_std(sigma)
+        # second order in h / std; small t also needs S itself resolved near t e^-eps
+        spacing = min(_SPACING_PER_STD * std, _SPACING_PER_STEP * steps * steps)
+        # no more points than allowed to the sum's window (the coordinate's range and the bulk)
+        window = _WINDOW_STDS * math.sqrt(steps) * std + y_top
+        spacing = max(spacing, window / _MAX_COORDINATE_POINTS) * coarsen
         top = int(math.ceil(y_top / spacing))
         self.h = spacing
         self.top = top
@@ -261,6 +278,13 @@ class RandomAllocationPair(CompositePair):
         self.supported = (2 <= self.steps <= MAX_ALLOCATION_STEPS
                           and _SIGMA_RANGE[0] <= self.noise_multiplier <= _SIGMA_RANGE[1])
         self._laws: dict[float, _SumLaws] = {}
+        self._extents: dict[float, tuple[float, float]] = {}
+        _LIVE.add(self)
+
+    def clear(self) -> None:
+        """Drop the laws kept (recomputed when next asked for)."""
+        self._laws.clear()
+        self._extents.clear()
 
     def __repr__(self) -> str:
         return (f"RandomAllocationPair({self.steps}, {self.noise_multiplier!r}, "
@@ -274,8 +298,20 @@ class RandomAllocationPair(CompositePair):
             return self._laws[max(finer)]
         while len(self._laws) >= _KEPT_LAWS:
             self._laws.pop(next(iter(self._laws)))
-        self._laws[bucket] = _SumLaws(self.steps, self.noise_multiplier, bucket)
-        return self._laws[bucket]
+        coarsen = 1.0
+        for _ in range(4):
+            law = _SumLaws(self.steps, self.noise_multiplier, bucket, self.direction, coarsen)
+            try:  # the sum's window is known once composed: coarser where it is too long
+                law.upper_remove if self.direction == "remove" else law.upper_add  # noqa: B018
+                break
+            except GridTooLarge as error:
+                if not math.isfinite(error.points):
+                    raise
+                coarsen *= 1.25 * error.points / error.limit
+        else:
+            raise GridTooLarge("the sum's window does not fit", math.inf, _MAX_SUM_POINTS)
+        self._laws[bucket] = law
+        return law
 
     def _upper_law(self, tail: float):
         law = self._law(tail)
@@ -283,8 +319,14 @@ class RandomAllocationPair(CompositePair):
                                    else law.upper_add)
         return law, first, masses, infinity
 
-    @functools.lru_cache(maxsize=8)  # noqa: B019 - pairs are few and kept by step_pairs' cache
     def _extent(self, tail: float) -> tuple[float, float]:
+        if tail not in self._extents:
+            while len(self._extents) >= 8:
+                self._extents.pop(next(iter(self._extents)))
+            self._extents[tail] = self._find_extent(tail)
+        return self._extents[tail]
+
+    def _find_extent(self, tail: float) -> tuple[float, float]:
         law, first, masses, _ = self._upper_law(tail)
         losses = _losses(first, masses.size, law.h, self.steps, self.direction)
         weights = np.maximum(masses, 0.0)
@@ -392,6 +434,19 @@ class RandomAllocationPair(CompositePair):
 @functools.lru_cache(maxsize=32)
 def _pair(steps: int, sigma: float, direction: str) -> RandomAllocationPair:
     return RandomAllocationPair(steps, sigma, direction)
+
+
+#: Every pair alive (the PLD accountant's caches may hold some): cleared together.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _clear() -> None:
+    _pair.cache_clear()
+    for pair in list(_LIVE):
+        pair.clear()
+
+
+register_cache(_clear)
 
 
 def allocation_leaf(item: RandomAllocation, times: int, neighboring: str):
