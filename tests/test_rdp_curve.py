@@ -137,6 +137,10 @@ def test_orders_and_shapes():
                                      np.array(orders))
     _close(epsilon.ravel(), expected)
     assert np.array_equal(order.ravel(), expected_order)
+    # one count as a plain int: 0-d arrays with the values of a one-element array
+    single, single_order = epsilon_curve(0.02, 0.9, 1000, 1e-6, orders=orders)
+    assert single.shape == single_order.shape == ()
+    assert single == epsilon[1, 1] and single_order == order[1, 1]
 
 
 def test_nothing_spent_and_infinite_counts():

@@ -113,14 +113,14 @@ def epsilon_curve(
     flat_epsilon, flat_index = epsilon.reshape(-1), index.reshape(-1)
     counts = counts.reshape(-1)
     if q == 0.0:
-        return epsilon, orders[index]
+        return epsilon, orders[index.reshape(-1)].reshape(index.shape)
     infinite = np.isinf(counts)
     flat_epsilon[infinite] = np.inf
     live = np.flatnonzero((counts > 0.0) & ~infinite)
     if live.size:
         flat_epsilon[live], flat_index[live] = _curve(q, sigma, counts[live], delta, conversion,
                                                       orders)
-    return epsilon, orders[index]
+    return epsilon, orders[index.reshape(-1)].reshape(index.shape)
 
 
 def _curve(q, sigma, counts, delta, conversion, orders) -> tuple[np.ndarray, np.ndarray]:
@@ -237,6 +237,8 @@ def _envelope_minimum(slopes, intercepts, counts) -> tuple[np.ndarray, np.ndarra
 
 def _check_counts(steps) -> np.ndarray:
     """``steps`` as a float array of whole numbers ``>= 0`` (huge Python ints become ``inf``)."""
+    if type(steps) is int and 0 <= steps <= 2**53:  # the common single count, without arrays
+        return np.array(float(steps))
     if isinstance(steps, (str, bytes, bool, np.bool_)) or steps is None:
         raise TypeError(f"steps must be whole numbers, got {steps!r}")
     raw = np.asarray(steps)
