@@ -23,6 +23,10 @@ would lose every digit:
   (Trefethen and Weideman 2014, "The exponentially convergent trapezoidal rule", Thm. 5.1),
   on the cells where the integrand is within ``e^-38`` of its peak.
 
+Integer orders above ``_PROBED_ORDER`` sum only the cells of binomial terms that carry the sum,
+found by probing every few terms with a bound on how far the log-terms bend between probes;
+fractional orders of one ``(q, sigma)`` (:func:`step_rdp_one_pair`) share one quadrature lattice.
+
 Everything is vectorised over orders and parameters: no Python loop runs per order.
 """
 
