@@ -7,7 +7,7 @@ speed and, at most, which of several valid answers is returned, never the safe s
 
 from __future__ import annotations
 
-__all__ = ["PLD_INITIAL_STEP_FACTOR"]
+__all__ = ["LEVELS_WIDTH_FACTOR", "PLD_INITIAL_STEP_FACTOR"]
 
 #: Factor ``c`` of the PLD accountant's first grid spacing
 #: ``h = sqrt(c * tolerance * s / sqrt(T))`` (``s`` the per-step loss spread, ``T`` the step
@@ -16,3 +16,11 @@ __all__ = ["PLD_INITIAL_STEP_FACTOR"]
 #: first grid usually meets the default tolerance; the accountant's search refines the grid where
 #: it does not, so a poor fit costs time, never correctness.
 PLD_INITIAL_STEP_FACTOR = 1.5
+
+#: Constant ``c`` of the squaring composition's bracket growth: regridding at each of the
+#: ``L = log2(T)`` levels with ``K`` grid steps per standard deviation widens the epsilon
+#: bracket by about ``c L / K^2`` of epsilon (:func:`accounting.pld.levels.steps_per_spread`).
+#: Provenance: the bracket at fixed ``K = 32`` on ``q = 256/60000, sigma = 1.1`` for
+#: ``T = 1e6 .. 1e9`` (about 0.7% of epsilon at ``L = 30``), so ``c = 0.007 * 32^2 / 30``.
+#: It sizes the grids only: a poor fit costs time or width, never correctness.
+LEVELS_WIDTH_FACTOR = 0.24

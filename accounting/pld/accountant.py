@@ -46,6 +46,14 @@ from accounting.pld.composition import (
     choose_tilt,
     compose_plds,
     compose_tilted,
+    untilted,
+    window_points,
+)
+from accounting.pld.levels import (
+    LevelsTooCostly,
+    compose_levels,
+    first_levels_step,
+    levels_plan,
 )
 from accounting.pld.privacy_loss import (
     RELATIONS,
@@ -233,7 +241,7 @@ class _Direction:
     below. ``entries`` are ``(upper pair, lower pair, count)``."""
 
     def __init__(self, entries, step: float, tail: float, anchor: float, delta_scale: float,
-                 work: _Work, optional: bool, reserve: float):
+                 work: _Work, optional: bool, reserve: float, relative_accuracy: float | None):
         self._entries, self._step, self._tail, self._work = entries, step, tail, work
         # work to keep for what follows this upper law: its lower laws (two more compositions
         # of about its size) and those of the directions still to come
@@ -254,6 +262,12 @@ class _Direction:
         # window tails worth _WINDOW_TAIL at the anchor once the tilt is undone
         self._budget = min(_WINDOW_TAIL * math.exp(min(-excess, 500.0)), 1e-12)
         self._extended = False
+        # many steps: squaring on coarsening grids costs O(log T) products where one FFT over
+        # the whole composed law grows like sqrt(T)
+        self._levels = levels_plan(
+            upper_groups, window_points(upper_groups, self._budget, self._tilt),
+            relative_accuracy,
+        )
         self.upper = self._compose_upper(upper_groups, optional, reserve)
         # Where the tilt cannot make the FFT's worst-case rounding small next to delta (heavy
         # tails, tiny delta), the transforms and their powers are redone with a 64-bit
@@ -267,6 +281,14 @@ class _Direction:
                 self._extended = False
 
     def _compose_upper(self, groups, optional: bool, reserve: float):
+        if self._levels is not None:
+            points, units = self._levels
+            self._work.admit(optional, reserve)(units, 0, self._extended)
+            try:
+                law = compose_levels(groups, self._tilt, "upper", points, wide=self._extended)
+                return untilted(law, clip_negative=True)
+            except LevelsTooCostly:  # tails too heavy for short grids: one FFT instead
+                self._levels = None
         return compose_plds(
             groups, self._budget, clip_negative=True, tilt=self._tilt, extended=self._extended,
             max_size=_MAX_GRID_POINTS, admit=self._work.admit(optional, reserve),
@@ -287,6 +309,16 @@ class _Direction:
             for pld, count in merged
         ]
         # Q = P exp(-loss): tilting it by one more puts it where the tilted P is
+        if self._levels is not None:
+            points, units = self._levels
+            if admit is not None:
+                admit(2.0 * units, 0, self._extended)
+            try:
+                return ThresholdBound(*compose_levels(
+                    merged, self._tilt, "lower", points, wide=self._extended, q_groups=q_groups
+                ))
+            except LevelsTooCostly:  # one FFT instead (any valid lower bound will do)
+                pass
         compose = {"extended": self._extended, "max_size": _MAX_GRID_POINTS, "admit": admit}
         return ThresholdBound(
             compose_tilted(merged, self._budget, tilt=self._tilt, **compose),
@@ -356,7 +388,7 @@ class _Composition:
     is the accountant's budget (``optional``: this grid may be refused, see :class:`_Work`)."""
 
     def __init__(self, pairs_and_counts, step: float, anchor: float, delta_scale: float,
-                 work: _Work, optional: bool = False):
+                 work: _Work, optional: bool = False, relative_accuracy: float | None = 1e-3):
         tail = _step_tail(pairs_and_counts, delta_scale)
         self.step = step
         by_direction: dict[str, list] = {}
@@ -365,7 +397,7 @@ class _Composition:
         count = len(by_direction)
         self.directions = [
             _Direction(entries, step, tail, anchor, delta_scale, work, optional,
-                       reserve=3.0 * (count - index))
+                       reserve=3.0 * (count - index), relative_accuracy=relative_accuracy)
             for index, entries in enumerate(by_direction.values())
         ]
 
@@ -407,13 +439,16 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         and the smallest spacing that fits.
     tolerance : float
         Absolute target width of the epsilon bracket on an automatic grid (default ``1e-3``);
-        the bounds are certified whatever width is reached.
+        the bounds are certified whatever width is reached. ``math.inf`` (with a
+        ``relative_tolerance``) leaves the relative target alone.
     relative_tolerance : float, optional
         Relative target width (default: ``tolerance``). The target is
-        ``min(tolerance, relative_tolerance * max(epsilon, tolerance))`` with ``epsilon`` the
-        bracket's upper end: by default ``1e-3`` wide from ``epsilon = 1`` on and
-        ``max(1e-3 epsilon, 1e-6)`` below, so that a small epsilon is as precise as a large
-        one. ``relative_tolerance=1`` gives the absolute target alone.
+        ``min(tolerance, relative_tolerance * max(epsilon, min(tolerance, 1)))`` with
+        ``epsilon`` the bracket's upper end: by default ``1e-3`` wide from ``epsilon = 1`` on
+        and ``max(1e-3 epsilon, 1e-6)`` below, so that a small epsilon is as precise as a large
+        one. ``relative_tolerance=1`` gives the absolute target alone;
+        ``tolerance=math.inf, relative_tolerance=1e-2`` a width of 1% of epsilon (of 0.01
+        below ``epsilon = 1``).
     neighboring : {"add_remove", "replace_one"}
         Neighbouring relation. ``"add_remove"`` takes the worse of the add and remove
         dominating pairs; ``"replace_one"`` uses the symmetric pair
@@ -484,7 +519,11 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
                     f"it overflows once squared), got {value_discretization!r}"
                 )
         self._value_discretization = value_discretization
-        self._tolerance = check_positive(tolerance, "tolerance")
+        # an infinite absolute tolerance leaves the relative one alone (if one is given)
+        self._tolerance = (
+            math.inf if tolerance == math.inf and relative_tolerance is not None
+            else check_positive(tolerance, "tolerance")
+        )
         self._relative_tolerance = (
             self._tolerance if relative_tolerance is None
             else check_positive(relative_tolerance, "relative_tolerance")
@@ -494,6 +533,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         self._neighboring = neighboring
         # keyed by the composed steps too, so composing more never reuses a stale grid
         self._compositions: dict[tuple, _Composition] = {}
+        # the bracket's target relative to epsilon, set per query (sizes squaring grids)
+        self._relative_accuracy = 1e-3
         self._work = _Work()
 
     name = "pld"
@@ -513,7 +554,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
 
     def _target_width(self, epsilon: float) -> float:
         """Width aimed at for an epsilon near ``epsilon`` (see ``relative_tolerance``)."""
-        scale = max(epsilon, self._tolerance) if epsilon == epsilon else self._tolerance
+        floor = min(self._tolerance, 1.0)
+        scale = max(epsilon, floor) if epsilon == epsilon else floor
         return min(self._tolerance, self._relative_tolerance * scale)
 
     # ----------------------------------------------------------------- composed steps
@@ -604,7 +646,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
 
     def _composition(self, step: float, anchor: float, delta_scale: float,
                      optional: bool = False) -> _Composition:
-        key = (tuple(self._step_kinds()), step, anchor, delta_scale)
+        key = (tuple(self._step_kinds()), step, anchor, delta_scale, self._relative_accuracy)
         if key not in self._compositions:
             # bound the memory held by earlier grids
             while len(self._compositions) >= 3 or (
@@ -613,7 +655,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             ):
                 self._compositions.pop(next(iter(self._compositions)))
             self._compositions[key] = _Composition(
-                self._pairs_and_counts(), step, anchor, delta_scale, self._work, optional
+                self._pairs_and_counts(), step, anchor, delta_scale, self._work, optional,
+                self._relative_accuracy,
             )
         return self._compositions[key]
 
@@ -637,6 +680,17 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             spans[group] = spans.get(group, 0.0) + (high - low)
         room = _MAX_STEP_POINTS - 4 * len(entries)
         return max(spans.values()) / room
+
+    def _smallest_spread(self) -> float:
+        """Smallest per-step loss standard deviation among the composed step kinds (see
+        :meth:`_initial_step`)."""
+        spreads = [0.05]
+        for (sample_rate, noise_multiplier), _ in self._steps_by_pair.items():
+            growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
+            spreads.append(max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12))
+        for event, _ in self._other_steps.items():
+            spreads.append(max(math.sqrt(step_mu_squared(event, self._neighboring)), 1e-12))
+        return float(min(spreads))
 
     def _initial_step(self, target: float) -> float:
         """A first grid spacing from the bracket's second-order behaviour.
@@ -701,6 +755,12 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         smallest = self._smallest_step(delta_scale)
         best = [-math.inf, math.inf, 0.0, math.inf]  # lower, upper, its step, width
         where = {"anchor": anchor}
+        scale = max(anchor, min(self._tolerance, 1.0)) if anchor == anchor else 1.0
+        # a grid set by the user is the grid: no squaring on coarser ones
+        self._relative_accuracy = (
+            None if fixed is not None
+            else float(min(max(target(anchor) / scale, 1e-9), 1.0)) if epsilon_units else 1e-3
+        )
 
         def record(result, step) -> bool:
             improved = False
@@ -764,7 +824,14 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
 
         # first grid: the guess, coarsened until it fits the grid limit and the budget
         # (the guess aims at the absolute tolerance; a relative target is reached by refining)
-        step = max(self._initial_step(self._tolerance), smallest)
+        aim = self._tolerance if self._tolerance < math.inf else target(where["anchor"])
+        step = max(self._initial_step(aim), smallest)
+        total = sum(count for _, count in self._step_kinds())
+        if epsilon_units:
+            # long runs compose by squaring where cheaper (see accounting.pld.levels)
+            guess = first_levels_step(self._smallest_spread(), total, self._relative_accuracy)
+            if guess is not None:
+                step = max(min(step, guess), smallest)
         for _ in range(64):
             try:
                 result, composition, cost = run(step)

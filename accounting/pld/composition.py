@@ -34,6 +34,8 @@ __all__ = [
     "compose_plds",
     "compose_tilted",
     "log_weighted_sum_exp",
+    "untilted",
+    "window_points",
 ]
 
 #: Largest FFT length :func:`compose_tilted` allocates unless told otherwise (a 2M-point grid's
@@ -333,6 +335,18 @@ class TiltedLaw:
             return np.log(sums + sign * self.error) + self.log_scale - self.tilt * points
 
 
+def window_points(groups, tail_budget: float, tilt: float = 0.0) -> float:
+    """Points of the window :func:`compose_tilted` would compose (``inf`` where none holds
+    it), without composing."""
+    tilted_groups = [(_tilted_law(pld, tilt)[0], count) for pld, count in groups]
+    moments = [_moments(pld) for pld, _ in tilted_groups]
+    low, high = _window(tilted_groups, moments, tail_budget)
+    step = groups[0][0].step
+    with np.errstate(over="ignore", invalid="ignore"):
+        points = float(np.ceil(high / step) - np.floor(low / step) + 3.0)
+    return points if points == points else math.inf
+
+
 def compose_tilted(
     groups, tail_budget: float, tilt: float = 0.0, extended: bool = False,
     max_size: float = MAX_GRID_SIZE, admit=None,
@@ -479,8 +493,16 @@ def compose_plds(
     bound: it only adds mass).
     """
     law = compose_tilted(groups, tail_budget, tilt, extended, max_size, admit)
+    return untilted(law, clip_negative)
+
+
+def untilted(law: TiltedLaw, clip_negative: bool) -> ComposedPld:
+    """The law under ``P`` of a composed :class:`TiltedLaw`, its error an allowance (see
+    :func:`compose_plds`)."""
+    tilt = law.tilt
     step, first, masses = law.step, law.first_index, law.masses
-    log_allowance = float(np.log(law.error) + law.log_scale)
+    with np.errstate(divide="ignore"):  # no error (pointwise bounds): no allowance
+        log_allowance = float(np.log(law.error) + law.log_scale)
     if tilt > 0:
         # in floats first: the allowance may be infinite (nothing is certified then)
         start_float = np.ceil(min(log_allowance / (tilt * step), 1e18)) - first
@@ -488,7 +510,10 @@ def compose_plds(
         masses = masses[start:]
         first += start
     losses = (first + np.arange(masses.size)) * step
-    masses = masses * np.exp(law.log_scale - tilt * losses)
+    with np.errstate(over="ignore"):
+        masses = masses * np.exp(law.log_scale - tilt * losses)
+    # no atom holds more than all the mass (far below the tilt, a bound may say more)
+    np.minimum(masses, 1.0, out=masses)
     if clip_negative:
         np.maximum(masses, 0.0, out=masses)
     return ComposedPld(step, first, masses, law.infinity_mass, tilt, log_allowance)
@@ -509,6 +534,8 @@ class ThresholdBound:
         stop = max(p_law.first_index + p_law.masses.size, q_law.first_index + q_law.masses.size)
         self.log_p = p_law.log_tails(first, stop - first, -1.0)
         self.log_q = q_law.log_tails(first, stop - first, +1.0)
+        if q_law.infinity_mass > 0:  # Q-mass at +inf lies above every threshold
+            self.log_q = np.logaddexp(self.log_q, math.log(q_law.infinity_mass))
 
     def delta_lower(self, epsilon: float) -> float:
         """Largest threshold difference ``P(S >= s) - e^eps Q(S >= s)`` (at least 0)."""

@@ -1,0 +1,204 @@
+"""Composition by squaring on coarsening grids (accounting.pld.levels): certified bounds checked
+against the Gaussian closed form, the one-FFT composition and exact hockey-stick sums."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import logsumexp
+
+from accounting import PldAccountant, RdpAccountant
+from accounting.gdp import mu_epsilon
+from accounting.pld import levels
+from accounting.pld.composition import (
+    ThresholdBound,
+    choose_tilt,
+    compose_plds,
+    compose_tilted,
+    untilted,
+)
+from accounting.pld.privacy_loss import (
+    DiscretePld,
+    dominated_pmf,
+    dominating_pairs,
+    dominating_pmf,
+)
+
+DELTA = 1e-5
+PURE_RELATIVE = {"tolerance": math.inf, "relative_tolerance": 1e-2}
+
+
+def _levels_bracket(q, sigma, steps, step, points, anchor, delta=DELTA):
+    """(lower, upper) of the worst direction from compose_levels alone."""
+    lowers, uppers = [], []
+    tail = 1e-9 * delta / steps
+    for pair in dominating_pairs(q, sigma, "add_remove"):
+        upper_pmf = dominating_pmf(pair, step, tail)
+        lower_pmf = dominated_pmf(pair, step, tail)
+        tilt, _ = choose_tilt([(upper_pmf, steps)], anchor)
+        law = levels.compose_levels([(upper_pmf, steps)], tilt, "upper", points)
+        composed = untilted(law, clip_negative=True)
+        uppers.append(composed.epsilon_upper(delta - law.infinity_mass))
+        q_pmf = DiscretePld(step, lower_pmf.first_index, lower_pmf.q_masses)
+        p_law, q_law = levels.compose_levels([(lower_pmf, steps)], tilt, "lower", points,
+                                             q_groups=[(q_pmf, steps)])
+        lowers.append(ThresholdBound(p_law, q_law).epsilon_lower(delta))
+    return max(lowers), max(uppers)
+
+
+def test_without_regridding_it_is_the_one_fft_composition():
+    """With grids long enough never to coarsen, squaring composes the same discretised laws
+    as one FFT: the same bracket to rounding."""
+    q, sigma, steps, step = 256 / 60000, 1.1, 10_000, 1e-3
+    lower, upper = _levels_bracket(q, sigma, steps, step, points=1 << 16, anchor=1.97)
+    pair = dominating_pairs(q, sigma, "add_remove")[0]
+    tail = 1e-9 * DELTA / steps
+    single = compose_plds([(dominating_pmf(pair, step, tail), steps)], 1e-30, True)
+    # the same laws; the windows' cut tails are accounted differently
+    assert upper == pytest.approx(single.epsilon_upper(DELTA), rel=1e-5)
+    merged = dominated_pmf(pair, step, tail)
+    q_pmf = DiscretePld(step, merged.first_index, merged.q_masses)
+    single_lower = ThresholdBound(compose_tilted([(merged, steps)], 1e-30),
+                                  compose_tilted([(q_pmf, steps)], 1e-30, tilt=1.0))
+    assert lower == pytest.approx(single_lower.epsilon_lower(DELTA), rel=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1 << 20, 10**7, 10**9])
+def test_full_batch_bracket_contains_the_gaussian_closed_form(steps):
+    """q = 1: T Gaussian steps of noise sigma are one of noise sigma / sqrt(T) (mu = sqrt(T) /
+    sigma); sigma is scaled so that mu = 2."""
+    sigma = math.sqrt(steps) / 2.0
+    bounds = PldAccountant(**PURE_RELATIVE).compose(1.0, sigma, steps).get_epsilon_bounds(DELTA)
+    exact = mu_epsilon(2.0, DELTA)
+    assert bounds.lower <= exact <= bounds.upper
+    assert bounds.width <= 1e-2 * max(exact, 1.0) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("steps", [1 << 20, 3_000_000])
+def test_squaring_and_one_fft_brackets_overlap(steps, monkeypatch):
+    """Two certified brackets of one epsilon must overlap, and both lie below RDP's bound."""
+    q, sigma = 256 / 60000, 1.1
+    squared = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    monkeypatch.setattr(levels, "_FIRST_GUESS_STEPS", 10**18)  # squaring off
+    single = PldAccountant(tolerance=1e-2).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    assert squared.lower <= single.upper and single.lower <= squared.upper
+    rdp = RdpAccountant().compose(q, sigma, steps).get_epsilon(DELTA)
+    assert squared.upper <= rdp
+
+
+def test_squaring_reaches_a_relative_target_at_a_billion_steps():
+    q, sigma, steps = 256 / 60000, 1.1, 10**9
+    bounds = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    assert bounds.tolerance_met and bounds.width <= 1e-2 * bounds.upper
+    assert bounds.upper <= RdpAccountant().compose(q, sigma, steps).get_epsilon(DELTA)
+
+
+def _hockey_stick(losses, masses, epsilon):
+    return float(np.sum(masses * np.maximum(-np.expm1(epsilon - losses), 0.0)))
+
+
+def _law(masses, first, step, tilt):
+    masses = np.asarray(masses, dtype=float)
+    losses = (first + np.arange(masses.size)) * step
+    total = float(np.sum(masses * np.exp(tilt * losses)))
+    weights = masses * np.exp(tilt * losses) / total
+    log_mgf = logsumexp((tilt + levels._OFFSETS)[:, None] * losses[None, :],
+                        b=masses[None, :], axis=1)
+    return levels._Law(step, first, weights, math.log(total), tilt, 0.0, log_mgf)
+
+
+def _untilt(law):
+    losses = (law.first + np.arange(law.masses.size)) * law.step
+    return losses, law.masses * np.exp(law.log_scale - law.tilt * losses)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    masses=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=40).filter(lambda m: sum(m) > 0),
+    first=st.integers(-30, 30),
+    factor=st.sampled_from([2, 4, 8]),
+    tilt=st.floats(0.0, 3.0),
+    epsilon=st.floats(-1.0, 3.0),
+)
+def test_connect_the_dots_regrid_dominates(masses, first, factor, tilt, epsilon):
+    """The regridded upper law's divergence is at least the law's at every epsilon, and its
+    Q mass (sum of P e^-l) is kept: a dominating pair (Doroshenko et al. 2022)."""
+    masses = np.asarray(masses) / (2.0 * sum(masses))  # a sub-probability law
+    step = 0.05
+    law = _law(masses, first, step, tilt)
+    losses, before = _untilt(law)
+    coarse = levels._regrid(levels._copy(law), factor, "upper")
+    coarse_losses, after = _untilt(coarse)
+    assert _hockey_stick(coarse_losses, after, epsilon) >= (
+        _hockey_stick(losses, before, epsilon) * (1 - 1e-12) - 1e-15
+    )
+    assert np.sum(after * np.exp(-coarse_losses)) == pytest.approx(
+        np.sum(before * np.exp(-losses)), rel=1e-9
+    )
+    # the moment bounds carried along stay bounds of the regridded law
+    arguments = tilt + levels._OFFSETS
+    with np.errstate(divide="ignore"):
+        exact = logsumexp(arguments[:, None] * coarse_losses[None, :], b=after[None, :], axis=1)
+    finite = np.isfinite(exact)
+    assert np.all(exact[finite] <= coarse.log_mgf[finite] + 1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    p=st.lists(st.floats(1e-6, 1.0), min_size=3, max_size=30),
+    factor=st.sampled_from([2, 4]),
+    epsilon=st.floats(0.0, 2.0),
+)
+def test_randomised_rounding_regrid_is_dominated(p, factor, epsilon):
+    """Lower laws: the same randomised rounding of the index for P and Q never raises a
+    threshold divergence max_s P(S >= s) - e^eps Q(S >= s)."""
+    p = np.asarray(p) / sum(p)
+    q = np.roll(p, 3) * 0.5 + p * 0.5  # some other law on the same indices
+    step, tilt = 0.1, 0.7
+    p_law = _law(p, 0, step, tilt)
+    q_law = _law(q, 0, step, tilt + 1.0)
+
+    def threshold(pl, ql):
+        _, pm = _untilt(pl)
+        _, qm = _untilt(ql)
+        size = max(pm.size + pl.first, qm.size + ql.first)
+        pa, qa = np.zeros(size), np.zeros(size)
+        pa[pl.first:pl.first + pm.size] = pm
+        qa[ql.first:ql.first + qm.size] = qm
+        tails_p = np.cumsum(pa[::-1])[::-1]
+        tails_q = np.cumsum(qa[::-1])[::-1]
+        # s beyond every atom: 0
+        return max(float(np.max(tails_p - math.exp(epsilon) * tails_q)), 0.0)
+
+    before = threshold(p_law, q_law)
+    after = threshold(levels._regrid(levels._copy(p_law), factor, "lower"),
+                      levels._regrid(levels._copy(q_law), factor, "lower_q"))
+    assert after <= before + 1e-12
+
+
+def test_heavy_tailed_losses_fall_back_to_one_fft():
+    """sigma 0.8 at delta 1e-10: the cut tails do not thin out within a short grid; the
+    accountant falls back to one FFT and still meets a 1% target."""
+    bounds = PldAccountant(**PURE_RELATIVE).compose(1e-3, 0.8, 2_000_000) \
+        .get_epsilon_bounds(1e-10)
+    assert bounds.tolerance_met
+    assert bounds.upper <= RdpAccountant().compose(1e-3, 0.8, 2_000_000).get_epsilon(1e-10)
+
+
+def test_a_set_grid_never_squares(monkeypatch):
+    """value_discretization is the grid: no coarser grids behind the user's back."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("compose_levels called for a set grid")
+
+    monkeypatch.setattr("accounting.pld.accountant.compose_levels", refuse)
+    PldAccountant(value_discretization=1e-2).compose(256 / 60000, 1.1, 1 << 21) \
+        .get_epsilon_bounds(DELTA)
+
+
+def test_infinite_tolerance_needs_a_relative_one():
+    with pytest.raises(ValueError, match="tolerance"):
+        PldAccountant(tolerance=math.inf)
