@@ -44,7 +44,7 @@ __all__ = ["epsilon_curve"]
 _DEFAULT_KEY = tuple(DEFAULT_ORDERS.tolist())
 
 # Up to this many (step count, line) pairs the minimum is taken directly; beyond, on the envelope.
-_DIRECT_PAIRS = 4096
+_DIRECT_PAIRS = 1 << 15
 # The envelope compares every pair of lines: beyond this many lines (orders) the minimum is taken
 # directly, _CHUNK_PAIRS (step count, line) pairs at a time, so the memory stays bounded.
 _ENVELOPE_LINES = 1024

@@ -131,7 +131,24 @@ def lower_bounds(rdp: np.ndarray, orders: np.ndarray, orders_key: tuple,
     ``rdp`` holds the curve at :func:`pruning_anchors` (any value elsewhere); the bounds are
     positively homogeneous in the curve, so they scale with a number of composed steps.
     """
-    return _lower_bounds(rdp[None, :], orders, orders_key, anchor_orders)[0]
+    columns, weights, offsets = _folded_maps(orders_key, anchor_orders)
+    values = rdp[columns]
+    if not np.all(np.isfinite(values)):  # inf * 0 would be NaN: the general path handles it
+        return _lower_bounds(rdp[None, :], orders, orders_key, anchor_orders)[0]
+    return np.maximum((values @ weights + offsets).reshape(3, -1).max(axis=0), 0.0)
+
+
+@lru_cache(maxsize=64)
+def _folded_maps(orders_key: tuple, anchor_orders: frozenset):
+    """:func:`_bound_maps` with the scalings of :func:`_lower_bounds` folded into the weights:
+    ``(columns, weights, offsets)`` with ``values[columns] @ weights + offsets`` the three
+    candidate bounds on the RDP (already divided by ``alpha - 1`` and shrunk by the margin)."""
+    _, columns, weights, offsets = _bound_maps(orders_key, anchor_orders)
+    orders = np.array(orders_key)
+    scale = np.tile((1.0 - _MARGIN) / (orders - 1.0), 3)
+    # row 0 multiplies g(1) = 0; the others take the anchors' RDP times (alpha - 1)
+    folded = weights[1:] * scale * (orders[columns] - 1.0)[:, None]
+    return columns, folded, offsets.reshape(-1)
 
 
 def minimize_over_orders(
@@ -184,3 +201,4 @@ def minimize_over_orders(
 
 
 register_cache(_bound_maps.cache_clear, table=True)
+register_cache(_folded_maps.cache_clear, table=True)
