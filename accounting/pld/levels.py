@@ -18,16 +18,21 @@ or subtracted from (lower bounds) every mass. Three kinds of law are composed:
 * ``"upper"``: the law under ``P`` of a dominating (connect-the-dots) discretisation. Regridding
   splits each atom between the two coarse points around it keeping its ``P`` and ``Q`` mass
   (Doroshenko et al. 2022, "Connect the dots"): the original law is a merge of the split one,
-  a post-processing, so the split law dominates it, composed or not. Tail mass is moved up:
-  the lowest atoms onto the first kept point, the highest to ``+inf`` (raising a loss never
-  lowers a hockey-stick divergence).
+  a post-processing, so the split law dominates it, composed or not. The lowest atoms move up
+  onto the first kept point (raising a loss never lowers a hockey-stick divergence).
 * ``"lower"`` (with ``"lower_q"``): the laws under ``P`` and ``Q`` of a post-processed output
   (the summed merged-cell index, see :func:`accounting.pld.privacy_loss.dominated_pmf`).
-  Regridding merges ``f`` neighbouring indices into one, again a post-processing, so
-  threshold differences ``P(S >= s) - e^eps Q(S >= s)`` of the result bound the composed
-  pair's ``delta(eps)`` from below. ``P`` masses are bounded from below (its tails dropped,
-  a restriction to an event) and ``Q`` masses from above (its upper tail kept on the last
-  point, so every ``Q(S >= s)`` in the window is bounded from above).
+  Regridding is a randomised rounding of the index (``r / f`` of an atom ``r`` fine steps above
+  a coarse point goes up), the same Markov kernel for ``P`` and ``Q``, so threshold
+  differences ``P(S >= s) - e^eps Q(S >= s)`` of the result bound the composed pair's
+  ``delta(eps)`` from below. ``P`` masses are bounded from below (tails dropped: a restriction
+  to an event), ``Q`` masses from above (lowest atoms moved up).
+
+Upper tails of the upper and ``Q`` laws are cut where a Chernoff bound, from moment generating
+function bounds carried along analytically (the FFTs' rounding allowance sits on every computed
+mass, so computed tails never look small), leaves at most ``_TAIL`` of the tilted mass; the cut
+weight is kept as ``error`` and counted in full in every tail (a part of tilted weight ``w``
+lying above ``s`` has true mass at most ``w exp(log_scale - tilt s)`` there).
 
 Coarsening costs accuracy, not validity: a split adds a variance of at most ``(f h)^2 / 4`` to
 its atom, about ``(window / points)^2`` relative to the law's variance, and that share adds up
