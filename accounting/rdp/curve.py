@@ -126,7 +126,7 @@ def epsilon_curve(
 def _curve(q, sigma, counts, delta, conversion, orders) -> tuple[np.ndarray, np.ndarray]:
     """Epsilon and order index for positive finite ``counts`` (arguments already validated)."""
     offset, threshold = epsilon_offsets(orders, delta, conversion)
-    rdp = _step_rdp(q, sigma, orders, offset, threshold, counts.min(), counts.max())
+    rdp = _step_rdp(q, sigma, orders, offset, threshold, counts)
     lines = np.flatnonzero(np.isfinite(rdp))  # unevaluated orders are NaN, vacuous ones inf
     if lines.size == 0:
         return np.full(counts.shape, np.inf), np.zeros(counts.shape, dtype=np.int64)
@@ -143,8 +143,8 @@ def _curve(q, sigma, counts, delta, conversion, orders) -> tuple[np.ndarray, np.
     return epsilon, lines[best]
 
 
-def _step_rdp(q, sigma, orders, offset, threshold, low, high) -> np.ndarray:
-    """Per-step RDP at the orders that can attain the minimum for some ``T`` in ``[low, high]``
+def _step_rdp(q, sigma, orders, offset, threshold, counts) -> np.ndarray:
+    """Per-step RDP at the orders that can attain the minimum for some ``T`` in ``counts``
     (NaN at the others): the anchor orders first, then the orders their bounds cannot prune."""
     key = _DEFAULT_KEY if orders is DEFAULT_ORDERS else tuple(orders.tolist())
     rdp = np.full(orders.shape, np.nan)
@@ -152,15 +152,15 @@ def _step_rdp(q, sigma, orders, offset, threshold, low, high) -> np.ndarray:
     with np.errstate(all="ignore"):
         anchors = pruning_anchors(key, ANCHOR_ORDERS)
         rdp[anchors] = _per_step(q, sigma, orders[anchors])
-        needed = _needed(rdp, orders, key, ANCHOR_ORDERS, floor, offset, threshold, low, high)
+        needed = _needed(rdp, orders, key, ANCHOR_ORDERS, floor, offset, threshold, counts)
         if needed.size:
             rdp[needed] = _per_step(q, sigma, orders[needed])
     return rdp
 
 
-def _needed(rdp, orders, key, anchor_orders, floor, offset, threshold, low, high) -> np.ndarray:
+def _needed(rdp, orders, key, anchor_orders, floor, offset, threshold, counts) -> np.ndarray:
     """Indices of the orders not yet evaluated that may attain the minimum for some ``T`` in
-    ``[low, high]``, given the RDP at the anchors and at the orders evaluated so far."""
+    ``counts``, given the RDP at the anchors and at the orders evaluated so far."""
     rest = np.flatnonzero(np.isnan(rdp))
     if rest.size == 0:
         return rest
@@ -168,10 +168,14 @@ def _needed(rdp, orders, key, anchor_orders, floor, offset, threshold, low, high
     known = np.flatnonzero(np.isfinite(rdp))
     if known.size == 0 or known.size > _ENVELOPE_LINES:
         return rest  # nothing to prune with, or too many lines for the envelope: evaluate all
-    # The envelope E(T) of the evaluated orders' lines is concave and each bound's line is linear
-    # in T, so their difference is largest at an end of [low, high] or at a breakpoint of E.
-    points = np.array([low])
-    if high > low:
+    low = counts.min()
+    if counts.size * rest.size <= _DIRECT_PAIRS:
+        points = counts  # few counts: compare at each of them
+    else:
+        # The envelope E(T) of the evaluated orders' lines is concave and each bound's line is
+        # linear in T, so their difference is largest at an end of [low, high] or at a
+        # breakpoint of E: comparing there prunes no order that could win at some count.
+        high = counts.max()
         _, breaks = _envelope(rdp[known], offset[known])
         points = np.concatenate(([low, high], breaks[(breaks > low) & (breaks < high)]))
     envelope = np.min(points[:, None] * rdp[known] + offset[known], axis=1)
@@ -248,6 +252,10 @@ def _check_counts(steps) -> np.ndarray:
     if raw.dtype.kind not in "iuf":
         raise TypeError(f"steps must be whole numbers, got an array of dtype {raw.dtype}")
     counts = raw.astype(float)
+    if raw.dtype.kind in "iu":  # whole and finite already
+        if raw.size and raw.min() < 0:
+            raise ValueError(f"steps must be finite whole numbers >= 0, got {steps!r}"[:300])
+        return counts
     if not np.all(np.isfinite(counts)) or np.any(counts < 0) or np.any(counts != np.floor(counts)):
         raise ValueError(f"steps must be finite whole numbers >= 0, got {steps!r}"[:300])
     return counts
