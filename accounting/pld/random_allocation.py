@@ -33,20 +33,37 @@ Applied coordinate by coordinate, the same kernel maps ``(P', Q')``, the pair bu
 ``B'^t`` for add) lives on the grid ``h Z`` and is composed by FFT with a certified error bound
 (:func:`accounting.pld.composition.compose_tilted`); each atom of ``S`` is then split between the
 two neighbouring points of the loss grid by connect-the-dots (a mean-preserving spread of
-``exp(-loss)``, which can only raise every composed hockey-stick divergence). The FFT's error,
-the rounding of the one-coordinate masses and the loss beyond the grid are put at loss
-``+inf``: the composed ``delta(eps) = E[(1 - e^(eps - L))_+]`` is non-decreasing in each
-epoch's loss and at most 1 per unit of mass, so this is safe.
+``exp(-loss)``, which can only raise every composed hockey-stick divergence).
+
+Rounding. Every bound is ``E[f(Y_1, .., Y_t)]`` for some ``f`` in ``[0, 1]`` monotone in each
+coordinate (non-decreasing for remove, non-increasing for add), and ``E_mu[f] = int mu(f > v)
+dv`` over up- (down-) sets: a coordinate law whose survival function (CDF) is larger everywhere
+only raises it. So each coordinate's floating-point error is carried as a sup-norm bound on its
+survival function (the split's share has its masses' error over ``h``; the cell masses
+telescope), added as mass at ``Y = inf`` (remove) or ``Y = 0`` (add); the FFT's L1 error bound
+and the truncations go to loss ``+inf``. The composed ``delta(eps) = E[(1 - e^(eps - L))_+]`` is
+non-decreasing in each epoch's loss and at most 1 per unit of mass, so all of this is safe.
+These absolute allowances (about ``t * 1e-12`` per epoch) make the upper end fall back to RDP's
+bound where ``delta`` is within a few hundred times of them.
 
 Lower law: rounding each ``Y_i`` down to the grid and summing is a post-processing of the
 epoch's outputs, so the laws of ``sum_i floor_h(Y_i)`` under ``P`` and under ``Q``, grouped by
-loss cell, give threshold divergences below the true one (``P``-masses lowered and
-``Q``-masses raised by the FFT's error bound).
+loss cell (atoms beyond the grid clamped to its ends, still a post-processing), give threshold
+divergences below the true one; ``P``'s survival function is lowered and ``Q``'s raised by their
+error bounds (the FFT's and the coordinates'), so every composed threshold tail errs the safe
+way.
 
 ``k`` selections out of ``t`` steps are accounted as ``k - r`` epochs of one out of
 ``floor(t / k)`` steps and ``r = t mod k`` of one out of ``floor(t / k) + 1`` (Feldman &
 Shenfeld 2025, the decomposition of ``k``-out-of-``t`` allocation into one-out-of-``t_j``
-allocations with ``sum_j t_j = t``; the floor/ceil split of ``pld-accounting``).
+allocations; the floor/ceil split of ``pld-accounting``): cutting the steps into blocks of sizes
+``t_j`` by a random permutation and picking one step per block gives a uniformly random
+``k``-subset (its law is permutation invariant), and revealing the blocks only helps an analyst.
+
+Limits: ``2 <= t <= MAX_ALLOCATION_STEPS`` per round and ``sigma`` in ``[0.2, 1e4]``; the grid of
+``Y`` has at most ``2**19`` points and the sum's FFT at most ``2**21`` (coarser grids are tried
+where a window is longer), so the time and memory of one round's laws are bounded. Outside these
+limits :class:`RandomAllocationPair` builds no grid and the accountant reports RDP's bound.
 """
 
 from __future__ import annotations
