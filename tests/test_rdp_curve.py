@@ -4,6 +4,8 @@ the 50-digit mpmath reference."""
 
 from __future__ import annotations
 
+import warnings
+
 import mpmath
 import numpy as np
 import pytest
@@ -29,7 +31,7 @@ def _slow(q, sigma, steps, delta, conversion, orders=DEFAULT_ORDERS):
     still charge log(1/delta) / (alpha - 1))."""
     steps = np.asarray(steps, dtype=float)
     per_step = poisson_gaussian_rdp(q, sigma, orders)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         totals = np.where(per_step > 0.0, steps[:, None] * per_step, 0.0)
     epsilon, order = epsilon_from_rdp(totals, orders, delta, conversion)
     return np.where(steps == 0, 0.0, epsilon), order
@@ -185,3 +187,16 @@ def test_many_orders_take_the_bounded_memory_path():
     steps = 37 * np.arange(1, 3000)
     epsilon, _ = epsilon_curve(0.01, 1.2, steps, 1e-6, orders=orders)
     _close(epsilon, _slow(0.01, 1.2, steps, 1e-6, "improved", orders)[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(q=st.one_of(log_uniform(-300.0, 0.0), st.just(1.0)), sigma=log_uniform(-200.0, 300.0),
+       delta=log_uniform(-300.0, -0.3), conversion=conversions)
+def test_extreme_arguments_equal_the_general_path(q, sigma, delta, conversion):
+    # overflowing and underflowing RDP at any order: the same answer as the general path
+    steps = [1, 10**6, 10**18]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning leaks out
+        epsilon, _ = epsilon_curve(q, sigma, steps, delta, conversion)
+    assert not np.any(np.isnan(epsilon))
+    _close(epsilon, _slow(q, sigma, steps, delta, conversion)[0])

@@ -118,8 +118,9 @@ def epsilon_curve(
     flat_epsilon[infinite] = np.inf
     live = np.flatnonzero((counts > 0.0) & ~infinite)
     if live.size:
-        flat_epsilon[live], flat_index[live] = _curve(q, sigma, counts[live], delta, conversion,
-                                                      orders)
+        with np.errstate(over="ignore"):  # T r beyond the float range is inf: the right epsilon
+            flat_epsilon[live], flat_index[live] = _curve(q, sigma, counts[live], delta,
+                                                          conversion, orders)
     return epsilon, orders[index.reshape(-1)].reshape(index.shape)
 
 

@@ -468,6 +468,8 @@ def step_rdp_one_pair(q: float, sigma: float, alpha: np.ndarray) -> np.ndarray:
     one pass. Orders it cannot take that way (too many nodes, an overflowing ``u``) go through
     :func:`rdp_items`. Arguments already validated.
     """
+    # NumPy scalars: a huge or tiny sigma overflows to inf as in rdp_items, never raises
+    q, sigma = np.float64(q), np.float64(sigma)
     integer = alpha == np.floor(alpha)
     fractional = ~integer
     log_a_minus_1 = np.empty(alpha.shape)
