@@ -38,6 +38,7 @@ from accounting._validation import (
 )
 from accounting.accountant import Accountant
 from accounting.events import Event, Gaussian, PoissonSampled, SelfComposed
+from accounting.pld.calibration import pld_noise_multiplier
 from accounting.rdp.conversions import Conversion
 from accounting.registry import make_accountant
 
@@ -448,6 +449,18 @@ def calibrate_noise_multiplier(
         )
     bounds = (_power_of_two_at_or_below(MIN_NOISE_MULTIPLIER),
               _power_of_two_at_or_above(float(MAX_NOISE_MULTIPLIER)))
+    if accountant == "pld":
+        # RDP's noise is safe for the PLD too: bracket from it, then a few compositions
+        try:
+            safe = calibrate_noise_multiplier(target, delta, sample_rate, steps, "rdp",
+                                              tolerance, conversion)
+        except ValueError:
+            safe = None
+        if safe is not None and safe > bounds[0]:
+            sigma = pld_noise_multiplier(target, delta, sample_rate, steps, safe, tolerance,
+                                         check_positive(pld_tolerance, "pld_tolerance"))
+            if sigma is not None:
+                return sigma
     try:
         return calibrate(
             lambda sigma: _dpsgd_run(sample_rate, sigma, steps), target, delta,

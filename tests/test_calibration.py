@@ -8,6 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from accounting import (
+    PldAccountant,
     calibrate_noise_multiplier,
     calibrate_sample_rate,
     calibrate_steps,
@@ -90,3 +91,25 @@ def test_full_batch_rate_when_budget_is_loose():
 def test_bad_input(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+@pytest.mark.parametrize("target, q, steps", [(3.0, 256 / 60000, 14063), (1.0, 250 / 60000, 3600),
+                                              (2.0, 1e-3, 100_000)])
+def test_pld_noise_search_from_the_rdp_bracket_matches_the_generic_search(target, q, steps):
+    """The PLD shortcut (RDP's noise as the safe end, one grid inside the bracket) returns a
+    noise the automatic PLD accountant certifies, within a few tolerances of the generic
+    search's (both on the safe side of the same certified bound)."""
+    from accounting.calibration import calibrate
+    from accounting.events import Gaussian, PoissonSampled, SelfComposed
+
+    fast = calibrate_noise_multiplier(target, 1e-5, q, steps, accountant="pld", tolerance=1e-4)
+    assert PldAccountant(tolerance=1e-2).compose(q, fast, steps).get_epsilon(1e-5) <= target
+    generic = calibrate(
+        lambda sigma: SelfComposed(PoissonSampled(q, Gaussian(sigma)), steps), target, 1e-5,
+        accountant="pld", bounds=(2.0**-20, 2.0**27), tolerance=1e-4, increasing=False,
+        pld_tolerance=1e-2,
+    )
+    # one grid's bound and the automatic grids' differ by up to the bracket width (1e-2 of
+    # epsilon): a relative 1e-2 of the noise covers it
+    assert fast == pytest.approx(generic, rel=1e-2)
+    assert fast <= calibrate_noise_multiplier(target, 1e-5, q, steps, tolerance=1e-4)

@@ -900,7 +900,11 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         delta : float
             Target delta in ``(0, 1)``.
         """
-        delta = check_delta(delta)
+        return self._epsilon_bounds(check_delta(delta), upper_only=False)
+
+    def _epsilon_bounds(self, delta: float, upper_only: bool) -> EpsilonBounds:
+        """:meth:`get_epsilon_bounds`; ``upper_only`` (a set grid: the lower bound steers
+        nothing) skips the lower laws and reports 0 as the lower end."""
         fixed = self._value_discretization
         if self._non_private:  # no guarantee at all
             return EpsilonBounds(math.inf, math.inf, fixed or 0.0)
@@ -915,7 +919,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
 
         def query(composition):
             # on an automatic grid, a bracket within the tolerance is enough
-            lower, upper = composition.epsilon_bounds(delta, 0.0 if fixed else self._target_width)
+            enough = math.inf if upper_only else 0.0 if fixed else self._target_width
+            lower, upper = composition.epsilon_bounds(delta, enough)
             return lower, upper, upper - lower
 
         anchor = self._first_anchor(delta, rdp_epsilon)
@@ -1007,7 +1012,9 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
 
     def get_epsilon(self, delta: float) -> float:
         """Certified upper bound on epsilon at ``delta`` (``inf`` if not resolvable)."""
-        return self.get_epsilon_bounds(delta).upper
+        # on a set grid the lower laws would only be reported: not composed
+        return self._epsilon_bounds(check_delta(delta),
+                                    upper_only=self._value_discretization is not None).upper
 
     def get_delta(self, epsilon: float) -> float:
         """Certified upper bound on delta at ``epsilon``."""
