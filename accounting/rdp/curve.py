@@ -89,6 +89,11 @@ def epsilon_curve(
         rounding. ``(0, orders[0])`` where nothing is spent (``q = 0`` or ``T = 0``);
         ``(inf, orders[0])`` for ``T = inf`` with ``q > 0``.
 
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument is outside the range named above.
+
     Notes
     -----
     Orders that cannot attain the minimum for any step count in the range asked for are never
@@ -96,11 +101,6 @@ def epsilon_curve(
     ``(alpha - 1) RDP(alpha)`` and monotonicity (van Erven and Harremoës 2014, Theorems 3 and
     11), and by the KL divergence (Pinsker). The minimum over the rest is found on the lower
     envelope of the lines ``T -> T r(alpha) + offset(alpha)``.
-
-    Raises
-    ------
-    ValueError, TypeError
-        If an argument is outside the range named above.
     """
     q = check_sample_rate(sample_rate, scalar=True)
     sigma = check_noise_multiplier(noise_multiplier, scalar=True)
