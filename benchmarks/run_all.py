@@ -10,7 +10,13 @@ Runs, one after the other on this machine:
 - ``benchmarks/peers.py`` (ours against dp_accounting, Opacus and prv_accountant on the same
   inputs, in the same process);
 - ``benchmarks/samplers_speed.py`` (fixed-size, truncated, mixture-of-Gaussians, balls-in-bins
-  and shuffle events against dp_accounting, pld-accounting and random-allocation).
+  and shuffle events against dp_accounting, pld-accounting and random-allocation);
+- ``benchmarks/rdp_speed.py`` (epsilon over many step counts, one RDP epsilon and a (q, sigma)
+  grid against dp-accelerator and dp_accounting's RDP);
+- ``benchmarks/pld_scaling.py`` (the certified PLD from 1e2 to 1e9 steps against dp_accounting's
+  PLD, and PLD noise calibration).
+
+The tables these three and ``kernel_speed.py`` print are copied into ``results.md`` as printed.
 
 Each script's last output line is a JSON object; they are collected into side-by-side tables with
 ``ours / peer`` ratios (time ratios below 1 mean ours is faster), printed, and written with a
@@ -34,12 +40,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SETTINGS_TEXT = {
-    "A": "n 60000, batch 256, σ 1.1, 60 epochs (14063 steps), δ 1e-5",
-    "B": "n 60000, batch 250, σ 1.3, 15 epochs (3600 steps), δ 1e-5",
-    "C": "n 100000, batch 4, σ 1.2, 20 epochs (500000 steps), δ 1e-5",
-    "D": "q 1e-3, σ 0.8, 100000 steps, δ 1e-6",
-}
+sys.path.insert(0, str(HERE))
+from settings import SETTINGS_TEXT  # noqa: E402  (a sibling script, not a package)
 
 
 def run_script(python: str, script: Path, args=()) -> tuple[dict | None, str, float]:
@@ -361,8 +363,19 @@ def samplers_section(samplers, ratios) -> list[str]:
                            "ours/peer time"], rows)
 
 
+def printed_tables(title: str, note: str, output: str | None) -> list[str]:
+    """A section of the Markdown tables (and the lines between them) a script printed."""
+    lines = [f"## {title}", "", note, ""]
+    if not output:
+        return lines + ["(the script gave no output: see `make bench`'s log)"]
+    body = [line for line in output.splitlines()
+            if not line.startswith("{") and not line.startswith("[stderr]")]
+    keep = [line for line in body if line.startswith("|") or (line and not line[0].isspace())]
+    return lines + keep
+
+
 def write_results(path, info, peers, accounting_figures, kernel, tf_step, tf_note,
-                  elapsed, startup=None, samplers=None) -> dict:
+                  elapsed, startup=None, samplers=None, printed=()) -> dict:
     ratios: dict = {}
     lines = ["# Benchmarks side by side with peer libraries", "",
              f"Produced by `make bench` (`python benchmarks/run_all.py`) in {elapsed:.0f} s on "
@@ -385,6 +398,8 @@ def write_results(path, info, peers, accounting_figures, kernel, tf_step, tf_not
         lines += section(peers, ratios) + [""]
     lines += kernel_section(kernel, tf_step, tf_note, ratios) + [""]
     lines += samplers_section(samplers, ratios) + [""]
+    for title, note, output in printed:
+        lines += printed_tables(title, note, output) + [""]
     lines += startup_section(startup) + [""]
     if accounting_figures:
         lines += ["## accounting_speed.py (its JSON line, same run)", ""]
@@ -409,10 +424,10 @@ def main(argv=None) -> int:
     print(output, f"[accounting_speed.py: {seconds:.0f} s]\n", sep="")
     startup, output, seconds = run_script(python, HERE / "import_time.py", quick)
     print(output, f"[import_time.py: {seconds:.0f} s]\n", sep="")
-    kernel, output, seconds = run_script(
+    kernel, kernel_output, seconds = run_script(
         python, HERE / "kernel_speed.py", ["--repeats", "5", "--naive-repeats", "1"]
         if args.quick else [])
-    print(output, f"[kernel_speed.py: {seconds:.0f} s]\n", sep="")
+    print(kernel_output, f"[kernel_speed.py: {seconds:.0f} s]\n", sep="")
 
     tf_step, tf_note = None, "benchmarks/tf_step_speed.py does not exist yet"
     if (HERE / "tf_step_speed.py").exists():
@@ -434,8 +449,27 @@ def main(argv=None) -> int:
                                            ["--quick"] if args.quick else [])
     print(output, f"[samplers_speed.py: {seconds:.0f} s]\n", sep="")
 
+    printed = [("DP-SGD step beside peers at 1 and the default thread count (kernel_speed.py)",
+                "Batch 256, float32, medians in ms; each library and thread count in its own "
+                "process, timed round-robin.", kernel_output)]
+    for script, title, note, extra in (
+        ("rdp_speed.py", "RDP epsilon over many step counts and grids (rdp_speed.py)",
+         "Ours (`accounting.epsilon_curve`, `epsilon_grid`, `RdpAccountant`) beside "
+         "dp-accelerator 0.1.0 (Rust) and dp_accounting 0.6's RDP on the same inputs.",
+         ["--quick"] if args.quick else []),
+        ("pld_scaling.py", "Certified PLD as the number of steps grows (pld_scaling.py)",
+         "q = 256/60000, sigma 1.1, delta 1e-5. dp_accounting's `PLDAccountant` at its default "
+         "grid 1e-4 (its pessimistic estimate; it certifies no width). Ours matched: the "
+         "loosest relative width whose certified upper bound is at most the peer's estimate. "
+         "Then PLD noise calibration (bracket width 1e-2) per target, beside RDP's.",
+         ["--quick", "--repeats", "1"] if args.quick else []),
+    ):
+        _, output, seconds = run_script(python, HERE / script, extra)
+        print(output, f"[{script}: {seconds:.0f} s]\n", sep="")
+        printed.append((title, note, output))
+
     ratios = write_results(args.output, info, peers, accounting_figures, kernel, tf_step, tf_note,
-                           time.perf_counter() - started, startup, samplers)
+                           time.perf_counter() - started, startup, samplers, printed)
     print(args.output.read_text(encoding="utf-8"))
     print(f"[written to {args.output}]")
     print(json.dumps({"machine": info, "ratios_ours_over_peer": ratios, "tf_step": tf_note}))

@@ -1,0 +1,177 @@
+"""Certified tight epsilon as the number of steps grows, and PLD noise calibration.
+
+Rows (q = 256/60000, sigma 1.1, delta 1e-5 - setting A's step - at T = 1e2 .. 1e9 steps):
+
+- dp_accounting 0.6's ``PLDAccountant`` (what its users call: the pessimistic estimate alone, at
+  its default grid 1e-4), one fresh accountant per call;
+- ours "matched": ``PldAccountant(tolerance=inf, relative_tolerance=r)`` at the loosest ``r`` of
+  1e-2, 3e-3, ... 1e-5 whose certified upper bound is at most dp_accounting's estimate (its
+  width is ours; dp_accounting certifies no width: its optimistic estimate is 0 or fails from
+  about 1e6 steps on);
+- ours at a 1% relative width (``r = 1e-2``), for every T up to 1e9 (dp_accounting is not run
+  beyond 1e8: about a minute per call).
+
+Then PLD noise calibration (``calibrate_noise_multiplier(..., accountant="pld")``, bracket
+width 1e-2) per target on settings A-D, against RDP calibration.
+
+Times are medians of ``--repeats`` fresh calls (ours; our caches cleared before each), the
+peer's over ``--peer-repeats`` calls; a first call in a fresh process is timed separately for
+both. Prints a table, then (last) one JSON line.
+
+    python benchmarks/pld_scaling.py [--repeats N] [--peer-repeats N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from settings import SETTINGS
+
+import accounting
+
+HERE = Path(__file__).resolve().parent
+Q, SIGMA, DELTA = 256 / 60000, 1.1, 1e-5
+STEP_COUNTS = [10**2, 10**4, 10**6, 10**7, 10**8, 10**9]
+PEER_LIMIT = 10**8
+RELATIVES = [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
+TARGETS = {"A": 3.0, "B": 1.0, "C": 8.0, "D": 2.0}
+
+
+def timed(function, repeats: int):
+    times, result = [], None
+    for _ in range(repeats):
+        accounting.clear_caches(tables=False)
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def ours(steps: int, relative: float):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return accounting.PldAccountant(tolerance=math.inf, relative_tolerance=relative) \
+            .compose(Q, SIGMA, steps).get_epsilon_bounds(DELTA)
+
+
+def peer(steps: int):
+    from dp_accounting import dp_event
+    from dp_accounting.pld import pld_privacy_accountant
+
+    accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-4)
+    accountant.compose(dp_event.PoissonSampledDpEvent(Q, dp_event.GaussianDpEvent(SIGMA)), steps)
+    return accountant.get_epsilon(DELTA)
+
+
+def first_call(code: str) -> float | None:
+    """Seconds of ``code`` in a fresh interpreter (imports excluded), or None."""
+    script = ("import time, warnings; warnings.simplefilter('ignore');" + code.split(";;")[0]
+              + "; t = time.perf_counter();" + code.split(";;")[1]
+              + "; print(time.perf_counter() - t)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False, cwd=HERE)
+    try:
+        return float(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+
+
+def scaling_rows(repeats: int, peer_repeats: int, quick: bool) -> list[dict]:
+    try:
+        import dp_accounting  # noqa: F401
+        have_peer = True
+    except ImportError:
+        have_peer = False
+    rows = []
+    for steps in STEP_COUNTS[:4] if quick else STEP_COUNTS:
+        row = {"steps": steps}
+        seconds, bounds = timed(lambda s=steps: ours(s, 1e-2), repeats)
+        row.update(rel1e2=[bounds.lower, bounds.upper], rel1e2_ms=1e3 * seconds,
+                   rel1e2_met=bool(bounds.tolerance_met))
+        if have_peer and steps <= PEER_LIMIT:
+            peer_seconds, peer_eps = timed(lambda s=steps: peer(s),
+                                           1 if steps >= 10**7 else peer_repeats)
+            row.update(peer_eps=peer_eps, peer_ms=1e3 * peer_seconds)
+            for relative in RELATIVES:
+                seconds, bounds = timed(lambda s=steps, r=relative: ours(s, r), repeats)
+                if bounds.upper <= peer_eps or relative == RELATIVES[-1]:
+                    row.update(matched_relative=relative, matched=[bounds.lower, bounds.upper],
+                               matched_ms=1e3 * seconds,
+                               matched_ok=bool(bounds.upper <= peer_eps))
+                    break
+        rows.append(row)
+    return rows
+
+
+def calibration_rows(repeats: int) -> list[dict]:
+    rows = []
+    for name, (q, _sigma, steps, delta) in SETTINGS.items():
+        target = TARGETS[name]
+        pld_seconds, pld_sigma = timed(lambda q=q, s=steps, t=target, d=delta: (
+            accounting.calibrate_noise_multiplier(t, d, q, s, accountant="pld")), repeats)
+        rdp_seconds, rdp_sigma = timed(lambda q=q, s=steps, t=target, d=delta: (
+            accounting.calibrate_noise_multiplier(t, d, q, s)), repeats)
+        rows.append({"setting": name, "target": target, "pld_sigma": pld_sigma,
+                     "pld_ms": 1e3 * pld_seconds, "rdp_sigma": rdp_sigma,
+                     "rdp_ms": 1e3 * rdp_seconds})
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peer-repeats", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="up to 1e7 steps only")
+    args = parser.parse_args(argv)
+    scaling = scaling_rows(args.repeats, args.peer_repeats, args.quick)
+    print("| T | ours r=1e-2 [lower, upper] | ms | dp_accounting PLD eps | ms | ours matched "
+          "(r) [lower, upper] | ms | ours/peer time |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in scaling:
+        peer_part = "– | –"
+        matched = "– | –"
+        ratio = "–"
+        if "peer_eps" in row:
+            peer_part = f"{row['peer_eps']:.6g} | {row['peer_ms']:.4g}"
+            matched = (f"({row['matched_relative']:g}) [{row['matched'][0]:.6g}, "
+                       f"{row['matched'][1]:.6g}]{'' if row['matched_ok'] else ' (above)'}"
+                       f" | {row['matched_ms']:.4g}")
+            ratio = f"{row['matched_ms'] / row['peer_ms']:.3g}"
+        print(f"| {row['steps']:.0e} | [{row['rel1e2'][0]:.6g}, {row['rel1e2'][1]:.6g}]"
+              f"{'' if row['rel1e2_met'] else ' (wide)'} | {row['rel1e2_ms']:.4g} | {peer_part} |"
+              f" {matched} | {ratio} |")
+    calibration = calibration_rows(args.repeats)
+    print()
+    print("| setting | target eps | PLD sigma | PLD ms | RDP sigma | RDP ms |")
+    print("|---|---|---|---|---|---|")
+    for row in calibration:
+        print(f"| {row['setting']} | {row['target']:g} | {row['pld_sigma']:.6g} | "
+              f"{row['pld_ms']:.4g} | {row['rdp_sigma']:.6g} | {row['rdp_ms']:.4g} |")
+    fresh = {
+        "ours_first_call_s": first_call(
+            "import math, accounting;; accounting.PldAccountant(tolerance=math.inf, "
+            f"relative_tolerance=1e-2).compose({Q}, {SIGMA}, 10**6).get_epsilon({DELTA})"),
+        "peer_first_call_s": first_call(
+            "from dp_accounting import dp_event; from dp_accounting.pld import "
+            "pld_privacy_accountant as p;; "
+            "a = p.PLDAccountant(value_discretization_interval=1e-4); a.compose(dp_event."
+            f"PoissonSampledDpEvent({Q}, dp_event.GaussianDpEvent({SIGMA})), 10**6); "
+            f"a.get_epsilon({DELTA})"),
+    }
+    print()
+    print(f"First call in a fresh process, 1e6 steps: ours {fresh['ours_first_call_s']} s, "
+          f"dp_accounting {fresh['peer_first_call_s']} s")
+    print(json.dumps({"scaling": scaling, "calibration": calibration, "first_call": fresh}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
