@@ -324,7 +324,7 @@ def _no_step_taken(trainer, before):
     ("truncated", "rdp", {"max_batch_size": 24}, r"\['pld'\]"),
     ("fixed", accounting.RdpAccountant(), {}, r"\['rdp', 'pld'\] \(made with "
                                               r"neighboring='replace_one'\)"),
-    ("balls_in_bins", "pld", {}, ""),
+    ("balls_in_bins", "moments", {}, r"\['rdp', 'pld'\]"),
     ("poisson", accounting.RdpAccountant(neighboring="replace_one"), {}, r"'pld'"),
 ])
 def test_training_refuses_a_sampler_its_accountant_cannot_account_for(
