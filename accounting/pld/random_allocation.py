@@ -43,8 +43,10 @@ survival function (the split's share has its masses' error over ``h``; the cell 
 telescope), added as mass at ``Y = inf`` (remove) or ``Y = 0`` (add); the FFT's L1 error bound
 and the truncations go to loss ``+inf``. The composed ``delta(eps) = E[(1 - e^(eps - L))_+]`` is
 non-decreasing in each epoch's loss and at most 1 per unit of mass, so all of this is safe.
-These absolute allowances (about ``t * 1e-12`` per epoch) make the upper end fall back to RDP's
-bound where ``delta`` is within a few hundred times of them.
+The coordinates' errors are added where they arise (the monotone envelope of their pointwise
+bounds), so they hardly move ``delta``; the FFT's, about ``1e-12`` to ``1e-10`` per epoch (redone
+in extended precision where it would weigh), goes to ``+inf``: where ``delta / epochs`` is below
+about ``1e-9`` the upper end falls back to RDP's bound.
 
 Lower law: rounding each ``Y_i`` down to the grid and summing is a post-processing of the
 epoch's outputs, so the laws of ``sum_i floor_h(Y_i)`` under ``P`` and under ``Q``, grouped by
@@ -124,6 +126,13 @@ _SPACING_PER_STEP = 5e-5
 _WINDOW_STDS = 20.0
 #: Add direction: each ``Y`` is clamped at this times ``t`` (see :class:`_SumLaws`).
 _ADD_CLAMP = 30.0
+#: The sum's FFT is redone in extended precision where its error bound exceeds this many times
+#: the truncation (the PLD accountant truncates ``1e-9`` of ``delta`` over all steps, so this is
+#: about ``1e-3 delta`` per composed epoch); the inverse transform stays in double, which bounds
+#: the gain (to about ``1e-12`` of error per epoch).
+_EXTENDED_TRIGGER = 1e6
+#: Whether NumPy's long double is wider than double here.
+_HAS_EXTENDED = np.finfo(np.longdouble).eps < np.finfo(float).eps
 #: The laws of ``S`` are computed for truncations that are powers of ten (one law serves every
 #: larger truncation).
 _KEPT_LAWS = 4
@@ -170,9 +179,7 @@ class _SumLaws:
         self.h = spacing
         self.top = top
         grid = np.arange(top + 1) * spacing
-        with np.errstate(divide="ignore"):
-            x_edges = sigma * sigma * np.log(grid) + 0.5
-        edges = np.concatenate([x_edges, [np.inf]])
+        edges = np.concatenate([x_edges_of(grid, sigma), [np.inf]])
         pair = DominatingPair(1.0, sigma, "remove")  # P = N(1) = A, Q = N(0) = B
         alpha, alpha_err, beta, beta_err = _interval_masses(pair, edges)
         self._coordinate(grid, alpha, alpha_err, beta, beta_err)
@@ -193,16 +200,31 @@ class _SumLaws:
         self.a_infinity = (max(float(alpha[-1]) - grid[-1] * float(beta[-1]), 0.0)
                            + float(alpha_err[-1]) + grid[-1] * float(beta_err[-1]))
         # The survival function of B' at y_j is B(Y >= y_j) plus the upper share of the cell
-        # below: the cell masses telescope (their CDF errors do not add up), the share carries
-        # its own error (the masses' errors over h) - one cell's, not a sum.
+        # below: the cell masses telescope (their CDF errors do not add up to more than a few
+        # CDF values' errors, cdf_err), the share carries its own error (the masses' errors
+        # over h) - one cell's, not a sum. Those share errors are placed where they arise: a
+        # measure whose survival function (remove) or CDF (add) is their monotone envelope.
         split_err = ((alpha_err[:-1] + low * beta_err[:-1]) / h
                      + 8.0 * _EPS * (a + low * b) / h)
         cdf_err = 4.0 * float(max(alpha_err.max(), beta_err.max())) + 16.0 * _EPS
-        self.b_eta = float(split_err.max()) + cdf_err
-        # A'(y) = y B'(y): each cell keeps its A-mass up to h times its share's error
-        self.a_eta = (float(np.sum(h * split_err + 8.0 * _EPS * (a + low * b)))
-                      + float(np.max(grid[1:] * split_err)) + cdf_err
-                      + 8.0 * _EPS * float(a_prime.sum()))
+        share_err = np.concatenate([[0.0], split_err])  # at y_j: the share of cell j - 1
+        # the telescoped cell masses from y_j up: right of the split point of
+        # _interval_masses (x = 1) only the upper CDF at y_j (its own bound, taken twice) and
+        # the roundings of the sums; left of it also the CDFs at the split point
+        split = int(np.searchsorted(np.concatenate([[-np.inf], x_edges_of(grid, self.sigma)]),
+                                    1.0, "right")) - 1
+        left = np.arange(top + 1) < split + 1
+        b_tail = _suffix_max(beta_err) * 2.0 + 24.0 * _EPS * left + 4.0 * _EPS * _suffix_sum(b)
+        a_tail = (_suffix_max(alpha_err) * 2.0 + 24.0 * _EPS * left
+                  + 4.0 * _EPS * _suffix_sum(a) + 4.0 * _EPS * _suffix_sum(a_prime)[:-1])
+        self.b_survival_extra = _survival_envelope(share_err + b_tail)
+        self.b_cdf_extra = _cdf_envelope(np.append(split_err, 0.0))
+        self.b_eta = cdf_err
+        # A'(y) = y B'(y): at y_j, y_j times the share's error, and each cell above keeps its
+        # A-mass up to h times its share's error
+        cell_part = h * split_err + 8.0 * _EPS * (a + low * b)
+        self.a_survival_extra = _survival_envelope(grid * share_err + _suffix_sum(cell_part)
+                                                   + a_tail)
         self.a_prime, self.b_prime = a_prime, b_prime
         # floor laws (lower end): cell [kh, (k+1)h) to kh, [Kh, inf) to Kh
         self.a_floor, self.b_floor = alpha, beta
@@ -214,29 +236,36 @@ class _SumLaws:
         included) and ``error`` bounds the total absolute error of the composed masses."""
         pld_groups = [(DiscretePld(self.h, 0, masses), count) for masses, count in groups]
         law = compose_tilted(pld_groups, self.tail / 16.0, tilt=0.0, max_size=_MAX_SUM_POINTS)
+        if law.error > _EXTENDED_TRIGGER * self.tail and _HAS_EXTENDED:
+            # the FFT's rounding would weigh on delta: the transforms and powers again with a
+            # 64-bit mantissa (about 2000 times smaller an error)
+            law = compose_tilted(pld_groups, self.tail / 16.0, tilt=0.0, extended=True,
+                                 max_size=_MAX_SUM_POINTS)
         scale = math.exp(law.log_scale)
         return law.first_index, law.masses * scale, law.error * scale
 
-    # Why sup norms: every bound below is E[f(Y_1, .., Y_t)] for an f in [0, 1] that is monotone
-    # in each coordinate (non-decreasing for remove and the thresholds, non-increasing for
-    # add). E_mu[f] = int mu(f > v) dv, and {f > v} is an up- (or down-) set, so replacing one
-    # coordinate's law by a measure whose survival function (CDF) is larger everywhere can only
-    # raise E[f]; adding the sup-norm error eta at +inf (or at 0) makes it so. For products,
-    # coordinate by coordinate, at most sum_i eta_i (times the masses' totals, ~1) in all.
+    # Why survival bounds: every bound below is E[f(Y_1, .., Y_t)] for an f in [0, 1] that is
+    # monotone in each coordinate (non-decreasing for remove and the thresholds, non-increasing
+    # for add). E_mu[f] = int mu(f > v) dv, and {f > v} is an up- (or down-) set, so replacing
+    # one coordinate's law by a measure whose survival function (CDF) is larger everywhere can
+    # only raise E[f]; adding a measure whose survival function (CDF) bounds the error pointwise
+    # makes it so, coordinate by coordinate.
 
     @functools.cached_property
     def upper_remove(self):
         """``(first, masses, infinity)`` of ``S`` under ``P'`` (survival bounded above)."""
-        first, masses, error = self._compose([(self.a_prime, 1), (self.b_prime, self.steps - 1)])
-        infinity = (self.a_infinity + error
-                    + 1.01 * (self.a_eta + (self.steps - 1) * self.b_eta))
-        return first, masses, infinity
+        first, masses, error = self._compose([
+            (self.a_prime + self.a_survival_extra, 1),
+            (self.b_prime + self.b_survival_extra, self.steps - 1),
+        ])
+        return first, masses, self.a_infinity + error
 
     @functools.cached_property
     def upper_add(self):
-        """``(first, masses, infinity)`` of ``S`` under ``Q'`` (CDF bounded above: the error of
-        each coordinate's CDF, at most twice its survival's, sits at ``Y = 0``)."""
-        shifted = self.b_prime.copy()
+        """``(first, masses, infinity)`` of ``S`` under ``Q'`` (CDF bounded above: each
+        coordinate's CDF errors are added as mass at or below where they arise, the constant
+        part, at most twice the survival's, at ``Y = 0``)."""
+        shifted = self.b_prime + self.b_cdf_extra
         shifted[0] += 2.0 * self.b_eta
         first, masses, error = self._compose([(shifted, self.steps)])
         return first, masses, error
@@ -253,6 +282,35 @@ class _SumLaws:
         """As :attr:`floor_p`, under ``Q``."""
         first, masses, error = self._compose([(self.b_floor, self.steps)])
         return first, masses, 2.0 * error + 2.02 * self.steps * self.floor_eta
+
+
+def x_edges_of(grid: np.ndarray, sigma: float) -> np.ndarray:
+    """The outputs ``x`` with ``Y(x) = grid`` (``-inf`` at ``Y = 0``)."""
+    with np.errstate(divide="ignore"):
+        return sigma * sigma * np.log(grid) + 0.5
+
+
+def _suffix_max(values: np.ndarray) -> np.ndarray:
+    """``max_(i >= j) values_i`` for ``j = 0 .. len(values) - 1``."""
+    return np.maximum.accumulate(values[::-1])[::-1]
+
+
+def _suffix_sum(values: np.ndarray) -> np.ndarray:
+    """``sum_(i >= j) values_i`` for ``j = 0 .. len(values)`` (one longer: 0 at the end)."""
+    return np.append(np.cumsum(values[::-1])[::-1], 0.0)
+
+
+def _survival_envelope(errors: np.ndarray) -> np.ndarray:
+    """Masses of the measure on the grid whose survival function at ``y_j`` is
+    ``max_(i >= j) errors_i`` (non-increasing, at least ``errors_j``)."""
+    envelope = np.maximum.accumulate(errors[::-1])[::-1]
+    return envelope - np.append(envelope[1:], 0.0)
+
+
+def _cdf_envelope(errors: np.ndarray) -> np.ndarray:
+    """Masses of the measure on the grid whose CDF at ``y_j`` is ``max_(i <= j) errors_i``."""
+    envelope = np.maximum.accumulate(errors)
+    return envelope - np.concatenate([[0.0], envelope[:-1]])
 
 
 def _losses(first: int, size: int, h: float, steps: int, direction: str) -> np.ndarray:
