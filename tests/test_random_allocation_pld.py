@@ -115,7 +115,7 @@ def test_all_steps_selected_is_the_composed_gaussian(steps, sigma, delta):
     assert bounds.upper - bounds.lower <= 2e-3
 
 
-@pytest.mark.parametrize("sigma,delta", [(1.0, 1e-3), (0.7, 1e-5)])
+@pytest.mark.parametrize("sigma,delta", [(1.0, 1e-3), (0.7, 1e-5), (4.0, 1e-10)])
 def test_two_steps_against_quadrature(sigma, delta):
     bounds = _bounds(2, sigma, delta)
     exact = _two_step_epsilon(sigma, delta, bounds.upper)
