@@ -108,17 +108,22 @@ _U = float(np.finfo(float).eps)
 
 
 def _binomial_log_convolution(a: np.ndarray, b: np.ndarray, log_binom: np.ndarray) -> np.ndarray:
-    """``log sum_j C(k, j) exp(a_j + b_(k-j))`` for every ``k`` (row chunks bound the memory)."""
+    """``log sum_j C(k, j) exp(a_(k-j) + b_j)`` for every ``k`` (row chunks bound the memory).
+
+    Row ``k`` reads ``a_(k-j)`` from a sliding window over ``a`` reversed and padded with
+    ``-inf`` (no index arrays), and is summed by a plain max-shifted log-sum-exp (its largest
+    term is finite: ``j = 0``).
+    """
     size = a.shape[0]
-    k = np.arange(size)
+    padded = np.concatenate([a[::-1], np.full(size - 1, -np.inf)])
+    # windows[i, j] = padded[i + j] = a[size - 1 - i - j]: row k is window size - 1 - k
+    windows = np.lib.stride_tricks.sliding_window_view(padded, size)[::-1]
     out = np.empty(size)
     rows = max(1, 2**21 // size)
     for start in range(0, size, rows):
-        kk = k[start:start + rows, None]
-        idx = kk - k[None, :]
-        terms = log_binom[start:start + rows] + a[None, :] + b[np.maximum(idx, 0)]
-        terms = np.where(idx >= 0, terms, -np.inf)
-        out[start:start + rows] = _scipy.special.logsumexp(terms, axis=1)
+        terms = log_binom[start:start + rows] + windows[start:start + rows] + b[None, :]
+        top = terms.max(axis=1)
+        out[start:start + rows] = top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
     return out
 
 
