@@ -338,6 +338,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                          "conversion": "improved"},
     "delta_from_rdp": {"rdp": [0.1, 0.2, 0.4], "orders": [2.0, 4.0, 8.0], "epsilon": 1.0,
                        "conversion": "classic"},
+    "epsilon_curve": {"sample_rate": 256 / 60000, "noise_multiplier": 1.1,
+                      "steps": [235, 2350, 14063], "delta": 1e-5},
     "epsilon_grid": {"sample_rate": [0.01, 0.02], "noise_multiplier": 1.1, "steps": [10, 1000],
                      "delta": 1e-5, "orders": None},
     "compute_epsilon": {**_RUN, "delta": 1e-5, "accountant": "rdp", "pld_tolerance": 1e-2},
