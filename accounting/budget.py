@@ -13,6 +13,7 @@ from accounting._validation import (
     count_as_float,
 )
 from accounting.rdp.conversions import Conversion, check_conversion, epsilon_objective
+from accounting.rdp.curve import epsilon_curve
 from accounting.rdp.order_search import kl_lower_bound, minimize_over_orders
 from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.rdp.sampled_gaussian import rdp_items
@@ -172,6 +173,11 @@ def epsilon_grid(
     rates, noises, counts = rates.ravel(), noises.ravel(), counts.ravel()
     if rates.size == 0:
         return np.zeros(shape), np.zeros(shape)
+    if (rates.size > 1 and np.all(rates == rates[0]) and np.all(noises == noises[0])
+            and np.all(np.isfinite(counts))):
+        # one (q, sigma), many step counts: one RDP vector, every count read off at once
+        best, order = epsilon_curve(rates[0], noises[0], counts, delta, conversion, orders)
+        return best.reshape(shape), order.reshape(shape)
 
     def evaluate(mask):
         config, order = np.nonzero(mask)
