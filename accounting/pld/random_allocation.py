@@ -179,7 +179,7 @@ class _SumLaws:
         self.h = spacing
         self.top = top
         grid = np.arange(top + 1) * spacing
-        edges = np.concatenate([x_edges_of(grid, sigma), [np.inf]])
+        edges = np.concatenate([_x_edges(grid, sigma), [np.inf]])
         pair = DominatingPair(1.0, sigma, "remove")  # P = N(1) = A, Q = N(0) = B
         alpha, alpha_err, beta, beta_err = _interval_masses(pair, edges)
         self._coordinate(grid, alpha, alpha_err, beta, beta_err)
@@ -211,7 +211,7 @@ class _SumLaws:
         # the telescoped cell masses from y_j up: right of the split point of
         # _interval_masses (x = 1) only the upper CDF at y_j (its own bound, taken twice) and
         # the roundings of the sums; left of it also the CDFs at the split point
-        split = int(np.searchsorted(np.concatenate([[-np.inf], x_edges_of(grid, self.sigma)]),
+        split = int(np.searchsorted(np.concatenate([[-np.inf], _x_edges(grid, self.sigma)]),
                                     1.0, "right")) - 1
         left = np.arange(top + 1) < split + 1
         b_tail = _suffix_max(beta_err) * 2.0 + 24.0 * _EPS * left + 4.0 * _EPS * _suffix_sum(b)
@@ -284,7 +284,7 @@ class _SumLaws:
         return first, masses, 2.0 * error + 2.02 * self.steps * self.floor_eta
 
 
-def x_edges_of(grid: np.ndarray, sigma: float) -> np.ndarray:
+def _x_edges(grid: np.ndarray, sigma: float) -> np.ndarray:
     """The outputs ``x`` with ``Y(x) = grid`` (``-inf`` at ``Y = 0``)."""
     with np.errstate(divide="ignore"):
         return sigma * sigma * np.log(grid) + 0.5
