@@ -126,13 +126,16 @@ def single_rows(peers: dict, repeats: int) -> list[dict]:
 
         # each peer interleaved with ours alone: a slow peer's call in between would evict our
         # (call-bound) code from the processor's caches and charge that to us
-        pairs = {"ours_compute_epsilon": lambda q=q, sigma=sigma, steps=steps, delta=delta:
-                 accounting.compute_epsilon(q, sigma, steps, delta)}
+        # ours_ms is taken from the first pair: dp-accelerator's when it imports
+        pairs = {}
         if "dp_accelerator" in peers:
             batch, orders = peers["dp_accelerator"].compute_epsilon_batch, peers["dpacc_orders"]
             pairs["dp_accelerator"] = (
                 lambda q=q, sigma=sigma, steps=steps, delta=delta, batch=batch, orders=orders:
                 batch(q, sigma, [steps], orders, delta)[0])
+        pairs["ours_compute_epsilon"] = (
+            lambda q=q, sigma=sigma, steps=steps, delta=delta:
+            accounting.compute_epsilon(q, sigma, steps, delta))
         if "dp_accounting" in peers:
             pairs["dp_accounting"] = (
                 lambda q=q, sigma=sigma, steps=steps, delta=delta, dpa=peers["dp_accounting"]:
