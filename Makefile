@@ -14,7 +14,8 @@
 #       dp_accounting cross-check and the verification kit run on both peers, in
 #       .venv-integrations (CPU torch 2.13, Opacus 1.6, dp-accounting 0.6); then the samplers'
 #       cross-checks (tests/test_peers_*.py: dp_accounting's fixed-size, truncated and mixture
-#       events, random-allocation 1.0.5 and pld-accounting 2.0) in .venv-sampler-peers
+#       events, random-allocation 1.0.5 and pld-accounting 2.0, dp-accelerator 0.1.0's RDP) in
+#       .venv-sampler-peers
 PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
@@ -113,7 +114,7 @@ $(INTEGRATIONS_VENV)/.installed-integrations: pyproject.toml
 $(SAMPLER_PEERS_VENV)/.installed-sampler-peers: pyproject.toml
 	$(PYTHON) -m venv $(SAMPLER_PEERS_VENV)
 	$(SAMPLER_PEERS_VENV)/bin/python -m pip install -q -e '.[test]' 'dp-accounting==0.6.*' \
-		'random-allocation==1.0.5' 'pld-accounting==2.0' pandas
+		'random-allocation==1.0.5' 'pld-accounting==2.0' 'dp-accelerator==0.1.0' pandas
 	touch $@
 
 test-integrations: $(INTEGRATIONS_VENV)/.installed-integrations \
