@@ -164,7 +164,7 @@ def _log_phi_upper(v: np.ndarray, s2: float) -> np.ndarray:
         # the polynomial's coefficients per cut: sum_k c_k v^k as one matrix product where no
         # power or coefficient leaves the float range (else term by term in log space)
         coefficients = signs * np.exp(log_moments)
-        top_power = float(np.max(v, initial=0.0)) ** 6
+        top_power = np.max(v, initial=0.0) ** 6  # a NumPy float: inf, not OverflowError
         direct = bool(np.all(np.isfinite(coefficients))
                       and top_power * float(np.abs(coefficients).max()) < 1e300)
     chunk = 8192 if direct else 2048

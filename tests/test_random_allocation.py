@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from accounting.random_allocation import (
     MonteCarloEstimate,
     _add_log_moments_upper,
+    _log_phi_upper,
     _remove_log_moments,
     random_allocation_epsilon,
     random_allocation_monte_carlo,
@@ -195,3 +196,22 @@ def test_huge_orders_fall_back_to_a_bound():
     rdp = random_allocation_rdp(10**6, 1, 2.0, [2.0, 5000.0])
     assert math.isfinite(rdp[1]) and rdp[1] <= 5000.0 / 8.0
     assert rdp[0] < 1e-4
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(0.3, 20.0), st.lists(st.floats(0.0, 50.0), min_size=1, max_size=20))
+def test_laplace_bound_matrix_path_agrees_with_log_space(sigma, values):
+    # the Taylor polynomial as one matrix product (small arguments) against the same bound
+    # taken term by term in log space (forced by a huge argument beside them)
+    v = np.array(values)
+    direct = _log_phi_upper(v, 1.0 / sigma**2)
+    logged = _log_phi_upper(np.append(v, 1e60), 1.0 / sigma**2)[:-1]
+    np.testing.assert_allclose(direct, logged, rtol=1e-11, atol=1e-13)
+    # and it lies above the Laplace transform of the lognormal (mpmath quadrature over
+    # |z| <= 12, a lower estimate of it)
+    s2 = 1.0 / sigma**2
+    for value, bound in zip(v[:3], direct[:3], strict=False):
+        with mpmath.workdps(20):
+            part = mpmath.quad(lambda z, w=value: mpmath.npdf(z) * mpmath.exp(
+                -w * mpmath.exp(z * mpmath.sqrt(s2) - s2 / 2)), mpmath.linspace(-12, 12, 25))
+        assert float(mpmath.log(part)) <= bound + 1e-12
