@@ -223,3 +223,24 @@ def test_upper_law_keeps_its_mass(steps, sigma, step, direction):
         p_tail = np.cumsum(lower.masses[::-1])[::-1]
         q_tail = np.cumsum(lower.q_masses[::-1])[::-1]
         assert float(np.max(p_tail - math.exp(eps) * q_tail)) <= up + 1e-12
+
+
+def test_rdp_cap_of_random_allocation_is_asked_for_only_when_needed(monkeypatch):
+    """RDP's random-allocation bound costs more than the PLD: a bracket that meets its target
+    does not compute it (and is the same bracket), one that cannot be composed falls back to
+    it."""
+    import accounting
+    from accounting.events import Gaussian, RandomAllocation, SelfComposed
+
+    event = SelfComposed(RandomAllocation(240, Gaussian(1.3)), 15)
+    expected = accounting.PldAccountant().compose(event).get_epsilon_bounds(1e-5)
+
+    def refuse(self, delta):
+        raise AssertionError("RDP cap computed although the PLD bracket met its target")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(accounting.PldAccountant, "_rdp_epsilon", refuse)
+        bounds = accounting.PldAccountant().compose(event).get_epsilon_bounds(1e-5)
+    assert (bounds.lower, bounds.upper) == (expected.lower, expected.upper)
+    rdp = accounting.RdpAccountant().compose(event).get_epsilon(1e-5)
+    assert expected.tolerance_met and expected.upper <= rdp

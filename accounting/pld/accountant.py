@@ -37,6 +37,7 @@ from accounting.events import (
     Event,
     Gaussian,
     MixtureOfGaussians,
+    RandomAllocation,
     SampledWithoutReplacement,
     TruncatedPoissonGaussian,
 )
@@ -910,7 +911,9 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             return EpsilonBounds(math.inf, math.inf, fixed or 0.0)
         if self._spends_nothing:
             return EpsilonBounds(0.0, 0.0, fixed or 0.0)
-        rdp_epsilon = self._rdp_epsilon(delta)
+        # RDP's bound of random allocation costs more than its PLD: asked for only if needed
+        lazy = self._costly_rdp() and not self._too_many_steps()
+        rdp_epsilon = math.inf if lazy else self._rdp_epsilon(delta)
         if rdp_epsilon == 0.0:  # certified by RDP: nothing left to bracket
             return EpsilonBounds(0.0, 0.0, fixed or 0.0)
         if self._too_many_steps():
@@ -932,6 +935,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         except _Unresolvable:
             lower, upper, step, met = None, math.inf, 0.0, False
         composed, lower = lower is not None, lower or 0.0
+        if lazy and not (upper < math.inf and met and upper - lower <= self._target_width(upper)):
+            rdp_epsilon = self._rdp_epsilon(delta)
         upper = min(upper, rdp_epsilon)
         target = math.inf if fixed else self._target_width(upper)
         met = met and upper - lower <= target
@@ -979,6 +984,11 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         if not met:
             _warn_wide(f"delta in [{lower:.6g}, {min(upper, rdp_delta):.6g}]", target, composed)
         return DeltaBounds(_zero_floor(lower), min(upper, rdp_delta), step, met, target)
+
+    def _costly_rdp(self) -> bool:
+        """Whether RDP's bound (the cap) costs more than the PLD itself: random allocation's
+        series over every order."""
+        return any(isinstance(event, RandomAllocation) for event in self._other_steps)
 
     def _rdp_accountant(self) -> RdpAccountant | None:
         """An RDP accountant over the same steps (add/remove only: RDP's relation here), or
