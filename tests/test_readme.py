@@ -121,6 +121,11 @@ def test_shuffle_statement_and_sampler_figures(namespace):
         fixed_bounds = accounting.PldAccountant(neighboring="replace_one").compose(
             run.event).get_epsilon_bounds(1e-5)
     assert f"[{fixed_bounds.lower:.3f}, {fixed_bounds.upper:.3f}] (PLD" in text
+    balls_run = accounting.dpsgd_run(60000, 250, 1.3, epochs=15, sampling="balls-in-bins")
+    balls_bounds = accounting.PldAccountant().compose(balls_run.event).get_epsilon_bounds(1e-5)
+    assert balls_bounds.upper < balls  # tighter than RDP's bound
+    assert f"balls-in-bins batches in [{balls_bounds.lower:.3f}, {balls_bounds.upper:.3f}]" \
+        in text.replace("\n", " ")
 
 
 def test_calibrated_epochs_are_on_the_safe_side():

@@ -75,6 +75,8 @@ _FIRST_GUESS_STEPS = 1 << 20
 #: A law wider than this many times ``points`` atoms after its cut (tails too heavy for
 #: the cut to keep the grid short) stops the squaring.
 _WIDEST = 12
+#: Most grid steps per standard deviation the squaring keeps (longer grids cost more than one FFT).
+_MAX_PER_SPREAD = 4096.0
 #: Products with a factor of at most this many atoms are summed directly (no FFT).
 _DIRECT_TERMS = 24
 #: Most atoms a level's product may have: a longer product refuses (bounded memory).
@@ -380,7 +382,7 @@ def steps_per_spread(relative_accuracy: float, steps: int) -> float:
     levels = max(float(int(steps).bit_length()), 1.0)
     share = max(float(relative_accuracy), 1e-9) / 2.0
     per_spread = math.sqrt(LEVELS_WIDTH_FACTOR * levels / share)
-    return float(min(max(per_spread, 32.0), 4096.0))
+    return float(min(max(per_spread, 32.0), _MAX_PER_SPREAD))
 
 
 def levels_plan(groups, single_points: float, relative_accuracy: float | None):
@@ -395,6 +397,8 @@ def levels_plan(groups, single_points: float, relative_accuracy: float | None):
     if relative_accuracy is None or total < _FIRST_GUESS_STEPS:
         return None
     per_spread = steps_per_spread(relative_accuracy, total)
+    if per_spread >= _MAX_PER_SPREAD:  # a target squaring cannot reach
+        return None
     points, work = _levels_size(per_spread, [count for _, count in groups])
     if not levels_cheaper(work, points, single_points, len(groups)):
         return None
@@ -432,8 +436,8 @@ def first_levels_step(spread: float, steps: int, relative_accuracy: float) -> fl
     times coarser than that.
     """
     per_spread = steps_per_spread(relative_accuracy, steps)
-    if steps < _FIRST_GUESS_STEPS:
-        return None
+    if steps < _FIRST_GUESS_STEPS or per_spread >= _MAX_PER_SPREAD:
+        return None  # few steps, or a target squaring cannot reach: one FFT's first guess
     return spread * math.sqrt(float(int(steps).bit_length())) / per_spread
 
 
