@@ -44,6 +44,7 @@ from accounting.dpsgd_calibration import (
 from accounting.gdp import gaussian_delta, gaussian_epsilon, gdp_delta, gdp_epsilon, gdp_mu
 from accounting.integrations.dp_accounting import from_dp_event, to_dp_event
 from accounting.pld import DeltaBounds, EpsilonBounds, PldAccountant, ToleranceNotMetWarning
+from accounting.pld.random_allocation import random_allocation_pld_epsilon_bounds
 from accounting.random_allocation import (
     MonteCarloEstimate,
     random_allocation_epsilon,
@@ -135,6 +136,7 @@ __all__ = [
     "privacy_statement",
     "random_allocation_epsilon",
     "random_allocation_monte_carlo",
+    "random_allocation_pld_epsilon_bounds",
     "random_allocation_rdp",
     "rdp_sampled_without_replacement",
     "register_accountant",

@@ -392,6 +392,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                             "delta": 1e-5},
     "random_allocation_epsilon": {"steps": 100, "noise_multiplier": 1.0, "delta": 1e-3,
                                   "epochs": 1, "selections": 1},
+    "random_allocation_pld_epsilon_bounds": {"steps": 100, "noise_multiplier": 1.0,
+                                             "delta": 1e-3, "epochs": 1, "selections": 1},
     "random_allocation_rdp": {"steps": 100, "selections": 1, "noise_multiplier": 1.0,
                               "orders": [2.0, 8.0]},
     "rdp_sampled_without_replacement": {"sample_rate": 0.01, "noise_multiplier": 1.1,

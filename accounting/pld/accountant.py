@@ -454,8 +454,9 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         Neighbouring relation. ``"add_remove"`` takes the worse of the add and remove
         dominating pairs; ``"replace_one"`` uses the symmetric pair
         ``(1 - q) N(0) + q N(1)`` vs ``(1 - q) N(0) + q N(-1)`` (per-example norm 1, so two
-        neighbouring sums differ by up to 2). ``MixtureOfGaussians`` and
-        ``TruncatedPoissonGaussian`` steps need ``"add_remove"``,
+        neighbouring sums differ by up to 2). ``MixtureOfGaussians``,
+        ``TruncatedPoissonGaussian`` and ``RandomAllocation`` (Feldman and Shenfeld 2025's
+        dominating pair, :mod:`accounting.pld.random_allocation`) steps need ``"add_remove"``,
         ``SampledWithoutReplacement`` of a Gaussian needs ``"replace_one"`` (its noise measured
         against the replace-one sensitivity, dp_accounting's convention).
 
