@@ -22,6 +22,7 @@ __all__ = [
     "check_positive_int",
     "check_real_array",
     "check_sample_rate",
+    "check_step_counts",
     "check_steps",
     "count_as_float",
 ]
@@ -156,6 +157,28 @@ def count_as_float(count: int) -> float:
         return float(count)
     except OverflowError:
         return float("inf")
+
+
+def check_step_counts(steps) -> np.ndarray:
+    """``steps`` as a float array of whole numbers ``>= 0`` (huge Python ints become ``inf``)."""
+    if type(steps) is int and 0 <= steps <= 2**53:  # the common single count, without arrays
+        return np.array(float(steps))
+    if isinstance(steps, (str, bytes, bool, np.bool_)) or steps is None:
+        raise TypeError(f"steps must be whole numbers, got {steps!r}")
+    raw = np.asarray(steps)
+    if raw.dtype == object:  # Python ints beyond int64: checked one by one
+        flat = [count_as_float(check_steps(value)) for value in raw.ravel().tolist()]
+        return np.array(flat, dtype=float).reshape(raw.shape)
+    if raw.dtype.kind not in "iuf":
+        raise TypeError(f"steps must be whole numbers, got an array of dtype {raw.dtype}")
+    counts = raw.astype(float)
+    if raw.dtype.kind in "iu":  # whole and finite already
+        if raw.size and raw.min() < 0:
+            raise ValueError(f"steps must be finite whole numbers >= 0, got {steps!r}"[:300])
+        return counts
+    if not np.all(np.isfinite(counts)) or np.any(counts < 0) or np.any(counts != np.floor(counts)):
+        raise ValueError(f"steps must be finite whole numbers >= 0, got {steps!r}"[:300])
+    return counts
 
 
 def check_positive_int(value, name: str, maximum: int | None = None) -> int:

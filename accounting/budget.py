@@ -9,8 +9,7 @@ from accounting._validation import (
     check_noise_multiplier,
     check_orders,
     check_sample_rate,
-    check_steps,
-    count_as_float,
+    check_step_counts,
 )
 from accounting.rdp.conversions import Conversion, check_conversion, epsilon_objective
 from accounting.rdp.curve import epsilon_curve
@@ -158,7 +157,7 @@ def epsilon_grid(
     """
     rates = np.asarray(check_sample_rate(sample_rate), dtype=float)
     noises = np.asarray(check_noise_multiplier(noise_multiplier), dtype=float)
-    counts = _check_step_counts(steps)
+    counts = check_step_counts(steps)
     delta = check_delta(delta)
     conversion = check_conversion(conversion)
     orders = DEFAULT_ORDERS if orders is None else np.sort(check_orders(orders))
@@ -192,19 +191,3 @@ def epsilon_grid(
     nothing_spent = (rates == 0.0) | (counts == 0.0)  # as RdpAccountant: (0, 0)-DP
     best[nothing_spent], index[nothing_spent] = 0.0, 0
     return best.reshape(shape), orders[index].reshape(shape)
-
-
-def _check_step_counts(steps) -> np.ndarray:
-    """``steps`` as a float array of whole numbers ``>= 0`` (huge Python ints become ``inf``)."""
-    if isinstance(steps, (str, bytes, bool, np.bool_)) or steps is None:
-        raise TypeError(f"steps must be whole numbers, got {steps!r}")
-    raw = np.asarray(steps)
-    if raw.dtype == object:  # Python ints beyond int64: checked one by one
-        flat = [count_as_float(check_steps(value)) for value in raw.ravel().tolist()]
-        return np.array(flat, dtype=float).reshape(raw.shape)
-    if raw.dtype.kind not in "iuf":
-        raise TypeError(f"steps must be whole numbers, got an array of dtype {raw.dtype}")
-    counts = raw.astype(float)
-    if not np.all(np.isfinite(counts)) or np.any(counts < 0) or np.any(counts != np.floor(counts)):
-        raise ValueError(f"steps must be finite whole numbers >= 0, got {steps!r}"[:300])
-    return counts

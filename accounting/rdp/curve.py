@@ -26,8 +26,7 @@ from accounting._validation import (
     check_noise_multiplier,
     check_orders,
     check_sample_rate,
-    check_steps,
-    count_as_float,
+    check_step_counts,
 )
 from accounting.rdp.conversions import Conversion, check_conversion, epsilon_offsets
 from accounting.rdp.order_search import (
@@ -104,7 +103,7 @@ def epsilon_curve(
     """
     q = check_sample_rate(sample_rate, scalar=True)
     sigma = check_noise_multiplier(noise_multiplier, scalar=True)
-    counts = _check_counts(steps)
+    counts = check_step_counts(steps)
     delta = check_delta(delta)
     conversion = check_conversion(conversion)
     orders = DEFAULT_ORDERS if orders is None else np.sort(check_orders(orders))
@@ -238,25 +237,3 @@ def _envelope_minimum(slopes, intercepts, counts) -> tuple[np.ndarray, np.ndarra
     lines, breaks = _envelope(slopes, intercepts)
     best = lines[np.searchsorted(breaks, counts, side="right") - 1]
     return counts * slopes[best] + intercepts[best], best
-
-
-def _check_counts(steps) -> np.ndarray:
-    """``steps`` as a float array of whole numbers ``>= 0`` (huge Python ints become ``inf``)."""
-    if type(steps) is int and 0 <= steps <= 2**53:  # the common single count, without arrays
-        return np.array(float(steps))
-    if isinstance(steps, (str, bytes, bool, np.bool_)) or steps is None:
-        raise TypeError(f"steps must be whole numbers, got {steps!r}")
-    raw = np.asarray(steps)
-    if raw.dtype == object:  # Python ints beyond int64: checked one by one
-        flat = [count_as_float(check_steps(value)) for value in raw.ravel().tolist()]
-        return np.array(flat, dtype=float).reshape(raw.shape)
-    if raw.dtype.kind not in "iuf":
-        raise TypeError(f"steps must be whole numbers, got an array of dtype {raw.dtype}")
-    counts = raw.astype(float)
-    if raw.dtype.kind in "iu":  # whole and finite already
-        if raw.size and raw.min() < 0:
-            raise ValueError(f"steps must be finite whole numbers >= 0, got {steps!r}"[:300])
-        return counts
-    if not np.all(np.isfinite(counts)) or np.any(counts < 0) or np.any(counts != np.floor(counts)):
-        raise ValueError(f"steps must be finite whole numbers >= 0, got {steps!r}"[:300])
-    return counts
