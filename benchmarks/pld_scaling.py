@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
 from settings import SETTINGS
+from timing import timed
 
 import accounting
 
@@ -43,16 +42,6 @@ STEP_COUNTS = [10**2, 10**4, 10**6, 10**7, 10**8, 10**9]
 PEER_LIMIT = 10**8
 RELATIVES = [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
 TARGETS = {"A": 3.0, "B": 1.0, "C": 8.0, "D": 2.0}
-
-
-def timed(function, repeats: int):
-    times, result = [], None
-    for _ in range(repeats):
-        accounting.clear_caches(tables=False)
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def ours(steps: int, relative: float):

@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import statistics
-import time
 import warnings
+
+from timing import timed
 
 import accounting
 from accounting.events import (
@@ -43,17 +43,6 @@ N, BATCH, SIGMA, EPOCHS, DELTA = 60000, 250, 1.3, 15, 1e-5
 STEPS = 3600
 CAP = 270
 USER_K = 5
-
-
-def timed(function, repeats: int):
-    """``(median seconds, last result)`` over ``repeats`` calls (caches cleared before each)."""
-    times, result = [], None
-    for _ in range(repeats):
-        accounting.clear_caches(tables=False)
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def _peer(module: str):
