@@ -139,6 +139,7 @@ def _convolve(a: _Law, b: _Law, kind: str, wide: bool) -> _Law:
     if size_out > _MAX_PRODUCT:
         raise LevelsTooCostly(f"a product of {size_out} atoms (at most {_MAX_PRODUCT})",
                               size_out, _MAX_PRODUCT)
+    a1, b1 = float(a.masses.sum()), float(b.masses.sum())
     short = min(a.masses.size, b.masses.size)
     if short <= _DIRECT_TERMS:
         # a direct sum of at most `short` products per entry: each within (short + 1) u of it
@@ -146,28 +147,25 @@ def _convolve(a: _Law, b: _Law, kind: str, wide: bool) -> _Law:
         product = np.convolve(a.masses, b.masses)
         relative = 2.0 * (short + 2) * _U
         masses = product * ((1.0 - relative) if kind == "lower" else (1.0 + relative))
-        return _normalised(_Law(
-            a.step, a.first + b.first, masses, a.log_scale + b.log_scale, a.tilt,
-            (a.error * b.masses.sum() + b.error * a.masses.sum() + 2.0 * a.error * b.error)
-            * (1.0 + 8.0 * _U), a.log_mgf + b.log_mgf), kind)
-    size = _scipy.fft.next_fast_len(size_out, real=True)
-    dtype = np.longdouble if wide else np.float64
-    unit = float(np.finfo(dtype).eps)
-    fa = _scipy.fft.rfft(a.masses.astype(dtype), size)
-    fb = fa if b is a else _scipy.fft.rfft(b.masses.astype(dtype), size)
-    product = _scipy.fft.irfft(fa * fb, size)[:size_out].astype(float)
-    # ||c^ - c||_inf <= ||c^ - c||_2 <= 4 eta (|a|_1 |b|_2 + |a|_2 |b|_1) for non-negative a, b
-    # with eta = c log2(n) u the normwise error of one transform (Higham 2002, Thm 24.2: both
-    # forward transforms, the product and the inverse transform), plus the rounding to double
-    eta = 8.0 * (math.log2(size) + 2.0) * unit
-    a1, b1 = float(a.masses.sum()), float(b.masses.sum())
-    a2 = math.sqrt(float(a.masses @ a.masses))
-    b2 = a2 if b is a else math.sqrt(float(b.masses @ b.masses))
-    error = 4.0 * eta * (a1 * b2 + a2 * b1) * (1.0 + 1e-6)
-    if kind == "lower":
-        masses = np.maximum(product * (1.0 - 2.0 * _U) - error, 0.0)
     else:
-        masses = np.maximum(product * (1.0 + 2.0 * _U) + error, 0.0)
+        size = _scipy.fft.next_fast_len(size_out, real=True)
+        dtype = np.longdouble if wide else np.float64
+        unit = float(np.finfo(dtype).eps)
+        fa = _scipy.fft.rfft(a.masses.astype(dtype), size)
+        fb = fa if b is a else _scipy.fft.rfft(b.masses.astype(dtype), size)
+        product = _scipy.fft.irfft(fa * fb, size)[:size_out].astype(float)
+        # ||c^ - c||_inf <= ||c^ - c||_2 <= 4 eta (|a|_1 |b|_2 + |a|_2 |b|_1) for non-negative
+        # a, b with eta = c log2(n) u the normwise error of one transform (Higham 2002, Thm
+        # 24.2: both forward transforms, the product and the inverse transform), plus the
+        # rounding to double
+        eta = 8.0 * (math.log2(size) + 2.0) * unit
+        a2 = math.sqrt(float(a.masses @ a.masses))
+        b2 = a2 if b is a else math.sqrt(float(b.masses @ b.masses))
+        error = 4.0 * eta * (a1 * b2 + a2 * b1) * (1.0 + 1e-6)
+        if kind == "lower":
+            masses = np.maximum(product * (1.0 - 2.0 * _U) - error, 0.0)
+        else:
+            masses = np.maximum(product * (1.0 + 2.0 * _U) + error, 0.0)
     # a part off the grid of one factor meets all of the other: weights multiply
     cut = (a.error * b1 + b.error * a1 + 2.0 * a.error * b.error) * (1.0 + 8.0 * _U)
     law = _Law(a.step, a.first + b.first, masses, a.log_scale + b.log_scale, a.tilt, cut,
