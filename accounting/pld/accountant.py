@@ -683,36 +683,33 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         room = _MAX_STEP_POINTS - 4 * len(entries)
         return max(spans.values()) / room
 
-    def _smallest_spread(self) -> float:
-        """Smallest per-step loss standard deviation among the composed step kinds (see
-        :meth:`_initial_step`)."""
-        spreads = [0.05]
-        for (sample_rate, noise_multiplier), _ in self._steps_by_pair.items():
+    def _step_spreads(self):
+        """``(spread, count)`` of every composed step kind: the per-step loss standard deviation
+        ``q sqrt(exp(1/sigma^2) - 1)`` (for other step events the square root of twice their KL
+        divergence, :func:`accounting.pld.samplers.step_mu_squared`), saturating instead of
+        overflowing for extreme noise multipliers."""
+        for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
             growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
-            spreads.append(max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12))
-        for event, _ in self._other_steps.items():
-            spreads.append(max(math.sqrt(step_mu_squared(event, self._neighboring)), 1e-12))
-        return float(min(spreads))
+            yield max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12), count
+        for event, count in self._other_steps.items():
+            yield max(math.sqrt(step_mu_squared(event, self._neighboring)), 1e-12), count
+
+    def _smallest_spread(self) -> float:
+        """Smallest per-step loss standard deviation among the composed step kinds (capped at
+        0.05, as :meth:`_initial_step`'s spacing)."""
+        return float(min([0.05, *(spread for spread, _ in self._step_spreads())]))
 
     def _initial_step(self, target: float) -> float:
         """A first grid spacing from the bracket's second-order behaviour.
 
         The bracket's width grows like ``sqrt(T) step^2 / s`` for a per-step loss of standard
-        deviation ``s = q sqrt(exp(1/sigma^2) - 1)`` (for other step events the square root of
-        twice their KL divergence, :func:`accounting.pld.samplers.step_mu_squared`); the
-        factor is :data:`accounting._tuning.PLD_INITIAL_STEP_FACTOR` (the search corrects it
-        where it is off). Saturates instead of overflowing for extreme noise multipliers.
+        deviation ``s`` (:meth:`_step_spreads`); the factor is
+        :data:`accounting._tuning.PLD_INITIAL_STEP_FACTOR` (the search corrects it where it is
+        off).
         """
-        worst, scale = 0.05, PLD_INITIAL_STEP_FACTOR * target
-        for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
-            growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
-            spread = max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12)
-            worst = min(worst, math.sqrt(scale * spread / math.sqrt(float(count))))
-        for event, count in self._other_steps.items():
-            # a step event's loss spread: its Gaussian-DP mu (see step_mu_squared)
-            spread = max(math.sqrt(step_mu_squared(event, self._neighboring)), 1e-12)
-            worst = min(worst, math.sqrt(scale * spread / math.sqrt(float(count))))
-        return float(worst)
+        scale = PLD_INITIAL_STEP_FACTOR * target
+        return float(min([0.05, *(math.sqrt(scale * spread / math.sqrt(float(count)))
+                                  for spread, count in self._step_spreads())]))
 
     def _first_anchor(self, delta: float, rdp_epsilon: float) -> float:
         """A first guess at epsilon: the Gaussian-DP (CLT) estimate
