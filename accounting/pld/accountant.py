@@ -266,7 +266,7 @@ class _Direction:
         # many steps: squaring on coarsening grids costs O(log T) products where one FFT over
         # the whole composed law grows like sqrt(T)
         self._levels = levels_plan(
-            upper_groups, window_points(upper_groups, self._budget, self._tilt),
+            upper_groups, lambda: window_points(upper_groups, self._budget, self._tilt),
             relative_accuracy,
         )
         self.upper = self._compose_upper(upper_groups, optional, reserve)

@@ -335,15 +335,24 @@ class TiltedLaw:
             return np.log(sums + sign * self.error) + self.log_scale - self.tilt * points
 
 
+def _window_plan(groups, tail_budget: float, tilt: float):
+    """The tilted per-step laws with their log normalisers, their moments, and the first index
+    and number of points of the window beyond which at most ``tail_budget`` mass lies."""
+    step = groups[0][0].step
+    tilted = [(_tilted_law(pld, tilt), count) for pld, count in groups]
+    tilted_groups = [(law, count) for (law, _), count in tilted]
+    moments = [_moments(pld) for pld, _ in tilted_groups]
+    low, high = _window(tilted_groups, moments, tail_budget)
+    with np.errstate(over="ignore", invalid="ignore"):
+        first_float = np.floor(low / step) - 1.0
+        points = float(np.ceil(high / step) + 2.0 - first_float)
+    return tilted, moments, first_float, points
+
+
 def window_points(groups, tail_budget: float, tilt: float = 0.0) -> float:
     """Points of the window :func:`compose_tilted` would compose (``inf`` where none holds
     it), without composing."""
-    tilted_groups = [(_tilted_law(pld, tilt)[0], count) for pld, count in groups]
-    moments = [_moments(pld) for pld, _ in tilted_groups]
-    low, high = _window(tilted_groups, moments, tail_budget)
-    step = groups[0][0].step
-    with np.errstate(over="ignore", invalid="ignore"):
-        points = float(np.ceil(high / step) - np.floor(low / step) + 3.0)
+    points = _window_plan(groups, tail_budget, tilt)[3]
     return points if points == points else math.inf
 
 
@@ -386,19 +395,10 @@ def compose_tilted(
     is at most its tilted error times ``exp(L - lam s) <= exp(L - lam eps)``.
     """
     step = groups[0][0].step
-    tilted_groups = []
-    log_scale = 0.0
-    log_finite = 0.0
-    for pld, count in groups:
-        tilted, log_norm = _tilted_law(pld, tilt)
-        tilted_groups.append((tilted, count))
-        log_scale += count * log_norm
-        log_finite += count * np.log1p(-min(pld.infinity_mass, 1.0))
-    moments = [_moments(pld) for pld, _ in tilted_groups]
-    low, high = _window(tilted_groups, moments, tail_budget)
-    with np.errstate(over="ignore", invalid="ignore"):
-        first_float = np.floor(low / step) - 1.0
-        points = float(np.ceil(high / step) + 2.0 - first_float)
+    tilted, moments, first_float, points = _window_plan(groups, tail_budget, tilt)
+    tilted_groups = [(law, count) for (law, _), count in tilted]
+    log_scale = sum(count * log_norm for (_, log_norm), count in tilted)
+    log_finite = sum(count * np.log1p(-min(pld.infinity_mass, 1.0)) for pld, count in groups)
     if not points <= max_size:  # NaN or inf too: a window no grid of this spacing holds
         raise GridTooLarge(
             f"value_discretization={step:g} needs a grid of {points:.3g} points (at most "

@@ -383,9 +383,10 @@ def steps_per_spread(relative_accuracy: float, steps: int) -> float:
     return float(min(max(per_spread, 32.0), _MAX_PER_SPREAD))
 
 
-def levels_plan(groups, single_points: float, relative_accuracy: float | None):
+def levels_plan(groups, single_points, relative_accuracy: float | None):
     """``(points, work)`` for :func:`compose_levels` where it is the cheaper way to compose
-    ``groups`` than one FFT of ``single_points`` points, else ``None``.
+    ``groups`` than one FFT of ``single_points()`` points (asked for only then), else
+    ``None``.
 
     The grids keep :func:`steps_per_spread` steps per standard deviation of each level's law
     (the given grid sets the per-step law's resolution). ``relative_accuracy`` ``None`` (a
@@ -398,7 +399,7 @@ def levels_plan(groups, single_points: float, relative_accuracy: float | None):
     if per_spread >= _MAX_PER_SPREAD:  # a target squaring cannot reach
         return None
     points, work = _levels_size(per_spread, [count for _, count in groups])
-    if not levels_cheaper(work, points, single_points, len(groups)):
+    if not levels_cheaper(work, points, single_points(), len(groups)):
         return None
     return points, work
 
