@@ -20,7 +20,10 @@ thread settings a user would set before import (``OPENBLAS_NUM_THREADS``/``OMP_N
 or with none of them (the default: every library picks its own count). Workers wait on a pipe
 between blocks of steps; the coordinator runs blocks round-robin over every (worker, step), so
 load drift on a shared machine hits all of them alike and the ratios, taken from the same run,
-stay comparable. Figures are medians of single-step times.
+stay comparable. Every block is followed by the same pause (``IDLE_GAP_S``; longer after the
+BLAS-unlimited steps, whose threads spin), so every step is timed after the same idle gap, as
+the first step after a pause (colder caches than back-to-back steps). Figures are medians of
+single-step times.
 
 Peers are optional (``make bench`` installs them in .venv-bench from
 benchmarks/requirements-peers.txt); a missing one is reported and skipped.
@@ -47,6 +50,7 @@ IMPLS = ("ours", "opacus", "torch_func", "jax")
 LABELS = {"ours": "ours", "opacus": "Opacus", "torch_func": "torch.func", "jax": "JAX"}
 MODELS = ("mlp", "cnn")
 LEARNING_RATE, CLIP, SIGMA = 1e-3, 1.0, 1.1
+IDLE_GAP_S = 0.02  # pause after every timed block (see _measure)
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS",
                      "TF_NUM_INTRAOP_THREADS")
 
@@ -400,9 +404,11 @@ def _measure(args) -> tuple[dict, dict]:
                 if count:
                     times[(w, step)] += w.run(step, count)
                     # Threads that just ran spin-wait for a while before they sleep (OpenBLAS
-                    # for up to ~0.1 s): let them go idle before the next worker is timed.
-                    time.sleep(0.3 if step.endswith("_unlimited")
-                               else 0.02 if w.threads == "default" else 0.005)
+                    # for up to ~0.1 s): let them go idle before the next worker is timed. The
+                    # pause is the same after every other block: a step timed after a longer
+                    # idle gap starts with colder caches, which would bias the comparison of
+                    # thread counts (the 1-thread and default workers alike get the same gap).
+                    time.sleep(0.3 if step.endswith("_unlimited") else IDLE_GAP_S)
         medians = {(w.impl, w.threads, step): statistics.median(t)
                    for (w, step), t in times.items() if t}
     finally:

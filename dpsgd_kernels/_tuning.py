@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "BLAS_MACS_PER_THREAD",
+    "BLAS_SERIAL_MACS",
     "CHUNK_BYTES",
     "MIN_BLOCK_ROWS",
     "REUSE_MAX_BYTES",
@@ -60,3 +61,11 @@ allows (:func:`~dpsgd_kernels.blas.auto_blas_threads`): steps whose largest prod
 than twice this run on one thread. Provenance: single-precision products of the layers' shapes
 (2^20 to 2^27 multiply-adds) timed on 1 and 2 BLAS threads, round-robin, with the second core
 idle and busy; 2^24 gives each thread work far longer than a wake-up or a scheduler slice."""
+
+BLAS_SERIAL_MACS = 2**18
+"""Largest product (multiply-adds) that OpenBLAS runs on one thread whatever its thread count:
+its GEMM interface splits a product only above ``65536 * GEMM_MULTITHREAD_THRESHOLD`` (4 by
+default) multiply-adds. A Dense-stack step whose products all stay below it leaves the BLAS's
+thread count alone under ``blas_threads="auto"`` (limiting it would only cost the calls that read
+and set it). Provenance: OpenBLAS ``interface/gemm.c`` (``SMP_THRESHOLD_MIN``), and the MLP DP
+step at the default thread count timed with and without the limit (kernel_speed.py)."""

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpsgd_kernels import _tuning
+from dpsgd_kernels._dense_step import DenseStep, dense_step_for, finite_or_raise, noisy_flat
 from dpsgd_kernels._validation import (
     MAX_L2_NORM_CLIP,
     MAX_NOISE_MULTIPLIER,
@@ -51,7 +52,7 @@ from dpsgd_kernels._validation import (
     check_nonnegative,
     check_positive_int,
 )
-from dpsgd_kernels.blas import _step_threads, check_blas_threads
+from dpsgd_kernels.blas import _Limit, _step_threads, check_blas_threads
 from dpsgd_kernels.ghost_norm import row_sq_norms
 from dpsgd_kernels.layers import LinearLayer
 from dpsgd_kernels.losses import Loss, get_loss
@@ -486,6 +487,46 @@ def _noisy_average(sums: list[np.ndarray], stddev: float, denominator: float,
     return grads
 
 
+def _one_pass(model: Sequential, dense: DenseStep, chunk_size) -> bool:
+    """Whether ``dense``'s batch runs in one forward/backward pass at this ``chunk_size``."""
+    if chunk_size is None:
+        return True
+    if chunk_size == "auto":
+        if dense.auto_chunk is None:
+            dense.auto_chunk = auto_chunk_size(model)
+        chunk_size = dense.auto_chunk
+    return dense.batch <= chunk_size
+
+
+def _dense_threads(blas_threads, largest_product_macs: int) -> _Limit:
+    """The thread limit of a Dense-stack step: none at all under ``"auto"`` where every
+    product is too small for the BLAS to split (:data:`~dpsgd_kernels._tuning.BLAS_SERIAL_MACS`:
+    reading and setting the count would be all the limit does), else :func:`_step_threads`."""
+    if blas_threads == "auto" and largest_product_macs <= _tuning.BLAS_SERIAL_MACS:
+        return _Limit(None, [])
+    return _step_threads(blas_threads, largest_product_macs)
+
+
+def _dense_dp_gradient(dense: DenseStep, x, y, loss: Loss, l2_norm_clip: float,
+                       stddev: float, denominator: float, rng, blas_threads) -> DPGradient:
+    """:func:`dp_gradient` of a stack of Dense layers, one example per microbatch, in one
+    pass (:mod:`dpsgd_kernels._dense_step`); arguments validated."""
+    if isinstance(y, _CheckedTargets):
+        targets, loss_grad = y.array, loss._grad
+    else:
+        targets, loss_grad = y, loss.gradient
+    with _dense_threads(blas_threads, dense.largest_macs):
+        output = dense.forward_backward(x, targets, loss_grad)
+        norms = np.sqrt(dense.sq_norms())
+        finite_or_raise(norms)
+        factors = np.maximum(norms, l2_norm_clip)
+        np.divide(l2_norm_clip, factors, out=factors)
+        flat = dense.clipped_sum(factors)
+    noisy_flat(flat, stddev, denominator, rng)
+    return DPGradient(dense.unflatten(flat), _mean_loss(loss, y, [output]), norms,
+                      dense.batch, denominator)
+
+
 def check_dp_arguments(l2_norm_clip, noise_multiplier, rng, expected_batch_size, num_microbatches):
     """Validate the DP-SGD arguments shared by :func:`dp_gradient` and the naive reference."""
     l2_norm_clip = check_l2_norm_clip(l2_norm_clip)
@@ -583,6 +624,12 @@ def dp_gradient(
     else:
         count, group_size = _group_size(batch, num_microbatches)
         model, x, y, loss = _validated(model, x, y, loss, x_checked=True, targets=True)
+        dense = dense_step_for(model, batch) if group_size == 1 and ghost is not False else None
+        if dense is not None and _one_pass(model, dense, chunk_size):
+            denominator = float(count) if expected_batch_size is None else expected_batch_size
+            return _dense_dp_gradient(dense, x, y, loss, l2_norm_clip,
+                                      noise_multiplier * l2_norm_clip, denominator, rng,
+                                      blas_threads)
         parts = _chunks(model, batch, group_size, chunk_size)
         clipped = _ClippedSums(model, group_size, ghost, l2_norm_clip, len(parts))
         norms, outputs = [], []

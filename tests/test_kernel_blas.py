@@ -122,9 +122,35 @@ def test_auto_uses_one_thread_for_small_products(controlled):
     _spy_threads(model, seen)
     with dk.limit_blas_threads(2):
         dk.dp_gradient(model, x, y, loss, l2_norm_clip=1.0, noise_multiplier=1.0,
-                       rng=np.random.default_rng(0))
+                       rng=np.random.default_rng(0), ghost=False)  # the general path
         assert dk.blas_thread_count() == 2
     assert seen == [1]
+
+
+@pytest.mark.parametrize("serial_macs, expected", [(_tuning.BLAS_SERIAL_MACS, 2), (0, 1)])
+def test_auto_leaves_blas_alone_where_it_runs_every_product_serially(
+    controlled, monkeypatch, serial_macs, expected
+):
+    """The Dense-stack step: products below BLAS_SERIAL_MACS leave the count as it is (the
+    BLAS runs them on one thread anyway); above it, "auto" limits as the general path does."""
+    from dpsgd_kernels import _dense_step
+
+    monkeypatch.setattr(_tuning, "BLAS_SERIAL_MACS", serial_macs)
+    model = _mlp()
+    x, y, loss = _batch(model)
+    seen = []
+    inner = _dense_step.DenseStep.forward_backward
+
+    def spying(self, *args):
+        seen.append(dk.blas_thread_count())
+        return inner(self, *args)
+
+    monkeypatch.setattr(_dense_step.DenseStep, "forward_backward", spying)
+    with dk.limit_blas_threads(2):
+        dk.dp_gradient(model, x, y, loss, l2_norm_clip=1.0, noise_multiplier=1.0,
+                       rng=np.random.default_rng(0))
+        assert dk.blas_thread_count() == 2
+    assert seen == [expected]
 
 
 def test_auto_keeps_the_threads_large_products_keep_busy(controlled, monkeypatch):
@@ -163,7 +189,7 @@ def test_result_does_not_depend_on_the_thread_count(controlled, make_model, ghos
 
 
 def test_trainer_passes_blas_threads(controlled):
-    model = _mlp()
+    model = _cnn()  # the general path, whose first layer's forward the spy sees
     x, y, loss = _batch(model)
     seen = []
     _spy_threads(model, seen)

@@ -1,0 +1,213 @@
+"""The DP step of a stack of Dense layers on flat input, in one pass over shared work arrays.
+
+For a model made of Dense layers only (one row per example, Keras' MLPs) every quantity of
+:func:`~dpsgd_kernels.dp_step.dp_gradient` is a handful of small matrix products, and the step's
+cost is the number of NumPy calls rather than arithmetic. :class:`DenseStep` lays the step out so
+that the number of calls does not grow with the per-layer bookkeeping of the general path:
+
+- the inputs of all layers, each followed by a column of ones where the layer has a bias, sit
+  side by side in one ``(n, sum(K + 1))`` array, and the forward products write each layer's
+  activation straight into the next layer's columns (``matmul(..., out=...)``);
+- the deltas of all layers sit side by side in one ``(n, sum(P))`` array, filled by the
+  backward products the same way;
+- per-example gradient norms are ghost norms (Goodfellow 2015; Li et al. 2022, ghost
+  clipping): for one row per example ``||a_i^T d_i||^2 + ||d_i||^2 = (||a_i||^2 + 1)
+  ||d_i||^2``, the ``+ 1`` being the ones column. The per-layer squared norms of all layers
+  are two products of the squared arrays with 0/1 column-to-layer indicator matrices, so the
+  norms take six calls whatever the depth;
+- the clipped sum of a layer is ``[a, 1]^T (f * d)`` (book-keeping, Bu et al. 2023: no second
+  backward pass), a ``(K + 1, P)`` block whose rows are the kernel's gradient and then the
+  bias's: exactly the layer's parameters in Keras order, so each product is written straight
+  into its place in the flat gradient, and the noise is added to that flat array in place.
+
+The noise is drawn as in the general path (one ``standard_normal`` call of the total parameter
+count, in Keras parameter order), so both paths give the same privatized gradient up to float
+rounding from generators in the same state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dpsgd_kernels.layers import Dense
+from dpsgd_kernels.losses import EPSILON, BinaryCrossentropy
+from dpsgd_kernels.model import Sequential
+
+__all__ = ["DenseStep", "dense_step_for"]
+
+_HIDDEN_ACTIVATIONS = ("relu", "linear")
+
+
+def _eligible(model: Sequential) -> bool:
+    """Dense layers only, flat input, and hidden activations that may be applied in place
+    (ReLU, linear: their backward needs only the output, which the next layer keeps)."""
+    layers = model.layers
+    return (
+        len(model.input_shape) == 1
+        and all(type(layer) is Dense for layer in layers)
+        and all(layer.activation.name in _HIDDEN_ACTIVATIONS for layer in layers[:-1])
+    )
+
+
+def dense_step_for(model: Sequential, batch: int) -> DenseStep | None:
+    """The model's :class:`DenseStep` for batches of ``batch`` examples (kept on the model and
+    reused), or ``None`` where the model is not a stack of Dense layers on flat input."""
+    cache = model.__dict__.get("_dense_steps")
+    if cache is None:
+        cache = model.__dict__["_dense_steps"] = {} if _eligible(model) else None
+    if cache is None:
+        return None
+    step = cache.get(batch)
+    if step is None:
+        if len(cache) >= 4:  # Poisson batches vary in size: keep a few, not one per size
+            cache.clear()
+        step = cache[batch] = DenseStep(model, batch)
+    return step
+
+
+class DenseStep:
+    """Work arrays and column layout of the Dense-stack DP step for one batch size."""
+
+    def __init__(self, model: Sequential, batch: int) -> None:
+        dtype = model.dtype
+        self.layers = layers = list(model.layers)
+        self.dtype = dtype
+        self.batch = batch
+        self.auto_chunk: int | None = None  # auto_chunk_size(model), set by the first step
+        a_cols, d_cols, blocks, start_a, start_d, start_g = [], [], [], 0, 0, 0
+        for layer in layers:
+            k, p, bias = layer.in_features, layer.out_features, int(layer.use_bias)
+            a_cols.append((start_a, start_a + k, start_a + k + bias))
+            d_cols.append((start_d, start_d + p))
+            blocks.append((start_g, start_g + k * p, start_g + (k + bias) * p))
+            start_a, start_d, start_g = start_a + k + bias, start_d + p, start_g + (k + bias) * p
+        self.a_cols, self.d_cols, self.blocks, self.size = a_cols, d_cols, blocks, start_g
+        self.acts = np.empty((batch, start_a), dtype=dtype)
+        for (_, stop, end) in a_cols:
+            self.acts[:, stop:end] = 1  # the bias columns, written once
+        self.deltas = np.empty((batch, start_d), dtype=dtype)
+        self.weighted = np.empty((batch, start_d), dtype=dtype)
+        # Column-to-layer indicators: squared row norms of every layer's block in one product.
+        self.seg_a = np.zeros((start_a, len(layers)), dtype=dtype)
+        self.seg_d = np.zeros((start_d, len(layers)), dtype=dtype)
+        for index, ((a0, _, a1), (d0, d1)) in enumerate(zip(a_cols, d_cols, strict=True)):
+            self.seg_a[a0:a1, index] = 1
+            self.seg_d[d0:d1, index] = 1
+        self.ones = np.ones(len(layers), dtype=dtype)
+        self.sigmoid_bce = layers[-1].activation.name == "sigmoid"
+        # Largest product of the step (multiply-adds), for the BLAS thread choice.
+        self.largest_macs = max(
+            [batch * (end - start) * (d1 - d0)
+             for (start, _, end), (d0, d1) in zip(a_cols, d_cols, strict=True)]
+            + [batch * start_a * len(layers), batch * start_d * len(layers)]
+        )
+
+    def forward_backward(self, x: np.ndarray, y, loss_grad):
+        """Forward pass on validated ``x`` (``(batch, K0)``), then the deltas of every layer.
+
+        ``loss_grad(y, output)`` is the loss' gradient with respect to the model output.
+        Returns the model output (a fresh array)."""
+        acts, layers, a_cols = self.acts, self.layers, self.a_cols
+        start, stop, _ = a_cols[0]
+        acts[:, start:stop] = x
+        for index, layer in enumerate(layers[:-1]):
+            start, stop, _ = a_cols[index]
+            out_start, out_stop, _ = a_cols[index + 1]
+            out = acts[:, out_start:out_stop]
+            np.matmul(acts[:, start:stop], layer.kernel, out=out)
+            if layer.use_bias:
+                out += layer.bias
+            if layer.activation.name == "relu":
+                np.maximum(out, 0, out=out)
+        last = layers[-1]
+        start, stop, _ = a_cols[-1]
+        z = acts[:, start:stop] @ last.kernel
+        if last.use_bias:
+            z += last.bias
+        activation = last.activation
+        output = activation.forward(z) if activation.forward_in_place is None else z
+        if activation.forward_in_place is not None:
+            activation.forward_in_place(z)
+        d0, d1 = self.d_cols[-1]
+        if self.sigmoid_bce and getattr(loss_grad, "__func__", None) is BinaryCrossentropy._grad \
+                and not loss_grad.__self__.from_logits:
+            _sigmoid_bce_delta(output, y, self.deltas[:, d0:d1])
+        else:
+            self.deltas[:, d0:d1] = activation.backward(z, output, loss_grad(y, output))
+        deltas = self.deltas
+        for index in range(len(layers) - 1, 0, -1):
+            d0, d1 = self.d_cols[index]
+            p0, p1 = self.d_cols[index - 1]
+            below = deltas[:, p0:p1]
+            np.matmul(deltas[:, d0:d1], layers[index].kernel.T, out=below)
+            if layers[index - 1].activation.name == "relu":  # ReLU': output > 0
+                start, stop, _ = a_cols[index]
+                below *= acts[:, start:stop] > 0
+        return output
+
+    def sq_norms(self) -> np.ndarray:
+        """Squared norm of every example's gradient (all parameters), from the cached rows."""
+        rows = np.square(self.acts) @ self.seg_a  # (n, layers): ||a||^2 (+ 1 with a bias)
+        rows *= np.square(self.deltas) @ self.seg_d
+        return rows @ self.ones
+
+    def clipped_sum(self, factors: np.ndarray) -> np.ndarray:
+        """``sum_i f_i g_i`` as one flat array in Keras parameter order (fresh)."""
+        weighted = np.multiply(self.deltas, factors[:, None], out=self.weighted)
+        flat = np.empty(self.size, dtype=self.dtype)
+        acts = self.acts
+        for (start, _, end), (d0, d1), (g0, _, g1) in zip(
+            self.a_cols, self.d_cols, self.blocks, strict=True
+        ):
+            np.matmul(acts[:, start:end].T, weighted[:, d0:d1],
+                      out=flat[g0:g1].reshape(end - start, d1 - d0))
+        return flat
+
+    def unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Views of the flat gradient, one per parameter in Keras order and shapes."""
+        grads = []
+        for layer, (g0, g_mid, g1) in zip(self.layers, self.blocks, strict=True):
+            grads.append(flat[g0:g_mid].reshape(layer.kernel.shape))
+            if layer.use_bias:
+                grads.append(flat[g_mid:g1])
+        return grads
+
+
+def _sigmoid_bce_delta(p: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+    """Binary cross-entropy on probabilities ``p = sigmoid(z)``, differentiated with respect to
+    ``z`` in one expression: ``(p - y) / units`` where ``EPSILON < p < 1 - EPSILON`` and 0
+    elsewhere (Keras clips ``p`` to that interval, so the loss is flat outside it). Equal to
+    the chain rule through the loss' gradient and the sigmoid's, ``(-y/p + (1-y)/(1-p)) p (1-p)
+    / units``, up to rounding."""
+    np.subtract(p, y, out=out)
+    inside = p > EPSILON
+    inside &= p < 1 - EPSILON
+    if p.shape[-1] != 1:
+        out /= p.shape[-1]
+    out *= inside
+
+
+def noisy_flat(flat: np.ndarray, stddev: float, denominator: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """``(flat + N(0, stddev^2 I)) / denominator`` in place, the noise one
+    ``rng.standard_normal`` draw of ``flat.size`` in ``flat``'s dtype (as
+    :func:`~dpsgd_kernels.dp_step.noisy_average` draws it)."""
+    dtype = flat.dtype
+    if stddev:
+        noise = rng.standard_normal(flat.size, dtype=dtype)
+        noise *= dtype.type(stddev)
+        flat += noise
+    flat /= dtype.type(denominator)
+    return flat
+
+
+def finite_or_raise(norms: np.ndarray) -> None:
+    """Raise the general path's error where some gradient norm is NaN or inf."""
+    if norms.size and not math.isfinite(float(norms.max())):
+        bad = np.flatnonzero(~np.isfinite(norms))
+        raise ValueError(
+            f"gradients of microbatch(es) {bad[:5].tolist()} are not finite (NaN or inf): "
+            "check x, y and the model weights (a diverged run or a too large learning rate)"
+        )
