@@ -7,7 +7,7 @@ speed and, at most, which of several valid answers is returned, never the safe s
 
 from __future__ import annotations
 
-__all__ = ["LEVELS_WIDTH_FACTOR", "PLD_INITIAL_STEP_FACTOR"]
+__all__ = ["LEVELS_STEP_FACTOR", "LEVELS_WIDTH_FACTOR", "PLD_INITIAL_STEP_FACTOR"]
 
 #: Factor ``c`` of the PLD accountant's first grid spacing
 #: ``h = sqrt(c * tolerance * s / sqrt(T))`` (``s`` the per-step loss spread, ``T`` the step
@@ -20,7 +20,14 @@ PLD_INITIAL_STEP_FACTOR = 1.5
 #: Constant ``c`` of the squaring composition's bracket growth: regridding at each of the
 #: ``L = log2(T)`` levels with ``K`` grid steps per standard deviation widens the epsilon
 #: bracket by about ``c L / K^2`` of epsilon (:func:`accounting.pld.levels.steps_per_spread`).
-#: Provenance: the bracket at fixed ``K = 32`` on ``q = 256/60000, sigma = 1.1`` for
-#: ``T = 1e6 .. 1e9`` (about 0.7% of epsilon at ``L = 30``), so ``c = 0.007 * 32^2 / 30``.
-#: It sizes the grids only: a poor fit costs time or width, never correctness.
-LEVELS_WIDTH_FACTOR = 0.24
+#: Provenance: brackets on ``q = 256/60000, sigma = 1.1`` at ``T = 1e6`` and ``1e7`` with the
+#: per-step grid fine enough not to matter, ``K`` from 64 to 1024: ``c`` about 0.03, raised to
+#: 0.04 for margin. It sizes the grids only: a poor fit costs time or width, never correctness.
+LEVELS_WIDTH_FACTOR = 0.04
+
+#: Constant ``k`` of the per-step grid's share of the squaring composition's bracket: a
+#: per-step grid of spacing ``h`` widens it by about ``k (h / s)^2`` of epsilon, ``s`` the
+#: per-step loss standard deviation, whatever the number of steps
+#: (:func:`accounting.pld.levels.first_levels_step`). Provenance: the same brackets with ``K``
+#: large, ``h`` from ``5e-5`` to ``2e-4`` (``s = 4.8e-3``): ``k`` about 0.19, raised to 0.2.
+LEVELS_STEP_FACTOR = 0.2

@@ -146,9 +146,10 @@ def test_bracket_agrees_with_peers_and_is_below_rdp(name):
     assert bounds.width <= 1e-3
     assert 0 < bounds.lower <= bounds.upper
     prv_lower, prv_estimate, prv_upper = PRV_001[name]
-    # both brackets are certified, so they must overlap; the PRV estimate lies in ours
+    # both brackets are certified, so they must overlap; the PRV estimate (not certified:
+    # on C it lies 4.5e-5 above a certified bracket 2e-6 wide) lies within 1e-4 of ours
     assert bounds.lower <= prv_upper and prv_lower <= bounds.upper
-    assert bounds.lower - 2e-5 <= prv_estimate <= bounds.upper + 2e-5
+    assert bounds.lower - 1e-4 <= prv_estimate <= bounds.upper + 1e-4
     assert bounds.lower <= DP_ACCOUNTING_PESSIMISTIC_1E4[name]
     assert bounds.upper < RdpAccountant().compose(q, sigma, steps).get_epsilon(delta)
 
@@ -172,7 +173,10 @@ def test_issue_examples():
     assert tutorial < dpsgd_epsilon(60000, 250, 15, 1.3, 1e-5) == pytest.approx(0.9422, abs=1e-4)
     small_batch = PldAccountant().compose(4 / 100000, 1.2, 500000).get_epsilon_bounds(1e-5)
     assert small_batch.upper <= 0.123
-    assert small_batch.lower <= 0.0862494 <= small_batch.upper
+    # PRV's estimate is not certified (it lies 4.5e-5 above this bracket); dp_accounting's
+    # connect-the-dots upper bound on a grid of 3e-6 is 0.0862479, above our lower bound
+    assert small_batch.lower - 1e-4 <= 0.0862494 <= small_batch.upper + 1e-4
+    assert small_batch.lower <= 0.0862479
     assert dpsgd_epsilon(100000, 4, 20, 1.2, 1e-5) == pytest.approx(0.27788, abs=1e-5)
 
 

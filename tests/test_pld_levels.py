@@ -202,3 +202,70 @@ def test_a_set_grid_never_squares(monkeypatch):
 def test_infinite_tolerance_needs_a_relative_one():
     with pytest.raises(ValueError, match="tolerance"):
         PldAccountant(tolerance=math.inf)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    a=st.lists(st.floats(0.0, 1.0), min_size=25, max_size=300).filter(lambda m: sum(m) > 0),
+    b=st.lists(st.floats(0.0, 1.0), min_size=25, max_size=300).filter(lambda m: sum(m) > 0),
+    kind=st.sampled_from(["upper", "lower", "lower_q"]),
+)
+def test_product_error_bounds_the_rounding_in_one_norm(a, b, kind):
+    """An FFT product's ``error`` bounds the 1-norm distance of its masses from the exact
+    convolution (summed in extended precision), relative to the normalised result."""
+    law_a, law_b = _law(a, 0, 0.01, 0.0), _law(b, 0, 0.01, 0.0)
+    law_a.error = law_b.error = 0.0
+    product = levels._convolve(law_a, law_b, kind, wide=False)
+    exact = np.convolve(law_a.masses.astype(np.longdouble), law_b.masses.astype(np.longdouble))
+    exact = exact / exact.sum()
+    distance = float(np.sum(np.abs(product.masses.astype(np.longdouble) - exact)))
+    assert distance <= product.error
+    # and the bound is of the order of the rounding, not of the masses
+    assert product.error <= 1e-10
+
+
+def test_carried_error_grows_with_the_factors_errors():
+    """Young's inequality: a product carries both factors' 1-norm errors (times the other's
+    mass), plus its own rounding."""
+    law = _law(np.linspace(1.0, 2.0, 40), 0, 0.01, 0.0)
+    law.error = 1e-9
+    product = levels._convolve(law, levels._copy(law), "upper", wide=False)
+    assert product.error >= 2e-9
+
+
+@pytest.mark.parametrize("steps", [1 << 22, 10**7])
+def test_tight_relative_target_contains_the_gaussian_closed_form(steps):
+    """q = 1 at a 1e-4 relative target: the squaring's rounding, carried as a 1-norm bound,
+    must neither exclude the closed form nor swamp the bracket (a pointwise allowance doubled
+    with every squaring and left a floor of about 5e-4 of epsilon)."""
+    sigma = math.sqrt(steps) / 2.0
+    bounds = PldAccountant(tolerance=math.inf, relative_tolerance=1e-4) \
+        .compose(1.0, sigma, steps).get_epsilon_bounds(DELTA)
+    exact = mu_epsilon(2.0, DELTA)
+    assert bounds.lower <= exact <= bounds.upper
+    assert bounds.tolerance_met and bounds.width <= 1e-4 * exact * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("steps", [10**7, 10**8])
+def test_tight_squaring_bracket_lies_inside_a_looser_one(steps):
+    """Two certified brackets of one epsilon: the 1e-4 one must overlap the 1e-2 one and be
+    narrower than 1e-4 of epsilon, and lie below RDP's bound."""
+    q, sigma = 256 / 60000, 1.1
+    tight = PldAccountant(tolerance=math.inf, relative_tolerance=1e-4) \
+        .compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    loose = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    assert loose.lower <= tight.upper and tight.lower <= loose.upper
+    assert tight.tolerance_met and tight.width <= 1e-4 * tight.upper
+    assert tight.upper <= RdpAccountant().compose(q, sigma, steps).get_epsilon(DELTA)
+
+
+def test_leading_bits_by_one_fft_match_pure_squaring(monkeypatch):
+    """Composing the leading bits of the step count by one FFT power and squaring the rest
+    gives a bracket overlapping the one of squaring from the first step."""
+    q, sigma, steps = 256 / 60000, 1.1, 3_000_000
+    step, points, anchor = 2e-4, 4096, 40.0
+    with_leading = _levels_bracket(q, sigma, steps, step, points, anchor)
+    monkeypatch.setattr(levels, "_LEADING_WINDOW", 0)
+    squared = _levels_bracket(q, sigma, steps, step, points, anchor)
+    assert with_leading[0] <= squared[1] and squared[0] <= with_leading[1]
+    assert with_leading[1] - with_leading[0] <= 1.5 * (squared[1] - squared[0])

@@ -23,6 +23,7 @@ budget is spent; every grid's bracket is certified, so the tightest combination 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import NamedTuple
@@ -274,12 +275,24 @@ class _Direction:
         # tails, tiny delta), the transforms and their powers are redone with a 64-bit
         # mantissa: the allowance drops ~2000-fold (skipped where the work budget is spent)
         rounding = float(self.upper.allowance(anchor))
-        if _HAS_EXTENDED and rounding > _EXTENDED_TRIGGER * delta_scale:
+        if _HAS_EXTENDED and rounding > _EXTENDED_TRIGGER * delta_scale \
+                and not self._rounding_negligible(delta_scale, anchor, relative_accuracy):
             self._extended = True
             try:
                 self.upper = self._compose_upper(upper_groups, True, reserve)
             except _OverBudget:
                 self._extended = False
+
+    def _rounding_negligible(self, delta: float, anchor: float,
+                             relative_accuracy: float | None) -> bool:
+        """Whether a squared law's allowance moves its upper epsilon at ``delta`` by under a
+        tenth of the bracket aimed at (then extended precision would buy nothing). One FFT's
+        allowance is small enough to test against delta alone."""
+        if self._levels is None or relative_accuracy is None:
+            return False
+        bare = dataclasses.replace(self.upper, log_allowance=-math.inf)
+        shift = self.upper.epsilon_upper(delta) - bare.epsilon_upper(delta)
+        return shift <= 0.1 * relative_accuracy * max(anchor, 1e-3)
 
     def _compose_upper(self, groups, optional: bool, reserve: float):
         if self._levels is not None:
@@ -830,7 +843,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             # long runs compose by squaring where cheaper (see accounting.pld.levels)
             guess = first_levels_step(self._smallest_spread(), total, self._relative_accuracy)
             if guess is not None:
-                step = max(min(step, guess), smallest)
+                step = max(guess, smallest)
         for _ in range(64):
             try:
                 result, composition, cost = run(step)

@@ -45,6 +45,8 @@ MAX_GRID_SIZE = 1 << 21
 #: for laws of more than ``_EXACT_MGF_POINTS`` atoms (fewer are summed exactly: as fast).
 _MGF_BLOCKS = 1 << 15
 _EXACT_MGF_POINTS = 1 << 17
+#: Blocks over which :func:`_window` bounds a per-step law's moment generating function.
+_WINDOW_MGF_BLOCKS = 4096
 
 
 def _decayed_suffix_sums(values: np.ndarray, decay: float) -> np.ndarray:
@@ -77,7 +79,7 @@ def log_weighted_sum_exp(lambdas: np.ndarray, values: np.ndarray, weights: np.nd
     return np.log(np.einsum("ij,j->i", exponents, weights)) + shift
 
 
-def _log_mgf(pld: DiscretePld, lambdas: np.ndarray) -> np.ndarray:
+def _log_mgf(pld: DiscretePld, lambdas: np.ndarray, blocks: int = _MGF_BLOCKS) -> np.ndarray:
     """An upper bound on ``log sum_k p_k exp(lam * loss_k)`` for every ``lam`` (masses may sum
     to less than 1), exact for laws of at most ``_EXACT_MGF_POINTS`` atoms.
 
@@ -85,16 +87,18 @@ def _log_mgf(pld: DiscretePld, lambdas: np.ndarray) -> np.ndarray:
     ``[a, b]`` of mass ``m`` and mean ``mu``, convexity of ``exp`` bounds the sum by
     ``m ((b - mu) e^(lam a) + (mu - a) e^(lam b)) / (b - a)`` (the chord above the curve), within
     a factor ``exp(lam^2 (b - a)^2 / 8)`` of the exact sum (Hoeffding's lemma). Time and memory
-    are ``O(points + blocks * lambdas)`` instead of ``O(points * lambdas)``.
+    are ``O(points + blocks * lambdas)`` instead of ``O(points * lambdas)``; ``blocks`` (at most
+    ``_MGF_BLOCKS``) trades accuracy for time, and laws of at most ``blocks`` atoms are exact.
     """
     size = pld.masses.size
     keep = pld.masses > 0
-    if np.count_nonzero(keep) <= _EXACT_MGF_POINTS:
+    if np.count_nonzero(keep) <= min(_EXACT_MGF_POINTS, blocks):
         return log_weighted_sum_exp(lambdas, pld.losses[keep], pld.masses[keep])
-    block = -(-size // _MGF_BLOCKS)
-    masses = np.zeros(block * _MGF_BLOCKS)
+    block = max(-(-size // blocks), 2)
+    blocks = -(-size // block)
+    masses = np.zeros(block * blocks)
     masses[:size] = pld.masses
-    masses = masses.reshape(_MGF_BLOCKS, block)
+    masses = masses.reshape(blocks, block)
     block_mass = masses.sum(axis=1)
     # offsets of the block mean from the block start, in grid steps
     offset = (masses @ np.arange(block, dtype=float)) / np.where(block_mass > 0, block_mass, 1.0)
@@ -142,7 +146,8 @@ def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
     lambdas = centre * np.array([1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 0.6, 0.8, 1.0,
                                  1.3, 2.0])
     both = np.concatenate([lambdas, -lambdas])
-    total = sum(count * _log_mgf(pld, both) for pld, count in groups)
+    # chord bounds over blocks (see _log_mgf): they only place the window's ends
+    total = sum(count * _log_mgf(pld, both, blocks=_WINDOW_MGF_BLOCKS) for pld, count in groups)
     # an infinite spread (zero lambdas) gives an infinite or NaN end: no grid holds that window
     with np.errstate(divide="ignore", invalid="ignore"):
         high = np.min((total[: lambdas.size] - log_budget) / lambdas)

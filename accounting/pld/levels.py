@@ -8,12 +8,17 @@ convolution by a zero-padded FFT), and after each product the grid is coarsened 
 two once the law holds more than ``points`` atoms. The law of ``2^j`` steps spreads like
 ``2^(j/2)``, so the grids stay about ``points`` long: the cost is ``O(points log(points) log T)``.
 
-Every law is carried as *pointwise certified bounds* on its exponentially tilted masses
-(Gopi, Lee, Wutschitz 2021 tilt the composition for accuracy in the tails; here the tilt ``lam``
-is fixed for all levels, as tilting commutes with convolution), so no error needs propagating:
-convolution and the regridding maps below are linear with non-negative coefficients, hence
-monotone, and each FFT's worst-case rounding (Higham 2002, Thm 24.2) is added to (upper bounds)
-or subtracted from (lower bounds) every mass. Three kinds of law are composed:
+Every law is carried as computed tilted masses ``m`` (Gopi, Lee, Wutschitz 2021 tilt the
+composition for accuracy in the tails; here the tilt ``lam`` is fixed for all levels, as tilting
+commutes with convolution) beside a bound ``E`` on ``||m - B||_1``, where ``B`` is the exact
+law of that kind (the same operations without rounding). The convolutions and regridding maps
+are linear with non-negative coefficients, so ``E`` propagates by Young's inequality
+(``||a * b||_1 <= ||a||_1 ||b||_1``) and by each map's largest column sum; each FFT's rounding
+enters through its 2-norm bound (Higham 2002, Thm 24.2) times ``sqrt(length)``. A pointwise
+allowance (the 2-norm bound added to every mass) would instead double with every squaring and
+grow with every coarsening, and swamp a bracket of ``1e-4`` of epsilon after twenty levels.
+``E`` counts in full in every tail sum, in the direction of the bound. Three kinds of law are
+composed:
 
 * ``"upper"``: the law under ``P`` of a dominating (connect-the-dots) discretisation. Regridding
   splits each atom between the two coarse points around it keeping its ``P`` and ``Q`` mass
@@ -29,7 +34,7 @@ or subtracted from (lower bounds) every mass. Three kinds of law are composed:
   to an event), ``Q`` masses from above (lowest atoms moved up).
 
 Upper tails of the upper and ``Q`` laws are cut where a Chernoff bound, from moment generating
-function bounds carried along analytically (the FFTs' rounding allowance sits on every computed
+function bounds carried along analytically (the FFTs' rounding noise sits on every computed
 mass, so computed tails never look small), leaves at most ``_TAIL`` of the tilted mass; the cut
 weight is kept as ``error`` and counted in full in every tail (a part of tilted weight ``w``
 lying above ``s`` has true mass at most ``w exp(log_scale - tilt s)`` there).
@@ -47,8 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from accounting import _scipy
-from accounting._tuning import LEVELS_WIDTH_FACTOR
-from accounting.pld.composition import TiltedLaw, _log_mgf
+from accounting._tuning import LEVELS_STEP_FACTOR, LEVELS_WIDTH_FACTOR
+from accounting.pld.composition import TiltedLaw, _log_mgf, compose_tilted
 from accounting.pld.privacy_loss import DiscretePld, GridTooLarge
 
 __all__ = [
@@ -71,12 +76,17 @@ _OFFSETS = np.concatenate([-np.geomspace(1e5, 1e-4, 37), np.geomspace(1e-4, 1e5,
 _SINGLE_FFT_PREFERRED = 1 << 17
 #: From this many composed steps on, an automatic grid may compose by squaring (and its first
 #: guess is sized for it); below, one FFT.
-_FIRST_GUESS_STEPS = 1 << 20
+_FIRST_GUESS_STEPS = 1 << 17
 #: A law wider than this many times ``points`` atoms after its cut (tails too heavy for
 #: the cut to keep the grid short) stops the squaring.
 _WIDEST = 12
 #: Most grid steps per standard deviation the squaring keeps (longer grids cost more than one FFT).
 _MAX_PER_SPREAD = 4096.0
+#: The leading bits of a step count are composed by one FFT power up to a window this many
+#: times the per-step law's (or a level's) length.
+_LEADING_WINDOW = 4
+#: Blocks of atoms over which a per-step law's moment generating function is bounded.
+_MGF_BLOCKS = 2048
 #: Products with a factor of at most this many atoms are summed directly (no FFT).
 _DIRECT_TERMS = 24
 #: Most atoms a level's product may have: a longer product refuses (bounded memory).
@@ -92,8 +102,9 @@ class LevelsTooCostly(GridTooLarge):
 class _Law:
     """Tilted masses ``masses[i]`` at loss ``(first + i) * step``: the law's mass there is
     ``masses[i] * exp(log_scale - tilt * loss)``. ``error`` bounds the tilted weight (in the
-    units of ``masses``) of the parts of the law no longer on the grid, its upper tails: it
-    counts in full in every tail sum (see :class:`accounting.pld.composition.TiltedLaw`)."""
+    units of ``masses``) of the parts of the law no longer on the grid, its upper tails, plus
+    the 1-norm of the rounding error of ``masses``: it counts in full in every tail sum (see
+    :class:`accounting.pld.composition.TiltedLaw`)."""
 
     step: float
     first: int
@@ -110,13 +121,6 @@ class _Law:
         return self.first + self.masses.size - 1
 
 
-def _safe(masses: np.ndarray, kind: str, relative: float) -> np.ndarray:
-    """Widen bounds by a relative rounding allowance in the direction of the bound."""
-    if kind == "lower":
-        return masses * (1.0 - relative)
-    return masses * (1.0 + relative)
-
-
 def _tilted(pld: DiscretePld, masses: np.ndarray, tilt: float, kind: str) -> _Law:
     """A per-step law's masses tilted by ``tilt`` and normalised, as a bound of ``kind``."""
     keep = masses > 0
@@ -128,9 +132,12 @@ def _tilted(pld: DiscretePld, masses: np.ndarray, tilt: float, kind: str) -> _La
     if not total > 0:
         raise LevelsTooCostly("a per-step law without mass cannot be composed", math.inf, 0)
     arguments = tilt + _OFFSETS
-    log_mgf = _log_mgf(DiscretePld(pld.step, pld.first_index, masses), arguments)
-    return _Law(pld.step, pld.first_index, _safe(weights / total, kind, 8.0 * _U),
-                top + math.log(total), tilt, 0.0, log_mgf + 16.0 * _U)
+    # chord bounds over blocks of atoms (Hoeffding's lemma): they only place the tail cuts
+    log_mgf = _log_mgf(DiscretePld(pld.step, pld.first_index, masses), arguments,
+                       blocks=_MGF_BLOCKS)
+    # the division's rounding, relative per mass: at most 8u of the (unit) total
+    return _Law(pld.step, pld.first_index, weights / total, top + math.log(total), tilt,
+                8.0 * _U, log_mgf + 16.0 * _U)
 
 
 def _convolve(a: _Law, b: _Law, kind: str, wide: bool) -> _Law:
@@ -144,9 +151,8 @@ def _convolve(a: _Law, b: _Law, kind: str, wide: bool) -> _Law:
     if short <= _DIRECT_TERMS:
         # a direct sum of at most `short` products per entry: each within (short + 1) u of it
         # relative (Higham 2002, Sec. 3.1), the terms being non-negative
-        product = np.convolve(a.masses, b.masses)
-        relative = 2.0 * (short + 2) * _U
-        masses = product * ((1.0 - relative) if kind == "lower" else (1.0 + relative))
+        masses = np.convolve(a.masses, b.masses)
+        rounding = 2.0 * (short + 2) * _U * a1 * b1
     else:
         size = _scipy.fft.next_fast_len(size_out, real=True)
         dtype = np.longdouble if wide else np.float64
@@ -162,14 +168,16 @@ def _convolve(a: _Law, b: _Law, kind: str, wide: bool) -> _Law:
         a2 = math.sqrt(float(a.masses @ a.masses))
         b2 = a2 if b is a else math.sqrt(float(b.masses @ b.masses))
         error = 4.0 * eta * (a1 * b2 + a2 * b1) * (1.0 + 1e-6)
-        if kind == "lower":
-            masses = np.maximum(product * (1.0 - 2.0 * _U) - error, 0.0)
-        else:
-            masses = np.maximum(product * (1.0 + 2.0 * _U) + error, 0.0)
-    # a part off the grid of one factor meets all of the other: weights multiply
-    cut = (a.error * b1 + b.error * a1 + 2.0 * a.error * b.error) * (1.0 + 8.0 * _U)
-    law = _Law(a.step, a.first + b.first, masses, a.log_scale + b.log_scale, a.tilt, cut,
-               a.log_mgf + b.log_mgf)
+        # in the 1-norm over the kept outputs: at most sqrt(size_out) times that; clipping at
+        # zero only moves a mass towards the exact (non-negative) one; then the rounding to
+        # double, relative per mass
+        masses = np.maximum(product, 0.0)
+        rounding = math.sqrt(size_out) * error + 2.0 * _U * float(masses.sum())
+    # ||a^ * b^ - a * b||_1 <= E_a |b^|_1 + |a|_1 E_b with |a|_1 <= |a^|_1 + E_a: an error
+    # (or a part off the grid) of one factor meets all of the other
+    carried = (a.error * b1 + b.error * a1 + 2.0 * a.error * b.error) * (1.0 + 8.0 * _U)
+    law = _Law(a.step, a.first + b.first, masses, a.log_scale + b.log_scale, a.tilt,
+               carried + rounding, a.log_mgf + b.log_mgf)
     return _normalised(law, kind)
 
 
@@ -177,8 +185,8 @@ def _normalised(law: _Law, kind: str) -> _Law:
     total = float(law.masses.sum())
     if not total > 0:
         raise LevelsTooCostly("a composed law lost all its mass to rounding", math.inf, 0)
-    law.masses = _safe(law.masses / total, kind, 4.0 * _U)
-    law.error = law.error / total * (1.0 + 4.0 * _U)
+    law.masses = law.masses / total
+    law.error = law.error / total * (1.0 + 4.0 * _U) + 2.0 * _U
     law.log_scale += math.log(total)
     return law
 
@@ -189,7 +197,7 @@ def _trim(law: _Law, kind: str) -> _Law:
     others move the lower tail up onto the first kept point (its tilted weight bounded at that
     point) and the upper tail to ``+inf`` (its ``P``-mass bounded).
 
-    The computed masses carry the FFTs' rounding allowance everywhere, so their own tails never
+    The computed masses carry the FFTs' rounding noise everywhere, so their own tails never
     look small: the cut is placed, and the moved mass bounded, from the law they bound.
     """
     masses, h, tilt = law.masses, law.step, law.tilt
@@ -275,8 +283,11 @@ def _regrid(law: _Law, factor: int, kind: str) -> _Law:
     with np.errstate(divide="ignore"):
         at_tilt = float(np.max(np.logaddexp(np.log1p(-up_share) - tilt * shares * h,
                                             np.log(up_share) + tilt * (factor - shares) * h)))
-    law = _Law(coarse_step, first, _safe(masses, kind, 16.0 * _U), law.log_scale, tilt,
-               law.error * math.exp(at_tilt + 8.0 * _U), law.log_mgf + growth)
+    # the map's largest column sum is exp(at_tilt); the computed shares, tilt factors and sums
+    # of up to 2 factor terms are within (2 factor + 16) u of the exact ones, relative
+    rounding = (2.0 * factor + 16.0) * _U * float(masses.sum())
+    law = _Law(coarse_step, first, masses, law.log_scale, tilt,
+               law.error * math.exp(at_tilt + 8.0 * _U) + rounding, law.log_mgf + growth)
     return _normalised(law, kind)
 
 
@@ -332,15 +343,25 @@ def _aligned(left: list[_Law], right: list[_Law], kinds):
     return left, right
 
 
-def _power(bases: list[_Law], count: int, kinds, points: int, wide: bool) -> list[_Law]:
+def _power(bases: list[_Law], count: int, kinds, points: int, wide: bool,
+           plds: list[DiscretePld] | None = None) -> list[_Law]:
     """``count``-fold composition of each base by left-to-right binary powering: square, and
     where the bit is set, add one step (on the current grid: a few atoms once the grid is
-    coarse, so that product is a direct sum)."""
+    coarse, so that product is a direct sum).
+
+    With ``plds`` (the bases' per-step laws), the leading bits of ``count`` are composed by one
+    FFT power (:func:`_leading_power`) where its window is short: the first squarings run on
+    the per-step grid, whose law is long (its loss tails span hundreds of standard deviations)
+    until the Chernoff cuts shorten it, and one transform replaces them."""
+    bits = bin(int(count))[3:]
+    start = [_copy(law) for law in bases]
+    if plds is not None:
+        start, bits = _leading_power(bases, plds, int(count), kinds, points, wide)
     factor = _factor(bases, points)
     bases = [_regrid(law, factor, kind) for law, kind in zip(bases, kinds, strict=True)]
     regridded = {bases[0].step: bases}
-    result = [_copy(law) for law in bases]
-    for bit in bin(int(count))[3:]:
+    result = _product_regrid(start, kinds, points)
+    for bit in bits:
         result = _product(result, result, kinds, points, wide)
         if bit == "1":
             step = result[0].step
@@ -354,6 +375,60 @@ def _power(bases: list[_Law], count: int, kinds, points: int, wide: bool) -> lis
             one = regridded[step]
             result = _product(result, [_copy(law) for law in one], kinds, points, wide)
     return result
+
+
+def _product_regrid(laws: list[_Law], kinds, points: int) -> list[_Law]:
+    """``laws`` coarsened by the one factor :func:`_factor` gives them."""
+    factor = _factor(laws, points)
+    return [_regrid(law, factor, kind) for law, kind in zip(laws, kinds, strict=True)]
+
+
+def _leading_power(bases: list[_Law], plds: list[DiscretePld], count: int, kinds, points: int,
+                   wide: bool) -> tuple[list[_Law], str]:
+    """The ``m``-fold laws, ``m`` the leading bits of ``count``, by one FFT power each
+    (:func:`accounting.pld.composition.compose_tilted`, whose error bound is a 1-norm bound
+    too), and the bits of ``count`` left to square in. ``m`` is the largest whose window is at
+    most ``_LEADING_WINDOW`` times the longer of the per-step law and ``points``; ``m = 1``
+    (the bases themselves) where none is longer than one step."""
+    bits = bin(count)[2:]
+    limit = _LEADING_WINDOW * max(max(law.masses.size for law in bases), points)
+    leadings = np.array([int(bits[:used], 2) for used in range(2, len(bits) + 1)], dtype=float)
+    fits = np.ones(leadings.size, dtype=bool)
+    for law in bases:
+        fits &= _chernoff_span(law, leadings) <= limit * law.step
+    chosen = int(np.count_nonzero(np.cumprod(fits))) + 1  # the spans grow with the count
+    if chosen == 1:
+        return [_copy(law) for law in bases], bits[1:]
+    leading = int(bits[:chosen], 2)
+    laws = []
+    for pld, law, kind in zip(plds, bases, kinds, strict=True):
+        try:
+            composed = compose_tilted([(pld, leading)], _TAIL, tilt=law.tilt, extended=wide,
+                                      max_size=_MAX_PRODUCT)
+        except GridTooLarge:  # its own window is longer than the estimate: square instead
+            return [_copy(law) for law in bases], bits[1:]
+        # clipping at zero only moves a mass towards the exact (non-negative) one
+        masses = np.maximum(composed.masses, 0.0)
+        log_mgf = leading * law.log_mgf
+        log_mgf = log_mgf + 4.0 * _U * np.abs(log_mgf)
+        laws.append(_normalised(_Law(law.step, composed.first_index, masses,
+                                     composed.log_scale, law.tilt, composed.error, log_mgf),
+                                kind))
+    return laws, bits[chosen:]
+
+
+def _chernoff_span(law: _Law, counts: np.ndarray) -> np.ndarray:
+    """Span of losses outside which Chernoff bounds (from the per-step bounds
+    :attr:`_Law.log_mgf`) leave at most ``_TAIL`` of the normalised tilted mass of the
+    ``counts``-fold law, for each count: an estimate of the window one FFT would compose."""
+    relative = (law.log_mgf - law.log_scale)[None, :] * counts[:, None]
+    up, down = _OFFSETS > 0, _OFFSETS < 0
+    log_tail = math.log(_TAIL)
+    with np.errstate(invalid="ignore", over="ignore"):
+        high = np.min((relative[:, up] - log_tail) / _OFFSETS[up], axis=1)
+        low = np.max((log_tail - relative[:, down]) / -_OFFSETS[down], axis=1)
+    span = high - low
+    return np.where(np.isfinite(span), span, np.inf)
 
 
 def _copy(law: _Law) -> _Law:
@@ -395,9 +470,9 @@ def levels_plan(groups, single_points, relative_accuracy: float | None):
     total = sum(int(count) for _, count in groups)
     if relative_accuracy is None or total < _FIRST_GUESS_STEPS:
         return None
+    # a target beyond the densest grids still composes on them (the bracket is the best
+    # the squaring gives)
     per_spread = steps_per_spread(relative_accuracy, total)
-    if per_spread >= _MAX_PER_SPREAD:  # a target squaring cannot reach
-        return None
     points, work = _levels_size(per_spread, [count for _, count in groups])
     if not levels_cheaper(work, points, single_points(), len(groups)):
         return None
@@ -430,14 +505,15 @@ def first_levels_step(spread: float, steps: int, relative_accuracy: float) -> fl
     squaring, or ``None`` below ``_FIRST_GUESS_STEPS`` steps (where one FFT usually is the
     cheaper).
 
-    The squaring keeps ``K`` (:func:`steps_per_spread`) grid steps per standard deviation; the
-    per-step grid, regridded once instead of ``log2(steps)`` times, may be ``sqrt(log2(steps))``
-    times coarser than that.
+    The per-step grid's spacing ``h`` widens the bracket by about ``k (h / spread)^2`` of
+    epsilon whatever the number of steps (``k`` is
+    :data:`accounting._tuning.LEVELS_STEP_FACTOR`); it gets half of ``relative_accuracy``, the
+    regridding (:func:`steps_per_spread`) the other half.
     """
-    per_spread = steps_per_spread(relative_accuracy, steps)
-    if steps < _FIRST_GUESS_STEPS or per_spread >= _MAX_PER_SPREAD:
-        return None  # few steps, or a target squaring cannot reach: one FFT's first guess
-    return spread * math.sqrt(float(int(steps).bit_length())) / per_spread
+    if steps < _FIRST_GUESS_STEPS:
+        return None
+    share = max(float(relative_accuracy), 1e-9) / 2.0
+    return spread * math.sqrt(share / LEVELS_STEP_FACTOR)
 
 
 def compose_levels(groups, tilt: float, kind: str, points: int, wide: bool = False,
@@ -474,7 +550,7 @@ def compose_levels(groups, tilt: float, kind: str, points: int, wide: bool = Fal
         log_finite = 0.0
         for pld, count in groups:
             base = _tilted(pld, pld.masses, tilt, "upper")
-            powers.append(_power([base], int(count), kinds, points, wide))
+            powers.append(_power([base], int(count), kinds, points, wide, [pld]))
             log_finite += count * math.log1p(-min(pld.infinity_mass, 1.0))
         (law,) = _combine(powers, kinds, points, wide)
         return TiltedLaw(law.step, law.first, law.masses, tilt, law.log_scale, law.error,
@@ -486,10 +562,10 @@ def compose_levels(groups, tilt: float, kind: str, points: int, wide: bool = Fal
     for (pld, count), (q_pld, _) in zip(groups, q_groups, strict=True):
         bases = [_tilted(pld, pld.masses, tilt, "lower"),
                  _tilted(q_pld, q_pld.masses, tilt + 1.0, "lower_q")]
-        powers.append(_power(bases, int(count), kinds, points, wide))
+        powers.append(_power(bases, int(count), kinds, points, wide, [pld, q_pld]))
     p_law, q_law = _combine(powers, kinds, points, wide)
     return (
-        TiltedLaw(p_law.step, p_law.first, p_law.masses, tilt, p_law.log_scale, 0.0),
+        TiltedLaw(p_law.step, p_law.first, p_law.masses, tilt, p_law.log_scale, p_law.error),
         TiltedLaw(q_law.step, q_law.first, q_law.masses, tilt + 1.0, q_law.log_scale,
                   q_law.error),
     )
