@@ -1,0 +1,162 @@
+"""PLD noise calibration (``calibrate_noise_multiplier(..., accountant="pld")``): the answer is on
+the safe side of independent certified bounds and wastes at most the PLD's requested resolution.
+
+Independent checks: the exact Gaussian-mechanism profile for ``q = 1`` (Balle and Wang 2018,
+Thm 8), the PLD accountant at a tighter tolerance (other grids than the calibration's), and the
+root finder on functions whose root is known in closed form.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accounting import PldAccountant, calibrate_noise_multiplier
+from accounting.gdp import gaussian_epsilon
+from accounting.pld.calibration import _root
+
+PLD_TOLERANCE = 1e-2
+#: Settings A, B, D of benchmarks/settings.py, ``(q, steps, delta)``, and a target epsilon each.
+RUNS = {"A": (256 / 60000, 14063, 1e-5), "B": (250 / 60000, 3600, 1e-5), "D": (1e-3, 100000, 1e-6)}
+TARGETS = {"A": 3.0, "B": 1.0, "D": 2.0}
+
+
+def _width(target: float) -> float:
+    """The PLD accountant's target bracket width near ``target`` at ``tolerance=1e-2``."""
+    return min(PLD_TOLERANCE, PLD_TOLERANCE * max(target, PLD_TOLERANCE))
+
+
+def _bounds(q, sigma, steps, delta, tolerance):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return PldAccountant(tolerance=tolerance).compose(q, sigma, steps) \
+            .get_epsilon_bounds(delta)
+
+
+def _exact_sigma(target: float, delta: float, steps: int) -> float:
+    """The noise at which ``steps`` Gaussian steps spend exactly ``target`` (bisection on the
+    closed form, to 1e-12)."""
+    low, high = 1e-3, 1e4
+    for _ in range(200):
+        middle = math.sqrt(low * high)
+        if gaussian_epsilon(delta, middle, steps) > target:
+            low = middle
+        else:
+            high = middle
+        if high - low < 1e-12:
+            break
+    return high
+
+
+@pytest.mark.parametrize("target, steps, delta", [(1.0, 10, 1e-5), (3.0, 100, 1e-6),
+                                                  (0.5, 1, 1e-5), (8.0, 1000, 1e-5)])
+def test_full_batch_against_the_gaussian_closed_form(target, steps, delta):
+    """q = 1: the composed mechanism is one Gaussian with noise sigma / sqrt(T), whose exact
+    epsilon is known. The answer spends at most the target and at least the target less the
+    PLD's bracket width; it lies above the exact noise by at most that much."""
+    sigma = calibrate_noise_multiplier(target, delta, 1.0, steps, accountant="pld")
+    exact = gaussian_epsilon(delta, sigma, steps)
+    assert exact <= target
+    assert exact >= target - _width(target)
+    star = _exact_sigma(target, delta, steps)
+    assert star <= sigma
+    assert gaussian_epsilon(delta, star, steps) == pytest.approx(target, abs=1e-9)
+    assert _bounds(1.0, sigma, steps, delta, PLD_TOLERANCE).upper <= target
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_settings_are_certified_and_near_the_edge(name):
+    """The answer's certified upper bound is within the target for the accountant at the
+    calibration's tolerance and at a 10x tighter one; at the requested tolerance 1e-2, the
+    noise 1e-2 lower misses the target by the tight accountant's lower bound (so no noise
+    that low can meet it)."""
+    q, steps, delta = RUNS[name]
+    target = TARGETS[name]
+    sigma = calibrate_noise_multiplier(target, delta, q, steps, accountant="pld")
+    assert _bounds(q, sigma, steps, delta, PLD_TOLERANCE).upper <= target
+    tight = _bounds(q, sigma, steps, delta, 1e-3)
+    assert tight.upper <= target
+    assert tight.lower >= target - _width(target)  # at most the resolution asked for is left
+    coarse = calibrate_noise_multiplier(target, delta, q, steps, accountant="pld",
+                                        tolerance=1e-2)
+    assert coarse >= sigma - 1e-2
+    assert _bounds(q, coarse, steps, delta, 1e-3).upper <= target
+    assert _bounds(q, coarse - 1e-2, steps, delta, 1e-3).lower > target
+
+
+runs = st.fixed_dictionaries({
+    "q": st.floats(2e-3, 0.05),
+    "steps": st.integers(10, 3000),
+    "delta": st.sampled_from([1e-5, 1e-6, 1e-8]),
+    "target": st.floats(0.5, 6.0),
+})
+
+
+@settings(max_examples=12, deadline=None)
+@given(run=runs)
+def test_answer_is_on_the_safe_side_within_the_resolution(run):
+    q, steps, delta, target = run["q"], run["steps"], run["delta"], run["target"]
+    sigma = calibrate_noise_multiplier(target, delta, q, steps, accountant="pld")
+    assert _bounds(q, sigma, steps, delta, PLD_TOLERANCE).upper <= target
+    tight = _bounds(q, sigma, steps, delta, 1e-3)
+    assert tight.upper <= target
+    assert tight.lower >= target - _width(target) - tight.width
+
+
+@settings(max_examples=8, deadline=None)
+@given(run=runs, ratio=st.floats(1.2, 3.0))
+def test_more_budget_needs_no_more_noise(run, ratio):
+    q, steps, delta, target = run["q"], run["steps"], run["delta"], run["target"]
+    small = calibrate_noise_multiplier(target, delta, q, steps, accountant="pld")
+    large = calibrate_noise_multiplier(target * ratio, delta, q, steps, accountant="pld")
+    assert large <= small
+
+
+# --------------------------------------------------------------------------- the root finder
+def _counted(function):
+    calls = []
+
+    def wrapped(u):
+        calls.append(u)
+        return function(u)
+
+    return wrapped, calls
+
+
+@settings(max_examples=60, deadline=None)
+@given(root=st.floats(-3.0, 1.0), slope=st.floats(0.3, 40.0), curve=st.floats(-0.4, 0.4),
+       offset=st.floats(-0.3, 0.3), tolerance=st.sampled_from([1e-7, 1e-4, 1e-2]))
+def test_root_finder_brackets_a_smooth_decreasing_function(root, slope, curve, offset,
+                                                           tolerance):
+    """``excess(u) = slope (root - u) (1 + curve (root - u))``: decreasing near ``root`` (the
+    root finder's setting: epsilon in log sigma). The answer meets (``excess <= 0``), lies
+    within the tolerance above the root, and takes few evaluations; the first step starts from
+    a guess ``offset`` away, steered by a slope off by up to 2x."""
+    def excess(u):
+        gap = root - u
+        return slope * gap * (1.0 + curve * max(min(gap, 1.0), -1.0))
+
+    safe = root + 0.5
+    wrapped, calls = _counted(excess)
+    answer = _root(wrapped, root + offset, safe, excess(safe) + 0.01, -slope * 1.7, tolerance)
+    assert answer is not None
+    assert excess(answer) <= 0.0
+    # (excess rounds to 0 within about 1e-16 of the root: it meets there)
+    assert root - 1e-12 <= answer <= root + tolerance * (1.0 + 1e-9) + 1e-12
+    assert len(calls) <= 12
+
+
+def test_root_finder_backs_off_where_trials_cannot_compose():
+    """Non-finite excess (a grid that does not fit) counts as missing: the search still
+    closes on the finite side, or at the safe end."""
+    def excess(u):
+        return math.inf if u < -0.2 else 2.0 * (-0.1 - u)
+
+    answer = _root(excess, -0.5, 0.0, -0.2, -2.0, 1e-6)
+    assert answer is not None and -0.1 <= answer <= -0.1 + 1e-6
+    # nothing composes: the safe end (RDP's noise, safe on any grid) is the answer
+    assert _root(lambda u: math.inf, -0.5, 0.0, -0.2, -2.0, 1e-6) == 0.0
