@@ -45,8 +45,6 @@ MAX_GRID_SIZE = 1 << 21
 #: for laws of more than ``_EXACT_MGF_POINTS`` atoms (fewer are summed exactly: as fast).
 _MGF_BLOCKS = 1 << 15
 _EXACT_MGF_POINTS = 1 << 17
-#: Blocks over which :func:`_window` bounds a per-step law's moment generating function.
-_WINDOW_MGF_BLOCKS = 4096
 
 
 def _decayed_suffix_sums(values: np.ndarray, decay: float) -> np.ndarray:
@@ -115,6 +113,13 @@ def _log_mgf(pld: DiscretePld, lambdas: np.ndarray, blocks: int = _MGF_BLOCKS) -
     return np.log(np.exp(exponents - shift[:, None]).sum(axis=1)) + shift
 
 
+def mgf_blocks(pld: DiscretePld, spread: float) -> int:
+    """Blocks for :func:`_log_mgf` of a law of standard deviation ``spread``: each at most a
+    quarter of it wide (at least one atom)."""
+    per_block = max(int(0.25 * spread / pld.step), 1) if spread == spread else 1
+    return max(-(-pld.masses.size // per_block), 1)
+
+
 def _weighted_moments(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     """Mean and variance of ``values`` under the normalised non-negative ``weights``."""
     total = weights.sum()
@@ -146,8 +151,12 @@ def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
     lambdas = centre * np.array([1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 0.6, 0.8, 1.0,
                                  1.3, 2.0])
     both = np.concatenate([lambdas, -lambdas])
-    # chord bounds over blocks (see _log_mgf): they only place the window's ends
-    total = sum(count * _log_mgf(pld, both, blocks=_WINDOW_MGF_BLOCKS) for pld, count in groups)
+    # chord bounds over blocks of a quarter of a step's spread (see _log_mgf): T times each
+    # block's looseness lam^2 (b - a)^2 / 8 stays a few units at these lambdas
+    total = sum(
+        count * _log_mgf(pld, both, blocks=mgf_blocks(pld, math.sqrt(variance)))
+        for (pld, count), (_, variance) in zip(groups, moments, strict=True)
+    )
     # an infinite spread (zero lambdas) gives an infinite or NaN end: no grid holds that window
     with np.errstate(divide="ignore", invalid="ignore"):
         high = np.min((total[: lambdas.size] - log_budget) / lambdas)

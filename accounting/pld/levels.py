@@ -53,7 +53,13 @@ import numpy as np
 
 from accounting import _scipy
 from accounting._tuning import LEVELS_STEP_FACTOR, LEVELS_WIDTH_FACTOR
-from accounting.pld.composition import TiltedLaw, _log_mgf, compose_tilted
+from accounting.pld.composition import (
+    TiltedLaw,
+    _log_mgf,
+    _weighted_moments,
+    compose_tilted,
+    mgf_blocks,
+)
 from accounting.pld.privacy_loss import DiscretePld, GridTooLarge
 
 __all__ = [
@@ -85,8 +91,6 @@ _MAX_PER_SPREAD = 4096.0
 #: The leading bits of a step count are composed by one FFT power up to a window this many
 #: times the per-step law's (or a level's) length.
 _LEADING_WINDOW = 4
-#: Blocks of atoms over which a per-step law's moment generating function is bounded.
-_MGF_BLOCKS = 2048
 #: Products with a factor of at most this many atoms are summed directly (no FFT).
 _DIRECT_TERMS = 24
 #: Most atoms a level's product may have: a longer product refuses (bounded memory).
@@ -131,13 +135,18 @@ def _tilted(pld: DiscretePld, masses: np.ndarray, tilt: float, kind: str) -> _La
     total = float(weights.sum())
     if not total > 0:
         raise LevelsTooCostly("a per-step law without mass cannot be composed", math.inf, 0)
-    arguments = tilt + _OFFSETS
-    # chord bounds over blocks of atoms (Hoeffding's lemma): they only place the tail cuts
-    log_mgf = _log_mgf(DiscretePld(pld.step, pld.first_index, masses), arguments,
-                       blocks=_MGF_BLOCKS)
+    # sum m e^((tilt + o) l) = e^top sum w e^(o l): chord bounds over blocks of the tilted law
+    # (Hoeffding's lemma) lose o^2 (b - a)^2 / 8 per step, small at the offsets the cuts use,
+    # where bounds of the untilted law would lose (tilt + o)^2 (b - a)^2 / 8, times T
+    tilted = DiscretePld(pld.step, pld.first_index, weights)
+    spread = math.sqrt(max(_weighted_moments(pld.losses, weights)[1], 0.0))
+    log_mgf = top + _log_mgf(tilted, _OFFSETS, blocks=mgf_blocks(tilted, spread))
+    # the weights' rounding: relative, growing with the exponent's size
+    exponent = float(np.max(np.abs(tilt * pld.losses[keep]))) if keep.any() else 0.0
+    allowance = 16.0 * _U * (1.0 + exponent)
     # the division's rounding, relative per mass: at most 8u of the (unit) total
     return _Law(pld.step, pld.first_index, weights / total, top + math.log(total), tilt,
-                8.0 * _U, log_mgf + 16.0 * _U)
+                8.0 * _U, log_mgf + allowance)
 
 
 def _convolve(a: _Law, b: _Law, kind: str, wide: bool) -> _Law:
