@@ -5,15 +5,16 @@ For a model made of Dense layers only (one row per example, Keras' MLPs) every q
 cost is the number of NumPy calls rather than arithmetic. :class:`DenseStep` lays the step out so
 that the number of calls does not grow with the per-layer bookkeeping of the general path:
 
-- the inputs of all layers, each followed by a column of ones where the layer has a bias, sit
-  side by side in one ``(n, sum(K + 1))`` array, and the forward products write each layer's
-  activation straight into the next layer's columns (``matmul(..., out=...)``);
-- the deltas of all layers sit side by side in one ``(n, sum(P))`` array, filled by the
-  backward products the same way;
+- the inputs of all layers, each followed by a row of ones where the layer has a bias, are
+  stacked in one ``(sum(K + 1), n)`` array (transposed: one column per example), and the
+  forward products write each layer's activation straight into the next layer's rows
+  (``matmul(..., out=...)``);
+- the deltas of all layers are stacked in one ``(sum(P), n)`` array, filled by the backward
+  products the same way;
 - per-example gradient norms are ghost norms (Goodfellow 2015; Li et al. 2022, ghost
   clipping): for one row per example ``||a_i^T d_i||^2 + ||d_i||^2 = (||a_i||^2 + 1)
-  ||d_i||^2``, the ``+ 1`` being the ones column. The per-layer squared norms of all layers
-  are two products of the squared arrays with 0/1 column-to-layer indicator matrices, so the
+  ||d_i||^2``, the ``+ 1`` being the row of ones. The per-layer squared norms of all layers
+  are two products of the squared arrays with 0/1 layer-by-row indicator matrices, so the
   norms take six calls whatever the depth;
 - the clipped sum of a layer is ``[a, 1]^T (f * d)`` (book-keeping, Bu et al. 2023: no second
   backward pass), a ``(K + 1, P)`` block whose rows are the kernel's gradient and then the
@@ -68,7 +69,13 @@ def dense_step_for(model: Sequential, batch: int) -> DenseStep | None:
 
 
 class DenseStep:
-    """Work arrays and column layout of the Dense-stack DP step for one batch size."""
+    """Work arrays and row layout of the Dense-stack DP step for one batch size.
+
+    The arrays are stored transposed, one row per feature and one column per example: every
+    layer's block of rows is then a contiguous slab, so the element-wise passes (bias, ReLU and
+    its derivative, squares, clip weights) run on contiguous memory and each product reads and
+    writes whole slabs.
+    """
 
     def __init__(self, model: Sequential, batch: int) -> None:
         dtype = model.dtype
@@ -76,31 +83,31 @@ class DenseStep:
         self.dtype = dtype
         self.batch = batch
         self.auto_chunk: int | None = None  # auto_chunk_size(model), set by the first step
-        a_cols, d_cols, blocks, start_a, start_d, start_g = [], [], [], 0, 0, 0
+        a_rows, d_rows, blocks, start_a, start_d, start_g = [], [], [], 0, 0, 0
         for layer in layers:
             k, p, bias = layer.in_features, layer.out_features, int(layer.use_bias)
-            a_cols.append((start_a, start_a + k, start_a + k + bias))
-            d_cols.append((start_d, start_d + p))
+            a_rows.append((start_a, start_a + k, start_a + k + bias))
+            d_rows.append((start_d, start_d + p))
             blocks.append((start_g, start_g + k * p, start_g + (k + bias) * p))
             start_a, start_d, start_g = start_a + k + bias, start_d + p, start_g + (k + bias) * p
-        self.a_cols, self.d_cols, self.blocks, self.size = a_cols, d_cols, blocks, start_g
-        self.acts = np.empty((batch, start_a), dtype=dtype)
-        for (_, stop, end) in a_cols:
-            self.acts[:, stop:end] = 1  # the bias columns, written once
-        self.deltas = np.empty((batch, start_d), dtype=dtype)
-        self.weighted = np.empty((batch, start_d), dtype=dtype)
-        # Column-to-layer indicators: squared row norms of every layer's block in one product.
-        self.seg_a = np.zeros((start_a, len(layers)), dtype=dtype)
-        self.seg_d = np.zeros((start_d, len(layers)), dtype=dtype)
-        for index, ((a0, _, a1), (d0, d1)) in enumerate(zip(a_cols, d_cols, strict=True)):
-            self.seg_a[a0:a1, index] = 1
-            self.seg_d[d0:d1, index] = 1
+        self.a_rows, self.d_rows, self.blocks, self.size = a_rows, d_rows, blocks, start_g
+        self.acts = np.empty((start_a, batch), dtype=dtype)  # inputs of every layer, transposed
+        for (_, stop, end) in a_rows:
+            self.acts[stop:end] = 1  # the bias rows, written once
+        self.deltas = np.empty((start_d, batch), dtype=dtype)
+        self.weighted = np.empty((start_d, batch), dtype=dtype)
+        # Layer-by-row indicators: squared column norms of every layer's slab in one product.
+        self.seg_a = np.zeros((len(layers), start_a), dtype=dtype)
+        self.seg_d = np.zeros((len(layers), start_d), dtype=dtype)
+        for index, ((a0, _, a1), (d0, d1)) in enumerate(zip(a_rows, d_rows, strict=True)):
+            self.seg_a[index, a0:a1] = 1
+            self.seg_d[index, d0:d1] = 1
         self.ones = np.ones(len(layers), dtype=dtype)
         self.sigmoid_bce = layers[-1].activation.name == "sigmoid"
         # Largest product of the step (multiply-adds), for the BLAS thread choice.
         self.largest_macs = max(
             [batch * (end - start) * (d1 - d0)
-             for (start, _, end), (d0, d1) in zip(a_cols, d_cols, strict=True)]
+             for (start, _, end), (d0, d1) in zip(a_rows, d_rows, strict=True)]
             + [batch * start_a * len(layers), batch * start_d * len(layers)]
         )
 
@@ -108,60 +115,61 @@ class DenseStep:
         """Forward pass on validated ``x`` (``(batch, K0)``), then the deltas of every layer.
 
         ``loss_grad(y, output)`` is the loss' gradient with respect to the model output.
-        Returns the model output (a fresh array)."""
-        acts, layers, a_cols = self.acts, self.layers, self.a_cols
-        start, stop, _ = a_cols[0]
-        acts[:, start:stop] = x
+        Returns the model output ``(batch, units)`` (a view of a fresh array)."""
+        acts, deltas, layers, a_rows = self.acts, self.deltas, self.layers, self.a_rows
+        start, stop, _ = a_rows[0]
+        acts[start:stop] = x.T
         for index, layer in enumerate(layers[:-1]):
-            start, stop, _ = a_cols[index]
-            out_start, out_stop, _ = a_cols[index + 1]
-            out = acts[:, out_start:out_stop]
-            np.matmul(acts[:, start:stop], layer.kernel, out=out)
+            start, stop, _ = a_rows[index]
+            out_start, out_stop, _ = a_rows[index + 1]
+            out = acts[out_start:out_stop]
+            np.matmul(layer.kernel.T, acts[start:stop], out=out)
             if layer.use_bias:
-                out += layer.bias
+                out += layer.bias[:, None]
             if layer.activation.name == "relu":
                 np.maximum(out, 0, out=out)
         last = layers[-1]
-        start, stop, _ = a_cols[-1]
-        z = acts[:, start:stop] @ last.kernel
+        start, stop, _ = a_rows[-1]
+        z_t = last.kernel.T @ acts[start:stop]
         if last.use_bias:
-            z += last.bias
-        activation = last.activation
-        output = activation.forward(z) if activation.forward_in_place is None else z
-        if activation.forward_in_place is not None:
-            activation.forward_in_place(z)
-        d0, d1 = self.d_cols[-1]
+            z_t += last.bias[:, None]
+        z, activation = z_t.T, last.activation
+        if activation.forward_in_place is None:
+            output = activation.forward(z)
+        else:
+            output = activation.forward_in_place(z)
+        d0, d1 = self.d_rows[-1]
         if self.sigmoid_bce and getattr(loss_grad, "__func__", None) is BinaryCrossentropy._grad \
                 and not loss_grad.__self__.from_logits:
-            _sigmoid_bce_delta(output, y, self.deltas[:, d0:d1])
+            _sigmoid_bce_delta(output, y, deltas[d0:d1].T)
         else:
-            self.deltas[:, d0:d1] = activation.backward(z, output, loss_grad(y, output))
-        deltas = self.deltas
+            deltas[d0:d1] = activation.backward(z, output, loss_grad(y, output)).T
         for index in range(len(layers) - 1, 0, -1):
-            d0, d1 = self.d_cols[index]
-            p0, p1 = self.d_cols[index - 1]
-            below = deltas[:, p0:p1]
-            np.matmul(deltas[:, d0:d1], layers[index].kernel.T, out=below)
+            d0, d1 = self.d_rows[index]
+            p0, p1 = self.d_rows[index - 1]
+            below = deltas[p0:p1]
+            np.matmul(layers[index].kernel, deltas[d0:d1], out=below)
             if layers[index - 1].activation.name == "relu":  # ReLU': output > 0
-                start, stop, _ = a_cols[index]
-                below *= acts[:, start:stop] > 0
+                start, stop, _ = a_rows[index]
+                below *= acts[start:stop] > 0
         return output
 
     def sq_norms(self) -> np.ndarray:
         """Squared norm of every example's gradient (all parameters), from the cached rows."""
-        rows = np.square(self.acts) @ self.seg_a  # (n, layers): ||a||^2 (+ 1 with a bias)
-        rows *= np.square(self.deltas) @ self.seg_d
-        return rows @ self.ones
+        per_layer = self.seg_a @ np.square(self.acts)  # (layers, n): ||a||^2 (+ 1 with a bias)
+        per_layer *= self.seg_d @ np.square(self.deltas)
+        return self.ones @ per_layer
 
-    def clipped_sum(self, factors: np.ndarray) -> np.ndarray:
-        """``sum_i f_i g_i`` as one flat array in Keras parameter order (fresh)."""
-        weighted = np.multiply(self.deltas, factors[:, None], out=self.weighted)
+    def clipped_sum(self, factors) -> np.ndarray:
+        """``sum_i f_i g_i`` as one flat array in Keras parameter order (fresh); ``factors``
+        is an ``(n,)`` array or one scalar of the step's dtype for every example."""
+        weighted = np.multiply(self.deltas, factors, out=self.weighted)
         flat = np.empty(self.size, dtype=self.dtype)
         acts = self.acts
         for (start, _, end), (d0, d1), (g0, _, g1) in zip(
-            self.a_cols, self.d_cols, self.blocks, strict=True
+            self.a_rows, self.d_rows, self.blocks, strict=True
         ):
-            np.matmul(acts[:, start:end].T, weighted[:, d0:d1],
+            np.matmul(acts[start:end], weighted[d0:d1].T,
                       out=flat[g0:g1].reshape(end - start, d1 - d0))
         return flat
 

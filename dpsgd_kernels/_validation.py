@@ -6,6 +6,7 @@ Wrong kinds of value raise ``TypeError``; values of the right kind out of range 
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -33,6 +34,8 @@ MAX_NOISE_MULTIPLIER = 1e6
 
 
 def _real(value, name: str) -> float:
+    if type(value) is float:  # the common case, without the ABC check below
+        return value
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     return float(value)
@@ -45,7 +48,7 @@ def _at_most(maximum: float | None) -> str:
 def check_finite_positive(value, name: str, *, maximum: float | None = None) -> float:
     """Return ``value`` as float after checking ``0 < value < inf`` (and ``<= maximum``)."""
     number = _real(value, name)
-    if not (np.isfinite(number) and number > 0 and (maximum is None or number <= maximum)):
+    if not (math.isfinite(number) and number > 0 and (maximum is None or number <= maximum)):
         raise ValueError(f"{name} must be a finite number > 0{_at_most(maximum)}, got {value!r}")
     return number
 
@@ -53,7 +56,7 @@ def check_finite_positive(value, name: str, *, maximum: float | None = None) -> 
 def check_nonnegative(value, name: str, *, maximum: float | None = None) -> float:
     """Return ``value`` as float after checking ``0 <= value < inf`` (and ``<= maximum``)."""
     number = _real(value, name)
-    if not (np.isfinite(number) and number >= 0 and (maximum is None or number <= maximum)):
+    if not (math.isfinite(number) and number >= 0 and (maximum is None or number <= maximum)):
         raise ValueError(f"{name} must be a finite number >= 0{_at_most(maximum)}, got {value!r}")
     return number
 
@@ -112,7 +115,11 @@ def all_finite(array: np.ndarray) -> bool:
     (``min`` and ``max`` propagate NaN, and any inf is the one or the other)."""
     if array.dtype.kind != "f" or array.size == 0:
         return True
-    return bool(np.isfinite(array.min()) and np.isfinite(array.max()))
+    # The ufuncs' own reductions: ndarray.min/max add a Python-level wrapper per call.
+    low, high = np.minimum.reduce(array, axis=None), np.maximum.reduce(array, axis=None)
+    if array.dtype.itemsize > 8:  # long double: beyond a Python float's range
+        return bool(np.isfinite(low) and np.isfinite(high))
+    return math.isfinite(low) and math.isfinite(high)
 
 
 def check_array(value, name: str, dtype: np.dtype | None = None) -> np.ndarray:

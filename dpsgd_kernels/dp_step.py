@@ -45,6 +45,7 @@ from dpsgd_kernels._dense_step import DenseStep, dense_step_for, finite_or_raise
 from dpsgd_kernels._validation import (
     MAX_L2_NORM_CLIP,
     MAX_NOISE_MULTIPLIER,
+    all_finite,
     check_array,
     check_finite_positive,
     check_l2_norm_clip,
@@ -167,9 +168,12 @@ def _mean_loss(loss: Loss, y, outputs: list[np.ndarray]) -> float:
     """Mean per-example loss of a batch from its chunks' outputs, evaluated once over the batch
     (per-example losses do not depend on the chunking; one evaluation instead of one per chunk
     saves the loss' fixed costs on every chunk after the first)."""
-    if isinstance(y, _CheckedTargets):
-        return float(np.mean(loss._value(y.array, _stacked(outputs))))
-    return float(np.mean(loss.per_example(y, _stacked(outputs))))
+    values = (loss._value(y.array, _stacked(outputs)) if isinstance(y, _CheckedTargets)
+              else np.asarray(loss.per_example(y, _stacked(outputs))))
+    if values.dtype.kind != "f" or values.ndim != 1:
+        return float(np.mean(values))
+    # np.mean's own sum and division, without its Python-level wrapper.
+    return float(np.add.reduce(values) / values.size) if values.size else float("nan")
 
 
 def _forward_backward(model: Sequential, x, y, loss: Loss | str) -> np.ndarray:
@@ -273,11 +277,27 @@ def batch_gradient(
     loss : float
         Mean loss over the batch.
     """
+    return _batch_gradient(model, x, y, loss, chunk_size, blas_threads, dense=True)
+
+
+def _batch_gradient(model, x, y, loss, chunk_size, blas_threads, dense: bool):
+    """:func:`batch_gradient`; ``dense=False`` keeps to the layer-by-layer path (the naive
+    references use it, so that they share no code with the Dense-stack step)."""
     blas_threads = check_blas_threads(blas_threads)
     model, x, y, loss = _validated(model, x, y, loss, targets=True)
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one example")
     scale = 1.0 / x.shape[0]
+    step = dense_step_for(model, x.shape[0]) if dense else None
+    if step is not None and _one_pass(model, step, _check_chunk_size(chunk_size)):
+        targets, loss_grad = _loss_gradient(y, loss)
+        with _dense_threads(blas_threads, step.largest_macs):
+            output = step.forward_backward(x, targets, loss_grad)
+            flat = step.clipped_sum(step.dtype.type(scale))
+        grads = step.unflatten(flat)
+        if not all_finite(flat):
+            _check_grads_finite(grads)
+        return grads, _mean_loss(loss, y, [output])
     grads, outputs = [], []
     parts = _chunks(model, x.shape[0], 1, chunk_size)
     with _step_threads(blas_threads, _largest_product_macs(model, x.shape[0], parts)):
@@ -507,14 +527,18 @@ def _dense_threads(blas_threads, largest_product_macs: int) -> _Limit:
     return _step_threads(blas_threads, largest_product_macs)
 
 
+def _loss_gradient(y, loss: Loss):
+    """The targets and the loss-gradient call :func:`_run` would use for them."""
+    if isinstance(y, _CheckedTargets):
+        return y.array, loss._grad
+    return y, loss.gradient
+
+
 def _dense_dp_gradient(dense: DenseStep, x, y, loss: Loss, l2_norm_clip: float,
                        stddev: float, denominator: float, rng, blas_threads) -> DPGradient:
     """:func:`dp_gradient` of a stack of Dense layers, one example per microbatch, in one
     pass (:mod:`dpsgd_kernels._dense_step`); arguments validated."""
-    if isinstance(y, _CheckedTargets):
-        targets, loss_grad = y.array, loss._grad
-    else:
-        targets, loss_grad = y, loss.gradient
+    targets, loss_grad = _loss_gradient(y, loss)
     with _dense_threads(blas_threads, dense.largest_macs):
         output = dense.forward_backward(x, targets, loss_grad)
         norms = np.sqrt(dense.sq_norms())

@@ -47,13 +47,21 @@ ROW_SUM_TOLERANCE = 1e-3
 
 def _check_unit_interval(y_true: np.ndarray, name: str, loss: str) -> None:
     """Cross-entropy targets outside ``[0, 1]`` make the loss unbounded below: reject them."""
-    if y_true.size and (y_true.min() < 0 or y_true.max() > 1):
+    if y_true.size and (np.minimum.reduce(y_true, axis=None) < 0
+                        or np.maximum.reduce(y_true, axis=None) > 1):
         first = int(np.flatnonzero(((y_true < 0) | (y_true > 1)).reshape(len(y_true), -1)
                                    .any(axis=1))[0])
         raise ValueError(
             f"{name} labels must lie in [0, 1] for {loss}, got values from {y_true.min():g} "
             f"to {y_true.max():g} (first at example {first})"
         )
+
+
+def _clipped(p: np.ndarray) -> np.ndarray:
+    """``np.clip(p, EPSILON, 1 - EPSILON)`` in two ufunc calls (``np.clip`` adds Python-level
+    wrappers), in ``p``'s dtype."""
+    clipped = np.maximum(p, EPSILON)
+    return np.minimum(clipped, 1 - EPSILON, out=clipped)
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -263,8 +271,10 @@ class BinaryCrossentropy(_FromLogits):
             z = y_pred
             values = np.maximum(z, 0) - z * y_true + np.log1p(np.exp(-np.abs(z)))
         else:
-            p = np.clip(y_pred, EPSILON, 1 - EPSILON)
+            p = _clipped(y_pred)
             values = -(y_true * np.log(p) + (1 - y_true) * np.log(1 - p))
+        if values.shape[-1] == 1:  # one unit: the mean over it is the value itself
+            return values.reshape(values.shape[:-1])
         return values.mean(axis=-1)
 
     def _grad(self, y_true, y_pred):
@@ -272,7 +282,7 @@ class BinaryCrossentropy(_FromLogits):
         if self.from_logits:
             return (sigmoid(y_pred) - y_true) / units
         inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
-        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        p = _clipped(y_pred)
         grad = (-y_true / p + (1 - y_true) / (1 - p)) / units
         return np.where(inside, grad, 0.0).astype(y_pred.dtype)
 

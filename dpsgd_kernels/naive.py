@@ -12,9 +12,9 @@ import numpy as np
 
 from dpsgd_kernels.dp_step import (
     DPGradient,
+    _batch_gradient,
     _group_size,
     _validated,
-    batch_gradient,
     check_dp_arguments,
     clip_factors,
     noisy_average,
@@ -26,11 +26,13 @@ __all__ = ["naive_dp_gradient", "naive_per_example_gradients"]
 
 
 def naive_per_example_gradients(model: Sequential, x, y, loss: Loss | str) -> list[np.ndarray]:
-    """Per-example gradients by one :func:`batch_gradient` call per example."""
+    """Per-example gradients by one :func:`~dpsgd_kernels.dp_step.batch_gradient` call per
+    example (on the layer-by-layer path, never the Dense-stack step)."""
     model, x, y, loss = _validated(model, x, y, loss)
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one example")
-    rows = [batch_gradient(model, x[i : i + 1], y[i : i + 1], loss)[0] for i in range(len(x))]
+    rows = [_batch_gradient(model, x[i : i + 1], y[i : i + 1], loss, "auto", "auto", dense=False)[0]
+            for i in range(len(x))]
     return [np.stack(column) for column in zip(*rows, strict=True)]
 
 
@@ -58,8 +60,9 @@ def naive_dp_gradient(
     sums = [np.zeros_like(p) for p in model.params]
     norms, losses = [], []
     for b in range(count):
-        grads, value = batch_gradient(model, x[b * size : (b + 1) * size],
-                                      y[b * size : (b + 1) * size], loss)
+        grads, value = _batch_gradient(model, x[b * size : (b + 1) * size],
+                                       y[b * size : (b + 1) * size], loss, "auto", "auto",
+                                       dense=False)
         norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads))
         factor = clip_factors(np.asarray(norm), l2_norm_clip)
         for total, grad in zip(sums, grads, strict=True):

@@ -31,11 +31,10 @@ class Optimizer:
         if len(params) != len(grads):
             raise ValueError(f"grads must hold {len(params)} arrays, got {len(grads)}")
         for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
-            if np.shape(grad) != param.shape:
-                raise ValueError(
-                    f"grads[{index}] must have shape {param.shape}, got {np.shape(grad)}"
-                )
-            if not np.isfinite(grad).all():
+            shape = grad.shape if isinstance(grad, np.ndarray) else np.shape(grad)
+            if shape != param.shape:
+                raise ValueError(f"grads[{index}] must have shape {param.shape}, got {shape}")
+            if not np.logical_and.reduce(np.isfinite(grad), axis=None):
                 raise ValueError(f"grads[{index}] must be finite (found NaN or inf)")
         if self._slots is None:
             self._slots = [self._new_slots(p) for p in params]

@@ -193,3 +193,38 @@ def test_other_models_and_settings_take_the_general_path(monkeypatch):
     assert not calls
     dk.dp_gradient(flat, x, y, "binary_crossentropy", **kwargs)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_dense_batch_gradient_equals_the_layer_by_layer_path(dtype, case):
+    from dpsgd_kernels.dp_step import _batch_gradient
+
+    activations, loss = CASES[case]
+    rng = np.random.default_rng(10 + case)
+    model = _model(activations, (True, False, True), dtype)
+    x = rng.normal(size=(29, 3))
+    y = _targets(rng, 29, activations[2][1], loss)
+    fast, fast_loss = dk.batch_gradient(model, x, y, loss)
+    assert _uses_dense_step(model)
+    general, general_loss = _batch_gradient(model, x, y, loss, "auto", "auto", dense=False)
+    for a, b in zip(fast, general, strict=True):
+        assert a.shape == b.shape and a.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, b, **TOL[dtype])
+    assert fast_loss == pytest.approx(general_loss, rel=1e-6)
+    # The mean gradient is the mean of the naive loop's per-example gradients.
+    per_example = dk.naive_per_example_gradients(model, x, y, loss)
+    for a, b in zip(fast, per_example, strict=True):
+        np.testing.assert_allclose(a, b.mean(axis=0), **TOL[dtype])
+
+
+def test_dense_batch_gradient_refuses_non_finite_gradients_by_name():
+    from dpsgd_kernels.dp_step import _batch_gradient
+
+    model = dk.Sequential([dk.Dense(4, "relu"), dk.Dense(1)], input_shape=(2,), rng=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 2)), rng.normal(size=8)
+    x[2] = 1e30  # float32: the kernel gradients overflow
+    for dense in (True, False):
+        with np.errstate(all="ignore"), pytest.raises(ValueError, match=r"gradients\[0\] is not"):
+            _batch_gradient(model, x, y, "mse", "auto", "auto", dense=dense)
