@@ -1,34 +1,37 @@
 """Noise calibration against the PLD accountant's certified upper bound, in a few compositions.
 
 The generic search (:func:`accounting.calibration.calibrate`) walks out from ``sigma = 1`` and
-runs a full automatic-grid query at every trial noise. Here the search starts from cheaper
-bounds: RDP's calibrated noise ``sigma_R`` is safe for the PLD too (the PLD's certified upper
-bound never exceeds RDP's epsilon, which caps it), and the PLD answer lies a few per cent below
-it. The steps, in ``u = log sigma`` where epsilon is smooth and nearly linear near the answer:
+runs a full automatic-grid query at every trial noise. Here RDP's calibrated noise ``sigma_R``
+starts the search: it is safe for the PLD too (the PLD's certified upper bound is capped by
+RDP's epsilon), and the PLD answer lies a few per cent below it. In ``u = log sigma``, where
+epsilon is smooth and nearly linear near the answer:
 
-1. One automatic query at ``sigma_R`` gives the PLD's epsilon there and the grid it needs.
-2. A Newton step with RDP's slope ``d eps / d u`` (cheap) predicts the answer ``sigma_1``.
-3. Every further trial composes on one set grid (upper bound only: one composition each): the
-   automatic grid at ``sigma_R`` widened by ``sqrt(s(sigma_1) / s(sigma_R))``, with
-   ``s = q sqrt(exp(1 / sigma^2) - 1)`` the per-step loss spread, since the automatic grid
-   spacing grows like ``sqrt(s)`` (a bracket width ``~ sqrt(T) step^2 / s``; Koskela, Jälkö,
-   Honkela 2020) and a slightly coarser trial grid than the one the accountant picks at the
-   answer keeps the final check from missing. Secant steps (Illinois-safeguarded regula falsi,
-   bisection where an interpolant leaves the bracket) converge superlinearly on the smooth
-   ``eps(u)``; the search ends once a noise that meets the target and one that misses it on the
-   trial grid are within ``tolerance``.
-4. The automatic accountant (``PldAccountant(tolerance=pld_tolerance)``, the one
-   :func:`accounting.compute_epsilon` runs) certifies the answer; where its bound lies above
-   the trial grid's, the noise is stepped up by the excess over the slope.
+1. Trials compose on a set grid (upper bound only: one composition each, no grid search), of
+   the spacing the automatic search starts from, ``h = sqrt(c W s / sqrt(T))`` (bracket width
+   ``W``, per-step loss spread ``s = q sqrt(exp(1 / sigma^2) - 1)``, the width growing like
+   ``sqrt(T) h^2 / s``; ``c`` is :data:`accounting._tuning.PLD_INITIAL_STEP_FACTOR`), made 3%
+   coarser so that the automatic accountant's bound at the answer lies below the trial grid's.
+2. The first trial, at ``sigma_R``, and RDP's slope ``d eps / d u`` (two cheap RDP
+   evaluations) give a Newton step to a guess; the trial grid is then fixed at the guess.
+3. Secant steps (Illinois-safeguarded regula falsi) converge superlinearly; each trial aims a
+   third of the tolerance past the estimated root, so that once the estimate has converged the
+   next trial brackets the root within ``tolerance``.
+4. The automatic accountant (``PldAccountant(tolerance=pld_tolerance)``, what
+   :func:`accounting.compute_epsilon` runs) certifies the answer: where its bound lies above the
+   target the noise steps up, where it leaves more than a quarter of the bracket width unspent
+   (squaring on long runs is tighter than one FFT) one Newton step down is tried and kept only
+   if certified.
 
-Every bound used for the answer is a certified upper bound; the interpolation only chooses
-where to look.
+Every returned noise is certified by the automatic accountant's upper bound (RDP's noise where
+nothing else is); the interpolation only chooses where to look.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+
+from accounting._tuning import PLD_INITIAL_STEP_FACTOR
 
 __all__ = ["pld_noise_multiplier"]
 
@@ -39,8 +42,9 @@ _MAX_TRIALS = 40
 _TRIAL_COARSENING = 1.03
 #: Most steps up where the automatic accountant's check misses (each an automatic query).
 _MAX_CHECKS = 6
-#: Share of the target bracket width the trial grid's bracket may take (see the coarsening).
-_WIDTH_SHARE = 0.8
+#: Budget left unspent by the automatic accountant's bound at the answer, as a share of the
+#: target bracket width, beyond which one more step down is tried.
+_SLACK_SHARE = 0.25
 #: Relative change of the noise for RDP's finite-difference slope.
 _SLOPE_STEP = 0.01
 
@@ -69,9 +73,16 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     -------
     float or None
         ``sigma`` with ``PldAccountant(tolerance=pld_tolerance)``'s certified epsilon at most
-        ``target``, within ``tolerance`` of a noise that misses the target on the trial grid;
-        ``None`` where this shortcut cannot bracket the answer (the caller then searches
-        generically).
+        ``target``, at most ``tolerance`` above a noise that misses the target on the trial
+        grid (or below it, after a certified step down); ``None`` where this shortcut cannot
+        bracket the answer (the caller then searches generically).
+
+    Notes
+    -----
+    The trial grid's bracket is about ``pld_tolerance`` wide, so the answer leaves at most about
+    that much of the target unspent (tested against the exact ``q = 1`` profile and
+    dp_accounting); a ``tolerance`` far below the noise that width corresponds to costs one or
+    two more trials (the secant converges superlinearly), not precision the bounds can show.
     """
     from accounting.pld.accountant import PldAccountant
     from accounting.rdp.accountant import RdpAccountant
@@ -82,40 +93,47 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
             return PldAccountant(tolerance=pld_tolerance).compose(sample_rate, sigma, steps) \
                 .get_epsilon_bounds(delta)
 
-    first = automatic(safe)
-    if not (first.upper <= target and first.value_discretization > 0):
-        return None
-    high = math.log(safe)
-    slope = _rdp_slope(RdpAccountant, sample_rate, safe, steps, delta)
-    # Newton's step from the safe end with RDP's slope: close to the answer (PLD and RDP curves
-    # are nearly parallel in log sigma); clamped to the safe end's side of a 2x range
-    guess = high + max((target - first.upper) / slope, -math.log(2.0))
-    # the grid the automatic search would pick near the guess, a little coarser; coarser
-    # still where its bracket was well within the target width (the width grows like the
-    # square of the spacing): the upper bound then stays within the PLD's requested resolution
-    width = first.upper - first.lower
-    room = math.sqrt(_WIDTH_SHARE * first.target_width / width) if width > 0 else 1.0
-    grid = first.value_discretization * _TRIAL_COARSENING * min(max(room, 1.0), 2.0) \
-        * math.sqrt(_spread(sample_rate, math.exp(guess)) / _spread(sample_rate, safe))
-    cache: dict[float, float] = {}
+    # the grid spacing the automatic search starts from (one FFT): its bracket is about the
+    # target width; a little coarser, so that the automatic accountant's bound at the answer is
+    # below the trial grid's
+    width = min(pld_tolerance, pld_tolerance * max(target, min(pld_tolerance, 1.0)))
 
-    def excess(u: float) -> float:
-        """Trial grid's certified upper bound minus the target (``inf`` where the grid cannot
+    def spacing(sigma: float) -> float:
+        scale = PLD_INITIAL_STEP_FACTOR * width * _spread(sample_rate, sigma)
+        return _TRIAL_COARSENING * min(math.sqrt(scale / math.sqrt(float(steps))), 0.05)
+
+    cache: dict[tuple[float, float], float] = {}
+
+    def excess_on(grid: float, u: float) -> float:
+        """A set grid's certified upper bound minus the target (``inf`` where the grid cannot
         be composed)."""
-        if u not in cache:
+        if (grid, u) not in cache:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     accountant = PldAccountant(value_discretization=grid)
-                    cache[u] = accountant.compose(sample_rate, math.exp(u), steps) \
+                    cache[grid, u] = accountant.compose(sample_rate, math.exp(u), steps) \
                         .get_epsilon(delta) - target
             except ValueError:  # the grid does not fit this noise: count it as missing
-                cache[u] = math.inf
-        return cache[u]
+                cache[grid, u] = math.inf
+        return cache[grid, u]
+
+    high = math.log(safe)
+    first = excess_on(spacing(safe), high)
+    if not first <= 0.0:  # no grid of this kind composes here: the generic search instead
+        return None
+    slope = _rdp_slope(RdpAccountant, sample_rate, safe, steps, delta)
+    # Newton's step from the safe end with RDP's slope: close to the answer (PLD and RDP curves
+    # are nearly parallel in log sigma); clamped to the safe end's side of a 2x range
+    guess = high + max(-first / slope, -math.log(2.0))
+    grid = spacing(math.exp(guess))
+
+    def excess(u: float) -> float:
+        return excess_on(grid, u)
 
     u_tolerance = -math.log1p(-min(tolerance / safe, 0.5))
-    answer = _root(excess, guess, high, first.upper - target, slope, u_tolerance)
-    if answer is None:
+    answer = _root(excess, guess, high, first, slope, u_tolerance)
+    if answer is None or answer >= high:
         return None
     # The automatic accountant (what compute_epsilon runs at this tolerance) certifies the
     # answer itself; where its grid's bound lies above the trial grid's, step the noise up by
@@ -125,9 +143,16 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
             return safe
         over = automatic(math.exp(answer)).upper - target
         if over <= 0.0:
-            return math.exp(answer)
+            break
         answer += (1.5 ** attempt) * 1.1 * over / -slope + u_tolerance
-    return None
+    else:
+        return None
+    if -over <= _SLACK_SHARE * width:
+        return math.exp(answer)
+    # The automatic grid's bound (squaring on long runs, say) is well below the trial grid's:
+    # one Newton step down on it, kept only where the automatic accountant certifies it.
+    lower = answer + 0.9 * over / -slope
+    return math.exp(lower) if automatic(math.exp(lower)).upper <= target else math.exp(answer)
 
 
 def _root(excess, guess: float, safe_u: float, safe_excess: float, slope: float,
