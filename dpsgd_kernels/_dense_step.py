@@ -23,7 +23,9 @@ that the number of calls does not grow with the per-layer bookkeeping of the gen
 
 The noise is drawn as in the general path (one ``standard_normal`` call of the total parameter
 count, in Keras parameter order), so both paths give the same privatized gradient up to float
-rounding from generators in the same state.
+rounding from generators in the same state. The division by the denominator is folded into the
+clip factors and the noise scale: ``sum_i (f_i / m) g_i + (sigma C / m) N``, the same Gaussian
+mechanism output as ``(sum_i f_i g_i + sigma C N) / m`` (exactly in law, to rounding in value).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class DenseStep:
             self.acts[stop:end] = 1  # the bias rows, written once
         self.deltas = np.empty((start_d, batch), dtype=dtype)
         self.weighted = np.empty((start_d, batch), dtype=dtype)
+        self.noise: np.ndarray | None = None  # the noise draw's work array, made when needed
         # Layer-by-row indicators: squared column norms of every layer's slab in one product.
         self.seg_a = np.zeros((len(layers), start_a), dtype=dtype)
         self.seg_d = np.zeros((len(layers), start_d), dtype=dtype)
@@ -173,6 +176,20 @@ class DenseStep:
                       out=flat[g0:g1].reshape(end - start, d1 - d0))
         return flat
 
+    def add_noise(self, flat: np.ndarray, stddev: float, rng: np.random.Generator) -> None:
+        """``flat += N(0, stddev^2 I)`` in place: one ``rng.standard_normal`` draw of
+        ``flat.size`` in the step's dtype (the values :func:`~dpsgd_kernels.dp_step.noisy_average`
+        draws from a generator in the same state), into a work array kept between steps.
+        Nothing is drawn when ``stddev == 0``."""
+        if not stddev:
+            return
+        noise = self.noise
+        if noise is None:
+            noise = self.noise = np.empty(self.size, dtype=self.dtype)
+        rng.standard_normal(out=noise, dtype=self.dtype)
+        noise *= self.dtype.type(stddev)
+        flat += noise
+
     def unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
         """Views of the flat gradient, one per parameter in Keras order and shapes."""
         grads = []
@@ -195,20 +212,6 @@ def _sigmoid_bce_delta(p: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
     if p.shape[-1] != 1:
         out /= p.shape[-1]
     out *= inside
-
-
-def noisy_flat(flat: np.ndarray, stddev: float, denominator: float,
-               rng: np.random.Generator) -> np.ndarray:
-    """``(flat + N(0, stddev^2 I)) / denominator`` in place, the noise one
-    ``rng.standard_normal`` draw of ``flat.size`` in ``flat``'s dtype (as
-    :func:`~dpsgd_kernels.dp_step.noisy_average` draws it)."""
-    dtype = flat.dtype
-    if stddev:
-        noise = rng.standard_normal(flat.size, dtype=dtype)
-        noise *= dtype.type(stddev)
-        flat += noise
-    flat /= dtype.type(denominator)
-    return flat
 
 
 def finite_or_raise(norms: np.ndarray) -> None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpsgd_kernels import _tuning
-from dpsgd_kernels._dense_step import DenseStep, dense_step_for, finite_or_raise, noisy_flat
+from dpsgd_kernels._dense_step import DenseStep, dense_step_for, finite_or_raise
 from dpsgd_kernels._validation import (
     MAX_L2_NORM_CLIP,
     MAX_NOISE_MULTIPLIER,
@@ -543,10 +543,11 @@ def _dense_dp_gradient(dense: DenseStep, x, y, loss: Loss, l2_norm_clip: float,
         output = dense.forward_backward(x, targets, loss_grad)
         norms = np.sqrt(dense.sq_norms())
         finite_or_raise(norms)
+        # C / max(norm, C), already divided by the denominator (one pass fewer over the sum).
         factors = np.maximum(norms, l2_norm_clip)
-        np.divide(l2_norm_clip, factors, out=factors)
+        np.divide(l2_norm_clip / denominator, factors, out=factors)
         flat = dense.clipped_sum(factors)
-    noisy_flat(flat, stddev, denominator, rng)
+    dense.add_noise(flat, stddev / denominator, rng)
     return DPGradient(dense.unflatten(flat), _mean_loss(loss, y, [output]), norms,
                       dense.batch, denominator)
 
