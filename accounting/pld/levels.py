@@ -88,6 +88,9 @@ _FIRST_GUESS_STEPS = 1 << 17
 _WIDEST = 12
 #: Most grid steps per standard deviation the squaring keeps (longer grids cost more than one FFT).
 _MAX_PER_SPREAD = 4096.0
+#: Share of the target the first grids aim at: a bracket a little wider than the target costs a
+#: second composition, one a little narrower only a slightly longer first one.
+_AIM = 0.7
 #: The leading bits of a step count are composed by one FFT power up to a window this many
 #: times the per-step law's (or a level's) length.
 _LEADING_WINDOW = 4
@@ -455,14 +458,14 @@ def _combine(groups_of_laws: list[list[_Law]], kinds, points: int, wide: bool) -
 
 def steps_per_spread(relative_accuracy: float, steps: int) -> float:
     """Grid steps per standard deviation of the composed law that keep the regridding's share
-    of the epsilon bracket near ``relative_accuracy / 2`` for ``steps`` composed steps.
+    of the epsilon bracket near ``_AIM * relative_accuracy / 2`` for ``steps`` composed steps.
 
     The bracket widens like ``levels / K^2`` with ``levels = log2(steps)`` the number of
     regriddings and ``K`` the steps per standard deviation; the constant is
     :data:`accounting._tuning.LEVELS_WIDTH_FACTOR`.
     """
     levels = max(float(int(steps).bit_length()), 1.0)
-    share = max(float(relative_accuracy), 1e-9) / 2.0
+    share = _AIM * max(float(relative_accuracy), 1e-9) / 2.0
     per_spread = math.sqrt(LEVELS_WIDTH_FACTOR * levels / share)
     return float(min(max(per_spread, 32.0), _MAX_PER_SPREAD))
 
@@ -516,12 +519,12 @@ def first_levels_step(spread: float, steps: int, relative_accuracy: float) -> fl
 
     The per-step grid's spacing ``h`` widens the bracket by about ``k (h / spread)^2`` of
     epsilon whatever the number of steps (``k`` is
-    :data:`accounting._tuning.LEVELS_STEP_FACTOR`); it gets half of ``relative_accuracy``, the
-    regridding (:func:`steps_per_spread`) the other half.
+    :data:`accounting._tuning.LEVELS_STEP_FACTOR`); it gets half of ``_AIM *
+    relative_accuracy``, the regridding (:func:`steps_per_spread`) the other half.
     """
     if steps < _FIRST_GUESS_STEPS:
         return None
-    share = max(float(relative_accuracy), 1e-9) / 2.0
+    share = _AIM * max(float(relative_accuracy), 1e-9) / 2.0
     return spread * math.sqrt(share / LEVELS_STEP_FACTOR)
 
 
