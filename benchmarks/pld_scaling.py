@@ -12,7 +12,8 @@ Rows (q = 256/60000, sigma 1.1, delta 1e-5 - setting A's step - at T = 1e2 .. 1e
   beyond 1e8: about a minute per call).
 
 Then PLD noise calibration (``calibrate_noise_multiplier(..., accountant="pld")``, bracket
-width 1e-2) per target on settings A-D, against RDP calibration.
+width 1e-2, noise tolerance 1e-6) per target on settings A-D, against RDP calibration, with the
+answer's certified epsilon (our automatic PLD) and dp_accounting's PLD epsilon at it.
 
 Times are medians of ``--repeats`` fresh calls (ours; our caches cleared before each), the
 peer's over ``--peer-repeats`` calls; a first call in a fresh process is timed separately for
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import subprocess
 import sys
 import warnings
@@ -100,17 +102,41 @@ def scaling_rows(repeats: int, peer_repeats: int, quick: bool) -> list[dict]:
     return rows
 
 
+def peer_epsilon(q: float, sigma: float, steps: int, delta: float) -> float | None:
+    """dp_accounting's PLD epsilon (grid 1e-4) of ``steps`` steps at ``(q, sigma)``, or None."""
+    try:
+        from dp_accounting import dp_event
+        from dp_accounting.pld import pld_privacy_accountant
+    except ImportError:
+        return None
+    accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-4)
+    accountant.compose(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(sigma)), steps)
+    return accountant.get_epsilon(delta)
+
+
 def calibration_rows(repeats: int) -> list[dict]:
+    """PLD and RDP calibration per setting, PLD and RDP calls interleaved round by round (the
+    machine's load drifts); the PLD answer checked by our automatic PLD (what compute_epsilon
+    runs: certified) and by dp_accounting's PLD at grid 1e-4 (independent)."""
     rows = []
     for name, (q, _sigma, steps, delta) in SETTINGS.items():
         target = TARGETS[name]
-        pld_seconds, pld_sigma = timed(lambda q=q, s=steps, t=target, d=delta: (
-            accounting.calibrate_noise_multiplier(t, d, q, s, accountant="pld")), repeats)
-        rdp_seconds, rdp_sigma = timed(lambda q=q, s=steps, t=target, d=delta: (
-            accounting.calibrate_noise_multiplier(t, d, q, s)), repeats)
+        pld_times, rdp_times = [], []
+        for _ in range(repeats):
+            pld_seconds, pld_sigma = timed(lambda q=q, s=steps, t=target, d=delta: (
+                accounting.calibrate_noise_multiplier(t, d, q, s, accountant="pld")), 1)
+            rdp_seconds, rdp_sigma = timed(lambda q=q, s=steps, t=target, d=delta: (
+                accounting.calibrate_noise_multiplier(t, d, q, s)), 1)
+            pld_times.append(pld_seconds)
+            rdp_times.append(rdp_seconds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            certified = accounting.compute_epsilon(q, pld_sigma, steps, delta, accountant="pld",
+                                                   pld_tolerance=1e-2)
         rows.append({"setting": name, "target": target, "pld_sigma": pld_sigma,
-                     "pld_ms": 1e3 * pld_seconds, "rdp_sigma": rdp_sigma,
-                     "rdp_ms": 1e3 * rdp_seconds})
+                     "pld_ms": 1e3 * statistics.median(pld_times), "pld_epsilon": certified,
+                     "peer_epsilon": peer_epsilon(q, pld_sigma, steps, delta),
+                     "rdp_sigma": rdp_sigma, "rdp_ms": 1e3 * statistics.median(rdp_times)})
     return rows
 
 
@@ -148,11 +174,14 @@ def main(argv=None) -> int:
               f"1e-2 within 50 ms ({row['rel1e2_ms']:.1f} ms)")
     calibration = calibration_rows(args.repeats)
     print()
-    print("| setting | target eps | PLD sigma | PLD ms | RDP sigma | RDP ms |")
-    print("|---|---|---|---|---|---|")
+    print("| setting | target eps | PLD sigma | PLD ms | its certified eps (ours, PLD 1e-2) | "
+          "its eps by dp_accounting PLD (1e-4) | RDP sigma | RDP ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in calibration:
+        peer = "–" if row["peer_epsilon"] is None else f"{row['peer_epsilon']:.6g}"
         print(f"| {row['setting']} | {row['target']:g} | {row['pld_sigma']:.6g} | "
-              f"{row['pld_ms']:.4g} | {row['rdp_sigma']:.6g} | {row['rdp_ms']:.4g} |")
+              f"{row['pld_ms']:.4g} | {row['pld_epsilon']:.6g} | {peer} | "
+              f"{row['rdp_sigma']:.6g} | {row['rdp_ms']:.4g} |")
     fresh = {
         "ours_first_call_s": first_call(
             "import math, accounting;; accounting.PldAccountant(tolerance=math.inf, "

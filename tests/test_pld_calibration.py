@@ -129,20 +129,24 @@ def _counted(function):
 
 @settings(max_examples=60, deadline=None)
 @given(root=st.floats(-3.0, 1.0), slope=st.floats(0.3, 40.0), curve=st.floats(-0.4, 0.4),
-       offset=st.floats(-0.3, 0.3), tolerance=st.sampled_from([1e-7, 1e-4, 1e-2]))
+       offset=st.floats(-0.3, 0.3), tolerance=st.sampled_from([1e-7, 1e-4, 1e-2]),
+       exact=st.booleans())
 def test_root_finder_brackets_a_smooth_decreasing_function(root, slope, curve, offset,
-                                                           tolerance):
+                                                           tolerance, exact):
     """``excess(u) = slope (root - u) (1 + curve (root - u))``: decreasing near ``root`` (the
     root finder's setting: epsilon in log sigma). The answer meets (``excess <= 0``), lies
     within the tolerance above the root, and takes few evaluations; the first step starts from
-    a guess ``offset`` away, steered by a slope off by up to 2x."""
+    a guess ``offset`` away, steered by a slope off by up to 2x, with the safe end's excess known
+    exactly (then used in the interpolation) or not."""
     def excess(u):
         gap = root - u
         return slope * gap * (1.0 + curve * max(min(gap, 1.0), -1.0))
 
     safe = root + 0.5
     wrapped, calls = _counted(excess)
-    answer = _root(wrapped, root + offset, safe, excess(safe) + 0.01, -slope * 1.7, tolerance)
+    # the safe end's excess: exact, or a stand-in from another grid
+    safe_excess = excess(safe) + (0.0 if exact else 0.01)
+    answer = _root(wrapped, root + offset, safe, safe_excess, -slope * 1.7, tolerance, exact)
     assert answer is not None
     assert excess(answer) <= 0.0
     # (excess rounds to 0 within about 1e-16 of the root: it meets there)

@@ -40,6 +40,11 @@ _MAX_TRIALS = 40
 #: The trial grid's spacing over the automatic grid predicted at the answer: a little coarser,
 #: so that the automatic bound at the answer is below the trial grid's (no extra step up).
 _TRIAL_COARSENING = 1.03
+#: The PLD's calibrated noise over RDP's, typically (0.94-0.96 on settings A-D): the first
+#: trial grid is the one at that noise.
+_TYPICAL_SHARE = 0.955
+#: Relative change of the predicted answer's grid spacing beyond which the trials move to it.
+_GRID_SLACK = 0.02
 #: Most steps up where the automatic accountant's check misses (each an automatic query).
 _MAX_CHECKS = 6
 #: Budget left unspent by the automatic accountant's bound at the answer, as a share of the
@@ -119,20 +124,25 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
         return cache[grid, u]
 
     high = math.log(safe)
-    first = excess_on(spacing(safe), high)
+    # the first grid is the one at the typical answer (see _TYPICAL_SHARE), kept where the
+    # guess confirms it: all trials then see one function (exact secants)
+    grid = spacing(safe * _TYPICAL_SHARE)
+    first = excess_on(grid, high)
     if not first <= 0.0:  # no grid of this kind composes here: the generic search instead
         return None
     slope = _rdp_slope(RdpAccountant, sample_rate, safe, steps, delta)
     # Newton's step from the safe end with RDP's slope: close to the answer (PLD and RDP curves
     # are nearly parallel in log sigma); clamped to the safe end's side of a 2x range
     guess = high + max(-first / slope, -math.log(2.0))
-    grid = spacing(math.exp(guess))
+    exact_safe = abs(math.log(spacing(math.exp(guess)) / grid)) <= _GRID_SLACK
+    if not exact_safe:
+        grid = spacing(math.exp(guess))
 
     def excess(u: float) -> float:
         return excess_on(grid, u)
 
     u_tolerance = -math.log1p(-min(tolerance / safe, 0.5))
-    answer = _root(excess, guess, high, first, slope, u_tolerance)
+    answer = _root(excess, guess, high, first, slope, u_tolerance, exact_safe)
     if answer is None or answer >= high:
         return None
     # The automatic accountant (what compute_epsilon runs at this tolerance) certifies the
@@ -156,22 +166,26 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
 
 
 def _root(excess, guess: float, safe_u: float, safe_excess: float, slope: float,
-          u_tolerance: float) -> float | None:
+          u_tolerance: float, exact_safe: bool = False) -> float | None:
     """A ``u`` at or just above the root of ``excess`` (decreasing in ``u``), within
-    ``u_tolerance`` above a trial with ``excess > 0``, by Illinois-safeguarded secant steps
-    from ``guess``.
+    ``u_tolerance`` above a trial with ``excess > 0``, by Illinois-safeguarded secant steps from
+    ``guess``, inverse quadratic interpolation once three trials bracket the root (Brent 1973,
+    "Algorithms for minimization without derivatives", ch. 4).
 
-    ``safe_u`` meets the target whatever the grid (``safe_excess``, from another grid, stands
-    in for its excess). Once the estimated root lies within half of ``u_tolerance`` of the last
-    trial, it is taken as converged (the secant's error is then far smaller): a trial a third
-    of the tolerance below it that misses closes the bracket, and the point a third above it is
-    returned (for the caller to certify), or the lowest trial that met the target where that
-    is closer. ``None`` where nothing closes within ``_MAX_TRIALS`` trials.
+    ``safe_u`` meets the target whatever the grid; ``safe_excess`` is its excess on the trials'
+    grid where ``exact_safe``, else a stand-in from another grid (steering the first step only).
+    Once the estimated root lies within half of ``u_tolerance`` of the last trial, it is taken as
+    converged (the interpolation's error is then far smaller): a trial a third of the tolerance
+    below it that misses closes the bracket, and the point a third above it is returned (for the
+    caller to certify), or the lowest trial that met the target where that is closer. ``None``
+    where nothing closes within ``_MAX_TRIALS`` trials.
     """
     # excess(low) > 0 >= excess(high)
     low, high = -math.inf, safe_u
     f_low, f_high = math.nan, safe_excess
     previous = (safe_u, safe_excess)
+    # finite trials, latest last (the safe end's only where it is on the trials' grid)
+    points = [(safe_u, safe_excess)] if exact_safe else []
     margin = u_tolerance / 3.0
     u, pending = guess, None
     side = 0  # +1 / -1: which end the last trial replaced (for Illinois' halving)
@@ -197,9 +211,15 @@ def _root(excess, guess: float, safe_u: float, safe_excess: float, slope: float,
         if not math.isfinite(value):  # the grid cannot compose here: back towards safety
             u = 0.5 * (u + high)
             continue
+        points.append((u, value))
         if math.isfinite(low):
             root = high - f_high * (high - low) / (f_high - f_low) \
                 if math.isfinite(f_low) else 0.5 * (low + high)
+            # inverse quadratic interpolation through the last three trials where it stays
+            # inside the bracket (Brent's method's faster step: epsilon is smooth in u)
+            quadratic = _inverse_quadratic(points[-3:]) if len(points) >= 3 else math.nan
+            if low < quadratic < high:
+                root = quadratic
         else:
             # no miss yet: a secant through the previous point (RDP's slope where that is not
             # decreasing), moving at most twice as far as the last step
@@ -218,6 +238,16 @@ def _root(excess, guess: float, safe_u: float, safe_excess: float, slope: float,
         if not low < u < high:
             u = 0.5 * (low + high) if math.isfinite(low) else high - 2.0 * (high - u_prev)
     return None
+
+
+def _inverse_quadratic(points) -> float:
+    """Root of the quadratic in ``f`` through three ``(u, f)`` points (``nan`` where two ``f``
+    coincide)."""
+    (u0, f0), (u1, f1), (u2, f2) = points
+    if f0 == f1 or f0 == f2 or f1 == f2:
+        return math.nan
+    return (u0 * f1 * f2 / ((f0 - f1) * (f0 - f2)) + u1 * f0 * f2 / ((f1 - f0) * (f1 - f2))
+            + u2 * f0 * f1 / ((f2 - f0) * (f2 - f1)))
 
 
 def _spread(sample_rate: float, sigma: float) -> float:
