@@ -3,23 +3,29 @@
 Rows (each peer timed on the same inputs in the same process, in interleaved rounds; medians):
 
 - ``curve K``: epsilon for K step counts at one (q, sigma), setting A's (q, sigma, delta).
-  Ours: :func:`accounting.rdp.epsilon_curve`. dp-accelerator: ``compute_epsilon_batch`` with its
-  own orders (those of its ``DPSGDAccountant``). dp_accounting: a fresh ``RdpAccountant`` per
-  step count (its documented use), timed on at most 50 of the counts and scaled to K.
-- ``single X``: one epsilon for setting X. Ours: ``epsilon_curve`` with one step count and the
-  public ``compute_epsilon`` (RdpAccountant); the peers as above with one count.
+  Ours: :func:`accounting.rdp.epsilon_curve` with the default orders, and with dp-accelerator's
+  orders added (``orders=``: then our epsilon is never above the peer's). dp-accelerator:
+  ``compute_epsilon_batch`` with its own orders (those of its ``DPSGDAccountant``).
+  dp_accounting: a fresh ``RdpAccountant`` per step count (its documented use), timed on at
+  most 50 of the counts and scaled to K.
+- ``single X``: one epsilon for setting X. Ours: ``epsilon_curve`` with one step count, the
+  public ``compute_epsilon`` and ``RdpAccountant().compose(...).get_epsilon(delta)``; the peers
+  as above with one count.
 - ``grid``: the 100 x 100 (q, sigma) grid of ``accounting_speed.py`` at 1000 steps. Ours:
   ``accounting.epsilon_grid`` (all at once); the peers per configuration on an evenly spread
   sample, per configuration.
 
-Our caches of per-(q, sigma) results are cleared before every call of ours. Epsilon ratios
-ours / peer are reported per row (min and max): our default orders differ from the peers', so at
-a given step count either side can land closer to the best order; with the peer's orders added
-to ours our epsilon is never above the peer's (checked in ``tests/test_peers_rdp_speed.py``).
+Our caches of per-(q, sigma) results are cleared before every call of ours (the tables that
+depend on the orders alone are kept). Epsilon ratios ours / peer are reported per row (min and
+max): our default orders differ from the peer's, so at a given step count either side can land
+closer to the best order; with the peer's orders added to ours our epsilon is never above the
+peer's (checked in ``tests/test_peers_rdp_speed.py``).
 
     python benchmarks/rdp_speed.py [--repeats N] [--quick]
 
-Prints a table, then (last) one JSON line with every row.
+Prints Markdown tables with the speed-ups (peer time / our time: above 1 means ours is faster)
+and a line per goal of issue 17 ("goal met" or "goal NOT met"), then (last) one JSON line with
+every row.
 """
 
 from __future__ import annotations
@@ -36,10 +42,14 @@ from accounting_speed import GRID_DELTA, GRID_NOISES, GRID_RATES, GRID_STEPS
 from settings import SETTINGS
 
 import accounting
-from accounting.rdp import epsilon_curve
+from accounting.rdp import DEFAULT_ORDERS, epsilon_curve
 
 SETTING_A = SETTINGS["A"]
 STEPS_PER_EPOCH_A = 235  # ceil(60000 / 256)
+#: The speed-up over dp-accelerator each row must reach (issue 17, goals 1 and 2).
+GOAL_SPEEDUP = 2.0
+# our epsilon with the peer's orders added may exceed the peer's by rounding only
+EPSILON_ROUNDING = 1e-8
 
 
 def _import(name: str):
@@ -94,6 +104,10 @@ def curve_rows(peers: dict, repeats: int, quick: bool) -> list[dict]:
         functions = {"ours": lambda steps=steps: epsilon_curve(q, sigma, steps, delta)[0]}
         if "dp_accelerator" in peers:
             batch, orders = peers["dp_accelerator"].compute_epsilon_batch, peers["dpacc_orders"]
+            union = np.union1d(DEFAULT_ORDERS, orders)
+            functions["ours_peer_orders"] = (
+                lambda steps=steps, union=union: epsilon_curve(q, sigma, steps, delta,
+                                                               orders=union)[0])
             functions["dp_accelerator"] = (
                 lambda batch=batch, counts=counts, orders=orders:
                 batch(q, sigma, counts, orders, delta))
@@ -105,6 +119,11 @@ def curve_rows(peers: dict, repeats: int, quick: bool) -> list[dict]:
             row["speedup_vs_dp_accelerator"] = seconds["dp_accelerator"] / seconds["ours"]
             row["eps_ratio_min"], row["eps_ratio_max"] = _ratios(results["ours"],
                                                                  results["dp_accelerator"])
+            row["ours_peer_orders_ms"] = seconds["ours_peer_orders"] * 1e3
+            row["peer_orders_speedup_vs_dp_accelerator"] = (seconds["dp_accelerator"]
+                                                            / seconds["ours_peer_orders"])
+            row["peer_orders_eps_ratio_max"] = _ratios(results["ours_peer_orders"],
+                                                       results["dp_accelerator"])[1]
         if "dp_accounting" in peers:
             sample = steps[:: max(1, steps.size // (10 if quick else 50))]
             start = time.perf_counter()
@@ -121,33 +140,46 @@ def curve_rows(peers: dict, repeats: int, quick: bool) -> list[dict]:
 def single_rows(peers: dict, repeats: int) -> list[dict]:
     rows = []
     for label, (q, sigma, steps, delta) in SETTINGS.items():
-        def ours(q=q, sigma=sigma, steps=steps, delta=delta):
-            return float(epsilon_curve(q, sigma, steps, delta)[0])
-
-        # each peer interleaved with ours alone: a slow peer's call in between would evict our
-        # (call-bound) code from the processor's caches and charge that to us
-        # ours_ms is taken from the first pair: dp-accelerator's when it imports
-        pairs = {}
+        ours = {
+            "epsilon_curve": lambda q=q, sigma=sigma, steps=steps, delta=delta:
+                float(epsilon_curve(q, sigma, steps, delta)[0]),
+            "compute_epsilon": lambda q=q, sigma=sigma, steps=steps, delta=delta:
+                accounting.compute_epsilon(q, sigma, steps, delta),
+            "RdpAccountant": lambda q=q, sigma=sigma, steps=steps, delta=delta:
+                accounting.RdpAccountant().compose(q, sigma, steps).get_epsilon(delta),
+        }
+        row = {"case": f"single {label}"}
+        # dp-accelerator interleaved with ours; the slow dp_accounting apart, with our
+        # epsilon_curve alone (a slow peer's call in between evicts our call-bound code from
+        # the processor's caches and would charge that to us)
+        functions = dict(ours)
         if "dp_accelerator" in peers:
             batch, orders = peers["dp_accelerator"].compute_epsilon_batch, peers["dpacc_orders"]
-            pairs["dp_accelerator"] = (
+            functions["dp_accelerator"] = (
                 lambda q=q, sigma=sigma, steps=steps, delta=delta, batch=batch, orders=orders:
                 batch(q, sigma, [steps], orders, delta)[0])
-        pairs["ours_compute_epsilon"] = (
-            lambda q=q, sigma=sigma, steps=steps, delta=delta:
-            accounting.compute_epsilon(q, sigma, steps, delta))
+        seconds, results = _interleaved(functions, repeats)
+        for name in ours:
+            row[f"{name}_ms"] = seconds[name] * 1e3
+        row["ours_ms"] = row["epsilon_curve_ms"]
+        if "dp_accelerator" in functions:
+            row["dp_accelerator_ms"] = seconds["dp_accelerator"] * 1e3
+            for name in ours:
+                row[f"{name}_speedup_vs_dp_accelerator"] = (seconds["dp_accelerator"]
+                                                            / seconds[name])
+            row["speedup_vs_dp_accelerator"] = row["epsilon_curve_speedup_vs_dp_accelerator"]
+            row["eps_ratio_vs_dp_accelerator"] = (results["epsilon_curve"]
+                                                  / results["dp_accelerator"])
+        row["compute_epsilon_eps_ratio"] = results["compute_epsilon"] / results["epsilon_curve"]
         if "dp_accounting" in peers:
-            pairs["dp_accounting"] = (
-                lambda q=q, sigma=sigma, steps=steps, delta=delta, dpa=peers["dp_accounting"]:
-                _dp_accounting_epsilon(dpa, q, sigma, steps, delta))
-        row = {"case": f"single {label}"}
-        for peer, function in pairs.items():
-            seconds, results = _interleaved({"ours": ours, peer: function},
-                                            repeats if peer != "dp_accounting" else 5)
-            row.setdefault("ours_ms", seconds["ours"] * 1e3)
-            row[f"{peer}_ms"] = seconds[peer] * 1e3
-            row[f"speedup_vs_{peer}"] = seconds[peer] / seconds["ours"]
-            row[f"eps_ratio_vs_{peer}"] = results["ours"] / results[peer]
+            pair = {"ours": ours["epsilon_curve"],
+                    "dp_accounting": lambda q=q, sigma=sigma, steps=steps, delta=delta,
+                    dpa=peers["dp_accounting"]: _dp_accounting_epsilon(dpa, q, sigma, steps,
+                                                                       delta)}
+            seconds, results = _interleaved(pair, 5)
+            row["dp_accounting_ms"] = seconds["dp_accounting"] * 1e3
+            row["speedup_vs_dp_accounting"] = seconds["dp_accounting"] / seconds["ours"]
+            row["eps_ratio_vs_dp_accounting"] = results["ours"] / results["dp_accounting"]
         rows.append(row)
     return rows
 
@@ -185,29 +217,103 @@ def grid_row(peers: dict, repeats: int, quick: bool) -> dict:
     return row
 
 
-def _print(rows: list[dict]) -> None:
-    columns = [("case", "case", 28), ("K", "K", 6), ("ours_ms", "ours ms", 9),
-               ("dp_accelerator_ms", "dp-acc ms", 10),
-               ("speedup_vs_dp_accelerator", "x dp-acc", 9),
-               ("dp_accounting_ms", "dp_acc'g ms", 12),
-               ("speedup_vs_dp_accounting", "x dp_acc'g", 11)]
-    print("  ".join(title.rjust(width) for _, title, width in columns))
-    for row in rows:
-        cells = []
-        for key, _, width in columns:
-            value = row.get(key)
-            text = "-" if value is None else (f"{value:.4g}" if isinstance(value, float)
-                                              else str(value))
-            cells.append(text.rjust(width))
-        print("  ".join(cells))
+def _cell(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return lines
+
+
+def _goal(text: str, met: bool | None, detail: str) -> str:
+    verdict = "no peer to compare with" if met is None else ("goal met" if met else
+                                                             "goal NOT met")
+    return f"Goal: {text}: {verdict} ({detail})"
+
+
+def report(rows: list[dict]) -> list[str]:
+    """The Markdown tables and goal lines for the rows."""
+    curves = [row for row in rows if row["case"].startswith("curve")]
+    singles = [row for row in rows if row["case"].startswith("single")]
+    grids = [row for row in rows if row["case"].startswith("grid")]
+    q, sigma, _, delta = SETTING_A
+    lines = [f"Epsilon over K step counts at q = {q:.6g}, sigma = {sigma}, delta = {delta:g} "
+             "(setting A), ms per curve; speed-up = peer time / our time.", ""]
+    lines += _table(
+        ["case", "K", "ours ms", "ours + peer orders ms", "dp-accelerator ms",
+         "speed-up vs dp-acc", "speed-up (peer orders)", "eps ours/dp-acc min", "max",
+         "max (peer orders)", "dp_accounting ms", "speed-up vs dp_accounting"],
+        [[row["case"], row["K"], row["ours_ms"], row.get("ours_peer_orders_ms"),
+          row.get("dp_accelerator_ms"), row.get("speedup_vs_dp_accelerator"),
+          row.get("peer_orders_speedup_vs_dp_accelerator"), row.get("eps_ratio_min"),
+          row.get("eps_ratio_max"), row.get("peer_orders_eps_ratio_max"),
+          row.get("dp_accounting_ms"), row.get("speedup_vs_dp_accounting")] for row in curves])
+    lines += ["", "One epsilon per setting (ms per call):", ""]
+    lines += _table(
+        ["case", "epsilon_curve ms", "compute_epsilon ms", "RdpAccountant ms",
+         "dp-accelerator ms", "speed-up: curve", "compute_epsilon", "RdpAccountant",
+         "eps ours/dp-acc", "dp_accounting ms", "speed-up vs dp_accounting"],
+        [[row["case"], row["epsilon_curve_ms"], row["compute_epsilon_ms"],
+          row["RdpAccountant_ms"], row.get("dp_accelerator_ms"),
+          row.get("epsilon_curve_speedup_vs_dp_accelerator"),
+          row.get("compute_epsilon_speedup_vs_dp_accelerator"),
+          row.get("RdpAccountant_speedup_vs_dp_accelerator"),
+          row.get("eps_ratio_vs_dp_accelerator"), row.get("dp_accounting_ms"),
+          row.get("speedup_vs_dp_accounting")] for row in singles])
+    lines += ["", "The (q, sigma) grid (ms per configuration):", ""]
+    lines += _table(
+        ["case", "configs", "ours ms", "dp-accelerator ms", "speed-up vs dp-acc",
+         "eps ours/dp-acc min", "max", "dp_accounting ms", "speed-up vs dp_accounting"],
+        [[row["case"], row["K"], row["ours_ms"], row.get("dp_accelerator_ms"),
+          row.get("speedup_vs_dp_accelerator"), row.get("eps_ratio_min"),
+          row.get("eps_ratio_max"), row.get("dp_accounting_ms"),
+          row.get("speedup_vs_dp_accounting")] for row in grids])
+    lines.append("")
+    peer = all("dp_accelerator_ms" in row for row in rows)
+    speedups = [row.get("speedup_vs_dp_accelerator", 0.0) for row in curves]
+    lines.append(_goal(f"epsilon curve >= {GOAL_SPEEDUP:g}x dp-accelerator for K = 100 and "
+                       "K = 10^4 (issue 17.1)", min(speedups) >= GOAL_SPEEDUP if peer else None,
+                       ", ".join(f"{value:.2f}x" for value in speedups)))
+    if peer:
+        default_max = max(row["eps_ratio_max"] for row in curves)
+        union_max = max(row["peer_orders_eps_ratio_max"] for row in curves)
+        union_speedups = [row["peer_orders_speedup_vs_dp_accelerator"] for row in curves]
+        lines.append(_goal(
+            "epsilon curve equal to or below dp-accelerator's at every count, default orders",
+            default_max <= 1.0 + EPSILON_ROUNDING,
+            f"ours/peer at most {default_max:.6f}: the peer's orders include some between ours"))
+        lines.append(_goal(
+            "the same with the peer's orders added (orders=DEFAULT_ORDERS | peer's), "
+            f">= {GOAL_SPEEDUP:g}x", union_max <= 1.0 + EPSILON_ROUNDING
+            and min(union_speedups) >= GOAL_SPEEDUP,
+            f"ours/peer at most {union_max:.10f}; "
+            + ", ".join(f"{value:.2f}x" for value in union_speedups)))
+    for path in ("epsilon_curve", "compute_epsilon", "RdpAccountant"):
+        values = [row.get(f"{path}_speedup_vs_dp_accelerator", 0.0) for row in singles]
+        lines.append(_goal(
+            f"one epsilon via {path} >= {GOAL_SPEEDUP:g}x dp-accelerator on settings A-D "
+            "(issue 17.2)", min(values) >= GOAL_SPEEDUP if peer else None,
+            ", ".join(f"{row['case'][-1]} {value:.2f}x" for row, value in zip(singles, values,
+                                                                           strict=True))))
+    grid_speedup = grids[0].get("speedup_vs_dp_accelerator", 0.0) if grids else 0.0
+    lines.append(_goal(f"(q, sigma) grid >= {GOAL_SPEEDUP:g}x dp-accelerator per configuration "
+                       "(issue 17.2)", grid_speedup >= GOAL_SPEEDUP if peer else None,
+                       f"{grid_speedup:.2f}x"))
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--repeats", type=int, default=41)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    repeats = 5 if args.quick else args.repeats
+    repeats = 7 if args.quick else args.repeats
     peers, notes = {}, []
     dp_accelerator = _import("dp_accelerator")
     if dp_accelerator is None:
@@ -220,11 +326,13 @@ def main() -> None:
         notes.append("dp_accounting not importable: its columns are left out")
     else:
         peers["dp_accounting"] = dp_accounting
-    rows = curve_rows(peers, repeats, args.quick) + single_rows(peers, repeats)
-    rows.append(grid_row(peers, repeats, args.quick))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dp_accounting's convergence warnings on the grid
+        rows = curve_rows(peers, repeats, args.quick) + single_rows(peers, repeats)
+        rows.append(grid_row(peers, repeats, args.quick))
     for note in notes:
-        print(f"note: {note}")
-    _print(rows)
+        print(f"Note: {note}")
+    print("\n".join(report(rows)))
     print(json.dumps({"rdp_speed": rows, "notes": notes}))
 
 

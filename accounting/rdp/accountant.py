@@ -29,6 +29,7 @@ from accounting.rdp.conversions import (
     epsilon_objective,
     log_delta_candidates,
 )
+from accounting.rdp.curve import one_pair_epsilon
 from accounting.rdp.order_search import kl_lower_bound, minimize_over_orders
 from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.rdp.sampled_gaussian import rdp_items
@@ -44,8 +45,31 @@ NEIGHBORING: tuple[str, ...] = ("add_remove", "replace_one")
 _MAX_CACHED_ORDERS = 4096
 
 
+class _OrdersKey:
+    """A set of orders as a cache key, hashed once: a tuple of hundreds of floats would be
+    hashed again at every lookup of the shared per-step cache."""
+
+    __slots__ = ("_hash", "orders")
+
+    def __init__(self, orders: tuple):
+        self.orders = orders
+        self._hash = hash(orders)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return self is other or (isinstance(other, _OrdersKey) and self.orders == other.orders)
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+
+_DEFAULT_ORDERS_KEY = _OrdersKey(tuple(DEFAULT_ORDERS.tolist()))
+
+
 @lru_cache(maxsize=4096)
-def _step_rdp_store(sample_rate: float, noise_multiplier: float, orders: tuple) -> np.ndarray:
+def _step_rdp_store(sample_rate: float, noise_multiplier: float, orders: _OrdersKey) -> np.ndarray:
     """Per-order RDP of one step, filled in lazily (NaN where not computed yet)."""
     return np.full(len(orders), np.nan)
 
@@ -69,8 +93,9 @@ class OrderTotalsAccountant(GaussianStepsAccountant):
 
     def __init__(self, orders: np.ndarray):
         super().__init__()
-        self._orders = orders
-        self._orders_key = tuple(orders.tolist())
+        self._orders = orders  # never written to (DEFAULT_ORDERS itself is read-only)
+        self._orders_key = (_DEFAULT_ORDERS_KEY if orders is DEFAULT_ORDERS
+                            else _OrdersKey(tuple(orders.tolist())))
 
     def _per_step(self, sample_rate: float, noise_multiplier: float, index) -> np.ndarray:
         """Per-step value (RDP or log moment) at ``self._orders[index]``."""
@@ -145,8 +170,8 @@ class RdpAccountant(OrderTotalsAccountant):
         if neighboring not in NEIGHBORING:
             raise ValueError(f"neighboring must be one of {NEIGHBORING}, got {neighboring!r:.60}")
         self._orders_option = None if orders is None else check_orders(orders).tolist()
-        orders = DEFAULT_ORDERS if orders is None else check_orders(orders)
-        super().__init__(np.array(orders, dtype=float))
+        super().__init__(DEFAULT_ORDERS if orders is None
+                         else np.array(check_orders(orders), dtype=float))
         self.conversion = check_conversion(conversion)
         self._neighboring = neighboring
         # Accountants with very many orders keep their per-step values out of the shared cache.
@@ -255,15 +280,17 @@ class RdpAccountant(OrderTotalsAccountant):
         """Total RDP at each order."""
         return self._total
 
-    def _per_step(self, sample_rate, noise_multiplier, index):
-        store = None
+    def _store(self, sample_rate: float, noise_multiplier: float) -> np.ndarray:
+        """Per-step RDP at every order of one (q, sigma) pair, NaN where not computed yet."""
         if self._own_store is not None:
-            store = self._own_store.setdefault(
+            return self._own_store.setdefault(
                 (sample_rate, noise_multiplier), np.full(self._orders.size, np.nan)
             )
-        return _step_rdp(
-            sample_rate, noise_multiplier, self._orders_key, self._orders, index, store
-        )
+        return _step_rdp_store(sample_rate, noise_multiplier, self._orders_key)
+
+    def _per_step(self, sample_rate, noise_multiplier, index):
+        return _step_rdp(sample_rate, noise_multiplier, self._orders_key, self._orders, index,
+                         self._store(sample_rate, noise_multiplier))
 
     def _minimize(self, objective) -> tuple[float, float]:
         """Exact minimum of ``objective`` over the orders, evaluating only orders that can win."""
@@ -300,6 +327,17 @@ class RdpAccountant(OrderTotalsAccountant):
             return float("inf"), float(self._orders[0])
         if self._spends_nothing:  # the output does not depend on the data: (0, 0)-DP
             return 0.0, float(self._orders[0])
+        if len(self._steps_by_pair) == 1 and not self._other_steps:
+            # one (q, sigma) pair: the single-curve search of epsilon_curve, on this accountant's
+            # per-step store (the same values as the general search below)
+            (sample_rate, noise_multiplier), steps = next(iter(self._steps_by_pair.items()))
+            count = count_as_float(steps)
+            if count < np.inf:
+                orders = None if self._orders_option is None else self._orders
+                epsilon, index = one_pair_epsilon(
+                    sample_rate, noise_multiplier, count, delta, self.conversion, orders,
+                    self._store(sample_rate, noise_multiplier))
+                return epsilon, float(self._orders[index])
         epsilon, order = self._minimize(epsilon_objective(self._orders, delta, self.conversion))
         return max(0.0, epsilon), order
 

@@ -19,8 +19,13 @@ The result is the same minimum over the same orders as converting each total cur
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+from typing import NamedTuple
+
 import numpy as np
 
+from accounting._caches import register_cache
 from accounting._validation import (
     check_delta,
     check_noise_multiplier,
@@ -28,13 +33,8 @@ from accounting._validation import (
     check_sample_rate,
     check_step_counts,
 )
-from accounting.rdp.conversions import Conversion, check_conversion, epsilon_offsets
-from accounting.rdp.order_search import (
-    ANCHOR_ORDERS,
-    kl_lower_bound,
-    lower_bounds,
-    pruning_anchors,
-)
+from accounting.rdp.conversions import Conversion, check_conversion
+from accounting.rdp.order_search import ANCHOR_ORDERS, folded_bound_maps, lower_bounds
 from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.rdp.sampled_gaussian import rdp_items, step_rdp_one_pair
 
@@ -106,7 +106,13 @@ def epsilon_curve(
     counts = check_step_counts(steps)
     delta = check_delta(delta)
     conversion = check_conversion(conversion)
-    orders = DEFAULT_ORDERS if orders is None else np.sort(check_orders(orders))
+    table = _table(None if orders is None else np.sort(check_orders(orders)))
+    orders = table.orders
+    if q > 0.0 and counts.size and 0.0 < counts.min() and counts.max() < np.inf:
+        # every count positive and finite (the usual call): no masks over the counts
+        with np.errstate(all="ignore"):
+            epsilon, index = _curve(q, sigma, counts.reshape(-1), delta, conversion, table)
+        return epsilon.reshape(counts.shape), orders[index].reshape(counts.shape)
     epsilon = np.zeros(counts.shape)
     index = np.zeros(counts.shape, dtype=np.int64)
     flat_epsilon, flat_index = epsilon.reshape(-1), index.reshape(-1)
@@ -117,78 +123,187 @@ def epsilon_curve(
     flat_epsilon[infinite] = np.inf
     live = np.flatnonzero((counts > 0.0) & ~infinite)
     if live.size:
-        with np.errstate(over="ignore"):  # T r beyond the float range is inf: the right epsilon
+        with np.errstate(all="ignore"):  # T r beyond the float range is inf: the right epsilon
             flat_epsilon[live], flat_index[live] = _curve(q, sigma, counts[live], delta,
-                                                          conversion, orders)
+                                                          conversion, table)
     return epsilon, orders[index.reshape(-1)].reshape(index.shape)
 
 
-def _curve(q, sigma, counts, delta, conversion, orders) -> tuple[np.ndarray, np.ndarray]:
-    """Epsilon and order index for positive finite ``counts`` (arguments already validated)."""
-    offset, threshold = epsilon_offsets(orders, delta, conversion)
-    rdp = _step_rdp(q, sigma, orders, offset, threshold, counts)
-    lines = np.flatnonzero(np.isfinite(rdp))  # unevaluated orders are NaN, vacuous ones inf
+def one_pair_epsilon(q: float, sigma: float, count: float, delta: float, conversion: str,
+                     orders: np.ndarray | None, store: np.ndarray) -> tuple[float, int]:
+    """Epsilon and order index after ``count`` steps at one ``(q, sigma)`` with ``0 < q`` and
+    ``0 < count < inf`` (arguments already validated; ``orders`` in any order, ``None`` for
+    :data:`DEFAULT_ORDERS`).
+
+    ``store`` holds the per-step RDP at ``orders``, NaN where not known yet; the orders this
+    evaluates are written into it, so a caller that keeps it (an accountant) computes each order
+    once. The value is that of :func:`epsilon_curve` at ``count`` (clipped at 0), the minimum
+    over every order of the converted ``count * store`` (with the store filled in).
+    """
+    with np.errstate(all="ignore"):
+        epsilon, index = _curve(q, sigma, np.array([float(count)]), delta, conversion,
+                                _table(orders), store)
+    return float(epsilon[0]), int(index[0])
+
+
+class _Table(NamedTuple):
+    """What depends on the orders alone, computed once per set of orders."""
+
+    orders: np.ndarray
+    key: tuple
+    log1p_inverse: np.ndarray  # log1p(-1 / alpha)
+    log_orders: np.ndarray
+    minus_one: np.ndarray  # alpha - 1
+    anchors: np.ndarray  # indices of the anchor orders (order_search.pruning_anchors)
+    others: np.ndarray  # indices of the other orders, ascending
+    integer: np.ndarray  # which orders are whole numbers
+    # order_search's folded bound maps restricted to the other orders: lower bounds on their RDP
+    # are (rdp[anchors] @ weights + shifts).reshape(3, -1).max(axis=0)
+    weights: np.ndarray
+    shifts: np.ndarray
+
+
+_default_table: list[_Table] = []  # the default orders' table, kept apart: no tuple to hash
+
+
+def _table(orders: np.ndarray | None) -> _Table:
+    """The table of ``orders`` (the default orders for ``None``)."""
+    if orders is None or orders is DEFAULT_ORDERS:
+        if not _default_table:
+            _default_table.append(_build_table(_DEFAULT_KEY))
+        return _default_table[0]
+    return _build_table(tuple(orders.tolist()))
+
+
+@lru_cache(maxsize=64)
+def _build_table(key: tuple) -> _Table:
+    orders = np.array(key)
+    orders.setflags(write=False)
+    anchors, weights, shifts = folded_bound_maps(key)  # anchors: pruning_anchors(key)
+    others = np.setdiff1d(np.arange(orders.size), anchors)
+    pick = (np.arange(3)[:, None] * orders.size + others).ravel()
+    return _Table(orders, key, np.log1p(-1.0 / orders), np.log(orders), orders - 1.0, anchors,
+                  others, orders == np.floor(orders), weights[:, pick], shifts[pick])
+
+
+def _clear_tables() -> None:
+    _default_table.clear()
+    _build_table.cache_clear()
+
+
+def _offsets(table: _Table, delta: float, conversion: str) -> tuple[np.ndarray, float]:
+    """:func:`accounting.rdp.conversions.epsilon_offsets` from the table (the same operations
+    on the same values: the same bits)."""
+    log_delta = np.log(delta)
+    if conversion == "classic":
+        return -log_delta / table.minus_one, -np.inf
+    return table.log1p_inverse - (log_delta + table.log_orders) / table.minus_one, -np.log1p(
+        -(delta**2))
+
+
+def _curve(q, sigma, counts, delta, conversion, table, store=None):
+    """Epsilon and order index for positive finite ``counts`` (arguments already validated,
+    floating-point warnings silenced by the caller)."""
+    offset, threshold = _offsets(table, delta, conversion)
+    rdp = _step_rdp(q, sigma, table, offset, threshold, counts, store)
+    lines = np.flatnonzero(rdp < np.inf)  # unevaluated orders are NaN, vacuous ones inf
     if lines.size == 0:
         return np.full(counts.shape, np.inf), np.zeros(counts.shape, dtype=np.int64)
     slopes, intercepts = rdp[lines], offset[lines]
-    if counts.size * lines.size <= _DIRECT_PAIRS or lines.size > _ENVELOPE_LINES:
+    if counts.size * lines.size <= _DIRECT_PAIRS:
+        best = (counts[:, None] * slopes + intercepts).argmin(axis=1)
+        lowest = counts * slopes[best] + intercepts[best]  # the same operations: the same bits
+    elif lines.size > _ENVELOPE_LINES:
         lowest, best = _direct_minimum(slopes, intercepts, counts)
     else:
         lowest, best = _envelope_minimum(slopes, intercepts, counts)
     # Bretagnolle-Huber: epsilon is 0 once some order's total RDP is at most the threshold.
-    flattest = int(np.argmin(slopes))
+    flattest = slopes.argmin()
     zero = counts * slopes[flattest] <= threshold
-    best[zero] = flattest
-    epsilon = np.where(zero, 0.0, np.maximum(lowest, 0.0))
-    return epsilon, lines[best]
+    if zero.any():
+        best[zero] = flattest
+        lowest[zero] = 0.0
+    return np.maximum(lowest, 0.0), lines[best]
 
 
-def _step_rdp(q, sigma, orders, offset, threshold, counts) -> np.ndarray:
+def _step_rdp(q, sigma, table, offset, threshold, counts, store) -> np.ndarray:
     """Per-step RDP at the orders that can attain the minimum for some ``T`` in ``counts``
-    (NaN at the others): the anchor orders first, then the orders their bounds cannot prune."""
-    key = _DEFAULT_KEY if orders is DEFAULT_ORDERS else tuple(orders.tolist())
-    rdp = np.full(orders.shape, np.nan)
-    floor = kl_lower_bound(q, sigma, 1.0) * (1.0 - 1e-9)
-    with np.errstate(all="ignore"):
-        anchors = pruning_anchors(key, ANCHOR_ORDERS)
-        rdp[anchors] = _per_step(q, sigma, orders[anchors])
-        needed = _needed(rdp, orders, key, ANCHOR_ORDERS, floor, offset, threshold, counts)
-        if needed.size:
-            rdp[needed] = _per_step(q, sigma, orders[needed])
+    (NaN at the others): the anchor orders first, then the orders their bounds cannot prune.
+    Filled into ``store`` where one is given (orders known there are not evaluated again)."""
+    anchors = table.anchors
+    if store is None:
+        rdp = np.full(table.orders.shape, np.nan)
+        missing = anchors
+    else:
+        rdp = store
+        missing = anchors[np.isnan(rdp[anchors])]
+    if missing.size:
+        rdp[missing] = _per_step(q, sigma, table.orders[missing], table.integer[missing])
+    needed = _needed(q, sigma, rdp, table, offset, threshold, counts, store is None)
+    if needed.size:
+        rdp[needed] = _per_step(q, sigma, table.orders[needed], table.integer[needed])
     return rdp
 
 
-def _needed(rdp, orders, key, anchor_orders, floor, offset, threshold, counts) -> np.ndarray:
+def _needed(q, sigma, rdp, table, offset, threshold, counts, fresh) -> np.ndarray:
     """Indices of the orders not yet evaluated that may attain the minimum for some ``T`` in
-    ``counts``, given the RDP at the anchors and at the orders evaluated so far."""
-    rest = np.flatnonzero(np.isnan(rdp))
-    if rest.size == 0:
-        return rest
-    bound = np.maximum(lower_bounds(rdp, orders, key, anchor_orders)[rest], floor)
-    known = np.flatnonzero(np.isfinite(rdp))
-    if known.size == 0 or known.size > _ENVELOPE_LINES:
-        return rest  # nothing to prune with, or too many lines for the envelope: evaluate all
-    low = counts.min()
-    if counts.size * rest.size <= _DIRECT_PAIRS:
-        points = counts  # few counts: compare at each of them
+    ``counts``, given the RDP at the anchors and at the orders evaluated so far (``fresh``:
+    at the anchors alone).
+
+    An order may win at ``T`` only if its lower line ``T bound + offset`` is below the envelope
+    of the evaluated orders' lines there. Over many counts the envelope is replaced by the lower
+    envelope ``E`` of the lines that attain it at some count (equal to it at every count, above
+    it in between), concave in ``T``: ``E`` minus a line is largest at an end of
+    ``[min(counts), max(counts)]`` or at a breakpoint of ``E``, so comparing there prunes no order
+    that could win at some count.
+    """
+    values = rdp[table.anchors]
+    if fresh and values.max() < np.inf:
+        rest, known = table.others, table.anchors
+        bound = (values @ table.weights + table.shifts).reshape(3, -1).max(axis=0)
     else:
-        # The envelope E(T) of the evaluated orders' lines is concave and each bound's line is
-        # linear in T, so their difference is largest at an end of [low, high] or at a
-        # breakpoint of E: comparing there prunes no order that could win at some count.
+        unknown = np.isnan(rdp)
+        rest = np.flatnonzero(unknown)
+        if rest.size == 0:
+            return rest
+        bound = lower_bounds(rdp, table.orders, table.key, ANCHOR_ORDERS)[rest]
+        known = np.flatnonzero(rdp < np.inf)
+        if known.size == 0 or known.size > _ENVELOPE_LINES:
+            return rest  # nothing to prune with, or too many lines for the envelope: evaluate all
+    # Pinsker's floor on the KL divergence of one step, as kl_lower_bound (with the scalar erf),
+    # bounds the RDP at every order
+    floor = 2.0 * (q * math.erf(math.sqrt(0.125) / sigma)) ** 2 * ((1.0 - 1e-12) * (1.0 - 1e-9))
+    bound = np.maximum(bound, floor)
+    slopes, intercepts = rdp[known], offset[known]
+    low = counts.min()
+    if counts.size == 1:
+        points = counts
+    else:
         high = counts.max()
-        _, breaks = _envelope(rdp[known], offset[known])
+        if counts.size * known.size <= _DIRECT_PAIRS:
+            # the lines attaining the envelope at some count, steepest first (smallest T first)
+            hit = np.zeros(known.size, dtype=bool)
+            hit[(counts[:, None] * slopes + intercepts).argmin(axis=1)] = True
+            attained = np.flatnonzero(hit)
+            attained = attained[np.argsort(-slopes[attained], kind="stable")]
+            slopes, intercepts = slopes[attained], intercepts[attained]
+            breaks = (intercepts[1:] - intercepts[:-1]) / (slopes[:-1] - slopes[1:])
+        else:
+            lines, breaks = _envelope(slopes, intercepts)
+            slopes, intercepts = slopes[lines], intercepts[lines]
         points = np.concatenate(([low, high], breaks[(breaks > low) & (breaks < high)]))
-    envelope = np.min(points[:, None] * rdp[known] + offset[known], axis=1)
-    below = points[:, None] * bound + offset[rest] < envelope[:, None]
+    envelope = (points[:, None] * slopes + intercepts).min(axis=1, keepdims=True)
+    below = (points[:, None] * bound + offset[rest] < envelope).any(axis=0)
     # Under the improved conversion an order also wins (epsilon 0) where T r <= threshold.
-    return rest[np.any(below, axis=0) | (low * bound <= threshold)]
+    return rest[below | (low * bound <= threshold)]
 
 
-def _per_step(q: float, sigma: float, alphas: np.ndarray) -> np.ndarray:
-    """Per-step RDP at ``alphas`` (the general path for the closed-form case ``q = 1``)."""
+def _per_step(q: float, sigma: float, alphas: np.ndarray, integer: np.ndarray) -> np.ndarray:
+    """Per-step RDP at ``alphas`` (``integer`` marks the whole ones; the general path for the
+    closed-form case ``q = 1``)."""
     if q == 1.0:
         return rdp_items(np.ones(alphas.size), np.full(alphas.size, sigma), alphas)
-    return step_rdp_one_pair(q, sigma, alphas)
+    return step_rdp_one_pair(q, sigma, alphas, integer)
 
 
 def _envelope(slopes: np.ndarray, intercepts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,3 +352,6 @@ def _envelope_minimum(slopes, intercepts, counts) -> tuple[np.ndarray, np.ndarra
     lines, breaks = _envelope(slopes, intercepts)
     best = lines[np.searchsorted(breaks, counts, side="right") - 1]
     return counts * slopes[best] + intercepts[best], best
+
+
+register_cache(_clear_tables, table=True)

@@ -29,6 +29,7 @@ from accounting.gdp import step_total_variation
 
 __all__ = [
     "ANCHOR_ORDERS",
+    "folded_bound_maps",
     "kl_lower_bound",
     "lower_bounds",
     "minimize_over_orders",
@@ -131,7 +132,7 @@ def lower_bounds(rdp: np.ndarray, orders: np.ndarray, orders_key: tuple,
     ``rdp`` holds the curve at :func:`pruning_anchors` (any value elsewhere); the bounds are
     positively homogeneous in the curve, so they scale with a number of composed steps.
     """
-    columns, weights, offsets = _folded_maps(orders_key, anchor_orders)
+    columns, weights, offsets = folded_bound_maps(orders_key, anchor_orders)
     values = rdp[columns]
     if not np.all(np.isfinite(values)):  # inf * 0 would be NaN: the general path handles it
         return _lower_bounds(rdp[None, :], orders, orders_key, anchor_orders)[0]
@@ -139,7 +140,7 @@ def lower_bounds(rdp: np.ndarray, orders: np.ndarray, orders_key: tuple,
 
 
 @lru_cache(maxsize=64)
-def _folded_maps(orders_key: tuple, anchor_orders: frozenset):
+def folded_bound_maps(orders_key: tuple, anchor_orders: frozenset = ANCHOR_ORDERS):
     """:func:`_bound_maps` with the scalings of :func:`_lower_bounds` folded into the weights:
     ``(columns, weights, offsets)`` with ``values[columns] @ weights + offsets`` the three
     candidate bounds on the RDP (already divided by ``alpha - 1`` and shrunk by the margin)."""
@@ -201,4 +202,4 @@ def minimize_over_orders(
 
 
 register_cache(_bound_maps.cache_clear, table=True)
-register_cache(_folded_maps.cache_clear, table=True)
+register_cache(folded_bound_maps.cache_clear, table=True)

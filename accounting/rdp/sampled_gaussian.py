@@ -32,6 +32,7 @@ Everything is vectorised over orders and parameters: no Python loop runs per ord
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -459,44 +460,51 @@ def _log_a_minus_1_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarra
     return result
 
 
-def step_rdp_one_pair(q: float, sigma: float, alpha: np.ndarray) -> np.ndarray:
+def step_rdp_one_pair(q: float, sigma: float, alpha: np.ndarray,
+                      integer: np.ndarray | None = None) -> np.ndarray:
     """:func:`rdp_items` at one ``(q, sigma)`` with ``0 < q < 1`` and many orders.
 
     The same values, with fewer operations: the fractional orders share one quadrature lattice
     (its step and lower end depend on ``sigma`` alone, only its upper end on the order), so the
-    abscissae and ``u(t)`` are computed once and every order is summed over its whole range in
-    one pass. Orders it cannot take that way (too many nodes, an overflowing ``u``) go through
-    :func:`rdp_items`. Arguments already validated.
+    abscissae and ``u(t)`` are computed once and every order is summed over the whole lattice in
+    one pass; integer orders join them where that lengthens the lattice by at most half
+    (the integral is the same for every order), the others are summed binomially. Orders it
+    cannot take that way (too many nodes, an overflowing ``u``) go through :func:`rdp_items`.
+    Arguments already validated; ``integer`` (optional) marks the whole orders. As for
+    :func:`rdp_items`, the caller silences floating-point warnings (``np.errstate(all="ignore")``):
+    every overflow and ``log(0)`` is handled.
     """
     # NumPy scalars: a huge or tiny sigma overflows to inf as in rdp_items, never raises
     q, sigma = np.float64(q), np.float64(sigma)
-    integer = alpha == np.floor(alpha)
-    fractional = ~integer
+    integer = alpha == np.floor(alpha) if integer is None else integer.copy()
     log_a_minus_1 = np.empty(alpha.shape)
-    with np.errstate(all="ignore"):  # every overflow and log(0) is handled as in rdp_items
-        if np.any(fractional):
-            shared = _shared_lattice_log_a_minus_1(q, sigma, alpha[fractional])
-            if shared is None:
-                ones = np.ones(alpha.size)
-                return rdp_items(q * ones, sigma * ones, alpha)
-            log_a_minus_1[fractional] = shared
-        if np.any(integer):
-            log_a_minus_1[integer] = _log_a_minus_1_integer_one_pair(q, sigma, alpha[integer])
-        return _finish(log_a_minus_1, alpha)
+    if not integer.all():
+        # the lattice spans about alpha / sigma + 2 _TAIL: at most half longer up to this
+        reach = min(1.5 * alpha[~integer].max() + _TAIL * sigma, _LATTICE_INTEGERS)
+        integer &= alpha > reach
+        shared = _shared_lattice_log_a_minus_1(q, sigma, alpha[~integer])
+        if shared is None:
+            ones = np.ones(alpha.size)
+            return rdp_items(q * ones, sigma * ones, alpha)
+        log_a_minus_1[~integer] = shared
+    if integer.any():
+        log_a_minus_1[integer] = _log_a_minus_1_integer_one_pair(q, sigma, alpha[integer])
+    return _finish(log_a_minus_1, alpha)
 
 
 def _log_a_minus_1_integer_one_pair(q: float, sigma: float, alpha: np.ndarray) -> np.ndarray:
-    """:func:`log_a_minus_1_integer` at one ``(q, sigma)``: the same terms in the same order,
-    without per-term copies of ``q`` and ``sigma`` where the layout of the orders is cached."""
-    if not (alpha.size <= 64 and np.all(alpha <= _PROBED_ORDER)):
+    """:func:`log_a_minus_1_integer` at one ``(q, sigma)``: the same terms, without per-term
+    copies of ``q`` and ``sigma`` where the layout of the orders is cached."""
+    if not (alpha.size <= 64 and alpha.max() <= _PROBED_ORDER):
         ones = np.ones(alpha.size)
         return log_a_minus_1_integer(q * ones, sigma * ones, alpha)
     index, k, rest, log_binomial, pairs = _cached_one_pair_layout(tuple(alpha.tolist()))
-    x = pairs / (2.0 * sigma**2)
-    log_expm1 = np.log(np.expm1(x)) if x.max() <= 1.0 else _log_expm1(x)
-    log_terms = log_binomial + rest * np.log1p(-q) + k * np.log(q) + log_expm1
+    x = pairs * (0.5 / sigma**2)
+    # log expm1(x) = x + log(1 - e^-x): one form for every x >= 0, with an absolute error of a
+    # few ulps of max(x, |log expm1(x)|), as _log_expm1's two branches
+    log_terms = (log_binomial + rest * np.log1p(-q) + k * np.log(q)) + (x + np.log(-np.expm1(-x)))
     peak = np.maximum.reduceat(log_terms, index.starts)
-    if not np.all(np.isfinite(peak)):
+    if not np.isfinite(peak).all():
         return segment_logsumexp(log_terms, index)
     # segment_logsumexp's arithmetic, for blocks that all have a finite peak
     return peak + np.log(np.add.reduceat(np.exp(log_terms - peak[index.item]), index.starts))
@@ -513,6 +521,10 @@ def _finish(log_a_minus_1: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, log_a_minus_1) / (alpha - 1.0)
 
 
+# Integer orders up to this join the fractional ones on the shared lattice (one pass instead of
+# two); beyond, the binomial sum's log C(alpha, k) (differences of log-gammas near
+# alpha log alpha) loses more than the quadrature, and the values would drift from rdp_items'.
+_LATTICE_INTEGERS = 24.0
 # Most (order, node) pairs the shared lattice evaluates at once; beyond, the general path.
 _SHARED_NODES = 200_000
 # The shared lattice sums in linear space when every term is far inside the float range: q at
@@ -522,45 +534,96 @@ _LINEAR_MIN_RATE = 1e-60
 _LINEAR_MAX_GROWTH = 600.0
 
 
+# Inside |alpha log1p(u)| <= _ELL_RADIUS the shared lattice sums psi as its power series in
+# ell = log1p(u), psi = ell^2 sum_{n=2}^{_ELL_TERMS+1} (alpha^n - alpha) ell^(n-2) / n!; outside,
+# the closed form of _log_psi_from_log1p loses at most about 8 ulps (its two terms, each about
+# (alpha - 1) |ell|, cancel down to alpha (alpha - 1) ell^2 / 2).
+_ELL_RADIUS = 0.5
+_ELL_TERMS = 16  # n = 2 .. 17; _ell_powers builds exactly 16 powers
+_ELL_POWERS = np.arange(1.0, _ELL_TERMS + 1.0)  # n - 1
+_ELL_INVERSE_FACTORIALS = 1.0 / np.cumprod(np.arange(2.0, _ELL_TERMS + 2.0))  # 1 / n!
+
+
+def _ell_powers(ell: np.ndarray) -> np.ndarray:
+    """Rows ``ell^0 .. ell^15`` (four products of blocks instead of fifteen of rows)."""
+    powers = np.empty((_ELL_TERMS, ell.size))
+    powers[0] = 1.0
+    powers[1] = ell
+    np.multiply(ell, ell, out=powers[2])
+    np.multiply(powers[2], ell, out=powers[3])
+    np.multiply(powers[:4], powers[2] * powers[2], out=powers[4:8])
+    np.multiply(powers[:8], powers[4] * powers[4], out=powers[8:])
+    return powers
+
+
+def _psi_over_ell_squared(ell: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``psi / ell^2`` at every (order, node) pair by its power series in ``ell = log1p(u)``.
+
+    With ``1 + u = e^ell``, ``psi = e^(alpha ell) - 1 - alpha (e^ell - 1) = sum_{n>=2}
+    (alpha^n - alpha) ell^n / n!``. Since ``0 < alpha^n - alpha <= (n - 1) (alpha - 1)
+    alpha^(n-1)``, the terms beyond ``n = _ELL_TERMS + 1`` add less than ``1e-19`` relative where
+    ``|alpha ell| <= _ELL_RADIUS``. Elsewhere the sum is meaningless (the caller does not use it).
+    The sum over ``n`` is one matrix product: coefficients per order times powers per node.
+    """
+    # (alpha^n - alpha) / n! = alpha expm1((n - 1) log alpha) / n!: no cancellation near alpha = 1
+    coefficients = (alpha[:, None] * _ELL_INVERSE_FACTORIALS) * np.expm1(
+        np.log(alpha)[:, None] * _ELL_POWERS)
+    return coefficients @ _ell_powers(ell)
+
+
 def _shared_lattice_log_a_minus_1(q: float, sigma: float, alpha: np.ndarray):
-    """``log(A_alpha - 1)`` for fractional orders at one ``(q, sigma)`` on a shared lattice, or
-    ``None`` where the general path is needed (node budget, overflow, extreme tilt)."""
-    strip = min(0.95 * np.pi * sigma, 3.6)  # as _trapezoid_layout: the same nodes, the same sums
+    """``log(A_alpha - 1)`` for orders at one ``(q, sigma)`` on a shared lattice, or ``None``
+    where the general path is needed (node budget, overflow, extreme tilt).
+
+    The lattice is :func:`_trapezoid_layout`'s (step and lower end from ``sigma`` alone) run to
+    the largest order's upper end; every order is summed over all of it, a few nodes past its own
+    upper end. Those nodes carry positive terms below ``e^-98`` of the sum (see ``_TAIL``), so
+    the sums agree with the general path's to rounding. ``psi`` is the closed form of
+    :func:`_log_psi_from_log1p` where ``|alpha ell| > _ELL_RADIUS`` (its two terms, each about
+    ``(alpha - 1) |ell|``, cancel down to ``alpha (alpha - 1) ell^2 / 2``: at most about 8 ulps
+    lost there) and the power series of :func:`_psi_over_ell_squared` inside.
+    """
+    strip = min(0.95 * np.pi * sigma, 3.6)
     step = 2.0 * np.pi * strip / 45.0
     lower = min(0.0, 0.5 / sigma) - _TAIL
-    upper = max(0.0, 0.5 / sigma) + _TAIL + alpha / sigma
-    counts = np.ceil((upper - lower) / step) + 1.0
-    longest = counts.max()
-    if (not longest * alpha.size <= _SHARED_NODES) or alpha.max() / sigma > _MAX_TILT:
+    largest = float(alpha.max())
+    upper = max(0.0, 0.5 / sigma) + _TAIL + largest / sigma
+    nodes = np.ceil((upper - lower) / step) + 1.0
+    if (not nodes * alpha.size <= _SHARED_NODES) or largest / sigma > _MAX_TILT:
         return None
-    t = lower + np.arange(int(longest)) * step
+    t = lower + np.arange(int(nodes)) * step
     u = q * np.expm1(t / sigma - 0.5 / sigma**2)
-    if not np.all(np.isfinite(u)):
+    # u increases along the lattice and t / sigma is largest at its end (where t >= _TAIL >=
+    # -lower): if the last u is finite, every u is
+    if not math.isfinite(u[-1]):
         return None
-    # One row per order, padded beyond its range: dense sums take fewer operations. psi as
-    # _log_psi computes it, with log1p(u) and expm1(-log1p(u)) taken once per node.
-    ell = np.log1p(u)
+    ell = np.log1p(u)  # non-decreasing along the lattice, as u
     beta = alpha[:, None] - 1.0
     growth = beta * ell
     tail = beta * np.expm1(-ell)
-    rows, columns = np.nonzero(np.abs(alpha[:, None] * u) <= _SERIES_RADIUS)
-    valid = np.arange(t.size) < counts[:, None]
-    if q >= _LINEAR_MIN_RATE and growth.max() <= _LINEAR_MAX_GROWTH:
+    # the power series serves the nodes with |ell| <= _ELL_RADIUS / alpha: one slice of nodes
+    reach = _ELL_RADIUS / alpha
+    widest = reach.max()
+    # (a node exactly at -widest keeps the closed form, as accurate there)
+    first, stop = ell.searchsorted(-widest, side="right"), ell.searchsorted(widest, side="right")
+    part = ell[first:stop]
+    near = np.abs(part) <= reach[:, None]
+    reduced = _psi_over_ell_squared(part, alpha)
+    log_weight = -0.5 * t * t - _LOG_SQRT_2PI
+    # ell is largest at the last node (u increases with t), so this is the largest growth
+    if q >= _LINEAR_MIN_RATE and (largest - 1.0) * ell[-1] <= _LINEAR_MAX_GROWTH:
         # every term lies well inside the float range: sum in linear space
         psi = (1.0 + u) * (np.expm1(growth) + tail)
-        if rows.size:
-            psi[rows, columns] = _psi_series(u[columns], alpha[rows])
-        values = np.where(valid, psi * np.exp(-0.5 * t * t - _LOG_SQRT_2PI), 0.0)
-        return np.log(step) + np.log(values.sum(axis=1))
-    if growth.max() <= 700.0:
+        np.copyto(psi[:, first:stop], reduced * (part * part), where=near)
+        return np.log(step) + np.log(psi @ np.exp(log_weight))
+    if (largest - 1.0) * ell[-1] <= 700.0:
         log_psi = ell + np.log(np.expm1(growth) + tail)
     else:
         log_psi = ell + np.where(growth <= 700.0,
                                  np.log(np.expm1(np.minimum(growth, 700.0)) + tail),
                                  growth + np.log1p((tail - 1.0) * np.exp(-growth)))
-    if rows.size:
-        log_psi[rows, columns] = _log_psi_series(u[columns], alpha[rows])
-    log_values = np.where(valid, (-0.5 * t * t - _LOG_SQRT_2PI) + log_psi, -np.inf)
+    np.copyto(log_psi[:, first:stop], np.log(reduced) + 2.0 * np.log(np.abs(part)), where=near)
+    log_values = log_psi + log_weight
     peak = log_values.max(axis=1)
     return np.log(step) + peak + np.log(np.exp(log_values - peak[:, None]).sum(axis=1))
 
