@@ -107,11 +107,19 @@ class DenseStep:
             self.seg_d[index, d0:d1] = 1
         self.ones = np.ones(len(layers), dtype=dtype)
         self.sigmoid_bce = layers[-1].activation.name == "sigmoid"
-        # Largest product of the step (multiply-adds), for the BLAS thread choice.
+        # Largest product of the step (multiply-adds), and largest matrix-vector product (one
+        # output unit, or the sum over a single layer's norms), for the BLAS thread choice.
         self.largest_macs = max(
             [batch * (end - start) * (d1 - d0)
              for (start, _, end), (d0, d1) in zip(a_rows, d_rows, strict=True)]
             + [batch * start_a * len(layers), batch * start_d * len(layers)]
+        )
+        self.largest_vector_macs = max(
+            [batch * (end - start) for (start, _, end), (d0, d1) in zip(a_rows, d_rows,
+                                                                        strict=True)
+             if d1 - d0 == 1]
+            + [batch * len(layers)] + ([batch * start_a, batch * start_d] if len(layers) == 1
+                                       else [])
         )
 
     def forward_backward(self, x: np.ndarray, y, loss_grad):

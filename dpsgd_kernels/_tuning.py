@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BLAS_MACS_PER_THREAD",
     "BLAS_SERIAL_MACS",
+    "BLAS_SERIAL_VECTOR_MACS",
     "CHUNK_BYTES",
     "MIN_BLOCK_ROWS",
     "REUSE_MAX_BYTES",
@@ -63,9 +64,17 @@ than twice this run on one thread. Provenance: single-precision products of the 
 idle and busy; 2^24 gives each thread work far longer than a wake-up or a scheduler slice."""
 
 BLAS_SERIAL_MACS = 2**18
-"""Largest product (multiply-adds) that OpenBLAS runs on one thread whatever its thread count:
-its GEMM interface splits a product only above ``65536 * GEMM_MULTITHREAD_THRESHOLD`` (4 by
-default) multiply-adds. A Dense-stack step whose products all stay below it leaves the BLAS's
+"""Largest matrix product (multiply-adds) that OpenBLAS runs on one thread whatever its thread
+count: its GEMM interface splits a product only above ``65536 * GEMM_MULTITHREAD_THRESHOLD`` (4
+by default) multiply-adds (other BLAS libraries have rules of their own; this is a speed choice
+only). A Dense-stack step whose products all stay below it leaves the BLAS's
 thread count alone under ``blas_threads="auto"`` (limiting it would only cost the calls that read
 and set it). Provenance: OpenBLAS ``interface/gemm.c`` (``SMP_THRESHOLD_MIN``), and the MLP DP
 step at the default thread count timed with and without the limit (kernel_speed.py)."""
+
+BLAS_SERIAL_VECTOR_MACS = 2304 * 4 - 1
+"""Largest matrix-vector product (multiply-adds) that OpenBLAS runs on one thread whatever its
+thread count: its GEMV interface (and GEMM with a dimension of 1, which it hands to GEMV) splits
+a product from ``2304 * GEMM_MULTITHREAD_THRESHOLD`` (4 by default) multiply-adds on; the
+companion of :data:`BLAS_SERIAL_MACS` for the products with one output unit. Provenance:
+OpenBLAS ``interface/gemv.c`` and ``interface/gemm.c``; not timed on its own."""

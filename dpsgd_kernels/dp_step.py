@@ -28,9 +28,17 @@ but the final sums is per example, so the chunks' clipped sums (or gradient sums
 a step's memory is bounded and a chunk's activations stay closer to the CPU caches. The noise is
 drawn once, after the last chunk.
 
+A model made of Dense layers only (on flat input, one example per microbatch, one pass) runs
+a step of its own (:mod:`dpsgd_kernels._dense_step`): the same quantities, with every layer's
+rows and deltas in two shared work arrays, so that the step takes a fixed handful of NumPy
+calls per layer; the naive references (:mod:`dpsgd_kernels.naive`) keep to the layer-by-layer
+path, and the tests compare the two.
+
 The step's products are small for small models, where BLAS threads cost more than they
 compute: by default (``blas_threads="auto"``) a step lets BLAS use one thread per
-``BLAS_MACS_PER_THREAD`` multiply-adds of its largest product (:mod:`dpsgd_kernels.blas`).
+``BLAS_MACS_PER_THREAD`` multiply-adds of its largest product (:mod:`dpsgd_kernels.blas`); a
+Dense-stack step whose products are all below the sizes OpenBLAS splits at all
+(``BLAS_SERIAL_MACS``, ``BLAS_SERIAL_VECTOR_MACS``) leaves the thread count alone.
 """
 
 from __future__ import annotations
@@ -291,7 +299,7 @@ def _batch_gradient(model, x, y, loss, chunk_size, blas_threads, dense: bool):
     step = dense_step_for(model, x.shape[0]) if dense else None
     if step is not None and _one_pass(model, step, _check_chunk_size(chunk_size)):
         targets, loss_grad = _loss_gradient(y, loss)
-        with _dense_threads(blas_threads, step.largest_macs):
+        with _dense_threads(blas_threads, step):
             output = step.forward_backward(x, targets, loss_grad)
             flat = step.clipped_sum(step.dtype.type(scale))
         grads = step.unflatten(flat)
@@ -518,13 +526,15 @@ def _one_pass(model: Sequential, dense: DenseStep, chunk_size) -> bool:
     return dense.batch <= chunk_size
 
 
-def _dense_threads(blas_threads, largest_product_macs: int) -> _Limit:
+def _dense_threads(blas_threads, step: DenseStep) -> _Limit:
     """The thread limit of a Dense-stack step: none at all under ``"auto"`` where every
-    product is too small for the BLAS to split (:data:`~dpsgd_kernels._tuning.BLAS_SERIAL_MACS`:
-    reading and setting the count would be all the limit does), else :func:`_step_threads`."""
-    if blas_threads == "auto" and largest_product_macs <= _tuning.BLAS_SERIAL_MACS:
+    product is too small for the BLAS to split (:data:`~dpsgd_kernels._tuning.BLAS_SERIAL_MACS`
+    and :data:`~dpsgd_kernels._tuning.BLAS_SERIAL_VECTOR_MACS`: reading and setting the count
+    would be all the limit does), else :func:`_step_threads`."""
+    if (blas_threads == "auto" and step.largest_macs <= _tuning.BLAS_SERIAL_MACS
+            and step.largest_vector_macs <= _tuning.BLAS_SERIAL_VECTOR_MACS):
         return _Limit(None, [])
-    return _step_threads(blas_threads, largest_product_macs)
+    return _step_threads(blas_threads, step.largest_macs)
 
 
 def _loss_gradient(y, loss: Loss):
@@ -539,7 +549,7 @@ def _dense_dp_gradient(dense: DenseStep, x, y, loss: Loss, l2_norm_clip: float,
     """:func:`dp_gradient` of a stack of Dense layers, one example per microbatch, in one
     pass (:mod:`dpsgd_kernels._dense_step`); arguments validated."""
     targets, loss_grad = _loss_gradient(y, loss)
-    with _dense_threads(blas_threads, dense.largest_macs):
+    with _dense_threads(blas_threads, dense):
         output = dense.forward_backward(x, targets, loss_grad)
         norms = np.sqrt(dense.sq_norms())
         finite_or_raise(norms)
@@ -617,7 +627,9 @@ def dp_gradient(
         after it. ``"auto"`` (default): one thread per
         :data:`~dpsgd_kernels._tuning.BLAS_MACS_PER_THREAD` multiply-adds of the step's largest
         product, at least one and at most the BLAS's current count (small models run on one
-        thread, where BLAS threading only adds synchronisation). An integer in ``[1, 4096]``:
+        thread, where BLAS threading only adds synchronisation; a Dense-stack step whose
+        products are all too small for OpenBLAS to split leaves the count alone, see
+        :data:`~dpsgd_kernels._tuning.BLAS_SERIAL_MACS`). An integer in ``[1, 4096]``:
         that many. ``None``: leave the BLAS's count alone. The result is the same up to
         rounding; see :mod:`dpsgd_kernels.blas`.
 

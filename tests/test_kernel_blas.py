@@ -127,15 +127,19 @@ def test_auto_uses_one_thread_for_small_products(controlled):
     assert seen == [1]
 
 
-@pytest.mark.parametrize("serial_macs, expected", [(_tuning.BLAS_SERIAL_MACS, 2), (0, 1)])
+@pytest.mark.parametrize("serial_macs, vector_macs, expected", [
+    (_tuning.BLAS_SERIAL_MACS, _tuning.BLAS_SERIAL_VECTOR_MACS, 2), (0, 10**9, 1), (10**9, 0, 1),
+])
 def test_auto_leaves_blas_alone_where_it_runs_every_product_serially(
-    controlled, monkeypatch, serial_macs, expected
+    controlled, monkeypatch, serial_macs, vector_macs, expected
 ):
-    """The Dense-stack step: products below BLAS_SERIAL_MACS leave the count as it is (the
-    BLAS runs them on one thread anyway); above it, "auto" limits as the general path does."""
+    """The Dense-stack step: products below BLAS_SERIAL_MACS (matrix-vector ones below
+    BLAS_SERIAL_VECTOR_MACS) leave the count as it is (the BLAS runs them on one thread
+    anyway); above either, "auto" limits as the general path does."""
     from dpsgd_kernels import _dense_step
 
     monkeypatch.setattr(_tuning, "BLAS_SERIAL_MACS", serial_macs)
+    monkeypatch.setattr(_tuning, "BLAS_SERIAL_VECTOR_MACS", vector_macs)
     model = _mlp()
     x, y, loss = _batch(model)
     seen = []
