@@ -146,9 +146,10 @@ def _validated(model, x, y, loss, *, x_checked: bool = False, targets: bool = Fa
     loss = get_loss(loss)
     if not x_checked:
         x = model.check_input(x)
-    if np.ndim(y) == 0 or np.shape(y)[0] != x.shape[0]:
+    y_shape = y.shape if isinstance(y, np.ndarray) else np.shape(y)
+    if not y_shape or y_shape[0] != x.shape[0]:
         raise ValueError(
-            f"y must hold one target per example of x ({x.shape[0]}), got shape {np.shape(y)}"
+            f"y must hold one target per example of x ({x.shape[0]}), got shape {y_shape}"
         )
     if targets and _uses_base_checks(loss) and x.shape[0]:
         shape = (x.shape[0], *model.output_shape)
