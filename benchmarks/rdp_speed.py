@@ -225,6 +225,11 @@ def _cell(value, digits: int = 3) -> str:
     return str(value)
 
 
+def _ratio(value) -> str | None:
+    """An epsilon ratio, with the digits that show how far from 1 it is."""
+    return None if value is None else f"{value:.7f}"
+
+
 def _table(headers: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
@@ -234,7 +239,7 @@ def _table(headers: list[str], rows: list[list]) -> list[str]:
 def _goal(text: str, met: bool | None, detail: str) -> str:
     verdict = "no peer to compare with" if met is None else ("goal met" if met else
                                                              "goal NOT met")
-    return f"Goal: {text}: {verdict} ({detail})"
+    return f"- Goal: {text}: {verdict} ({detail})"
 
 
 def report(rows: list[dict]) -> list[str]:
@@ -243,18 +248,18 @@ def report(rows: list[dict]) -> list[str]:
     singles = [row for row in rows if row["case"].startswith("single")]
     grids = [row for row in rows if row["case"].startswith("grid")]
     q, sigma, _, delta = SETTING_A
-    lines = [f"Epsilon over K step counts at q = {q:.6g}, sigma = {sigma}, delta = {delta:g} "
-             "(setting A), ms per curve; speed-up = peer time / our time.", ""]
+    lines = [f"### Epsilon over K step counts at q = {q:.6g}, sigma = {sigma}, delta = {delta:g} "
+             "(setting A), ms per curve; speed-up = peer time / our time", ""]
     lines += _table(
         ["case", "K", "ours ms", "ours + peer orders ms", "dp-accelerator ms",
          "speed-up vs dp-acc", "speed-up (peer orders)", "eps ours/dp-acc min", "max",
          "max (peer orders)", "dp_accounting ms", "speed-up vs dp_accounting"],
         [[row["case"], row["K"], row["ours_ms"], row.get("ours_peer_orders_ms"),
           row.get("dp_accelerator_ms"), row.get("speedup_vs_dp_accelerator"),
-          row.get("peer_orders_speedup_vs_dp_accelerator"), row.get("eps_ratio_min"),
-          row.get("eps_ratio_max"), row.get("peer_orders_eps_ratio_max"),
+          row.get("peer_orders_speedup_vs_dp_accelerator"), _ratio(row.get("eps_ratio_min")),
+          _ratio(row.get("eps_ratio_max")), _ratio(row.get("peer_orders_eps_ratio_max")),
           row.get("dp_accounting_ms"), row.get("speedup_vs_dp_accounting")] for row in curves])
-    lines += ["", "One epsilon per setting (ms per call):", ""]
+    lines += ["", "### One epsilon per setting, ms per call", ""]
     lines += _table(
         ["case", "epsilon_curve ms", "compute_epsilon ms", "RdpAccountant ms",
          "dp-accelerator ms", "speed-up: curve", "compute_epsilon", "RdpAccountant",
@@ -264,17 +269,17 @@ def report(rows: list[dict]) -> list[str]:
           row.get("epsilon_curve_speedup_vs_dp_accelerator"),
           row.get("compute_epsilon_speedup_vs_dp_accelerator"),
           row.get("RdpAccountant_speedup_vs_dp_accelerator"),
-          row.get("eps_ratio_vs_dp_accelerator"), row.get("dp_accounting_ms"),
+          _ratio(row.get("eps_ratio_vs_dp_accelerator")), row.get("dp_accounting_ms"),
           row.get("speedup_vs_dp_accounting")] for row in singles])
-    lines += ["", "The (q, sigma) grid (ms per configuration):", ""]
+    lines += ["", "### The (q, sigma) grid at 1000 steps, ms per configuration", ""]
     lines += _table(
         ["case", "configs", "ours ms", "dp-accelerator ms", "speed-up vs dp-acc",
          "eps ours/dp-acc min", "max", "dp_accounting ms", "speed-up vs dp_accounting"],
         [[row["case"], row["K"], row["ours_ms"], row.get("dp_accelerator_ms"),
-          row.get("speedup_vs_dp_accelerator"), row.get("eps_ratio_min"),
-          row.get("eps_ratio_max"), row.get("dp_accounting_ms"),
+          row.get("speedup_vs_dp_accelerator"), _ratio(row.get("eps_ratio_min")),
+          _ratio(row.get("eps_ratio_max")), row.get("dp_accounting_ms"),
           row.get("speedup_vs_dp_accounting")] for row in grids])
-    lines.append("")
+    lines += ["", "### Goals (issue 17)", ""]
     peer = all("dp_accelerator_ms" in row for row in rows)
     speedups = [row.get("speedup_vs_dp_accelerator", 0.0) for row in curves]
     lines.append(_goal(f"epsilon curve >= {GOAL_SPEEDUP:g}x dp-accelerator for K = 100 and "
