@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from accounting import _scipy
 from accounting._tuning import PLD_INITIAL_STEP_FACTOR
 
 __all__ = ["pld_noise_multiplier"]
@@ -50,6 +51,10 @@ _MAX_CHECKS = 6
 #: Budget left unspent by the automatic accountant's bound at the answer, as a share of the
 #: target bracket width, beyond which one more step down is tried.
 _SLACK_SHARE = 0.25
+#: Reach in ``log sigma`` of the trials that give the local slope at the answer.
+_SLOPE_REACH = 0.02
+#: Floor of the epsilons whose logarithms are taken (a certified 0 is below any target).
+_TINY = 1e-300
 #: Relative change of the noise for RDP's finite-difference slope.
 _SLOPE_STEP = 0.01
 
@@ -110,15 +115,17 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     cache: dict[tuple[float, float], float] = {}
 
     def excess_on(grid: float, u: float) -> float:
-        """A set grid's certified upper bound minus the target (``inf`` where the grid cannot
-        be composed)."""
+        """``log(epsilon / target)`` of a set grid's certified upper bound (``inf`` where the
+        grid cannot be composed): nearer linear in ``log sigma`` than epsilon itself over wide
+        ranges (epsilon grows steeply as the noise drops)."""
         if (grid, u) not in cache:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     accountant = PldAccountant(value_discretization=grid)
-                    cache[grid, u] = accountant.compose(sample_rate, math.exp(u), steps) \
-                        .get_epsilon(delta) - target
+                    epsilon = accountant.compose(sample_rate, math.exp(u), steps) \
+                        .get_epsilon(delta)
+                cache[grid, u] = math.log(max(epsilon, _TINY) / target)
             except ValueError:  # the grid does not fit this noise: count it as missing
                 cache[grid, u] = math.inf
         return cache[grid, u]
@@ -131,9 +138,14 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     if not first <= 0.0:  # no grid of this kind composes here: the generic search instead
         return None
     slope = _rdp_slope(RdpAccountant, sample_rate, safe, steps, delta)
-    # Newton's step from the safe end with RDP's slope: close to the answer (PLD and RDP curves
-    # are nearly parallel in log sigma); clamped to the safe end's side of a 2x range
+    # Newton's step from the safe end with RDP's slope (of log epsilon): close to the answer
+    # where PLD and RDP curves are nearly parallel; clamped to the safe end's side of a 2x range
     guess = high + max(-first / slope, -math.log(2.0))
+    # Where RDP's conversion is loose (tiny epsilon or delta) its slope is no guide: the
+    # Gaussian-DP curve scaled to the PLD's epsilon at the safe end is; the lower of the two
+    # guesses is taken (a miss close below the root brackets it)
+    guess = min(guess, _gdp_guess(target, delta, sample_rate, steps, safe,
+                                  target * math.exp(first)))
     exact_safe = abs(math.log(spacing(math.exp(guess)) / grid)) <= _GRID_SLACK
     if not exact_safe:
         grid = spacing(math.exp(guess))
@@ -145,19 +157,23 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     answer = _root(excess, guess, high, first, slope, u_tolerance, exact_safe)
     if answer is None or answer >= high:
         return None
+    slope = _local_slope([(u, value) for (on, u), value in cache.items() if on == grid],
+                         answer, slope)
     # The automatic accountant (what compute_epsilon runs at this tolerance) certifies the
     # answer itself; where its grid's bound lies above the trial grid's, step the noise up by
-    # the excess over the slope, a little more each time (RDP's noise ends it: always safe).
+    # the excess over the trials' local slope, a little more each time (RDP's noise ends it:
+    # always safe).
     for attempt in range(_MAX_CHECKS):
         if answer >= high:
             return safe
-        over = automatic(math.exp(answer)).upper - target
+        epsilon = automatic(math.exp(answer)).upper
+        over = math.log(max(epsilon, _TINY) / target)
         if over <= 0.0:
             break
         answer += (1.5 ** attempt) * 1.1 * over / -slope + u_tolerance
     else:
         return None
-    if -over <= _SLACK_SHARE * width:
+    if target - epsilon <= _SLACK_SHARE * width:
         return math.exp(answer)
     # The automatic grid's bound (squaring on long runs, say) is well below the trial grid's:
     # one Newton step down on it, kept only where the automatic accountant certifies it.
@@ -240,6 +256,48 @@ def _root(excess, guess: float, safe_u: float, safe_excess: float, slope: float,
     return None
 
 
+def _gdp_guess(target: float, delta: float, sample_rate: float, steps: int, safe: float,
+               safe_epsilon: float) -> float:
+    """``log sigma`` where the Gaussian-DP (CLT) epsilon (Dong, Roth, Su 2022, Cor. 5.4) times
+    ``safe_epsilon / eps_GDP(safe)`` reaches ``target`` (``inf`` where it cannot be had).
+
+    Solved on the closed-form GDP delta (no epsilon inversions inside the search)."""
+    from accounting.gdp import gdp_delta
+
+    optimize = _scipy.optimize
+    try:
+        def delta_excess(epsilon, sigma):
+            return gdp_delta(sample_rate, sigma, steps, epsilon) - delta
+
+        if not delta_excess(0.0, safe) > 0.0:
+            return math.inf
+        top = 2.0 * safe_epsilon + 1.0
+        while delta_excess(top, safe) > 0.0 and top < 1e6:
+            top *= 4.0
+        scale = safe_epsilon / optimize.brentq(delta_excess, 0.0, top, args=(safe,), xtol=1e-9,
+                                               rtol=1e-9)
+        level = target / scale
+        high, low = math.log(safe), math.log(safe) - math.log(8.0)
+        if not delta_excess(level, math.exp(low)) > 0.0 >= delta_excess(level, safe):
+            return math.inf
+        return float(optimize.brentq(lambda u: delta_excess(level, math.exp(u)), low, high,
+                                     xtol=1e-7))
+    except (ArithmeticError, ValueError):
+        return math.inf
+
+
+def _local_slope(points, at: float, fallback: float) -> float:
+    """``d excess / d u`` near ``at`` from the trials: through the trial nearest ``at`` and the
+    farthest within ``_SLOPE_REACH`` of it (``fallback`` where none is decreasing)."""
+    finite = sorted((abs(u - at), u, f) for u, f in points if math.isfinite(f))
+    near = [item for item in finite if item[0] <= _SLOPE_REACH]
+    if len(near) >= 2:
+        (_, u0, f0), (_, u1, f1) = near[0], near[-1]
+        if u1 != u0 and (f1 - f0) / (u1 - u0) < 0.0:
+            return (f1 - f0) / (u1 - u0)
+    return fallback
+
+
 def _inverse_quadratic(points) -> float:
     """Root of the quadratic in ``f`` through three ``(u, f)`` points (``nan`` where two ``f``
     coincide)."""
@@ -256,12 +314,13 @@ def _spread(sample_rate: float, sigma: float) -> float:
 
 
 def _rdp_slope(rdp_class, sample_rate: float, sigma: float, steps: int, delta: float) -> float:
-    """``d eps / d log sigma`` of RDP's epsilon at ``sigma`` (negative; a finite difference)."""
-    def epsilon(s):
-        return rdp_class().compose(sample_rate, s, steps).get_epsilon(delta)
+    """``d log eps / d log sigma`` of RDP's epsilon at ``sigma`` (negative; a finite
+    difference)."""
+    def log_epsilon(s):
+        return math.log(rdp_class().compose(sample_rate, s, steps).get_epsilon(delta))
 
     try:
-        slope = (epsilon(sigma) - epsilon(sigma * math.exp(-_SLOPE_STEP))) / _SLOPE_STEP
+        slope = (log_epsilon(sigma) - log_epsilon(sigma * math.exp(-_SLOPE_STEP))) / _SLOPE_STEP
     except (ArithmeticError, ValueError):
         slope = math.nan
     return slope if slope < 0.0 and math.isfinite(slope) else -1.0
