@@ -36,7 +36,11 @@ from accounting._validation import (
 from accounting.rdp.conversions import Conversion, check_conversion
 from accounting.rdp.order_search import ANCHOR_ORDERS, folded_bound_maps, lower_bounds
 from accounting.rdp.orders import DEFAULT_ORDERS
-from accounting.rdp.sampled_gaussian import rdp_items, step_rdp_one_pair
+from accounting.rdp.sampled_gaussian import (
+    rdp_items,
+    step_rdp_integer_one_pair,
+    step_rdp_one_pair,
+)
 
 __all__ = ["epsilon_curve"]
 
@@ -157,6 +161,7 @@ class _Table(NamedTuple):
     anchors: np.ndarray  # indices of the anchor orders (order_search.pruning_anchors)
     others: np.ndarray  # indices of the other orders, ascending
     integer: np.ndarray  # which orders are whole numbers
+    whole_anchors: bool  # whether every anchor order is a whole number
     # order_search's folded bound maps restricted to the other orders: lower bounds on their RDP
     # are (rdp[anchors] @ weights + shifts).reshape(3, -1).max(axis=0)
     weights: np.ndarray
@@ -182,8 +187,9 @@ def _build_table(key: tuple) -> _Table:
     anchors, weights, shifts = folded_bound_maps(key)  # anchors: pruning_anchors(key)
     others = np.setdiff1d(np.arange(orders.size), anchors)
     pick = (np.arange(3)[:, None] * orders.size + others).ravel()
+    integer = orders == np.floor(orders)
     return _Table(orders, key, np.log1p(-1.0 / orders), np.log(orders), orders - 1.0, anchors,
-                  others, orders == np.floor(orders), weights[:, pick], shifts[pick])
+                  others, integer, bool(integer[anchors].all()), weights[:, pick], shifts[pick])
 
 
 def _clear_tables() -> None:
@@ -238,7 +244,10 @@ def _step_rdp(q, sigma, table, offset, threshold, counts, store) -> np.ndarray:
         rdp = store
         missing = anchors[np.isnan(rdp[anchors])]
     if missing.size:
-        rdp[missing] = _per_step(q, sigma, table.orders[missing], table.integer[missing])
+        if q < 1.0 and table.whole_anchors:  # the usual anchors: binomial sums alone
+            rdp[missing] = step_rdp_integer_one_pair(q, sigma, table.orders[missing])
+        else:
+            rdp[missing] = _per_step(q, sigma, table.orders[missing], table.integer[missing])
     needed = _needed(q, sigma, rdp, table, offset, threshold, counts, store is None)
     if needed.size:
         rdp[needed] = _per_step(q, sigma, table.orders[needed], table.integer[needed])

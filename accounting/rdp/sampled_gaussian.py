@@ -42,7 +42,7 @@ from accounting._caches import register_cache
 from accounting._validation import check_noise_multiplier, check_orders, check_sample_rate
 from accounting.rdp._ragged import RaggedIndex, segment_logsumexp
 
-__all__ = ["poisson_gaussian_rdp", "rdp_items", "step_rdp_one_pair"]
+__all__ = ["poisson_gaussian_rdp", "rdp_items", "step_rdp_integer_one_pair", "step_rdp_one_pair"]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 # Integrand cells below exp(-_DROP_BELOW) of the peak are left out (< 3e-17 relative each).
@@ -492,6 +492,12 @@ def step_rdp_one_pair(q: float, sigma: float, alpha: np.ndarray,
     return _finish(log_a_minus_1, alpha)
 
 
+def step_rdp_integer_one_pair(q: float, sigma: float, alpha: np.ndarray) -> np.ndarray:
+    """:func:`step_rdp_one_pair` for whole orders only (the binomial sums, no lattice)."""
+    return _finish(_log_a_minus_1_integer_one_pair(np.float64(q), np.float64(sigma), alpha),
+                   alpha)
+
+
 def _log_a_minus_1_integer_one_pair(q: float, sigma: float, alpha: np.ndarray) -> np.ndarray:
     """:func:`log_a_minus_1_integer` at one ``(q, sigma)``: the same terms, without per-term
     copies of ``q`` and ``sigma`` where the layout of the orders is cached."""
@@ -565,10 +571,24 @@ def _psi_over_ell_squared(ell: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     ``|alpha ell| <= _ELL_RADIUS``. Elsewhere the sum is meaningless (the caller does not use it).
     The sum over ``n`` is one matrix product: coefficients per order times powers per node.
     """
-    # (alpha^n - alpha) / n! = alpha expm1((n - 1) log alpha) / n!: no cancellation near alpha = 1
-    coefficients = (alpha[:, None] * _ELL_INVERSE_FACTORIALS) * np.expm1(
-        np.log(alpha)[:, None] * _ELL_POWERS)
+    coefficients = (_cached_ell_coefficients(alpha.tobytes()) if alpha.size <= 256
+                    else _ell_coefficients(alpha))
     return coefficients @ _ell_powers(ell)
+
+
+def _ell_coefficients(alpha: np.ndarray) -> np.ndarray:
+    """``(alpha^n - alpha) / n!`` for ``n = 2 .. _ELL_TERMS + 1``, one row per order."""
+    # alpha^n - alpha = alpha expm1((n - 1) log alpha): no cancellation near alpha = 1
+    return (alpha[:, None] * _ELL_INVERSE_FACTORIALS) * np.expm1(
+        np.log(alpha)[:, None] * _ELL_POWERS)
+
+
+@lru_cache(maxsize=256)
+def _cached_ell_coefficients(alpha: bytes) -> np.ndarray:
+    # the same few sets of orders come back call after call (keyed by their bytes: cheap to hash)
+    coefficients = _ell_coefficients(np.frombuffer(alpha))
+    coefficients.setflags(write=False)
+    return coefficients
 
 
 def _shared_lattice_log_a_minus_1(q: float, sigma: float, alpha: np.ndarray):
@@ -583,39 +603,41 @@ def _shared_lattice_log_a_minus_1(q: float, sigma: float, alpha: np.ndarray):
     ``(alpha - 1) |ell|``, cancel down to ``alpha (alpha - 1) ell^2 / 2``: at most about 8 ulps
     lost there) and the power series of :func:`_psi_over_ell_squared` inside.
     """
-    strip = min(0.95 * np.pi * sigma, 3.6)
-    step = 2.0 * np.pi * strip / 45.0
+    strip = min(0.95 * math.pi * sigma, 3.6)
+    step = 2.0 * math.pi * strip / 45.0
     lower = min(0.0, 0.5 / sigma) - _TAIL
-    largest = float(alpha.max())
-    upper = max(0.0, 0.5 / sigma) + _TAIL + largest / sigma
-    nodes = np.ceil((upper - lower) / step) + 1.0
-    if (not nodes * alpha.size <= _SHARED_NODES) or largest / sigma > _MAX_TILT:
+    smallest, largest = float(alpha.min()), float(alpha.max())
+    if largest / sigma > _MAX_TILT:
         return None
-    t = lower + np.arange(int(nodes)) * step
-    u = q * np.expm1(t / sigma - 0.5 / sigma**2)
+    upper = max(0.0, 0.5 / sigma) + _TAIL + largest / sigma  # finite: sigma > 1e-6
+    nodes = math.ceil((upper - lower) / step) + 1.0
+    if nodes * alpha.size > _SHARED_NODES:
+        return None
+    t = np.arange(int(nodes)) * step + lower
+    u = q * np.expm1(t * (1.0 / sigma) - 0.5 / sigma**2)
     # u increases along the lattice and t / sigma is largest at its end (where t >= _TAIL >=
     # -lower): if the last u is finite, every u is
     if not math.isfinite(u[-1]):
         return None
     ell = np.log1p(u)  # non-decreasing along the lattice, as u
     beta = alpha[:, None] - 1.0
-    growth = beta * ell
-    tail = beta * np.expm1(-ell)
     # the power series serves the nodes with |ell| <= _ELL_RADIUS / alpha: one slice of nodes
-    reach = _ELL_RADIUS / alpha
-    widest = reach.max()
     # (a node exactly at -widest keeps the closed form, as accurate there)
+    widest = _ELL_RADIUS / smallest
     first, stop = ell.searchsorted(-widest, side="right"), ell.searchsorted(widest, side="right")
     part = ell[first:stop]
-    near = np.abs(part) <= reach[:, None]
+    near = np.abs(part) * alpha[:, None] <= _ELL_RADIUS
     reduced = _psi_over_ell_squared(part, alpha)
-    log_weight = -0.5 * t * t - _LOG_SQRT_2PI
+    weight = np.exp(-0.5 * t * t - _LOG_SQRT_2PI)
+    growth = beta * ell
+    tail = beta * np.expm1(-ell)
     # ell is largest at the last node (u increases with t), so this is the largest growth
     if q >= _LINEAR_MIN_RATE and (largest - 1.0) * ell[-1] <= _LINEAR_MAX_GROWTH:
         # every term lies well inside the float range: sum in linear space
         psi = (1.0 + u) * (np.expm1(growth) + tail)
         np.copyto(psi[:, first:stop], reduced * (part * part), where=near)
-        return np.log(step) + np.log(psi @ np.exp(log_weight))
+        return np.log(psi @ weight) + math.log(step)
+    log_weight = -0.5 * t * t - _LOG_SQRT_2PI
     if (largest - 1.0) * ell[-1] <= 700.0:
         log_psi = ell + np.log(np.expm1(growth) + tail)
     else:
@@ -625,7 +647,7 @@ def _shared_lattice_log_a_minus_1(q: float, sigma: float, alpha: np.ndarray):
     np.copyto(log_psi[:, first:stop], np.log(reduced) + 2.0 * np.log(np.abs(part)), where=near)
     log_values = log_psi + log_weight
     peak = log_values.max(axis=1)
-    return np.log(step) + peak + np.log(np.exp(log_values - peak[:, None]).sum(axis=1))
+    return math.log(step) + peak + np.log(np.exp(log_values - peak[:, None]).sum(axis=1))
 
 
 def _probed_trapezoid(q, sigma, alpha, lower, upper, step) -> np.ndarray:
@@ -697,3 +719,4 @@ def _trapezoid_on_mass(q, sigma, alpha, lower, step, cell_steps, cells) -> np.nd
 register_cache(_cached_binomial_layout.cache_clear, table=True)
 register_cache(_cached_one_pair_layout.cache_clear, table=True)
 register_cache(_cached_trapezoid_layout.cache_clear)
+register_cache(_cached_ell_coefficients.cache_clear, table=True)
