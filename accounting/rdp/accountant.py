@@ -319,8 +319,10 @@ class RdpAccountant(OrderTotalsAccountant):
 
         Equal to ``epsilon_from_rdp(self.rdp, self.orders, delta, self.conversion)``, computed
         without evaluating the orders that provably cannot attain the minimum
-        (:mod:`accounting.rdp.order_search`). With nothing spent (no step composed, or only steps
-        at sample rate 0) it is ``(0.0, orders[0])`` under either conversion.
+        (:mod:`accounting.rdp.order_search`; with a single (sample rate, noise) pair composed,
+        the search of :func:`accounting.rdp.epsilon_curve` for one step count). With nothing
+        spent (no step composed, or only steps at sample rate 0) it is ``(0.0, orders[0])``
+        under either conversion.
         """
         delta = check_delta(delta)
         if self._non_private:

@@ -25,7 +25,10 @@ would lose every digit:
 
 Integer orders above ``_PROBED_ORDER`` sum only the cells of binomial terms that carry the sum,
 found by probing every few terms with a bound on how far the log-terms bend between probes;
-fractional orders of one ``(q, sigma)`` (:func:`step_rdp_one_pair`) share one quadrature lattice.
+fractional orders of one ``(q, sigma)`` (:func:`step_rdp_one_pair`), and the small integer orders
+asked with them, share one quadrature lattice, where ``psi`` near ``u = 0`` is the power series
+in ``log1p(u)``, ``sum_n (alpha^n - alpha) log1p(u)^n / n!``, summed for all orders at once as one
+matrix product.
 
 Everything is vectorised over orders and parameters: no Python loop runs per order.
 """
