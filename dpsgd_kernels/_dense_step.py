@@ -145,16 +145,23 @@ class DenseStep:
         if last.use_bias:
             z_t += last.bias[:, None]
         z, activation = z_t.T, last.activation
-        if activation.forward_in_place is None:
-            output = activation.forward(z)
-        else:
-            output = activation.forward_in_place(z)
         d0, d1 = self.d_rows[-1]
         if self.sigmoid_bce and getattr(loss_grad, "__func__", None) is BinaryCrossentropy._grad \
-                and not loss_grad.__self__.from_logits:
+                and not loss_grad.__self__.from_logits:  # sigmoid then BCE on probabilities
+            output = _sigmoid_for_bce(z)
             _sigmoid_bce_delta(output, y, deltas[d0:d1].T)
         else:
+            if activation.forward_in_place is None:
+                output = activation.forward(z)
+            else:
+                output = activation.forward_in_place(z)
             deltas[d0:d1] = activation.backward(z, output, loss_grad(y, output)).T
+        self._backward()
+        return output
+
+    def _backward(self) -> None:
+        """The deltas of the hidden layers from the last layer's, top down."""
+        acts, deltas, layers, a_rows = self.acts, self.deltas, self.layers, self.a_rows
         for index in range(len(layers) - 1, 0, -1):
             d0, d1 = self.d_rows[index]
             p0, p1 = self.d_rows[index - 1]
@@ -163,7 +170,6 @@ class DenseStep:
             if layers[index - 1].activation.name == "relu":  # ReLU': output > 0
                 start, stop, _ = a_rows[index]
                 below *= acts[start:stop] > 0
-        return output
 
     def sq_norms(self) -> np.ndarray:
         """Squared norm of every example's gradient (all parameters), from the cached rows."""
@@ -206,6 +212,23 @@ class DenseStep:
             if layer.use_bias:
                 grads.append(flat[g_mid:g1])
         return grads
+
+
+def _sigmoid_for_bce(z: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-z))`` in place in ``z``, for binary cross-entropy only.
+
+    Within a few ulps of the logistic function wherever ``exp(-z)`` is finite; below that
+    (``z < -88`` in float32, ``-709`` in float64) ``z`` is first raised to the bound, so the
+    result is a tiny positive number instead of the exact, tinier one. Binary cross-entropy
+    clips its input to ``[EPSILON, 1 - EPSILON]`` (``EPSILON = 1e-7``), so its value and its
+    gradient are the same for both. Five ufunc passes where the stable two-branch form
+    (:func:`~dpsgd_kernels.activations.sigmoid`) takes eight."""
+    low = -88.0 if z.dtype.itemsize == 4 else -709.0
+    np.maximum(z, low, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    z += 1
+    return np.reciprocal(z, out=z)
 
 
 def _sigmoid_bce_delta(p: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:

@@ -228,3 +228,25 @@ def test_dense_batch_gradient_refuses_non_finite_gradients_by_name():
     for dense in (True, False):
         with np.errstate(all="ignore"), pytest.raises(ValueError, match=r"gradients\[0\] is not"):
             _batch_gradient(model, x, y, "mse", "auto", "auto", dense=dense)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-800, 800), min_size=1, max_size=20),
+       st.sampled_from([np.float32, np.float64]))
+def test_sigmoid_for_bce_is_the_logistic_function_where_bce_reads_it(values, dtype):
+    """Within a few ulps of 1 / (1 + e^-z) at 50 digits where that is at least EPSILON; below,
+    under EPSILON as well (BCE clips both to EPSILON); no overflow anywhere."""
+    import mpmath
+
+    from dpsgd_kernels._dense_step import _sigmoid_for_bce
+
+    z = np.asarray(values, dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow is harmless
+        got = _sigmoid_for_bce(z.copy())
+    assert got.dtype == dtype
+    with mpmath.workdps(50):
+        want = np.array([float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v))))) for v in z])
+    readable = want >= EPSILON
+    np.testing.assert_allclose(got[readable], want[readable].astype(dtype),
+                               rtol=4 * np.finfo(dtype).eps)
+    assert np.all(got[~readable] < EPSILON) and np.all(got >= 0)
