@@ -3,27 +3,34 @@
 The generic search (:func:`accounting.calibration.calibrate`) walks out from ``sigma = 1`` and
 runs a full automatic-grid query at every trial noise. Here RDP's calibrated noise ``sigma_R``
 starts the search: it is safe for the PLD too (the PLD's certified upper bound is capped by
-RDP's epsilon), and the PLD answer lies a few per cent below it. In ``u = log sigma``, where
-epsilon is smooth and nearly linear near the answer:
+RDP's epsilon), and the PLD answer lies a few per cent below it. In ``u = log sigma``, on
+``log(eps / target)`` (smooth, and nearer linear than epsilon where epsilon is steep):
 
 1. Trials compose on a set grid (upper bound only: one composition each, no grid search), of
    the spacing the automatic search starts from, ``h = sqrt(c W s / sqrt(T))`` (bracket width
    ``W``, per-step loss spread ``s = q sqrt(exp(1 / sigma^2) - 1)``, the width growing like
-   ``sqrt(T) h^2 / s``; ``c`` is :data:`accounting._tuning.PLD_INITIAL_STEP_FACTOR`), made 3%
-   coarser so that the automatic accountant's bound at the answer lies below the trial grid's.
-2. The first trial, at ``sigma_R``, and RDP's slope ``d eps / d u`` (two cheap RDP
-   evaluations) give a Newton step to a guess; the trial grid is then fixed at the guess.
-3. Secant steps (Illinois-safeguarded regula falsi) converge superlinearly; each trial aims a
-   third of the tolerance past the estimated root, so that once the estimate has converged the
-   next trial brackets the root within ``tolerance``.
+   ``sqrt(T) h^2 / s``; ``c`` is :data:`accounting._tuning.PLD_INITIAL_STEP_FACTOR`) at the
+   typical answer, made 3% coarser so that the automatic accountant's bound at the answer lies
+   below the trial grid's. Below noise 0.5 (heavy per-step tails, where that rule asks for
+   needlessly fine and costly grids) the first trial is repeated on a 2x coarser grid, and the
+   grid is coarsened as far as the measured ``h^2`` growth of the bound allows.
+2. The first trial, at ``sigma_R``, gives two guesses: a Newton step with RDP's slope (two
+   cheap RDP evaluations), and the Gaussian-DP curve (Dong, Roth, Su 2022) scaled to the PLD's
+   epsilon at ``sigma_R`` (RDP's slope misleads where its conversion is loose); the lower is
+   taken.
+3. Illinois-safeguarded secant steps, inverse quadratic interpolation once three trials
+   bracket the root; each trial aims a third of the tolerance past the estimated root, so that
+   once the estimate has converged the next trial brackets it within ``tolerance``.
 4. The automatic accountant (``PldAccountant(tolerance=pld_tolerance)``, what
    :func:`accounting.compute_epsilon` runs) certifies the answer: where its bound lies above the
-   target the noise steps up, where it leaves more than a quarter of the bracket width unspent
-   (squaring on long runs is tighter than one FFT) one Newton step down is tried and kept only
-   if certified.
+   target the noise steps up by the trials' local slope; where it leaves much of the bracket
+   width unspent (squaring on long runs is tighter than one FFT) one Newton step down is tried
+   and kept only if certified.
 
-Every returned noise is certified by the automatic accountant's upper bound (RDP's noise where
-nothing else is); the interpolation only chooses where to look.
+Every returned noise is certified by the automatic accountant's upper bound; the
+interpolation only chooses where to look. Where the set grids cannot bracket the answer (the
+FFT's rounding swamping a tiny delta under heavy tails, say), ``None`` sends the caller to the
+generic search.
 """
 
 from __future__ import annotations
@@ -50,9 +57,21 @@ _GRID_SLACK = 0.02
 _MAX_CHECKS = 6
 #: Budget left unspent by the automatic accountant's bound at the answer, as a share of the
 #: target bracket width, beyond which one more step down is tried.
-_SLACK_SHARE = 0.25
+_SLACK_SHARE = 0.3
 #: Reach in ``log sigma`` of the trials that give the local slope at the answer.
 _SLOPE_REACH = 0.02
+#: The first trial is repeated on a grid this much coarser, to measure the grid's share of the
+#: upper bound.
+_PROBE = 2.0
+#: Noise multipliers (RDP's) below which that is done: per-step losses of slope ``1/sigma^2``
+#: have heavy tails there, and grids that are costly yet finer than the width needs.
+_PROBE_BELOW = 0.5
+#: Share of the target bracket width the trial grid's upper bound may exceed the true epsilon.
+_EXCESS_SHARE = 0.25
+#: Coarsening of the trial grid: not below this (not worth a grid change), at most that.
+_MIN_ROOM, _MAX_ROOM = 1.25, 2.5
+#: A bound above this share of RDP's epsilon is taken to be RDP's cap.
+_CAPPED = 0.999
 #: Floor of the epsilons whose logarithms are taken (a certified 0 is below any target).
 _TINY = 1e-300
 #: Relative change of the noise for RDP's finite-difference slope.
@@ -134,10 +153,26 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     # the first grid is the one at the typical answer (see _TYPICAL_SHARE), kept where the
     # guess confirms it: all trials then see one function (exact secants)
     grid = spacing(safe * _TYPICAL_SHARE)
+    coarse = excess_on(_PROBE * grid, high) if safe < _PROBE_BELOW else math.nan
     first = excess_on(grid, high)
     if not first <= 0.0:  # no grid of this kind composes here: the generic search instead
         return None
-    slope = _rdp_slope(RdpAccountant, sample_rate, safe, steps, delta)
+    slope, rdp_epsilon = _rdp_slope(RdpAccountant, sample_rate, safe, steps, delta)
+    # The upper bound's excess over the true epsilon grows like the spacing squared (Koskela,
+    # Jalko, Honkela 2020, Sec. 5): from the two grids, the coarsest spacing whose excess
+    # stays within _EXCESS_SHARE of the width (the first-grid rule assumes a Gaussian-like
+    # composed loss; the heavy per-step tails of small noise leave room, so only there is it
+    # measured). Not where the coarse grid's bound is RDP's cap (the difference says nothing).
+    room = 1.0
+    upper, upper_coarse = target * math.exp(first), target * math.exp(coarse)
+    if upper < upper_coarse < _CAPPED * rdp_epsilon:
+        bias = (upper_coarse - upper) / (_PROBE ** 2 - 1.0)
+        room = min(math.sqrt(_EXCESS_SHARE * width / bias), _MAX_ROOM)
+    if room >= _MIN_ROOM:
+        grid *= room
+        first = math.log((upper + bias * (room * room - 1.0)) / target)  # a stand-in
+    else:
+        room = 1.0
     # Newton's step from the safe end with RDP's slope (of log epsilon): close to the answer
     # where PLD and RDP curves are nearly parallel; clamped to the safe end's side of a 2x range
     guess = high + max(-first / slope, -math.log(2.0))
@@ -146,9 +181,9 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     # guesses is taken (a miss close below the root brackets it)
     guess = min(guess, _gdp_guess(target, delta, sample_rate, steps, safe,
                                   target * math.exp(first)))
-    exact_safe = abs(math.log(spacing(math.exp(guess)) / grid)) <= _GRID_SLACK
-    if not exact_safe:
-        grid = spacing(math.exp(guess))
+    exact_safe = room == 1.0 and abs(math.log(spacing(math.exp(guess)) / grid)) <= _GRID_SLACK
+    if abs(math.log(room * spacing(math.exp(guess)) / grid)) > _GRID_SLACK:
+        grid = room * spacing(math.exp(guess))
 
     def excess(u: float) -> float:
         return excess_on(grid, u)
@@ -166,14 +201,18 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     for attempt in range(_MAX_CHECKS):
         if answer >= high:
             return safe
-        epsilon = automatic(math.exp(answer)).upper
+        check = automatic(math.exp(answer))
+        epsilon = check.upper
         over = math.log(max(epsilon, _TINY) / target)
         if over <= 0.0:
             break
         answer += (1.5 ** attempt) * 1.1 * over / -slope + u_tolerance
     else:
         return None
-    if target - epsilon <= _SLACK_SHARE * width:
+    # (a coarsened trial grid leaves more unspent by design: twice the allowance there; where
+    # the automatic bracket is wider than asked, its grids are what limits, not the trials')
+    if (target - epsilon <= _SLACK_SHARE * width * (2.0 if room > 1.0 else 1.0)
+            or not check.tolerance_met):
         return math.exp(answer)
     # The automatic grid's bound (squaring on long runs, say) is well below the trial grid's:
     # one Newton step down on it, kept only where the automatic accountant certifies it.
@@ -313,15 +352,17 @@ def _spread(sample_rate: float, sigma: float) -> float:
     return sample_rate * math.sqrt(math.expm1(min(sigma ** -2.0, 700.0)))
 
 
-def _rdp_slope(rdp_class, sample_rate: float, sigma: float, steps: int, delta: float) -> float:
+def _rdp_slope(rdp_class, sample_rate: float, sigma: float, steps: int,
+               delta: float) -> tuple[float, float]:
     """``d log eps / d log sigma`` of RDP's epsilon at ``sigma`` (negative; a finite
-    difference)."""
-    def log_epsilon(s):
-        return math.log(rdp_class().compose(sample_rate, s, steps).get_epsilon(delta))
+    difference; -1 where that fails) and that epsilon (``inf`` where it fails)."""
+    def epsilon(s):
+        return rdp_class().compose(sample_rate, s, steps).get_epsilon(delta)
 
     try:
-        slope = (log_epsilon(sigma) - log_epsilon(sigma * math.exp(-_SLOPE_STEP))) / _SLOPE_STEP
-    except (ArithmeticError, ValueError):
-        slope = math.nan
-    return slope if slope < 0.0 and math.isfinite(slope) else -1.0
+        here = epsilon(sigma)
+        slope = math.log(here / epsilon(sigma * math.exp(-_SLOPE_STEP))) / _SLOPE_STEP
+    except (ArithmeticError, ValueError, ZeroDivisionError):
+        here, slope = math.inf, math.nan
+    return (slope if slope < 0.0 and math.isfinite(slope) else -1.0), here
 
