@@ -91,6 +91,9 @@ _MAX_PER_SPREAD = 4096.0
 #: Share of the target the first grids aim at: a bracket a little wider than the target costs a
 #: second composition, one a little narrower only a slightly longer first one.
 _AIM = 0.7
+#: Finest relative bracket the grids are sized for: tighter targets (an absolute tolerance next
+#: to a huge epsilon) get the grids of this one, the best the work budget allows anyway.
+_FINEST_RELATIVE = 1e-5
 #: The leading bits of a step count are composed by one FFT power up to a window this many
 #: times the per-step law's (or a level's) length.
 _LEADING_WINDOW = 4
@@ -465,7 +468,7 @@ def steps_per_spread(relative_accuracy: float, steps: int) -> float:
     :data:`accounting._tuning.LEVELS_WIDTH_FACTOR`.
     """
     levels = max(float(int(steps).bit_length()), 1.0)
-    share = _AIM * max(float(relative_accuracy), 1e-9) / 2.0
+    share = _AIM * max(float(relative_accuracy), _FINEST_RELATIVE) / 2.0
     per_spread = math.sqrt(LEVELS_WIDTH_FACTOR * levels / share)
     return float(min(max(per_spread, 32.0), _MAX_PER_SPREAD))
 
@@ -524,7 +527,7 @@ def first_levels_step(spread: float, steps: int, relative_accuracy: float) -> fl
     """
     if steps < _FIRST_GUESS_STEPS:
         return None
-    share = _AIM * max(float(relative_accuracy), 1e-9) / 2.0
+    share = _AIM * max(float(relative_accuracy), _FINEST_RELATIVE) / 2.0
     return spread * math.sqrt(share / LEVELS_STEP_FACTOR)
 
 
