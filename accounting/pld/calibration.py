@@ -67,13 +67,16 @@ _PROBE = 2.0
 #: have heavy tails there, and grids that are costly yet finer than the width needs.
 _PROBE_BELOW = 0.5
 #: Share of the target bracket width the trial grid's upper bound may exceed the true epsilon.
-_EXCESS_SHARE = 0.25
+_EXCESS_SHARE = 0.15
 #: Coarsening of the trial grid: not below this (not worth a grid change), at most that.
 _MIN_ROOM, _MAX_ROOM = 1.25, 2.5
 #: A bound above this share of RDP's epsilon is taken to be RDP's cap.
 _CAPPED = 0.999
 #: Floor of the epsilons whose logarithms are taken (a certified 0 is below any target).
 _TINY = 1e-300
+#: Most steps down on the automatic bound where it leaves budget unspent (each an automatic
+#: query).
+_MAX_DOWN = 3
 #: Relative change of the noise for RDP's finite-difference slope.
 _SLOPE_STEP = 0.01
 
@@ -153,26 +156,29 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     # the first grid is the one at the typical answer (see _TYPICAL_SHARE), kept where the
     # guess confirms it: all trials then see one function (exact secants)
     grid = spacing(safe * _TYPICAL_SHARE)
-    coarse = excess_on(_PROBE * grid, high) if safe < _PROBE_BELOW else math.nan
-    first = excess_on(grid, high)
-    if not first <= 0.0:  # no grid of this kind composes here: the generic search instead
-        return None
     slope, rdp_epsilon = _rdp_slope(RdpAccountant, sample_rate, safe, steps, delta)
     # The upper bound's excess over the true epsilon grows like the spacing squared (Koskela,
-    # Jalko, Honkela 2020, Sec. 5): from the two grids, the coarsest spacing whose excess
-    # stays within _EXCESS_SHARE of the width (the first-grid rule assumes a Gaussian-like
-    # composed loss; the heavy per-step tails of small noise leave room, so only there is it
-    # measured). Not where the coarse grid's bound is RDP's cap (the difference says nothing).
+    # Jalko, Honkela 2020, Sec. 5). The first-grid rule assumes a Gaussian-like composed loss;
+    # the heavy per-step tails of small noise leave room, so there the first trial composes on
+    # two coarser grids (2x and 4x: cheap) instead, and the trials on the coarsest spacing whose
+    # excess stays within _EXCESS_SHARE of the width. Not where a bound is RDP's cap (the
+    # difference then says nothing).
     room = 1.0
-    upper, upper_coarse = target * math.exp(first), target * math.exp(coarse)
-    if upper < upper_coarse < _CAPPED * rdp_epsilon:
-        bias = (upper_coarse - upper) / (_PROBE ** 2 - 1.0)
-        room = min(math.sqrt(_EXCESS_SHARE * width / bias), _MAX_ROOM)
+    if safe < _PROBE_BELOW:
+        near, far = excess_on(_PROBE * grid, high), excess_on(_PROBE ** 2 * grid, high)
+        upper_near, upper_far = target * math.exp(near), target * math.exp(far)
+        if upper_near < upper_far < _CAPPED * rdp_epsilon:
+            bias = (upper_far - upper_near) / (_PROBE ** 2 * (_PROBE ** 2 - 1.0))  # a h^2
+            room = min(math.sqrt(_EXCESS_SHARE * width / bias), _MAX_ROOM)
     if room >= _MIN_ROOM:
+        # the first trial's bound on the trial grid, from the fit (a stand-in)
+        first = math.log(max(upper_near + bias * (room * room - _PROBE ** 2), _TINY) / target)
         grid *= room
-        first = math.log((upper + bias * (room * room - 1.0)) / target)  # a stand-in
     else:
         room = 1.0
+        first = excess_on(grid, high)
+    if not first <= 0.0:  # no grid of this kind meets the target here: the generic search
+        return None
     # Newton's step from the safe end with RDP's slope (of log epsilon): close to the answer
     # where PLD and RDP curves are nearly parallel; clamped to the safe end's side of a 2x range
     guess = high + max(-first / slope, -math.log(2.0))
@@ -209,15 +215,34 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
         answer += (1.5 ** attempt) * 1.1 * over / -slope + u_tolerance
     else:
         return None
-    # (a coarsened trial grid leaves more unspent by design: twice the allowance there; where
-    # the automatic bracket is wider than asked, its grids are what limits, not the trials')
-    if (target - epsilon <= _SLACK_SHARE * width * (2.0 if room > 1.0 else 1.0)
-            or not check.tolerance_met):
-        return math.exp(answer)
-    # The automatic grid's bound (squaring on long runs, say) is well below the trial grid's:
-    # one Newton step down on it, kept only where the automatic accountant certifies it.
-    lower = answer + 0.9 * over / -slope
-    return math.exp(lower) if automatic(math.exp(lower)).upper <= target else math.exp(answer)
+    # Where the automatic bound at the answer leaves much of the bracket width unspent (its
+    # grids, squaring on long runs say, beat the trial grid's; or the trial grid's bound failed
+    # near the answer and RDP's capped it), steps down on the automatic bound itself: the
+    # Gaussian-DP curve scaled to it predicts the noise (its slope, unlike the trials', is not
+    # misled by a failed grid), each step kept only where the automatic accountant certifies
+    # it. Not where the automatic bracket itself misses its width (its grids then limit). A
+    # coarsened trial grid leaves more unspent by design: twice the allowance there.
+    allowance = _SLACK_SHARE * width * (2.0 if room > 1.0 else 1.0)
+    goal = math.log1p(-0.5 * allowance / target)
+    checked = [(answer, over)]  # automatic log(eps / target) by u; secants once two are in
+    for _ in range(_MAX_DOWN):
+        if target - epsilon <= allowance or not check.tolerance_met:
+            break
+        (u0, f0), (u1, f1) = checked[-2:] if len(checked) > 1 else (checked[0], checked[0])
+        if len(checked) > 1 and f0 != f1:
+            lower = u1 + (goal - f1) * (u1 - u0) / (f1 - f0)
+        else:
+            lower = _gdp_guess(target * math.exp(goal), delta, sample_rate, steps,
+                               math.exp(answer), epsilon)
+        if not lower < answer:
+            lower = answer + 0.9 * (over - goal) / -slope
+        if not lower < answer:
+            break
+        check = automatic(math.exp(lower))
+        checked.append((lower, math.log(max(check.upper, _TINY) / target)))
+        if check.upper <= target:
+            answer, epsilon, over = lower, check.upper, checked[-1][1]
+    return math.exp(answer)
 
 
 def _root(excess, guess: float, safe_u: float, safe_excess: float, slope: float,
