@@ -12,8 +12,9 @@ RDP's epsilon), and the PLD answer lies a few per cent below it. In ``u = log si
    ``sqrt(T) h^2 / s``; ``c`` is :data:`accounting._tuning.PLD_INITIAL_STEP_FACTOR`) at the
    typical answer, made 3% coarser so that the automatic accountant's bound at the answer lies
    below the trial grid's. Below noise 0.5 (heavy per-step tails, where that rule asks for
-   needlessly fine and costly grids) the first trial is repeated on a 2x coarser grid, and the
-   grid is coarsened as far as the measured ``h^2`` growth of the bound allows.
+   needlessly fine and costly grids) the first trial composes on 2x and 4x coarser grids
+   instead, and the trial grid is coarsened as far as the measured ``h^2`` growth of the bound
+   allows.
 2. The first trial, at ``sigma_R``, gives two guesses: a Newton step with RDP's slope (two
    cheap RDP evaluations), and the Gaussian-DP curve (Dong, Roth, Su 2022) scaled to the PLD's
    epsilon at ``sigma_R`` (RDP's slope misleads where its conversion is loose); the lower is
@@ -24,8 +25,9 @@ RDP's epsilon), and the PLD answer lies a few per cent below it. In ``u = log si
 4. The automatic accountant (``PldAccountant(tolerance=pld_tolerance)``, what
    :func:`accounting.compute_epsilon` runs) certifies the answer: where its bound lies above the
    target the noise steps up by the trials' local slope; where it leaves much of the bracket
-   width unspent (squaring on long runs is tighter than one FFT) one Newton step down is tried
-   and kept only if certified.
+   width unspent (squaring on long runs is tighter than one FFT; or the trial grid's bound
+   failed near the answer) up to three steps down on the automatic bound itself are tried,
+   each kept only if certified.
 
 Every returned noise is certified by the automatic accountant's upper bound; the
 interpolation only chooses where to look. Where the set grids cannot bracket the answer (the
@@ -56,12 +58,12 @@ _GRID_SLACK = 0.02
 #: Most steps up where the automatic accountant's check misses (each an automatic query).
 _MAX_CHECKS = 6
 #: Budget left unspent by the automatic accountant's bound at the answer, as a share of the
-#: target bracket width, beyond which one more step down is tried.
+#: target bracket width, beyond which steps down are tried.
 _SLACK_SHARE = 0.3
 #: Reach in ``log sigma`` of the trials that give the local slope at the answer.
 _SLOPE_REACH = 0.02
-#: The first trial is repeated on a grid this much coarser, to measure the grid's share of the
-#: upper bound.
+#: Below ``_PROBE_BELOW`` the first trial composes on grids this much and its square coarser,
+#: to measure the grid's share of the upper bound.
 _PROBE = 2.0
 #: Noise multipliers (RDP's) below which that is done: per-step losses of slope ``1/sigma^2``
 #: have heavy tails there, and grids that are costly yet finer than the width needs.
