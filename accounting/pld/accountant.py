@@ -90,6 +90,11 @@ _UNKNOWN_DELTA_SCALE = 1e-9
 #: A direction is recomposed in extended precision where its double-precision rounding
 #: allowance at the anchor exceeds this share of the delta at stake.
 _EXTENDED_TRIGGER = 1e-3
+#: Noise multiplier from which a long run's first grid is sized for the squaring composition
+#: (below it the loss tails are too heavy for its short grids; see ``_light_tailed``).
+_LIGHT_TAIL_NOISE = 0.8
+#: Composed steps from which heavy-tailed runs may compose by squaring too.
+_HEAVY_TAIL_SQUARING_STEPS = 1 << 20
 #: Largest composed grid (FFT length) of any query, automatic or set by value_discretization:
 #: it bounds the memory of one composition (a few hundred MB).
 _MAX_GRID_POINTS = 1 << 21
@@ -669,9 +674,13 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
                 and sum(c.grid_points for c in self._compositions.values()) > _MAX_GRID_POINTS
             ):
                 self._compositions.pop(next(iter(self._compositions)))
+            # heavy-tailed steps square only where one FFT is out of reach (the squaring often
+            # gives up on them, after work the one FFT could have used)
+            squaring = self._light_tailed() or sum(
+                count for _, count in self._step_kinds()) >= _HEAVY_TAIL_SQUARING_STEPS
             self._compositions[key] = _Composition(
                 self._pairs_and_counts(), step, anchor, delta_scale, self._work, optional,
-                self._relative_accuracy,
+                self._relative_accuracy if squaring else None,
             )
         return self._compositions[key]
 
@@ -706,6 +715,13 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             yield max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12), count
         for event, count in self._other_steps.items():
             yield max(math.sqrt(step_mu_squared(event, self._neighboring)), 1e-12), count
+
+    def _light_tailed(self) -> bool:
+        """Whether every composed step is a subsampled Gaussian of noise at least
+        ``_LIGHT_TAIL_NOISE``: below it the loss tails do not thin out on the squaring's short
+        grids, the squaring falls back to one FFT, and its first grid is the one-FFT guess."""
+        return not self._other_steps and all(
+            noise >= _LIGHT_TAIL_NOISE for _, noise in self._steps_by_pair)
 
     def _smallest_spread(self) -> float:
         """Smallest per-step loss standard deviation among the composed step kinds (capped at
@@ -842,7 +858,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         if epsilon_units:
             # long runs compose by squaring where cheaper (see accounting.pld.levels)
             guess = first_levels_step(self._smallest_spread(), total, self._relative_accuracy)
-            if guess is not None:
+            if guess is not None and self._light_tailed():
                 step = max(guess, smallest)
         for _ in range(64):
             try:

@@ -86,11 +86,12 @@ def _log_mgf(pld: DiscretePld, lambdas: np.ndarray, blocks: int = _MGF_BLOCKS) -
     ``m ((b - mu) e^(lam a) + (mu - a) e^(lam b)) / (b - a)`` (the chord above the curve), within
     a factor ``exp(lam^2 (b - a)^2 / 8)`` of the exact sum (Hoeffding's lemma). Time and memory
     are ``O(points + blocks * lambdas)`` instead of ``O(points * lambdas)``; ``blocks`` (at most
-    ``_MGF_BLOCKS``) trades accuracy for time, and laws of at most ``blocks`` atoms are exact.
+    ``_MGF_BLOCKS``) trades accuracy for time, and laws of at most ``8 blocks`` atoms are exact.
     """
     size = pld.masses.size
     keep = pld.masses > 0
-    if np.count_nonzero(keep) <= min(_EXACT_MGF_POINTS, blocks):
+    # blocks of a few atoms save nothing over the exact sum
+    if np.count_nonzero(keep) <= min(_EXACT_MGF_POINTS, 8 * blocks):
         return log_weighted_sum_exp(lambdas, pld.losses[keep], pld.masses[keep])
     block = max(-(-size // blocks), 2)
     blocks = -(-size // block)
