@@ -269,3 +269,30 @@ def test_leading_bits_by_one_fft_match_pure_squaring(monkeypatch):
     squared = _levels_bracket(q, sigma, steps, step, points, anchor)
     assert with_leading[0] <= squared[1] and squared[0] <= with_leading[1]
     assert with_leading[1] - with_leading[0] <= 1.5 * (squared[1] - squared[0])
+
+
+@pytest.mark.parametrize(
+    ("q", "sigma", "grid"),
+    [
+        (1e-4, 1.1, 2e-5),  # heavy tails for its sample rate: one-FFT first grid
+        (1e-5, 1.2, 4e-6),  # the same, smaller sample rate
+        (1e-3, 1.0, 1e-4),  # squared on grids coarsened past the spread target to fit
+    ],
+)
+def test_small_sample_rate_long_run_agrees_with_a_set_fine_grid(q, sigma, grid):
+    """10^7 steps at small sample rates (per-step losses reaching thousands of spreads): the
+    automatic bracket at relative width 1e-2 meets its width, lies under RDP's epsilon, and
+    overlaps both a set fine grid's one-FFT bracket (no squaring) and a tighter automatic one."""
+    steps = 10**7
+    loose = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    assert loose.tolerance_met
+    assert loose.upper - loose.lower <= 1e-2 * max(loose.upper, 1.0)
+    assert loose.upper <= RdpAccountant().compose(q, sigma, steps).get_epsilon(DELTA)
+    fixed = PldAccountant(value_discretization=grid).compose(q, sigma, steps) \
+        .get_epsilon_bounds(DELTA)
+    tight = PldAccountant(tolerance=math.inf, relative_tolerance=1e-3).compose(q, sigma, steps) \
+        .get_epsilon_bounds(DELTA)
+    assert tight.tolerance_met
+    for other in (fixed, tight):
+        assert loose.lower <= other.upper and other.lower <= loose.upper
+    assert fixed.upper - fixed.lower <= 0.03 * fixed.upper  # narrow enough to say something

@@ -93,6 +93,10 @@ _EXTENDED_TRIGGER = 1e-3
 #: Noise multiplier from which a long run's first grid is sized for the squaring composition
 #: (below it the loss tails are too heavy for its short grids; see ``_light_tailed``).
 _LIGHT_TAIL_NOISE = 0.8
+#: Per-step loss reach over its spread from which the tails count as heavy whatever the noise:
+#: at small sample rates one step's loss is a spike at zero and a tail reaching thousands of
+#: spreads, which the squaring's short grids cannot hold until many steps are composed.
+_LIGHT_TAIL_REACH = 500.0
 #: Composed steps from which heavy-tailed runs may compose by squaring too.
 _HEAVY_TAIL_SQUARING_STEPS = 1 << 20
 #: Largest composed grid (FFT length) of any query, automatic or set by value_discretization:
@@ -233,6 +237,13 @@ class _Work:
 def _zero_floor(value: float) -> float:
     """``value`` if positive, else ``0.0`` (never ``-0.0``)."""
     return float(value) if value > 0 else 0.0
+
+
+def _loss_reach(sample_rate: float, noise_multiplier: float) -> float:
+    """Privacy loss ``log(1 + q exp(8 / sigma))`` of one step at a noise draw eight standard
+    deviations out: how far the per-step loss's upper tail reaches (a proxy, steering only the
+    choice of grids; it saturates instead of overflowing)."""
+    return math.log1p(sample_rate * math.exp(min(8.0 / noise_multiplier, 700.0)))
 
 
 def _inverse_variance(noise_multiplier: float) -> float:
@@ -718,10 +729,15 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
 
     def _light_tailed(self) -> bool:
         """Whether every composed step is a subsampled Gaussian of noise at least
-        ``_LIGHT_TAIL_NOISE``: below it the loss tails do not thin out on the squaring's short
-        grids, the squaring falls back to one FFT, and its first grid is the one-FFT guess."""
+        ``_LIGHT_TAIL_NOISE`` whose loss reach (:func:`_loss_reach`) is at most
+        ``_LIGHT_TAIL_REACH`` per-step spreads: otherwise the loss tails do not thin out on the
+        squaring's short grids, the squaring falls back to one FFT, and its first grid is the
+        one-FFT guess."""
         return not self._other_steps and all(
-            noise >= _LIGHT_TAIL_NOISE for _, noise in self._steps_by_pair)
+            noise >= _LIGHT_TAIL_NOISE
+            and _loss_reach(rate, noise) <= _LIGHT_TAIL_REACH * rate * math.sqrt(
+                math.expm1(min(_inverse_variance(noise), 700.0)))
+            for rate, noise in self._steps_by_pair)
 
     def _smallest_spread(self) -> float:
         """Smallest per-step loss standard deviation among the composed step kinds (capped at

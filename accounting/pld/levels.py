@@ -86,6 +86,10 @@ _FIRST_GUESS_STEPS = 1 << 17
 #: A law wider than this many times ``points`` atoms after its cut (tails too heavy for
 #: the cut to keep the grid short) stops the squaring.
 _WIDEST = 12
+#: Coarsest grid step, over a level's standard deviation, to which a law too wide for its
+#: ``points`` may be coarsened before the squaring gives up on it (heavy tails at small sample
+#: rates: the law of a few steps is a spike at zero and a long, thin tail).
+_COARSEST = 0.5
 #: Most grid steps per standard deviation the squaring keeps (longer grids cost more than one FFT).
 _MAX_PER_SPREAD = 4096.0
 #: Share of the target the first grids aim at: a bracket a little wider than the target costs a
@@ -317,8 +321,9 @@ def _spread(law: _Law) -> float:
 
 def _factor(laws: list[_Law], points: int) -> int:
     """Power-of-two coarsening of the grid shared by ``laws``: at least ``points / 32`` coarse
-    steps per standard deviation of the narrowest law. A law still holding over ``_WIDEST *
-    points`` atoms on that grid raises :class:`LevelsTooCostly`."""
+    steps per standard deviation of the narrowest law, fewer (down to ``1 / _COARSEST``) where
+    a law would otherwise hold over ``_WIDEST * points`` atoms; a law still that long raises
+    :class:`LevelsTooCostly`."""
     per_spread = points / 32.0
     spread = min(_spread(law) for law in laws)
     step = laws[0].step
@@ -326,6 +331,10 @@ def _factor(laws: list[_Law], points: int) -> int:
     while 2 * factor * step * per_spread <= spread:
         factor *= 2
     longest = max(law.masses.size for law in laws)
+    # a law whose tails outlast the cut: a coarser grid (down to half its spread) before
+    # giving up on the squaring; only the bracket's width pays, never its validity
+    while longest > _WIDEST * points * factor and 2 * factor * step <= _COARSEST * spread:
+        factor *= 2
     if longest > _WIDEST * points * factor:
         # the tails are not thinning out (a heavy-tailed loss): one FFT does better
         raise LevelsTooCostly(
