@@ -280,17 +280,19 @@ def _regrid(law: _Law, factor: int, kind: str) -> _Law:
         up_share = np.expm1(-shares * h) / math.expm1(-coarse_step)
     else:
         up_share = shares / factor
-    index = law.first + np.arange(law.masses.size)
-    coarse = np.floor_divide(index, factor)
-    rest = index - coarse * factor
-    first = int(coarse[0])
-    slots = int(coarse[-1]) - first + 2
-    up = up_share[rest]
-    # tilted weights scale by exp(tilt * (position change))
-    to_low = law.masses * (1.0 - up) * np.exp(-tilt * rest * h)
-    to_high = law.masses * up * np.exp(tilt * (factor - rest) * h)
-    masses = np.bincount(coarse - first, weights=to_low, minlength=slots)
-    masses += np.bincount(coarse - first + 1, weights=to_high, minlength=slots)
+    # the atoms as rows of ``factor`` fine points, one coarse cell each (zero-padded at both
+    # ends): each coarse point takes a row times the low shares and the row below times the
+    # high ones, with tilted weights scaled by exp(tilt * (position change))
+    size = law.masses.size
+    offset = law.first % factor
+    first = (law.first - offset) // factor
+    rows = -(-(offset + size) // factor)
+    padded = np.zeros(rows * factor)
+    padded[offset:offset + size] = law.masses
+    cells = padded.reshape(rows, factor)
+    masses = np.zeros(rows + 1)
+    masses[:-1] = cells @ ((1.0 - up_share) * np.exp(-tilt * shares * h))
+    masses[1:] += cells @ (up_share * np.exp(tilt * (factor - shares) * h))
     if masses[-1] == 0.0:
         masses = masses[:-1]
     arguments = (tilt + _OFFSETS)[:, None]
