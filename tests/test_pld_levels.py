@@ -296,3 +296,29 @@ def test_small_sample_rate_long_run_agrees_with_a_set_fine_grid(q, sigma, grid):
     for other in (fixed, tight):
         assert loose.lower <= other.upper and other.lower <= loose.upper
     assert fixed.upper - fixed.lower <= 0.03 * fixed.upper  # narrow enough to say something
+
+
+def test_second_direction_starts_in_extended_precision(monkeypatch):
+    """10^9 steps: the double-precision rounding bound of the first direction swamps delta, so
+    it is recomposed with extended transforms; the second direction starts there (three upper
+    compositions, not four), and the bracket still lies under RDP's epsilon and overlaps a
+    tighter one."""
+    from accounting.pld import accountant as pld_accountant
+
+    q, sigma, steps = 256 / 60000, 1.1, 10**9
+    calls = []
+    original = pld_accountant._Direction._compose_upper
+
+    def counted(self, groups, optional, reserve):
+        calls.append(self.extended)
+        return original(self, groups, optional, reserve)
+
+    monkeypatch.setattr(pld_accountant._Direction, "_compose_upper", counted)
+    loose = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    assert calls == [False, True, True]
+    assert loose.tolerance_met
+    assert loose.upper <= RdpAccountant().compose(q, sigma, steps).get_epsilon(DELTA)
+    tight = PldAccountant(tolerance=math.inf, relative_tolerance=2e-3).compose(q, sigma, steps) \
+        .get_epsilon_bounds(DELTA)
+    assert loose.lower <= tight.upper and tight.lower <= loose.upper
+    assert tight.upper - tight.lower < loose.upper - loose.lower

@@ -259,7 +259,8 @@ class _Direction:
     below. ``entries`` are ``(upper pair, lower pair, count)``."""
 
     def __init__(self, entries, step: float, tail: float, anchor: float, delta_scale: float,
-                 work: _Work, optional: bool, reserve: float, relative_accuracy: float | None):
+                 work: _Work, optional: bool, reserve: float, relative_accuracy: float | None,
+                 extended_first: bool = False):
         self._entries, self._step, self._tail, self._work = entries, step, tail, work
         # work to keep for what follows this upper law: its lower laws (two more compositions
         # of about its size) and those of the directions still to come
@@ -286,6 +287,15 @@ class _Direction:
             upper_groups, lambda: window_points(upper_groups, self._budget, self._tilt),
             relative_accuracy,
         )
+        # another direction of this grid needed the extended transforms: this one starts there
+        # (the same steps and grid: the same rounding)
+        if extended_first and _HAS_EXTENDED:
+            self._extended = True
+            try:
+                self.upper = self._compose_upper(upper_groups, True, reserve)
+                return
+            except _OverBudget:
+                self._extended = False
         self.upper = self._compose_upper(upper_groups, optional, reserve)
         # Where the tilt cannot make the FFT's worst-case rounding small next to delta (heavy
         # tails, tiny delta), the transforms and their powers are redone with a 64-bit
@@ -298,6 +308,11 @@ class _Direction:
                 self.upper = self._compose_upper(upper_groups, True, reserve)
             except _OverBudget:
                 self._extended = False
+
+    @property
+    def extended(self) -> bool:
+        """Whether the laws are composed with the extended (64-bit mantissa) transforms."""
+        return self._extended
 
     def _rounding_negligible(self, delta: float, anchor: float,
                              relative_accuracy: float | None) -> bool:
@@ -425,11 +440,13 @@ class _Composition:
         for group, upper, lower, count in pairs_and_counts:
             by_direction.setdefault(group, []).append((upper, lower, count))
         count = len(by_direction)
-        self.directions = [
-            _Direction(entries, step, tail, anchor, delta_scale, work, optional,
-                       reserve=3.0 * (count - index), relative_accuracy=relative_accuracy)
-            for index, entries in enumerate(by_direction.values())
-        ]
+        self.directions: list[_Direction] = []
+        for index, entries in enumerate(by_direction.values()):
+            self.directions.append(_Direction(
+                entries, step, tail, anchor, delta_scale, work, optional,
+                reserve=3.0 * (count - index), relative_accuracy=relative_accuracy,
+                extended_first=any(direction.extended for direction in self.directions),
+            ))
 
     @property
     def grid_points(self) -> int:
