@@ -322,3 +322,36 @@ def test_second_direction_starts_in_extended_precision(monkeypatch):
         .get_epsilon_bounds(DELTA)
     assert loose.lower <= tight.upper and tight.lower <= loose.upper
     assert tight.upper - tight.lower < loose.upper - loose.lower
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(200, 3000),
+    per_block=st.integers(12, 300),
+    first=st.integers(-5000, 5000),
+    step=st.floats(1e-5, 1e-1),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_block_mgf_bound_lies_between_the_exact_sum_and_hoeffdings_slack(
+        size, per_block, first, step, seed):
+    """The chord bound over blocks (composition._log_mgf) is at least the exact
+    log sum p e^(lam l), and at most ``lam^2 w^2 / 8`` above it (Hoeffding's lemma, w the block
+    width), for lambdas of both signs and sizes."""
+    from accounting.pld.composition import _log_mgf
+
+    rng = np.random.default_rng(seed)
+    blocks = max(size // per_block, 1)  # well under an eighth of the atoms: blocks, not exact
+    masses = rng.random(size) * (rng.random(size) < 0.7)
+    masses[rng.integers(size)] += 1.0
+    masses /= masses.sum()
+    pld = DiscretePld(step, first, masses)
+    lambdas = np.concatenate([-np.geomspace(1e3, 1e-3, 13), np.geomspace(1e-3, 1e3, 13)])
+    lambdas = lambdas / max(step * size, 1e-300) * 0.5
+    keep = masses > 0
+    exact = logsumexp(lambdas[:, None] * pld.losses[keep][None, :], b=masses[keep], axis=1)
+    bound = _log_mgf(pld, lambdas, blocks=blocks)
+    block = max(-(-size // blocks), 2)
+    slack = lambdas ** 2 * ((block - 1) * step) ** 2 / 8.0
+    scale = 1e-12 * np.maximum(1.0, np.abs(exact))
+    assert np.all(bound >= exact - scale)
+    assert np.all(bound <= exact + slack + scale)

@@ -105,13 +105,17 @@ def _log_mgf(pld: DiscretePld, lambdas: np.ndarray, blocks: int = _MGF_BLOCKS) -
     width = (block - 1) * pld.step
     share = np.clip(offset[keep] / (block - 1), 0.0, 1.0)  # (mu - a) / (b - a)
     starts = (pld.first_index + block * np.flatnonzero(keep)) * pld.step
-    with np.errstate(divide="ignore"):
-        log_low, log_high = np.log1p(-share), np.log(share)
-    # log of the chord bound over each block, relative to m e^(lam a)
-    chord = np.logaddexp(log_low[None, :], log_high[None, :] + lambdas[:, None] * width)
-    exponents = lambdas[:, None] * starts[None, :] + chord + np.log(block_mass[keep])[None, :]
+    mass = block_mass[keep]
+    # the chord bound summed over blocks: sum m (1 - s) e^(lam a) + e^(lam w) sum m s e^(lam a),
+    # s = (mu - a) / w: one exponential per (lambda, block), two matrix-vector products
+    exponents = lambdas[:, None] * starts[None, :]
     shift = exponents.max(axis=1)
-    return np.log(np.exp(exponents - shift[:, None]).sum(axis=1)) + shift
+    np.subtract(exponents, shift[:, None], out=exponents)
+    np.exp(exponents, out=exponents)
+    with np.errstate(divide="ignore"):
+        log_low = np.log(exponents @ (mass * (1.0 - share)))
+        log_high = np.log(exponents @ (mass * share)) + lambdas * width
+    return np.logaddexp(log_low, log_high) + shift
 
 
 def mgf_blocks(pld: DiscretePld, spread: float) -> int:
