@@ -179,7 +179,8 @@ def test_root_finder_backs_off_where_trials_cannot_compose():
 def test_few_pld_queries(monkeypatch, target, delta, q, steps, most):
     """Each PLD query (a trial on the set grid, or the automatic check) composes once: the
     search needs few of them, also where RDP's noise is far above the answer (the Gaussian-DP
-    guess then steers)."""
+    guess then steers). A query of one neighbouring direction (the trials after the first
+    compose only the direction that dominated there) counts as half of one."""
     calls = []
     for name in ("get_epsilon", "get_epsilon_bounds"):
         original = getattr(PldAccountant, name)
@@ -190,7 +191,9 @@ def test_few_pld_queries(monkeypatch, target, delta, q, steps, most):
 
         monkeypatch.setattr(PldAccountant, name, counted)
     sigma = calibrate_noise_multiplier(target, delta, q, steps, accountant="pld")
-    assert len(calls) <= most
+    single = [call for call in calls if call._only_direction is not None]
+    assert single  # the later trials compose one direction
+    assert len(calls) - 0.5 * len(single) <= most
     monkeypatch.undo()
     bounds = _bounds(q, sigma, steps, delta, PLD_TOLERANCE)
     assert bounds.upper <= target

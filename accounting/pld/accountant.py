@@ -584,6 +584,9 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         # the bracket's target relative to epsilon, set per query (sizes squaring grids)
         self._relative_accuracy = 1e-3
         self._work = _Work()
+        # one neighbouring direction only (noise calibration's trials steer by the direction
+        # that dominates; their answer is certified over every direction): None for all
+        self._only_direction: str | None = None
 
     name = "pld"
 
@@ -685,6 +688,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         for event, count in self._other_steps.items():
             for group, upper, lower in step_pairs(event, self._neighboring):
                 entries.append((group, upper, lower, count))
+        if self._only_direction is not None:
+            entries = [entry for entry in entries if entry[0] == self._only_direction]
         return entries
 
     def _step_kinds(self):
@@ -694,7 +699,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
 
     def _composition(self, step: float, anchor: float, delta_scale: float,
                      optional: bool = False) -> _Composition:
-        key = (tuple(self._step_kinds()), step, anchor, delta_scale, self._relative_accuracy)
+        key = (tuple(self._step_kinds()), step, anchor, delta_scale, self._relative_accuracy,
+               self._only_direction)
         if key not in self._compositions:
             # bound the memory held by earlier grids
             while len(self._compositions) >= 3 or (

@@ -119,6 +119,7 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     two more trials (the secant converges superlinearly), not precision the bounds can show.
     """
     from accounting.pld.accountant import PldAccountant
+    from accounting.pld.privacy_loss import dominating_pairs
     from accounting.rdp.accountant import RdpAccountant
 
     def automatic(sigma: float):
@@ -137,18 +138,34 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
         return _TRIAL_COARSENING * min(math.sqrt(scale / math.sqrt(float(steps))), 0.05)
 
     cache: dict[tuple[float, float], float] = {}
+    # the neighbouring direction whose bound is the larger at the first trial: later trials
+    # compose it alone (half the work); the automatic check below covers every direction
+    steering: list[str | None] = [None]
+
+    def direction_epsilon(grid: float, sigma: float, direction: str) -> float:
+        accountant = PldAccountant(value_discretization=grid)
+        accountant._only_direction = direction
+        return accountant.compose(sample_rate, sigma, steps).get_epsilon(delta)
 
     def excess_on(grid: float, u: float) -> float:
-        """``log(epsilon / target)`` of a set grid's certified upper bound (``inf`` where the
-        grid cannot be composed): nearer linear in ``log sigma`` than epsilon itself over wide
-        ranges (epsilon grows steeply as the noise drops)."""
+        """``log(epsilon / target)`` of a set grid's upper bound (``inf`` where the grid
+        cannot be composed): nearer linear in ``log sigma`` than epsilon itself over wide
+        ranges (epsilon grows steeply as the noise drops). The first trial composes every
+        direction (the certified bound, the larger of theirs), later ones the larger's."""
         if (grid, u) not in cache:
+            sigma = math.exp(u)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    accountant = PldAccountant(value_discretization=grid)
-                    epsilon = accountant.compose(sample_rate, math.exp(u), steps) \
-                        .get_epsilon(delta)
+                    if steering[0] is None:
+                        by_direction = {
+                            pair.direction: direction_epsilon(grid, sigma, pair.direction)
+                            for pair in dominating_pairs(sample_rate, sigma, "add_remove")
+                        }
+                        steering[0] = max(by_direction, key=by_direction.__getitem__)
+                        epsilon = by_direction[steering[0]]
+                    else:
+                        epsilon = direction_epsilon(grid, sigma, steering[0])
                 cache[grid, u] = math.log(max(epsilon, _TINY) / target)
             except ValueError:  # the grid does not fit this noise: count it as missing
                 cache[grid, u] = math.inf
