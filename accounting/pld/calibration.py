@@ -6,7 +6,9 @@ starts the search: it is safe for the PLD too (the PLD's certified upper bound i
 RDP's epsilon), and the PLD answer lies a few per cent below it. In ``u = log sigma``, on
 ``log(eps / target)`` (smooth, and nearer linear than epsilon where epsilon is steep):
 
-1. Trials compose on a set grid (upper bound only: one composition each, no grid search), of
+1. Trials compose on a set grid (upper bound only: one composition each, no grid search;
+   every neighbouring direction at the first trial, then only the one whose bound was the
+   larger there, since step 4 certifies every direction), of
    the spacing the automatic search starts from, ``h = sqrt(c W s / sqrt(T))`` (bracket width
    ``W``, per-step loss spread ``s = q sqrt(exp(1 / sigma^2) - 1)``, the width growing like
    ``sqrt(T) h^2 / s``; ``c`` is :data:`accounting._tuning.PLD_INITIAL_STEP_FACTOR`) at the
