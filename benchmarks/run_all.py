@@ -326,14 +326,43 @@ def kernel_section(kernel, tf_step, tf_note, ratios) -> list[str]:
     return lines
 
 
-def startup_section(startup) -> list[str]:
-    lines = ["## Start-up (from import_time.py)", ""]
+#: First answers in a fresh process: (ours, peer, ratio key) labels of import_time.py's rows.
+FIRST_CALLS = [
+    ("first RDP ε, setting A: accounting", "first RDP ε, setting A: dp_accounting",
+     "first_rdp_call_vs_dp_accounting"),
+    ("first RDP ε, setting A: accounting", "first RDP ε, setting A: Opacus",
+     "first_rdp_call_vs_opacus"),
+    ("first PLD ε, setting A: accounting (tolerance 1e-3)",
+     "first PLD ε, setting A: dp_accounting (grid 1e-4)", "first_pld_call_vs_dp_accounting"),
+    ("import accounting", "import dp_accounting (RDP + PLD)", "import_vs_dp_accounting"),
+    ("import accounting", "import opacus.accountants", "import_vs_opacus"),
+    ("import accounting", "import prv_accountant", "import_vs_prv_accountant"),
+]
+
+
+def startup_section(startup, ratios=None) -> list[str]:
+    lines = ["## Start-up and first answers (from import_time.py)", ""]
     if not startup:
         return lines + ["import_time.py gave no figures (see its output above)."]
-    rows = [[label, f"{seconds:.3f}"] for label, seconds in startup["import_seconds"].items()]
-    return lines + _table(["fresh process", "median s"], rows) + [
-        "", f"Median of {startup['repeats']} fresh interpreters each, the interpreter's own "
-        "start included (first row)."]
+    seconds = startup["import_seconds"]
+    calls = startup.get("first_call_seconds", {})
+    rows = [[label, f"{value:.3f}", "–" if label not in calls else f"{calls[label] * 1e3:.2f}"]
+            for label, value in seconds.items()]
+    lines += _table(["fresh process", "median s (process)", "the first call alone ms"], rows)
+    lines += ["", f"Median of {startup['repeats']} fresh interpreters each, the interpreter's "
+              "own start included (first row); the first call alone is timed inside the "
+              "process after its imports. Ours / peer in fresh processes:", ""]
+    pairs = []
+    for ours, peer, key in FIRST_CALLS:
+        ratio = _ratio(seconds.get(ours), seconds.get(peer))
+        alone = _ratio(calls.get(ours), calls.get(peer))
+        if ratios is not None:
+            ratios[key] = ratio
+            if alone is not None:
+                ratios[key + "_call_alone"] = alone
+        pairs.append([f"{ours} / {peer}", _r(ratio), _r(alone)])
+    return lines + _table(["fresh processes", "ours / peer (process)",
+                           "ours / peer (the call alone)"], pairs)
 
 
 def samplers_section(samplers, ratios) -> list[str]:
@@ -401,7 +430,7 @@ def write_results(path, info, peers, accounting_figures, kernel, tf_step, tf_not
     lines += samplers_section(samplers, ratios) + [""]
     for title, note, output in printed:
         lines += printed_tables(title, note, output) + [""]
-    lines += startup_section(startup) + [""]
+    lines += startup_section(startup, ratios) + [""]
     if accounting_figures:
         lines += ["## accounting_speed.py (its JSON line, same run)", ""]
         lines += _table(["figure", "value"], [[k, v] for k, v in accounting_figures.items()])

@@ -40,8 +40,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from accounting import _scipy
 from accounting._caches import register_cache
+from accounting._log_gamma import log_gamma
 from accounting._validation import check_noise_multiplier, check_orders, check_sample_rate
 from accounting.rdp._ragged import RaggedIndex, segment_logsumexp
 
@@ -199,7 +199,7 @@ def _binomial_layout(alpha: np.ndarray):
     index = RaggedIndex(alpha.astype(np.int64) - 1)
     k = (index.local + 2).astype(float)
     a = alpha[index.item]
-    gammaln = _scipy.special.gammaln
+    gammaln = log_gamma
     log_binomial = gammaln(a + 1.0) - gammaln(k + 1.0) - gammaln(a - k + 1.0)
     return index, k, a - k, log_binomial
 
@@ -237,7 +237,7 @@ def _log_binomial_terms(k, alpha, log_binomial, q, sigma) -> np.ndarray:
 
 
 def _log_choose(alpha, k):
-    gammaln = _scipy.special.gammaln
+    gammaln = log_gamma
     return gammaln(alpha + 1.0) - gammaln(k + 1.0) - gammaln(alpha - k + 1.0)
 
 
