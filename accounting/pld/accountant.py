@@ -246,6 +246,13 @@ def _loss_reach(sample_rate: float, noise_multiplier: float) -> float:
     return math.log1p(sample_rate * math.exp(min(8.0 / noise_multiplier, 700.0)))
 
 
+def _pair_spread(sample_rate: float, noise_multiplier: float) -> float:
+    """Per-step loss standard deviation ``q sqrt(exp(1/sigma^2) - 1)`` of a subsampled
+    Gaussian, saturating instead of overflowing (at least ``1e-12``)."""
+    growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
+    return max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12)
+
+
 def _inverse_variance(noise_multiplier: float) -> float:
     """``1 / sigma^2``, saturated at ``e^700`` (no overflow, nor a division by ``0.0 ** 2``)."""
     return math.exp(min(-2.0 * math.log(noise_multiplier), 700.0))
@@ -745,8 +752,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         divergence, :func:`accounting.pld.samplers.step_mu_squared`), saturating instead of
         overflowing for extreme noise multipliers."""
         for (sample_rate, noise_multiplier), count in self._steps_by_pair.items():
-            growth = math.expm1(min(_inverse_variance(noise_multiplier), 700.0))
-            yield max(sample_rate * math.sqrt(min(growth, 1e300)), 1e-12), count
+            yield _pair_spread(sample_rate, noise_multiplier), count
         for event, count in self._other_steps.items():
             yield max(math.sqrt(step_mu_squared(event, self._neighboring)), 1e-12), count
 
@@ -758,8 +764,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         one-FFT guess."""
         return not self._other_steps and all(
             noise >= _LIGHT_TAIL_NOISE
-            and _loss_reach(rate, noise) <= _LIGHT_TAIL_REACH * rate * math.sqrt(
-                math.expm1(min(_inverse_variance(noise), 700.0)))
+            and _loss_reach(rate, noise) <= _LIGHT_TAIL_REACH * _pair_spread(rate, noise)
             for rate, noise in self._steps_by_pair)
 
     def _smallest_spread(self) -> float:

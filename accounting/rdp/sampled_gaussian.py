@@ -199,9 +199,7 @@ def _binomial_layout(alpha: np.ndarray):
     index = RaggedIndex(alpha.astype(np.int64) - 1)
     k = (index.local + 2).astype(float)
     a = alpha[index.item]
-    gammaln = log_gamma
-    log_binomial = gammaln(a + 1.0) - gammaln(k + 1.0) - gammaln(a - k + 1.0)
-    return index, k, a - k, log_binomial
+    return index, k, a - k, _log_choose(a, k)
 
 
 @lru_cache(maxsize=256)
@@ -237,8 +235,8 @@ def _log_binomial_terms(k, alpha, log_binomial, q, sigma) -> np.ndarray:
 
 
 def _log_choose(alpha, k):
-    gammaln = log_gamma
-    return gammaln(alpha + 1.0) - gammaln(k + 1.0) - gammaln(alpha - k + 1.0)
+    """``log C(alpha, k)`` through ``log Gamma`` (elementwise)."""
+    return log_gamma(alpha + 1.0) - log_gamma(k + 1.0) - log_gamma(alpha - k + 1.0)
 
 
 def _log_a_minus_1_integer_probed(q, sigma, alpha) -> np.ndarray:

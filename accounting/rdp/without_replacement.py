@@ -39,10 +39,14 @@ from functools import lru_cache
 import numpy as np
 
 from accounting._caches import register_cache
-from accounting._log_gamma import log_gamma
 from accounting._validation import check_noise_multiplier, check_orders, check_sample_rate
 from accounting.rdp._ragged import RaggedIndex, segment_logsumexp
-from accounting.rdp.sampled_gaussian import _binomial_layout, _cached_binomial_layout, _chunks
+from accounting.rdp.sampled_gaussian import (
+    _binomial_layout,
+    _cached_binomial_layout,
+    _chunks,
+    _log_choose,
+)
 
 __all__ = ["rdp_sampled_without_replacement"]
 
@@ -187,9 +191,7 @@ def _log_even_differences(sigma: float) -> np.ndarray:
     index = RaggedIndex(orders.astype(np.int64) + 1)  # j = 0 .. l
     j = index.local.astype(float)
     l_items = orders[index.item]
-    gammaln = log_gamma
-    log_terms = gammaln(l_items + 1.0) - gammaln(j + 1.0) - gammaln(l_items - j + 1.0)
-    log_terms = log_terms + c * j * (j - 1.0)
+    log_terms = _log_choose(l_items, j) + c * j * (j - 1.0)
     # l is even: the terms with j even are added, those with j odd subtracted
     even = index.local % 2 == 0
     positive = segment_logsumexp(np.where(even, log_terms, -np.inf), index)
