@@ -216,3 +216,49 @@ def test_small_noise_runs_are_certified_near_the_edge(target, delta, q, steps):
     bounds = _bounds(q, sigma, steps, delta, PLD_TOLERANCE)
     assert bounds.upper <= target
     assert bounds.lower >= target - _width(target) - bounds.width
+
+
+# ------------------------------------------------------------- what the shortcut relies on
+def _direction_epsilon(q, sigma, steps, delta, direction):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        accountant = PldAccountant(tolerance=PLD_TOLERANCE)
+        accountant._only_direction = direction
+        return accountant.compose(q, sigma, steps).get_epsilon(delta)
+
+
+@pytest.mark.parametrize("steps, delta", [(10, 1e-9), (1000, 1e-5), (100_000, 1e-6)])
+def test_removal_bounds_the_addition_direction(steps, delta):
+    """The trials compose the removal direction alone: its certified bound is the larger one
+    over the usual range of DP-SGD runs (epsilon up to ~50; the full check covers the rest)."""
+    checked = 0
+    for q in (1e-4, 1e-3, 1e-2, 0.2):
+        for sigma in (0.5, 1.0, 4.0):
+            remove = _direction_epsilon(q, sigma, steps, delta, "remove")
+            if remove <= 50.0:
+                assert remove >= _direction_epsilon(q, sigma, steps, delta, "add"), (q, sigma)
+                checked += 1
+    assert checked >= 8
+
+
+@settings(max_examples=15, deadline=None)
+@given(q=st.floats(1e-4, 0.2), sigma=st.floats(0.5, 3.0), steps=st.integers(1, 200_000),
+       delta=st.sampled_from([1e-5, 1e-7, 1e-9]))
+def test_first_grid_bound_is_above_the_automatic_bound(q, sigma, steps, delta):
+    """The check that certifies a calibrated noise uses the automatic search's first grid
+    alone: never below what the automatic accountant (compute_epsilon) reports, and a certified
+    bound itself (at least the tight accountant's lower end)."""
+    def accountant():
+        return PldAccountant(tolerance=PLD_TOLERANCE).compose(q, sigma, steps)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = accountant()._first_grid_epsilon(delta)
+        full = accountant().get_epsilon_bounds(delta)
+    assert first >= full.upper
+    assert first >= full.lower
+
+
+def test_first_grid_needs_an_automatic_accountant():
+    with pytest.raises(ValueError, match="automatic"):
+        PldAccountant(value_discretization=1e-3).compose(0.01, 1.0, 10)._first_grid_epsilon(1e-5)

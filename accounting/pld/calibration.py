@@ -7,8 +7,8 @@ RDP's epsilon), and the PLD answer lies a few per cent below it. In ``u = log si
 ``log(eps / target)`` (smooth, and nearer linear than epsilon where epsilon is steep):
 
 1. Trials compose on a set grid (upper bound only: one composition each, no grid search;
-   every neighbouring direction at the first trial, then only the one whose bound was the
-   larger there, since step 4 certifies every direction), of
+   only the removal direction, whose bound is the larger one nearly everywhere, since step 4
+   certifies every direction), of
    the spacing the automatic search starts from, ``h = sqrt(c W s / sqrt(T))`` (bracket width
    ``W``, per-step loss spread ``s = q sqrt(exp(1 / sigma^2) - 1)``, the width growing like
    ``sqrt(T) h^2 / s``; ``c`` is :data:`accounting._tuning.PLD_INITIAL_STEP_FACTOR`) at the
@@ -25,7 +25,10 @@ RDP's epsilon), and the PLD answer lies a few per cent below it. In ``u = log si
    bracket the root; each trial aims a third of the tolerance past the estimated root, so that
    once the estimate has converged the next trial brackets it within ``tolerance``.
 4. The automatic accountant (``PldAccountant(tolerance=pld_tolerance)``, what
-   :func:`accounting.compute_epsilon` runs) certifies the answer: where its bound lies above the
+   :func:`accounting.compute_epsilon` runs) certifies the answer. Its first grid's upper bound
+   alone is tried first: the automatic bound, the least over the grids it visits, is at most
+   that, so where it meets the target and leaves little of the width unspent nothing more is
+   composed (no lower laws, no finer grids). Otherwise, where the full bound lies above the
    target the noise steps up by the trials' local slope; where it leaves much of the bracket
    width unspent (squaring on long runs is tighter than one FFT; or the trial grid's bound
    failed near the answer) up to three steps down on the automatic bound itself are tried,
@@ -83,6 +86,11 @@ _TINY = 1e-300
 _MAX_DOWN = 3
 #: Relative change of the noise for RDP's finite-difference slope.
 _SLOPE_STEP = 0.01
+#: The neighbouring direction the trials compose: removing an example (the subsampled mixture
+#: against the bare Gaussian) gives the larger epsilon bound of the two directions of
+#: add/remove Poisson subsampling nearly everywhere (tests/test_pld_calibration.py compares
+#: them); the automatic check certifies both, and steps the noise up where adding dominates.
+_STEERING = "remove"
 
 
 def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps: int,
@@ -121,7 +129,6 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     two more trials (the secant converges superlinearly), not precision the bounds can show.
     """
     from accounting.pld.accountant import PldAccountant
-    from accounting.pld.privacy_loss import dominating_pairs
     from accounting.rdp.accountant import RdpAccountant
 
     def automatic(sigma: float):
@@ -129,6 +136,14 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
             warnings.simplefilter("ignore")
             return PldAccountant(tolerance=pld_tolerance).compose(sample_rate, sigma, steps) \
                 .get_epsilon_bounds(delta)
+
+    def first_grid(sigma: float) -> float:
+        """The automatic search's first-grid upper bound: at least what the automatic
+        accountant reports (its least upper bound over grids), at a fraction of the work."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return PldAccountant(tolerance=pld_tolerance).compose(sample_rate, sigma, steps) \
+                ._first_grid_epsilon(delta)
 
     # the grid spacing the automatic search starts from (one FFT): its bracket is about the
     # target width; a little coarser, so that the automatic accountant's bound at the answer is
@@ -140,9 +155,6 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
         return _TRIAL_COARSENING * min(math.sqrt(scale / math.sqrt(float(steps))), 0.05)
 
     cache: dict[tuple[float, float], float] = {}
-    # the neighbouring direction whose bound is the larger at the first trial: later trials
-    # compose it alone (half the work); the automatic check below covers every direction
-    steering: list[str | None] = [None]
 
     def direction_epsilon(grid: float, sigma: float, direction: str) -> float:
         accountant = PldAccountant(value_discretization=grid)
@@ -150,24 +162,15 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
         return accountant.compose(sample_rate, sigma, steps).get_epsilon(delta)
 
     def excess_on(grid: float, u: float) -> float:
-        """``log(epsilon / target)`` of a set grid's upper bound (``inf`` where the grid
-        cannot be composed): nearer linear in ``log sigma`` than epsilon itself over wide
-        ranges (epsilon grows steeply as the noise drops). The first trial composes every
-        direction (the certified bound, the larger of theirs), later ones the larger's."""
+        """``log(epsilon / target)`` of a set grid's upper bound for the removal direction
+        (``inf`` where the grid cannot be composed): nearer linear in ``log sigma`` than
+        epsilon itself over wide ranges (epsilon grows steeply as the noise drops)."""
         if (grid, u) not in cache:
             sigma = math.exp(u)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    if steering[0] is None:
-                        by_direction = {
-                            pair.direction: direction_epsilon(grid, sigma, pair.direction)
-                            for pair in dominating_pairs(sample_rate, sigma, "add_remove")
-                        }
-                        steering[0] = max(by_direction, key=by_direction.__getitem__)
-                        epsilon = by_direction[steering[0]]
-                    else:
-                        epsilon = direction_epsilon(grid, sigma, steering[0])
+                    epsilon = direction_epsilon(grid, sigma, _STEERING)
                 cache[grid, u] = math.log(max(epsilon, _TINY) / target)
             except ValueError:  # the grid does not fit this noise: count it as missing
                 cache[grid, u] = math.inf
@@ -225,6 +228,12 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     # answer itself; where its grid's bound lies above the trial grid's, step the noise up by
     # the excess over the trials' local slope, a little more each time (RDP's noise ends it:
     # always safe).
+    # The first grid's upper bound alone certifies the answer where it meets the target and
+    # leaves little of the width unspent (the automatic bound, the least over its grids, is at
+    # most it): the lower laws and finer grids are composed only where it does not.
+    allowance = _SLACK_SHARE * width * (2.0 if room > 1.0 else 1.0)
+    if answer < high and target - allowance <= first_grid(math.exp(answer)) <= target:
+        return math.exp(answer)
     for attempt in range(_MAX_CHECKS):
         if answer >= high:
             return safe
@@ -243,7 +252,6 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     # misled by a failed grid), each step kept only where the automatic accountant certifies
     # it. Not where the automatic bracket itself misses its width (its grids then limit). A
     # coarsened trial grid leaves more unspent by design: twice the allowance there.
-    allowance = _SLACK_SHARE * width * (2.0 if room > 1.0 else 1.0)
     goal = math.log1p(-0.5 * allowance / target)
     checked = [(answer, over)]  # automatic log(eps / target) by u; secants once two are in
     for _ in range(_MAX_DOWN):
