@@ -82,9 +82,13 @@ __all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant", "ToleranceNotMetWarn
 _WINDOW_TAIL = 1e-18
 #: Share of the delta at stake left out by the truncation of the per-step losses, over all
 #: steps together (the lower tails move up to the grid's first point, the upper tails to +inf):
-#: 1e-9 moves epsilon by about 1e-9 / (d log delta / d epsilon) and cuts the per-step grids
-#: 2-4 fold at delta = 1e-5 against a fixed 1e-18 (a subsampled Gaussian's loss tail is long).
-_TRUNCATION_SHARE = 1e-9
+#: it moves epsilon by about this share / (d log delta / d epsilon) (for subsampling, q times
+#: that: the upper tail is the sampled component's), far inside the narrowest bracket the
+#: accountant aims at, while the per-step grids end at ~8 instead of ~9 standard deviations.
+_TRUNCATION_SHARE = 1e-5
+#: The same share for delta queries, whose delta at stake is only bounded (by RDP's delta, often
+#: 10-100 times the true one): smaller, so that the truncation stays negligible next to delta.
+_DELTA_TRUNCATION_SHARE = 1e-9
 #: The delta scale assumed where none is known (a truncation of 1e-18 in all).
 _UNKNOWN_DELTA_SCALE = 1e-9
 #: A direction is recomposed in extended precision where its double-precision rounding
@@ -435,13 +439,14 @@ def _worst_lower(directions, uppers, lower_of, enough: float) -> float:
 class _Composition:
     """Upper and lower composed laws of every dominating pair on one grid, each tilted towards
     losses near ``anchor`` (a guess at the answer, ideally just below it). ``delta_scale`` is
-    the delta at stake: the per-step truncation leaves out a ``_TRUNCATION_SHARE`` of it over all
-    steps (counted in the bounds), and it decides where extended precision is needed. ``work``
+    the delta at stake: it decides where extended precision is needed. The per-step truncation
+    leaves out ``truncated`` ``P``-mass over all steps together (counted in the bounds). ``work``
     is the accountant's budget (``optional``: this grid may be refused, see :class:`_Work`)."""
 
     def __init__(self, pairs_and_counts, step: float, anchor: float, delta_scale: float,
-                 work: _Work, optional: bool = False, relative_accuracy: float | None = 1e-3):
-        tail = _step_tail(pairs_and_counts, delta_scale)
+                 truncated: float, work: _Work, optional: bool = False,
+                 relative_accuracy: float | None = 1e-3):
+        tail = _step_tail(pairs_and_counts, truncated)
         self.step = step
         by_direction: dict[str, list] = {}
         for group, upper, lower, count in pairs_and_counts:
@@ -475,10 +480,11 @@ class _Composition:
         return _zero_floor(lower), min(max(uppers), 1.0)
 
 
-def _step_tail(pairs_and_counts, delta_scale: float) -> float:
-    """``P``-mass left out of each step's loss on each side (see :class:`_Composition`)."""
+def _step_tail(pairs_and_counts, truncated: float) -> float:
+    """``P``-mass left out of each step's loss on each side, ``truncated`` over all steps
+    (see :class:`_Composition`)."""
     total_steps = sum(entry[-1] for entry in pairs_and_counts)
-    return max(max(_TRUNCATION_SHARE * delta_scale, 1e-300) / max(total_steps, 1), 1e-300)
+    return max(max(truncated, 1e-300) / max(total_steps, 1), 1e-300)
 
 
 class PldAccountant(GaussianStepsAccountant, TightAccountant):
@@ -594,6 +600,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         # one neighbouring direction only (noise calibration's trials steer by the direction
         # that dominates; their answer is certified over every direction): None for all
         self._only_direction: str | None = None
+        # P-mass the per-step truncation leaves out over all steps (set by each query)
+        self._truncated = 0.0
 
     name = "pld"
 
@@ -706,8 +714,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
 
     def _composition(self, step: float, anchor: float, delta_scale: float,
                      optional: bool = False) -> _Composition:
-        key = (tuple(self._step_kinds()), step, anchor, delta_scale, self._relative_accuracy,
-               self._only_direction)
+        key = (tuple(self._step_kinds()), step, anchor, delta_scale, self._truncated,
+               self._relative_accuracy, self._only_direction)
         if key not in self._compositions:
             # bound the memory held by earlier grids
             while len(self._compositions) >= 3 or (
@@ -720,7 +728,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             squaring = self._light_tailed() or sum(
                 count for _, count in self._step_kinds()) >= _HEAVY_TAIL_SQUARING_STEPS
             self._compositions[key] = _Composition(
-                self._pairs_and_counts(), step, anchor, delta_scale, self._work, optional,
+                self._pairs_and_counts(), step, anchor, delta_scale, self._truncated, self._work,
+                optional,
                 self._relative_accuracy if squaring else None,
             )
         return self._compositions[key]
@@ -730,11 +739,11 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         ``_MAX_COMPOSED_STEPS``): no PLD is attempted then."""
         return sum(count for _, count in self._step_kinds()) > _MAX_COMPOSED_STEPS
 
-    def _smallest_step(self, delta_scale: float) -> float:
+    def _smallest_step(self) -> float:
         """The finest spacing whose per-step losses fit ``_MAX_STEP_POINTS`` (with room for the
         two end points of every pair); :class:`_Unresolvable` where a loss overflows."""
         entries = self._pairs_and_counts()
-        tail = _step_tail(entries, delta_scale)
+        tail = _step_tail(entries, self._truncated)
         spans: dict[str, float] = {}
         for group, upper, lower, _ in entries:
             for pair in {id(upper): upper, id(lower): lower}.values():
@@ -806,7 +815,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         return float(guess) if math.isfinite(guess) else 1.0
 
     def _search(self, query, anchor: float, delta_scale: float, *, follow_lower: bool,
-                ceiling: float, target, epsilon_units: bool, first_only: bool = False):
+                ceiling: float, target, epsilon_units: bool, first_only: bool = False,
+                truncation_share: float = _TRUNCATION_SHARE):
         """Run ``query(composition) -> (lower, upper, width)`` on one grid or a search of grids;
         returns ``(lower, upper, step, met)``: the largest lower and smallest upper bound seen,
         the spacing of the grid of that upper bound, and whether ``width <= target(upper)``.
@@ -816,7 +826,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         is anchored at the certified lower bound in hand, and a grid whose upper bound is
         infinite (the answer lies far above the anchor, where the tilted law is not accurate
         enough) is recomposed anchored higher, towards ``ceiling`` (a known upper bound).
-        ``delta_scale`` is the delta at stake (see :class:`_Composition`). ``width`` is an
+        ``delta_scale`` is the delta at stake (see :class:`_Composition`); the per-step
+        truncation leaves out ``truncation_share`` of it over all steps. ``width`` is an
         epsilon width: for epsilon queries (``epsilon_units``) that of the combined bracket.
         ``first_only`` stops after the automatic search's first grid (composed as the full
         search composes it: the same spacing and anchor). Raises :class:`_Unresolvable` where no
@@ -826,7 +837,8 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         self._work.reset(_WORK_BUDGET, strict=fixed is None)
         if self._too_many_steps():
             raise _Unresolvable
-        smallest = self._smallest_step(delta_scale)
+        self._truncated = truncation_share * delta_scale
+        smallest = self._smallest_step()
         best = [-math.inf, math.inf, 0.0, math.inf]  # lower, upper, its step, width
         where = {"anchor": anchor}
         scale = max(anchor, min(self._tolerance, 1.0)) if anchor == anchor else 1.0
@@ -1068,6 +1080,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             lower, upper, step, met = self._search(
                 query, epsilon, scale, follow_lower=False, ceiling=math.inf,
                 target=lambda _: target, epsilon_units=False,
+                truncation_share=_DELTA_TRUNCATION_SHARE,
             )
         except _Unresolvable:
             lower, upper, step, met = None, 1.0, 0.0, False
