@@ -255,3 +255,19 @@ def test_import_does_not_load_scipy_signal():
         print(json.dumps("scipy.signal" in sys.modules))
     """, timeout=60.0)
     assert out is False
+
+
+def test_later_directions_are_anchored_at_the_bound_in_hand():
+    """Heavy per-step tails (sigma 0.35) make the first anchor (RDP's epsilon, 23.6) lie far
+    above the removal direction's epsilon (20.5) and further above the addition direction's:
+    tilted for the anchor, the addition direction's bound on the first grid stayed at 23.2 and
+    forced a 5x finer grid. Anchored at the removal direction's upper bound, the first grid's
+    certified bound is within the requested width of the final bracket (and below RDP's)."""
+    q, sigma, steps, delta = 1e-4, 0.35, 500_000, 1e-5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = PldAccountant(tolerance=1e-2).compose(q, sigma, steps)._first_grid_epsilon(delta)
+        bounds = PldAccountant(tolerance=1e-2).compose(q, sigma, steps).get_epsilon_bounds(delta)
+    assert bounds.tolerance_met
+    assert bounds.upper <= first <= bounds.upper + 1e-2
+    assert first <= RdpAccountant().compose(q, sigma, steps).get_epsilon(delta)

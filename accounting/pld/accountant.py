@@ -441,11 +441,18 @@ class _Composition:
     losses near ``anchor`` (a guess at the answer, ideally just below it). ``delta_scale`` is
     the delta at stake: it decides where extended precision is needed. The per-step truncation
     leaves out ``truncated`` ``P``-mass over all steps together (counted in the bounds). ``work``
-    is the accountant's budget (``optional``: this grid may be refused, see :class:`_Work`)."""
+    is the accountant's budget (``optional``: this grid may be refused, see :class:`_Work`).
+
+    For an epsilon query at ``delta_scale`` (``epsilon_query``), each direction after the first
+    is anchored no higher than the largest upper epsilon bound of those before it (and no lower
+    than half the anchor, in case that direction is the larger one): only up to there does its
+    bound count (the certified bound is the largest direction's), and an anchor far above its
+    own epsilon (a guess from RDP or Gaussian DP, high under heavy tails) tilts its law so hard
+    that its bound cannot come below the anchor."""
 
     def __init__(self, pairs_and_counts, step: float, anchor: float, delta_scale: float,
                  truncated: float, work: _Work, optional: bool = False,
-                 relative_accuracy: float | None = 1e-3):
+                 relative_accuracy: float | None = 1e-3, epsilon_query: bool = False):
         tail = _step_tail(pairs_and_counts, truncated)
         self.step = step
         by_direction: dict[str, list] = {}
@@ -453,12 +460,17 @@ class _Composition:
             by_direction.setdefault(group, []).append((upper, lower, count))
         count = len(by_direction)
         self.directions: list[_Direction] = []
+        reached = -math.inf  # largest upper epsilon bound of the directions composed so far
         for index, entries in enumerate(by_direction.values()):
+            direction_anchor = max(min(anchor, reached), 0.5 * anchor) \
+                if 0.0 < reached < math.inf else anchor
             self.directions.append(_Direction(
-                entries, step, tail, anchor, delta_scale, work, optional,
+                entries, step, tail, direction_anchor, delta_scale, work, optional,
                 reserve=3.0 * (count - index), relative_accuracy=relative_accuracy,
                 extended_first=any(direction.extended for direction in self.directions),
             ))
+            if epsilon_query and index + 1 < count:
+                reached = max(reached, self.directions[-1].epsilon_upper(delta_scale))
 
     @property
     def grid_points(self) -> int:
@@ -600,8 +612,10 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         # one neighbouring direction only (noise calibration's trials steer by the direction
         # that dominates; their answer is certified over every direction): None for all
         self._only_direction: str | None = None
-        # P-mass the per-step truncation leaves out over all steps (set by each query)
+        # P-mass the per-step truncation leaves out over all steps, and whether the query is
+        # one of epsilon (set by each query)
         self._truncated = 0.0
+        self._epsilon_query = False
 
     name = "pld"
 
@@ -715,7 +729,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
     def _composition(self, step: float, anchor: float, delta_scale: float,
                      optional: bool = False) -> _Composition:
         key = (tuple(self._step_kinds()), step, anchor, delta_scale, self._truncated,
-               self._relative_accuracy, self._only_direction)
+               self._epsilon_query, self._relative_accuracy, self._only_direction)
         if key not in self._compositions:
             # bound the memory held by earlier grids
             while len(self._compositions) >= 3 or (
@@ -730,7 +744,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             self._compositions[key] = _Composition(
                 self._pairs_and_counts(), step, anchor, delta_scale, self._truncated, self._work,
                 optional,
-                self._relative_accuracy if squaring else None,
+                self._relative_accuracy if squaring else None, self._epsilon_query,
             )
         return self._compositions[key]
 
@@ -838,6 +852,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         if self._too_many_steps():
             raise _Unresolvable
         self._truncated = truncation_share * delta_scale
+        self._epsilon_query = epsilon_units
         smallest = self._smallest_step()
         best = [-math.inf, math.inf, 0.0, math.inf]  # lower, upper, its step, width
         where = {"anchor": anchor}
