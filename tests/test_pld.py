@@ -24,8 +24,20 @@ from accounting import (
 from accounting import reference as ref
 from accounting.pld import accountant as pld_accountant
 from accounting.pld.accountant import _REFINE_GRID_LIMIT, _worst_lower
-from accounting.pld.composition import choose_tilt, compose_plds, compose_tilted
-from accounting.pld.privacy_loss import dominated_pmf, dominating_pairs, dominating_pmf
+from accounting.pld.composition import (
+    _RANKING_ATOMS,
+    _TILTS,
+    _coarsened,
+    choose_tilt,
+    compose_plds,
+    compose_tilted,
+)
+from accounting.pld.privacy_loss import (
+    DiscretePld,
+    dominated_pmf,
+    dominating_pairs,
+    dominating_pmf,
+)
 
 SETTINGS = {  # (q, sigma, steps, delta)
     "A": (256 / 60000, 1.1, 14063, 1e-5),
@@ -227,6 +239,36 @@ def test_tilt_is_near_the_saddle_point_and_not_far_below_it():
     assert excess == pytest.approx(chernoff(tilt), abs=0.05)  # ranked on merged atoms
     assert excess <= values.min() + 2.0 + 0.05
     assert tilt >= 0.5 * saddle
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(1, 20_000),
+    first_index=st.integers(-5000, 5000),
+    seed=st.integers(0, 2**32 - 1),
+    sparse=st.booleans(),
+)
+def test_ranking_atoms_keep_mass_and_mean_and_spread_the_law(size, first_index, seed, sparse):
+    rng = np.random.default_rng(seed)
+    masses = rng.exponential(size=size) * (rng.random(size) < (0.01 if sparse else 1.0))
+    masses[rng.integers(size)] += 1.0  # never empty
+    masses /= masses.sum()
+    pld = DiscretePld(step=1e-3, first_index=first_index, masses=masses)
+    losses, merged = _coarsened(pld)
+    assert losses.size <= _RANKING_ATOMS and np.all(merged >= 0)
+    exact_losses = (first_index + np.arange(size)) * 1e-3
+    assert merged.sum() == pytest.approx(1.0, rel=1e-12)
+    assert merged @ losses == pytest.approx(masses @ exact_losses, rel=1e-9, abs=1e-12)
+    # a mean-preserving spread within the law's support: its MGF is at least the law's (the
+    # law concentrated on two grid points once ranked the largest tilt best)
+    assert losses.min() >= exact_losses[masses > 0].min() - 1e-12
+    assert losses.max() <= exact_losses[masses > 0].max() + 1e-12
+    lams = _TILTS[_TILTS * 1e-3 * size <= 600]  # where float sums are exact enough to compare
+    for lam in lams:
+        shift = lam * exact_losses.max()
+        exact = np.log(masses @ np.exp(lam * exact_losses - shift))
+        spread = np.log(merged @ np.exp(lam * losses - shift))
+        assert spread >= exact - 1e-9
 
 
 def test_heavy_tailed_loss_gets_a_window_from_its_chernoff_optimum():
