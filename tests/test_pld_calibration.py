@@ -222,9 +222,8 @@ def test_small_noise_runs_are_certified_near_the_edge(target, delta, q, steps):
 def _direction_epsilon(q, sigma, steps, delta, direction):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        accountant = PldAccountant(tolerance=PLD_TOLERANCE)
-        accountant._only_direction = direction
-        return accountant.compose(q, sigma, steps).get_epsilon(delta)
+        return PldAccountant(tolerance=PLD_TOLERANCE)._restricted_to(direction) \
+            .compose(q, sigma, steps).get_epsilon(delta)
 
 
 @pytest.mark.parametrize("steps, delta", [(10, 1e-9), (1000, 1e-5), (100_000, 1e-6)])
@@ -262,3 +261,15 @@ def test_first_grid_bound_is_above_the_automatic_bound(q, sigma, steps, delta):
 def test_first_grid_needs_an_automatic_accountant():
     with pytest.raises(ValueError, match="automatic"):
         PldAccountant(value_discretization=1e-3).compose(0.01, 1.0, 10)._first_grid_epsilon(1e-5)
+
+
+def test_one_direction_is_one_of_the_relations_directions():
+    with pytest.raises(ValueError, match="direction"):
+        PldAccountant(tolerance=PLD_TOLERANCE)._restricted_to("removal")
+    # full batches: both directions are the Gaussian with sensitivity 1, so each alone gives the
+    # two-direction answer
+    both = PldAccountant(tolerance=PLD_TOLERANCE).compose(1.0, 2.0, 10).get_epsilon(1e-5)
+    for direction in ("remove", "add"):
+        one = PldAccountant(tolerance=PLD_TOLERANCE)._restricted_to(direction) \
+            .compose(1.0, 2.0, 10).get_epsilon(1e-5)
+        assert one == pytest.approx(both, rel=1e-9)

@@ -718,7 +718,9 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             for group, upper, lower in step_pairs(event, self._neighboring):
                 entries.append((group, upper, lower, count))
         if self._only_direction is not None:
-            entries = [entry for entry in entries if entry[0] == self._only_direction]
+            # where no step has that direction (a full batch's single pair stands for both),
+            # every pair
+            entries = [entry for entry in entries if entry[0] == self._only_direction] or entries
         return entries
 
     def _step_kinds(self):
@@ -1004,6 +1006,15 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             Target delta in ``(0, 1)``.
         """
         return self._epsilon_bounds(check_delta(delta), upper_only=False)
+
+    def _restricted_to(self, direction: str) -> PldAccountant:
+        """This accountant, composing only the neighbouring ``direction`` (``"remove"``,
+        ``"add"`` or ``"replace"``) of every step: noise calibration's trials steer by the
+        dominating direction alone (the answer is then certified over every direction)."""
+        if direction not in ("remove", "add", "replace"):
+            raise ValueError(f"direction must be 'remove', 'add' or 'replace', got {direction!r}")
+        self._only_direction = direction
+        return self
 
     def _first_grid_epsilon(self, delta: float) -> float:
         """The upper bound of the automatic search's first grid alone (no lower laws, no

@@ -157,9 +157,8 @@ def pld_noise_multiplier(target: float, delta: float, sample_rate: float, steps:
     cache: dict[tuple[float, float], float] = {}
 
     def direction_epsilon(grid: float, sigma: float, direction: str) -> float:
-        accountant = PldAccountant(value_discretization=grid)
-        accountant._only_direction = direction
-        return accountant.compose(sample_rate, sigma, steps).get_epsilon(delta)
+        return PldAccountant(value_discretization=grid)._restricted_to(direction) \
+            .compose(sample_rate, sigma, steps).get_epsilon(delta)
 
     def excess_on(grid: float, u: float) -> float:
         """``log(epsilon / target)`` of a set grid's upper bound for the removal direction
