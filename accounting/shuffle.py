@@ -41,7 +41,7 @@ import numpy as np
 from accounting import _scipy
 from accounting._validation import check_delta, check_noise_multiplier, check_positive_int
 from accounting.events import Gaussian, SelfComposed
-from accounting.pld.composition import _decayed_suffix_sums
+from accounting.pld.composition import decayed_suffix_sums
 
 __all__ = ["MAX_SHUFFLE_GRID", "ShuffleLowerBound", "shuffle_lower_bound", "shuffle_upper_bound"]
 
@@ -141,7 +141,7 @@ def _epsilon_lower(pmf, offset, step, error, delta) -> float:
     size = pmf.shape[0]
     losses = (offset + np.arange(size)) * step
     suffix = np.cumsum(pmf[::-1])[::-1]
-    tilted = _decayed_suffix_sums(pmf, math.exp(-step))
+    tilted = decayed_suffix_sums(pmf, math.exp(-step))
     excess = suffix - error * np.sqrt(size - np.arange(size)) - delta
     # cell j holds eps in [s_(j-1), s_j) (cell 0 is everything below s_0)
     lowest = np.concatenate([[-np.inf], losses[:-1]])

@@ -33,6 +33,7 @@ __all__ = [
     "choose_tilt",
     "compose_plds",
     "compose_tilted",
+    "decayed_suffix_sums",
     "log_weighted_sum_exp",
     "untilted",
     "window_points",
@@ -47,7 +48,7 @@ _MGF_BLOCKS = 1 << 15
 _EXACT_MGF_POINTS = 1 << 17
 
 
-def _decayed_suffix_sums(values: np.ndarray, decay: float) -> np.ndarray:
+def decayed_suffix_sums(values: np.ndarray, decay: float) -> np.ndarray:
     """``y_j = sum_{i >= j} values_i decay^(i - j)``, by the recurrence ``y_j = values_j + decay
     y_(j+1)``.
 
@@ -264,7 +265,7 @@ class ComposedPld:
     @cached_property
     def _tilted(self) -> np.ndarray:
         # tilted[j] = sum_{i >= j} m_i exp(s_j - s_i), by the recurrence y_j = m_j + e^-step y_{j+1}
-        return _decayed_suffix_sums(self.masses, math.exp(-self.step))
+        return decayed_suffix_sums(self.masses, math.exp(-self.step))
 
     @cached_property
     def _at_points(self) -> np.ndarray:
@@ -360,7 +361,7 @@ class TiltedLaw:
         lo = max(self.first_index, first)
         if end > lo:
             padded[lo - first : end - first] = self.masses[lo - self.first_index :]
-        sums = _decayed_suffix_sums(padded, math.exp(-self.tilt * self.step))
+        sums = decayed_suffix_sums(padded, math.exp(-self.tilt * self.step))
         points = (first + np.arange(size)) * self.step
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(sums + sign * self.error) + self.log_scale - self.tilt * points
