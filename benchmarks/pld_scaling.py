@@ -11,6 +11,9 @@ Rows (q = 256/60000, sigma 1.1, delta 1e-5 - setting A's step - at T = 1e2 .. 1e
 - ours at a 1% relative width (``r = 1e-2``), for every T up to 1e9 (dp_accounting is not run
   beyond 1e8: about a minute per call).
 
+Then ours at ``r = 1e-2`` for 1e6 .. 1e9 steps of every standard setting's step (its ``q``, noise
+and delta): goal 3's "any T" beyond setting A's step.
+
 Then PLD noise calibration (``calibrate_noise_multiplier(..., accountant="pld")``, bracket
 width 1e-2, noise tolerance 1e-6) per target on settings A-D, against RDP calibration, with the
 answer's certified epsilon (our automatic PLD) and dp_accounting's PLD epsilon at it.
@@ -42,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 Q, SIGMA, DELTA = 256 / 60000, 1.1, 1e-5
 STEP_COUNTS = [10**2, 10**4, 10**6, 10**7, 10**8, 10**9]
 PEER_LIMIT = 10**8
+SETTING_STEP_COUNTS = [10**6, 10**7, 10**8, 10**9]
 RELATIVES = [1e-2, 5e-3, 2e-3, 1e-3, 5e-4, 2e-4, 1e-4, 5e-5, 2e-5, 1e-5]
 TARGETS = {"A": 3.0, "B": 1.0, "C": 8.0, "D": 2.0}
 
@@ -99,6 +103,23 @@ def scaling_rows(repeats: int, peer_repeats: int, quick: bool) -> list[dict]:
                                matched_ok=bool(bounds.upper <= peer_eps))
                     break
         rows.append(row)
+    return rows
+
+
+def setting_rows(repeats: int, quick: bool) -> list[dict]:
+    """Ours at relative width 1e-2 for long runs of each standard setting's step."""
+    rows = []
+    for name, (q, sigma, _steps, delta) in SETTINGS.items():
+        for steps in SETTING_STEP_COUNTS[:2] if quick else SETTING_STEP_COUNTS:
+            def query(q=q, sigma=sigma, steps=steps, delta=delta):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return accounting.PldAccountant(tolerance=math.inf, relative_tolerance=1e-2) \
+                        .compose(q, sigma, steps).get_epsilon_bounds(delta)
+
+            seconds, bounds = timed(query, repeats)
+            rows.append({"setting": name, "steps": steps, "bounds": [bounds.lower, bounds.upper],
+                         "ms": 1e3 * seconds, "met": bool(bounds.tolerance_met)})
     return rows
 
 
@@ -172,6 +193,18 @@ def main(argv=None) -> int:
         fast = row["rel1e2_met"] and row["rel1e2_ms"] <= 50.0
         print(f"goal {'met' if fast else 'NOT met'}: T {row['steps']:.0e} at relative width "
               f"1e-2 within 50 ms ({row['rel1e2_ms']:.1f} ms)")
+    settings = setting_rows(args.repeats, args.quick)
+    print()
+    print("| setting's step | T | ours r=1e-2 [lower, upper] | ms |")
+    print("|---|---|---|---|")
+    for row in settings:
+        print(f"| {row['setting']} | {row['steps']:.0e} | [{row['bounds'][0]:.6g}, "
+              f"{row['bounds'][1]:.6g}]{'' if row['met'] else ' (wide)'} | {row['ms']:.4g} |")
+    for row in settings:
+        fast = row["met"] and row["ms"] <= 50.0
+        print(f"goal {'met' if fast else 'NOT met'}: setting {row['setting']}'s step, T "
+              f"{row['steps']:.0e} at relative width 1e-2 within 50 ms ({row['ms']:.1f} ms"
+              f"{'' if row['met'] else ', width missed'})")
     calibration = calibration_rows(args.repeats)
     print()
     print("| setting | target eps | PLD sigma | PLD ms | its certified eps (ours, PLD 1e-2) | "
@@ -202,7 +235,8 @@ def main(argv=None) -> int:
     print()
     print(f"First call in a fresh process, 1e6 steps: ours {fresh['ours_first_call_s']} s, "
           f"dp_accounting {fresh['peer_first_call_s']} s")
-    print(json.dumps({"scaling": scaling, "calibration": calibration, "first_call": fresh}))
+    print(json.dumps({"scaling": scaling, "settings": settings, "calibration": calibration,
+                      "first_call": fresh}))
     return 0
 
 
