@@ -172,7 +172,8 @@ def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
 
 #: Tilts tried by :func:`choose_tilt` (0 keeps the law as it is).
 _TILTS = np.concatenate([[0.0], np.geomspace(0.125, 1024.0, 27)])
-#: Atoms kept per group when ranking tilts (blocks of the grid are merged, moments kept).
+#: Atoms kept per group when ranking tilts (each block of the grid on its two ends, mass and mean
+#: kept: see :func:`_coarsened`).
 _RANKING_ATOMS = 2048
 
 
