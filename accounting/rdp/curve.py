@@ -240,15 +240,19 @@ def _step_rdp(q, sigma, table, offset, threshold, counts, store) -> np.ndarray:
     if store is None:
         rdp = np.full(table.orders.shape, np.nan)
         missing = anchors
+        fresh = True
     else:
         rdp = store
         missing = anchors[np.isnan(rdp[anchors])]
+        # a store that knows no order beyond the anchors (a new accountant's) prunes as a fresh
+        # array does: with the precomputed bound maps, not the general chord bounds
+        fresh = np.count_nonzero(np.isnan(rdp)) == rdp.size - anchors.size + missing.size
     if missing.size:
         if q < 1.0 and table.whole_anchors:  # the usual anchors: binomial sums alone
             rdp[missing] = step_rdp_integer_one_pair(q, sigma, table.orders[missing])
         else:
             rdp[missing] = _per_step(q, sigma, table.orders[missing], table.integer[missing])
-    needed = _needed(q, sigma, rdp, table, offset, threshold, counts, store is None)
+    needed = _needed(q, sigma, rdp, table, offset, threshold, counts, fresh)
     if needed.size:
         rdp[needed] = _per_step(q, sigma, table.orders[needed], table.integer[needed])
     return rdp
