@@ -572,9 +572,13 @@ def _psi_over_ell_squared(ell: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     ``|alpha ell| <= _ELL_RADIUS``. Elsewhere the sum is meaningless (the caller does not use it).
     The sum over ``n`` is one matrix product: coefficients per order times powers per node.
     """
-    coefficients = (_cached_ell_coefficients(alpha.tobytes()) if alpha.size <= 256
-                    else _ell_coefficients(alpha))
-    return coefficients @ _ell_powers(ell)
+    return _series_coefficients(alpha) @ _ell_powers(ell)
+
+
+def _series_coefficients(alpha: np.ndarray) -> np.ndarray:
+    """:func:`_ell_coefficients`, cached for the few sets of orders that come back."""
+    return (_cached_ell_coefficients(alpha.tobytes()) if alpha.size <= 256
+            else _ell_coefficients(alpha))
 
 
 def _ell_coefficients(alpha: np.ndarray) -> np.ndarray:
@@ -626,19 +630,17 @@ def _shared_lattice_log_a_minus_1(q: float, sigma: float, alpha: np.ndarray):
     # (a node exactly at -widest keeps the closed form, as accurate there)
     widest = _ELL_RADIUS / smallest
     first, stop = ell.searchsorted(-widest, side="right"), ell.searchsorted(widest, side="right")
-    part = ell[first:stop]
-    near = np.abs(part) * alpha[:, None] <= _ELL_RADIUS
-    reduced = _psi_over_ell_squared(part, alpha)
-    weight = np.exp(-0.5 * t * t - _LOG_SQRT_2PI)
-    growth = beta * ell
-    tail = beta * np.expm1(-ell)
     # ell is largest at the last node (u increases with t), so this is the largest growth
     if q >= _LINEAR_MIN_RATE and (largest - 1.0) * ell[-1] <= _LINEAR_MAX_GROWTH:
         # every term lies well inside the float range: sum in linear space
-        psi = (1.0 + u) * (np.expm1(growth) + tail)
-        np.copyto(psi[:, first:stop], reduced * (part * part), where=near)
-        return np.log(psi @ weight) + math.log(step)
+        return np.log(_linear_lattice_sum(u, ell, t, alpha, beta, largest, first, stop)) + (
+            math.log(step))
+    part = ell[first:stop]
+    near = np.abs(part) * alpha[:, None] <= _ELL_RADIUS
+    reduced = _psi_over_ell_squared(part, alpha)
+    growth = beta * ell
     log_weight = -0.5 * t * t - _LOG_SQRT_2PI
+    tail = beta * np.expm1(-ell)
     if (largest - 1.0) * ell[-1] <= 700.0:
         log_psi = ell + np.log(np.expm1(growth) + tail)
     else:
@@ -649,6 +651,42 @@ def _shared_lattice_log_a_minus_1(q: float, sigma: float, alpha: np.ndarray):
     log_values = log_psi + log_weight
     peak = log_values.max(axis=1)
     return math.log(step) + peak + np.log(np.exp(log_values - peak[:, None]).sum(axis=1))
+
+
+def _linear_lattice_sum(u, ell, t, alpha, beta, largest, first, stop) -> np.ndarray:
+    """``sum_t weight(t) psi(t)`` per order over the lattice, every term far inside the float
+    range (``_shared_lattice_log_a_minus_1``'s linear case; ``ell[first:stop]`` holds the nodes
+    where some order takes the power series).
+
+    The nodes with ``|ell| <= _ELL_RADIUS / largest`` take the series at every order, so their
+    sum is taken moment by moment, ``coefficients @ (ell^k @ (weight ell^2))``: no
+    (order, node) array for them. Every term of the series is within a factor about
+    ``alpha |ell| / 3 <= 1/6`` of the previous one, so the moments' mixed signs cancel at most
+    a few ulps. Elsewhere ``psi = (1 + u) expm1((alpha - 1) ell) - (alpha - 1) u``: the two
+    terms, each about ``(alpha - 1) |u|``, cancel as those of :func:`_log_psi_from_log1p`, and
+    the series replaces it where ``|alpha ell| <= _ELL_RADIUS``.
+    """
+    weight = np.exp(-0.5 * t * t - _LOG_SQRT_2PI)
+    narrowest = _ELL_RADIUS / largest
+    inner_first = int(ell.searchsorted(-narrowest, side="left"))
+    inner_stop = int(ell.searchsorted(narrowest, side="right"))
+    first, stop = min(int(first), inner_first), max(int(stop), inner_stop)
+    coefficients = _series_coefficients(alpha)
+    inner = ell[inner_first:inner_stop]
+    total = coefficients @ (_ell_powers(inner) @ (weight[inner_first:inner_stop] * (inner * inner)))
+    if inner_first == 0 and inner_stop == ell.size:
+        return total
+    # the other nodes, side by side: the mixed ones (some order near, some not) are contiguous
+    outer_u = np.concatenate((u[:inner_first], u[inner_stop:]))
+    outer_ell = np.concatenate((ell[:inner_first], ell[inner_stop:]))
+    psi = (1.0 + outer_u) * np.expm1(beta * outer_ell)
+    psi -= beta * outer_u
+    mixed = slice(first, inner_first + stop - inner_stop)
+    if mixed.stop > mixed.start:
+        part = outer_ell[mixed]
+        np.copyto(psi[:, mixed], (coefficients @ _ell_powers(part)) * (part * part),
+                  where=np.abs(part) * alpha[:, None] <= _ELL_RADIUS)
+    return total + psi @ np.concatenate((weight[:inner_first], weight[inner_stop:]))
 
 
 def _probed_trapezoid(q, sigma, alpha, lower, upper, step) -> np.ndarray:
