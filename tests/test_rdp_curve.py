@@ -220,3 +220,31 @@ def test_extreme_arguments_equal_the_general_path(q, sigma, delta, conversion):
     assert not np.any(np.isnan(epsilon))
     expected, _, scale = _slow(q, sigma, steps, delta, conversion)
     _close(epsilon, expected, scale=scale)
+
+
+# Peers' default Rényi orders, from their documented definitions: dp_accounting's RdpAccountant
+# and Opacus's RDPAccountant (the same list), and jax_privacy's DP-SGD accountant configuration
+# (also dp-accelerator's DPSGDAccountant).
+PEER_DEFAULT_ORDERS = {
+    "dp_accounting / Opacus": np.array([1.0 + x / 10.0 for x in range(1, 100)]
+                                       + list(range(12, 64)), dtype=float),
+    "jax_privacy / dp-accelerator": np.concatenate((
+        np.linspace(1.01, 8, num=50), np.arange(8, 64),
+        np.linspace(65, 512, num=10, dtype=int))).astype(float),
+}
+
+
+@pytest.mark.parametrize("peer", sorted(PEER_DEFAULT_ORDERS))
+def test_default_orders_include_every_peer_default(peer):
+    assert np.isin(PEER_DEFAULT_ORDERS[peer], DEFAULT_ORDERS).all()
+    assert np.all(np.diff(DEFAULT_ORDERS) > 0.0) and not DEFAULT_ORDERS.flags.writeable
+
+
+@settings(max_examples=40, deadline=None)
+@given(q=log_uniform(-6.0, -0.3), sigma=log_uniform(-0.3, 1.0), steps=step_arrays, delta=deltas,
+       peer=st.sampled_from(sorted(PEER_DEFAULT_ORDERS)))
+def test_default_epsilon_never_above_a_peer_default_set(q, sigma, steps, delta, peer):
+    # the minimum over a superset of orders: never above the minimum over the peer's set
+    ours, _ = epsilon_curve(q, sigma, steps, delta)
+    on_peer_orders, _ = epsilon_curve(q, sigma, steps, delta, orders=PEER_DEFAULT_ORDERS[peer])
+    assert np.all(ours <= on_peer_orders * (1.0 + 1e-12))
