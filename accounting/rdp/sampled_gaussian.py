@@ -552,15 +552,11 @@ _ELL_INVERSE_FACTORIALS = 1.0 / np.cumprod(np.arange(2.0, _ELL_TERMS + 2.0))  # 
 
 
 def _ell_powers(ell: np.ndarray) -> np.ndarray:
-    """Rows ``ell^0 .. ell^15`` (four products of blocks instead of fifteen of rows)."""
+    """Rows ``ell^0 .. ell^15``: one running product down the rows (one NumPy call)."""
     powers = np.empty((_ELL_TERMS, ell.size))
     powers[0] = 1.0
-    powers[1] = ell
-    np.multiply(ell, ell, out=powers[2])
-    np.multiply(powers[2], ell, out=powers[3])
-    np.multiply(powers[:4], powers[2] * powers[2], out=powers[4:8])
-    np.multiply(powers[:8], powers[4] * powers[4], out=powers[8:])
-    return powers
+    powers[1:] = ell
+    return np.multiply.accumulate(powers, axis=0, out=powers)
 
 
 def _psi_over_ell_squared(ell: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -673,18 +669,22 @@ def _linear_lattice_sum(u, ell, t, alpha, beta, largest, first, stop) -> np.ndar
     first, stop = min(int(first), inner_first), max(int(stop), inner_stop)
     coefficients = _series_coefficients(alpha)
     inner = ell[inner_first:inner_stop]
-    total = coefficients @ (_ell_powers(inner) @ (weight[inner_first:inner_stop] * (inner * inner)))
+    # the powers of the inner nodes, then of the mixed ones (some order near, some not), at once
+    series = np.concatenate((inner, ell[first:inner_first], ell[inner_stop:stop]))
+    powers = _ell_powers(series)
+    inner_weight = weight[inner_first:inner_stop] * (inner * inner)
+    total = coefficients @ (powers[:, :inner.size] @ inner_weight)
     if inner_first == 0 and inner_stop == ell.size:
         return total
-    # the other nodes, side by side: the mixed ones (some order near, some not) are contiguous
+    # the other nodes, side by side: the mixed ones are contiguous there
     outer_u = np.concatenate((u[:inner_first], u[inner_stop:]))
     outer_ell = np.concatenate((ell[:inner_first], ell[inner_stop:]))
     psi = (1.0 + outer_u) * np.expm1(beta * outer_ell)
     psi -= beta * outer_u
-    mixed = slice(first, inner_first + stop - inner_stop)
-    if mixed.stop > mixed.start:
+    if series.size > inner.size:
+        mixed = slice(first, inner_first + stop - inner_stop)
         part = outer_ell[mixed]
-        np.copyto(psi[:, mixed], (coefficients @ _ell_powers(part)) * (part * part),
+        np.copyto(psi[:, mixed], (coefficients @ powers[:, inner.size:]) * (part * part),
                   where=np.abs(part) * alpha[:, None] <= _ELL_RADIUS)
     return total + psi @ np.concatenate((weight[:inner_first], weight[inner_stop:]))
 
