@@ -12,7 +12,7 @@ import pytest
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
-from accounting import epsilon_grid, reference
+from accounting import RdpAccountant, epsilon_grid, reference
 from accounting.rdp import DEFAULT_ORDERS, epsilon_curve, epsilon_from_rdp, poisson_gaussian_rdp
 from accounting.rdp.sampled_gaussian import rdp_items, step_rdp_one_pair
 from tests.strategies import deltas, log_uniform
@@ -248,3 +248,18 @@ def test_default_epsilon_never_above_a_peer_default_set(q, sigma, steps, delta, 
     ours, _ = epsilon_curve(q, sigma, steps, delta)
     on_peer_orders, _ = epsilon_curve(q, sigma, steps, delta, orders=PEER_DEFAULT_ORDERS[peer])
     assert np.all(ours <= on_peer_orders * (1.0 + 1e-12))
+
+
+@settings(max_examples=150, deadline=None)
+@given(q=rates, sigma=log_uniform(-1.0, 3.0), steps=st.integers(1, 10**9), delta=deltas,
+       conversion=conversions)
+@example(q=1e-6, sigma=50.0, steps=1, delta=0.5, conversion="improved")  # epsilon 0
+def test_one_count_path_equals_the_general_path(q, sigma, steps, delta, conversion):
+    # one count takes _one_count; the same count twice takes the envelope path: the same bits
+    # and the same order, fresh or through an accountant's store
+    one, order = epsilon_curve(q, sigma, [steps], delta, conversion)
+    two, orders = epsilon_curve(q, sigma, [steps, steps], delta, conversion)
+    assert one[0] == two[0] and order[0] == orders[0]
+    accounting_epsilon, accounting_order = RdpAccountant(conversion=conversion).compose(
+        q, sigma, steps).get_epsilon_and_order(delta)
+    assert accounting_epsilon == one[0] and accounting_order == order[0]

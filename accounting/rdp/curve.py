@@ -211,6 +211,10 @@ def _curve(q, sigma, counts, delta, conversion, table, store=None):
     """Epsilon and order index for positive finite ``counts`` (arguments already validated,
     floating-point warnings silenced by the caller)."""
     offset, threshold = _offsets(table, delta, conversion)
+    if counts.size == 1:
+        found = _one_count(q, sigma, float(counts[0]), table, offset, threshold, store)
+        if found is not None:
+            return np.array([found[0]]), np.array([found[1]])
     rdp = _step_rdp(q, sigma, table, offset, threshold, counts, store)
     lines = np.flatnonzero(rdp < np.inf)  # unevaluated orders are NaN, vacuous ones inf
     if lines.size == 0:
@@ -230,6 +234,58 @@ def _curve(q, sigma, counts, delta, conversion, table, store=None):
         best[zero] = flattest
         lowest[zero] = 0.0
     return np.maximum(lowest, 0.0), lines[best]
+
+
+def _one_count(q, sigma, count, table, offset, threshold, store):
+    """:func:`_curve` at one step count, on the anchors' and the unpruned orders' values alone
+    (no array over every order): the same orders evaluated, the same minimum and order. ``None``
+    where the general path is needed (a store that knows some anchors but not all, or orders
+    beyond them; an anchor with infinite RDP)."""
+    anchors = table.anchors
+    if store is None:
+        known = 0
+    else:
+        known = np.count_nonzero(~np.isnan(store[anchors]))
+        if known not in (0, anchors.size) or np.count_nonzero(~np.isnan(store)) != known:
+            return None
+    if known:
+        anchor_rdp = store[anchors]
+    elif q < 1.0 and table.whole_anchors:  # the usual anchors: binomial sums alone
+        anchor_rdp = step_rdp_integer_one_pair(q, sigma, table.orders[anchors])
+    else:
+        anchor_rdp = _per_step(q, sigma, table.orders[anchors], table.integer[anchors])
+    if store is not None:
+        store[anchors] = anchor_rdp
+    if not anchor_rdp.max() < np.inf:
+        return None
+    # _needed's test at one count: an order is evaluated where its lower line lies below the
+    # anchors' least epsilon there, or where it may reach the zero threshold
+    bound = (anchor_rdp @ table.weights + table.shifts).reshape(3, -1).max(axis=0)
+    bound = np.maximum(bound, _kl_floor(q, sigma))
+    others = table.others
+    rest = others[(count * bound + offset[others] < (count * anchor_rdp + offset[anchors]).min())
+                  | (count * bound <= threshold)]
+    rdp = _per_step(q, sigma, table.orders[rest], table.integer[rest])
+    if store is not None:
+        store[rest] = rdp
+    index = np.concatenate((anchors, rest))
+    values = np.concatenate((anchor_rdp, rdp))
+    lines = values < np.inf  # vacuous orders (inf) never attain the minimum
+    index, values = index[lines], values[lines]
+    # Bretagnolle-Huber: epsilon is 0 once some order's total RDP is at most the threshold.
+    flattest = values.min()
+    if count * flattest <= threshold:
+        return 0.0, int(index[values == flattest].min())
+    epsilon = count * values + offset[index]  # as _curve's lines: the same operations, bits
+    lowest = epsilon.min()
+    # the first order attaining the minimum, as an argmin over the orders in order finds
+    return max(float(lowest), 0.0), int(index[epsilon == lowest].min())
+
+
+def _kl_floor(q: float, sigma: float) -> float:
+    """Pinsker's floor on the KL divergence of one step, as kl_lower_bound (with the scalar
+    erf): a lower bound on the RDP at every order."""
+    return 2.0 * (q * math.erf(math.sqrt(0.125) / sigma)) ** 2 * ((1.0 - 1e-12) * (1.0 - 1e-9))
 
 
 def _step_rdp(q, sigma, table, offset, threshold, counts, store) -> np.ndarray:
@@ -283,10 +339,7 @@ def _needed(q, sigma, rdp, table, offset, threshold, counts, fresh) -> np.ndarra
         known = np.flatnonzero(rdp < np.inf)
         if known.size == 0 or known.size > _ENVELOPE_LINES:
             return rest  # nothing to prune with, or too many lines for the envelope: evaluate all
-    # Pinsker's floor on the KL divergence of one step, as kl_lower_bound (with the scalar erf),
-    # bounds the RDP at every order
-    floor = 2.0 * (q * math.erf(math.sqrt(0.125) / sigma)) ** 2 * ((1.0 - 1e-12) * (1.0 - 1e-9))
-    bound = np.maximum(bound, floor)
+    bound = np.maximum(bound, _kl_floor(q, sigma))
     slopes, intercepts = rdp[known], offset[known]
     low = counts.min()
     if counts.size == 1:
