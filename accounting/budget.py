@@ -10,13 +10,16 @@ from accounting._validation import (
     check_orders,
     check_sample_rate,
     check_step_counts,
+    check_steps,
+    count_as_float,
 )
+from accounting.rdp.accountant import RdpAccountant, poisson_gaussian_epsilon
 from accounting.rdp.conversions import Conversion, check_conversion, epsilon_objective
 from accounting.rdp.curve import epsilon_curve
 from accounting.rdp.order_search import kl_lower_bound, minimize_over_orders
 from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.rdp.sampled_gaussian import rdp_items
-from accounting.registry import make_accountant
+from accounting.registry import accountant_info, make_accountant
 from accounting.sampling import _sample_rate_and_steps, dpsgd_run, dpsgd_sample_rate_and_steps
 
 __all__ = [
@@ -44,6 +47,16 @@ def compute_epsilon(
     its tail bound (equal to the classic conversion); ``"pld"`` answers with the certified upper
     bound of a bracket at most ``pld_tolerance`` wide.
     """
+    if orders is None and accountant_info(accountant).factory is RdpAccountant:
+        # RdpAccountant's own search without building one: the same checks in the same order
+        # (conversion, steps, noise, sample rate, delta) and the same value
+        conversion = "improved" if conversion is None else check_conversion(conversion)
+        count = count_as_float(check_steps(steps))
+        sigma = check_noise_multiplier(noise_multiplier, scalar=True)
+        q = check_sample_rate(sample_rate, scalar=True)
+        delta = check_delta(delta)
+        if q > 0.0 and 0.0 < count < np.inf:
+            return poisson_gaussian_epsilon(q, sigma, count, delta, conversion)[0]
     return (
         make_accountant(accountant, conversion, orders, pld_tolerance)
         .compose(sample_rate, noise_multiplier, steps)

@@ -35,7 +35,13 @@ from accounting.rdp.orders import DEFAULT_ORDERS
 from accounting.rdp.sampled_gaussian import rdp_items
 from accounting.rdp.without_replacement import rdp_sampled_without_replacement
 
-__all__ = ["NEIGHBORING", "OrderTotalsAccountant", "RdpAccountant", "clear_step_cache"]
+__all__ = [
+    "NEIGHBORING",
+    "OrderTotalsAccountant",
+    "RdpAccountant",
+    "clear_step_cache",
+    "poisson_gaussian_epsilon",
+]
 
 #: Neighbouring relations of :class:`RdpAccountant`.
 NEIGHBORING: tuple[str, ...] = ("add_remove", "replace_one")
@@ -86,6 +92,21 @@ def _step_rdp(sample_rate, noise_multiplier, orders_key, orders, index, store=No
                 np.full(alphas.shape, sample_rate), np.full(alphas.shape, noise_multiplier), alphas
             )
     return store[index]
+
+
+def poisson_gaussian_epsilon(sample_rate: float, noise_multiplier: float, count: float,
+                             delta: float, conversion: str) -> tuple[float, float]:
+    """``RdpAccountant(conversion=conversion).compose(sample_rate, noise_multiplier, steps)
+    .get_epsilon_and_order(delta)`` for ``count`` steps, without building the accountant.
+
+    Arguments already validated, with ``0 < sample_rate`` and ``0 < count < inf``. The same
+    search on the same shared per-step store (default orders), so the same epsilon and order,
+    and later accountants of this ``(sample_rate, noise_multiplier)`` reuse what it evaluated.
+    """
+    epsilon, index = one_pair_epsilon(
+        sample_rate, noise_multiplier, count, delta, conversion, None,
+        _step_rdp_store(sample_rate, noise_multiplier, _DEFAULT_ORDERS_KEY))
+    return epsilon, float(DEFAULT_ORDERS[index])
 
 
 class OrderTotalsAccountant(GaussianStepsAccountant):
