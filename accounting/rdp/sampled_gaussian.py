@@ -478,6 +478,8 @@ def step_rdp_one_pair(q: float, sigma: float, alpha: np.ndarray,
     # NumPy scalars: a huge or tiny sigma overflows to inf as in rdp_items, never raises
     q, sigma = np.float64(q), np.float64(sigma)
     integer = alpha == np.floor(alpha) if integer is None else integer
+    if alpha.size == 0:
+        return np.empty(0)
     if integer.all():
         return _finish(_log_a_minus_1_integer_one_pair(q, sigma, alpha), alpha)
     # the lattice spans about alpha / sigma + 2 _TAIL: at most half longer up to this
