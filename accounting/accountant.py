@@ -98,6 +98,10 @@ class CompositionRecord:
 def _event_and_count(args: tuple, kwargs: dict) -> tuple[Event, int]:
     """Read ``compose``'s two call forms: ``(event, count=1)`` or
     ``(sample_rate, noise_multiplier, steps=1)``, positionally or by name."""
+    if len(args) == 3 and not kwargs and not isinstance(args[0], Event):
+        # the usual call, (sample_rate, noise_multiplier, steps): the checks below, in order
+        steps = check_steps(args[2])
+        return PoissonSampled(args[0], Gaussian(args[1])), steps
     if (args and isinstance(args[0], Event)) or "event" in kwargs:
         names = ("event", "count")
         defaults: dict[str, Any] = {"count": 1}
