@@ -668,11 +668,12 @@ def _linear_lattice_sum(u, ell, t, alpha, beta, largest, first, stop) -> np.ndar
 
     The nodes with ``|ell| <= _ELL_RADIUS / largest`` take the series at every order, so their
     sum is taken moment by moment, ``coefficients @ (ell^k @ (weight ell^2))``: no
-    (order, node) array for them. Every term of the series is within a factor about
-    ``alpha |ell| / 3 <= 1/6`` of the previous one, so the moments' mixed signs cancel at most
-    a few ulps. Elsewhere ``psi = (1 + u) expm1((alpha - 1) ell) - (alpha - 1) u``: the two
-    terms, each about ``(alpha - 1) |u|``, cancel as those of :func:`_log_psi_from_log1p`, and
-    the series replaces it where ``|alpha ell| <= _ELL_RADIUS``.
+    (order, node) array for them. Each term of the series is at most ``(alpha + 1) |ell| / 3
+    <= 1/3`` of the one before, so the signed sum is at least a third of the sum of the terms'
+    sizes: the moments' mixed signs cost at most a few ulps. Elsewhere
+    ``psi = (1 + u) expm1((alpha - 1) ell) - (alpha - 1) u``: the two terms, each about
+    ``(alpha - 1) |u|``, cancel as those of :func:`_log_psi_from_log1p`, and the series
+    replaces it where ``|alpha ell| <= _ELL_RADIUS``.
     """
     weight = np.exp(-0.5 * t * t - _LOG_SQRT_2PI)
     narrowest = _ELL_RADIUS / largest
