@@ -233,6 +233,18 @@ def _goal(text: str, met: bool | None, detail: str) -> str:
     return f"- Goal: {text}: {verdict} ({detail})"
 
 
+def _many_table(count_label: str, rows: list[dict]) -> list[str]:
+    """The table of rows that answer many epsilons at once (curves, the grid): ``count_label``
+    heads the column of how many."""
+    return _table(
+        ["case", count_label, "ours ms", "dp-accelerator ms", "speed-up vs dp-acc",
+         "eps ours/dp-acc min", "max", "dp_accounting ms", "speed-up vs dp_accounting"],
+        [[row["case"], row["K"], row["ours_ms"], row.get("dp_accelerator_ms"),
+          row.get("speedup_vs_dp_accelerator"), _ratio(row.get("eps_ratio_min")),
+          _ratio(row.get("eps_ratio_max")), row.get("dp_accounting_ms"),
+          row.get("speedup_vs_dp_accounting")] for row in rows])
+
+
 def report(rows: list[dict]) -> list[str]:
     """The Markdown tables and goal lines for the rows."""
     curves = [row for row in rows if row["case"].startswith("curve")]
@@ -241,13 +253,7 @@ def report(rows: list[dict]) -> list[str]:
     q, sigma, _, delta = SETTING_A
     lines = [f"### Epsilon over K step counts at q = {q:.6g}, sigma = {sigma}, delta = {delta:g} "
              "(setting A), ms per curve; speed-up = peer time / our time", ""]
-    lines += _table(
-        ["case", "K", "ours ms", "dp-accelerator ms", "speed-up vs dp-acc",
-         "eps ours/dp-acc min", "max", "dp_accounting ms", "speed-up vs dp_accounting"],
-        [[row["case"], row["K"], row["ours_ms"], row.get("dp_accelerator_ms"),
-          row.get("speedup_vs_dp_accelerator"), _ratio(row.get("eps_ratio_min")),
-          _ratio(row.get("eps_ratio_max")), row.get("dp_accounting_ms"),
-          row.get("speedup_vs_dp_accounting")] for row in curves])
+    lines += _many_table("K", curves)
     lines += ["", "### One epsilon per setting, ms per call", ""]
     lines += _table(
         ["case", "epsilon_curve ms", "compute_epsilon ms", "RdpAccountant ms",
@@ -261,13 +267,7 @@ def report(rows: list[dict]) -> list[str]:
           _ratio(row.get("eps_ratio_vs_dp_accelerator")), row.get("dp_accounting_ms"),
           row.get("speedup_vs_dp_accounting")] for row in singles])
     lines += ["", "### The (q, sigma) grid at 1000 steps, ms per configuration", ""]
-    lines += _table(
-        ["case", "configs", "ours ms", "dp-accelerator ms", "speed-up vs dp-acc",
-         "eps ours/dp-acc min", "max", "dp_accounting ms", "speed-up vs dp_accounting"],
-        [[row["case"], row["K"], row["ours_ms"], row.get("dp_accelerator_ms"),
-          row.get("speedup_vs_dp_accelerator"), _ratio(row.get("eps_ratio_min")),
-          _ratio(row.get("eps_ratio_max")), row.get("dp_accounting_ms"),
-          row.get("speedup_vs_dp_accounting")] for row in grids])
+    lines += _many_table("configs", grids)
     lines += ["", "### Goals (issue 17)", ""]
     peer = all("dp_accelerator_ms" in row for row in rows)
     speedups = [row.get("speedup_vs_dp_accelerator", 0.0) for row in curves]

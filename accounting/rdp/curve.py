@@ -248,20 +248,14 @@ def _one_count(q, sigma, count, table, offset, threshold, store):
         known = np.count_nonzero(~np.isnan(store[anchors]))
         if known not in (0, anchors.size) or np.count_nonzero(~np.isnan(store)) != known:
             return None
-    if known:
-        anchor_rdp = store[anchors]
-    elif q < 1.0 and table.whole_anchors:  # the usual anchors: binomial sums alone
-        anchor_rdp = step_rdp_integer_one_pair(q, sigma, table.orders[anchors])
-    else:
-        anchor_rdp = _per_step(q, sigma, table.orders[anchors], table.integer[anchors])
+    anchor_rdp = store[anchors] if known else _anchor_rdp(q, sigma, table, anchors)
     if store is not None:
         store[anchors] = anchor_rdp
     if not anchor_rdp.max() < np.inf:
         return None
     # _needed's test at one count: an order is evaluated where its lower line lies below the
     # anchors' least epsilon there, or where it may reach the zero threshold
-    bound = (anchor_rdp @ table.weights + table.shifts).reshape(3, -1).max(axis=0)
-    bound = np.maximum(bound, _kl_floor(q, sigma))
+    bound = np.maximum(_anchor_bounds(anchor_rdp, table), _kl_floor(q, sigma))
     others = table.others
     rest = others[(count * bound + offset[others] < (count * anchor_rdp + offset[anchors]).min())
                   | (count * bound <= threshold)]
@@ -280,6 +274,19 @@ def _one_count(q, sigma, count, table, offset, threshold, store):
     lowest = epsilon.min()
     # the first order attaining the minimum, as an argmin over the orders in order finds
     return max(float(lowest), 0.0), int(index[epsilon == lowest].min())
+
+
+def _anchor_rdp(q, sigma, table, index) -> np.ndarray:
+    """Per-step RDP at the anchor orders ``table.orders[index]``."""
+    if q < 1.0 and table.whole_anchors:  # the usual anchors: binomial sums alone
+        return step_rdp_integer_one_pair(q, sigma, table.orders[index])
+    return _per_step(q, sigma, table.orders[index], table.integer[index])
+
+
+def _anchor_bounds(anchor_rdp, table) -> np.ndarray:
+    """Lower bounds on the RDP at ``table.others`` from the anchors' RDP alone (the folded bound
+    maps of :mod:`accounting.rdp.order_search`)."""
+    return (anchor_rdp @ table.weights + table.shifts).reshape(3, -1).max(axis=0)
 
 
 def _kl_floor(q: float, sigma: float) -> float:
@@ -304,10 +311,7 @@ def _step_rdp(q, sigma, table, offset, threshold, counts, store) -> np.ndarray:
         # array does: with the precomputed bound maps, not the general chord bounds
         fresh = np.count_nonzero(np.isnan(rdp)) == rdp.size - anchors.size + missing.size
     if missing.size:
-        if q < 1.0 and table.whole_anchors:  # the usual anchors: binomial sums alone
-            rdp[missing] = step_rdp_integer_one_pair(q, sigma, table.orders[missing])
-        else:
-            rdp[missing] = _per_step(q, sigma, table.orders[missing], table.integer[missing])
+        rdp[missing] = _anchor_rdp(q, sigma, table, missing)
     needed = _needed(q, sigma, rdp, table, offset, threshold, counts, fresh)
     if needed.size:
         rdp[needed] = _per_step(q, sigma, table.orders[needed], table.integer[needed])
@@ -329,7 +333,7 @@ def _needed(q, sigma, rdp, table, offset, threshold, counts, fresh) -> np.ndarra
     values = rdp[table.anchors]
     if fresh and values.max() < np.inf:
         rest, known = table.others, table.anchors
-        bound = (values @ table.weights + table.shifts).reshape(3, -1).max(axis=0)
+        bound = _anchor_bounds(values, table)
     else:
         unknown = np.isnan(rdp)
         rest = np.flatnonzero(unknown)

@@ -485,17 +485,14 @@ def step_rdp_one_pair(q: float, sigma: float, alpha: np.ndarray,
     # the lattice spans about alpha / sigma + 2 _TAIL: at most half longer up to this
     reach = min(1.5 * alpha[~integer].max() + _TAIL * sigma, _LATTICE_INTEGERS)
     binomial = integer & (alpha > reach)
-    if not binomial.any():  # every order on the lattice (the usual call)
-        shared = _shared_lattice_log_a_minus_1(q, sigma, alpha)
-        if shared is None:
-            ones = np.ones(alpha.size)
-            return rdp_items(q * ones, sigma * ones, alpha)
-        return _finish(shared, alpha)
-    log_a_minus_1 = np.empty(alpha.shape)
-    shared = _shared_lattice_log_a_minus_1(q, sigma, alpha[~binomial])
+    split = binomial.any()  # usually not: every order on the lattice, no split of the orders
+    shared = _shared_lattice_log_a_minus_1(q, sigma, alpha[~binomial] if split else alpha)
     if shared is None:
         ones = np.ones(alpha.size)
         return rdp_items(q * ones, sigma * ones, alpha)
+    if not split:
+        return _finish(shared, alpha)
+    log_a_minus_1 = np.empty(alpha.shape)
     log_a_minus_1[~binomial] = shared
     log_a_minus_1[binomial] = _log_a_minus_1_integer_one_pair(q, sigma, alpha[binomial])
     return _finish(log_a_minus_1, alpha)
