@@ -197,6 +197,11 @@ def test_negative_or_nan_noise_is_a_value_error(sigma):
         from_dp_event(GaussianDpEvent(sigma))
 
 
+def test_noise_beyond_the_float_range_is_a_value_error():
+    with pytest.raises(ValueError, match="noise_multiplier at event lies beyond the float range"):
+        from_dp_event(GaussianDpEvent(10**400))
+
+
 @pytest.mark.parametrize("sigma", ["1.0", None, True, 1 + 0j])
 def test_noise_that_is_not_a_real_number_is_a_type_error(sigma):
     with pytest.raises(TypeError, match="noise_multiplier"):

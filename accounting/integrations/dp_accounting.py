@@ -54,7 +54,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-from accounting._validation import check_sample_rate
+from accounting._validation import check_real_array, check_sample_rate
 from accounting.events import (
     Composed,
     Event,
@@ -328,7 +328,8 @@ def _field(event, name: str, path: str):
 def _real(value, name: str, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} at {path} must be a real number, got {type(value).__name__}")
-    return float(value)
+    # the shared check: an int beyond the float range is a ValueError naming the field
+    return float(check_real_array(value, f"{name} at {path}"))
 
 
 def _build(dp_name: str, path: str, cls: type[Event], **fields) -> Any:
