@@ -111,7 +111,13 @@ def _scipy_binom_pmf(counts: np.ndarray, k: int, rate: float) -> np.ndarray:
         return probabilities
     import scipy.stats  # noqa: PLC0415 - imported on first use, like accounting._scipy
 
-    return np.asarray(scipy.stats.binom.pmf(counts, k, rate), dtype=float)
+    try:
+        return np.asarray(scipy.stats.binom.pmf(counts, k, rate), dtype=float)
+    except OverflowError:
+        # SciPy's pmf overflows inside its incomplete-beta derivative for some subnormal rates
+        # (e.g. 1.1e-308, SciPy 1.17); its log-pmf does not, and every term is then far from
+        # needing the pmf's relative precision (the j >= 1 terms are below e^-700)
+        return np.exp(np.asarray(scipy.stats.binom.logpmf(counts, k, rate), dtype=float))
 
 
 def user_level_epsilon_bounds(

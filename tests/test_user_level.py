@@ -43,7 +43,9 @@ def test_step_for_one_example_is_exactly_the_poisson_pair(rate):
 
 
 @pytest.mark.parametrize("rate, k", [(Q, 2), (Q, 10), (0.3, 7), (0.01, 400), (0.5, 1000),
-                                     (0.2, MAX_EXAMPLES_PER_USER_MOG)])
+                                     (0.2, MAX_EXAMPLES_PER_USER_MOG),
+                                     # a subnormal rate where SciPy's pmf overflows
+                                     (1.1125369292536007e-308, 3)])
 def test_step_probabilities_are_binomial(rate, k):
     step = user_level_step(rate, 0.9, k)
     assert step.sensitivities == tuple(float(j) for j in range(k + 1))
