@@ -28,6 +28,7 @@ from accounting.pld.composition import (
     _RANKING_ATOMS,
     _TILTS,
     _coarsened,
+    _tilt_statistics,
     choose_tilt,
     compose_plds,
     compose_tilted,
@@ -239,6 +240,35 @@ def test_tilt_is_near_the_saddle_point_and_not_far_below_it():
     assert excess == pytest.approx(chernoff(tilt), abs=0.05)  # ranked on merged atoms
     assert excess <= values.min() + 2.0 + 0.05
     assert tilt >= 0.5 * saddle
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sample_rate=st.floats(1e-5, 0.5),
+    sigma=st.floats(0.5, 5.0),
+    log_steps=st.floats(0.0, 9.5),
+    anchor_share=st.floats(0.05, 3.0),
+)
+def test_tilt_search_agrees_with_ranking_every_tilt(sample_rate, sigma, log_steps, anchor_share):
+    """choose_tilt ranks every fourth tilt, then those around the best (G is convex in lam): its
+    tilt is within e^2 of the minimum over all tilts, not far below the saddle point, and its G
+    is what ranking that tilt alone gives."""
+    pair = dominating_pairs(sample_rate, sigma, "add_remove")[0]
+    spread = sample_rate * math.sqrt(math.expm1(sigma**-2.0))
+    step = min(spread / 8.0, 0.01)
+    pmf = dominating_pmf(pair, step, 1e-20)
+    if pmf.masses.size > 200_000:
+        return
+    steps = int(10**log_steps)
+    groups = [(pmf, steps)]
+    mu_squared = steps * spread * spread
+    anchor = anchor_share * (mu_squared / 2.0 + 4.0 * math.sqrt(mu_squared)) + 1e-3
+    tilt, excess = choose_tilt(groups, anchor)
+    log_mgf, _, _ = _tilt_statistics(groups, _TILTS)
+    every = log_mgf - _TILTS * anchor
+    assert excess <= every.min() + 2.0 + 1e-9
+    assert tilt == 0.0 or tilt >= 0.5 * _TILTS[np.argmin(every)]
+    assert excess == pytest.approx(every[np.flatnonzero(_TILTS == tilt)[0]], rel=1e-12, abs=1e-9)
 
 
 @settings(max_examples=40, deadline=None)

@@ -298,14 +298,10 @@ def test_small_sample_rate_long_run_agrees_with_a_set_fine_grid(q, sigma, grid):
     assert fixed.upper - fixed.lower <= 0.03 * fixed.upper  # narrow enough to say something
 
 
-def test_second_direction_starts_in_extended_precision(monkeypatch):
-    """10^9 steps: the double-precision rounding bound of the first direction swamps delta, so
-    it is recomposed with extended transforms; the second direction starts there (three upper
-    compositions, not four), and the bracket still lies under RDP's epsilon and overlaps a
-    tighter one."""
+def _count_upper_compositions(monkeypatch):
+    """Record, for every upper law composed, whether it was composed in extended precision."""
     from accounting.pld import accountant as pld_accountant
 
-    q, sigma, steps = 256 / 60000, 1.1, 10**9
     calls = []
     original = pld_accountant._Direction._compose_upper
 
@@ -314,6 +310,16 @@ def test_second_direction_starts_in_extended_precision(monkeypatch):
         return original(self, groups, optional, reserve)
 
     monkeypatch.setattr(pld_accountant._Direction, "_compose_upper", counted)
+    return calls
+
+
+def test_second_direction_starts_in_extended_precision(monkeypatch):
+    """10^9 steps at q = 4e-5 (setting C's step): the double-precision rounding bound of the
+    first direction swamps delta, so it is recomposed with extended transforms; the second
+    direction starts there (three upper compositions, not four), and the bracket still lies
+    under RDP's epsilon and overlaps a tighter one."""
+    q, sigma, steps = 4e-5, 1.2, 10**9
+    calls = _count_upper_compositions(monkeypatch)
     loose = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
     assert calls == [False, True, True]
     assert loose.tolerance_met
@@ -322,6 +328,56 @@ def test_second_direction_starts_in_extended_precision(monkeypatch):
         .get_epsilon_bounds(DELTA)
     assert loose.lower <= tight.upper and tight.lower <= loose.upper
     assert tight.upper - tight.lower < loose.upper - loose.lower
+
+
+def test_later_grids_start_in_extended_precision(monkeypatch):
+    """Once a grid of a search needed extended transforms, the finer grids after it start
+    there: none is composed in double precision first. The first grid is made too coarse (its
+    spacing factor tripled) so that the search refines it."""
+    from accounting.pld import accountant as pld_accountant
+
+    q, sigma, steps = 4e-5, 1.2, 10**9
+    monkeypatch.setattr(pld_accountant, "PLD_HEAVY_TAIL_STEP_FACTOR",
+                        3.0 * pld_accountant.PLD_HEAVY_TAIL_STEP_FACTOR)
+    grids = []
+    original = pld_accountant.PldAccountant._composition
+
+    def recorded(self, step, *args, **kwargs):
+        grids.append(step)
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(pld_accountant.PldAccountant, "_composition", recorded)
+    calls = _count_upper_compositions(monkeypatch)
+    bounds = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    assert len(set(grids)) >= 2  # refined
+    assert calls[:3] == [False, True, True] and all(calls[3:]) and len(calls) >= 5
+    assert bounds.tolerance_met
+    assert bounds.upper <= RdpAccountant().compose(q, sigma, steps).get_epsilon(DELTA)
+
+
+def test_a_billion_steps_of_setting_a_stay_in_double_precision(monkeypatch):
+    """At 10^9 steps of q = 256/60000, sigma = 1.1 the Chernoff saddle point at epsilon ~1.2e4
+    is near lam = 0.03 (Gaussian approximation: (eps - mu^2 / 2) / mu^2 with mu^2 = T q^2
+    (exp(1/sigma^2) - 1)); tilted there, the double-precision rounding bound is small next to
+    delta and no extended transform is needed (untilted, its bound exceeded delta)."""
+    q, sigma, steps = 256 / 60000, 1.1, 10**9
+    calls = _count_upper_compositions(monkeypatch)
+    accountant = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps)
+    loose = accountant.get_epsilon_bounds(DELTA)
+    assert calls == [False, False]
+    assert loose.tolerance_met
+    tilts = [direction._tilt for composition in accountant._compositions.values()
+             for direction in composition.directions]
+    assert all(0.0 < tilt < 0.125 for tilt in tilts)
+    mu_squared = steps * q * q * math.expm1(sigma**-2)
+    saddle = (loose.upper - mu_squared / 2.0) / mu_squared
+    assert all(saddle / 4.0 <= tilt <= 4.0 * saddle for tilt in tilts)
+    assert loose.upper <= RdpAccountant().compose(q, sigma, steps).get_epsilon(DELTA)
+    # the Gaussian-DP (CLT) approximation, independent of the PLD, lies within 1% (mu ~153)
+    assert mu_epsilon(math.sqrt(mu_squared), DELTA) == pytest.approx(loose.upper, rel=1e-2)
+    tight = PldAccountant(tolerance=math.inf, relative_tolerance=2e-3).compose(q, sigma, steps) \
+        .get_epsilon_bounds(DELTA)
+    assert loose.lower <= tight.lower and tight.upper <= loose.upper
 
 
 @settings(max_examples=60, deadline=None)

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from accounting._gaussian_steps import _NON_PRIVATE, GaussianStepsAccountant, poisson_gaussian_leaf
-from accounting._tuning import PLD_INITIAL_STEP_FACTOR
+from accounting._tuning import PLD_HEAVY_TAIL_STEP_FACTOR, PLD_INITIAL_STEP_FACTOR
 from accounting._validation import check_delta, check_epsilon, check_positive
 from accounting.accountant import TightAccountant, UnsupportedEventError
 from accounting.events import (
@@ -101,8 +101,12 @@ _LIGHT_TAIL_NOISE = 0.8
 #: at small sample rates one step's loss is a spike at zero and a tail reaching thousands of
 #: spreads, which the squaring's short grids cannot hold until many steps are composed.
 _LIGHT_TAIL_REACH = 500.0
-#: Composed steps from which heavy-tailed runs may compose by squaring too.
+#: Composed steps from which heavy-tailed runs may compose by squaring too (their first grid
+#: then sized for it, see :data:`accounting._tuning.PLD_HEAVY_TAIL_STEP_FACTOR`).
 _HEAVY_TAIL_SQUARING_STEPS = 1 << 20
+#: A refined grid's spacing over the one predicted to meet the target exactly (the bracket
+#: narrowing like the spacing squared): it aims at about 0.56 of the target.
+_REFINE_AIM = 0.75
 #: Largest composed grid (FFT length) of any query, automatic or set by value_discretization:
 #: it bounds the memory of one composition (a few hundred MB).
 _MAX_GRID_POINTS = 1 << 21
@@ -452,7 +456,8 @@ class _Composition:
 
     def __init__(self, pairs_and_counts, step: float, anchor: float, delta_scale: float,
                  truncated: float, work: _Work, optional: bool = False,
-                 relative_accuracy: float | None = 1e-3, epsilon_query: bool = False):
+                 relative_accuracy: float | None = 1e-3, epsilon_query: bool = False,
+                 extended_first: bool = False):
         tail = _step_tail(pairs_and_counts, truncated)
         self.step = step
         by_direction: dict[str, list] = {}
@@ -467,7 +472,8 @@ class _Composition:
             self.directions.append(_Direction(
                 entries, step, tail, direction_anchor, delta_scale, work, optional,
                 reserve=3.0 * (count - index), relative_accuracy=relative_accuracy,
-                extended_first=any(direction.extended for direction in self.directions),
+                extended_first=extended_first
+                or any(direction.extended for direction in self.directions),
             ))
             if epsilon_query and index + 1 < count:
                 reached = max(reached, self.directions[-1].epsilon_upper(delta_scale))
@@ -612,10 +618,12 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
         # one neighbouring direction only (noise calibration's trials steer by the direction
         # that dominates; their answer is certified over every direction): None for all
         self._only_direction: str | None = None
-        # P-mass the per-step truncation leaves out over all steps, and whether the query is
-        # one of epsilon (set by each query)
+        # P-mass the per-step truncation leaves out over all steps, whether the query is one
+        # of epsilon, and whether a grid of its search needed extended precision (set by each
+        # query)
         self._truncated = 0.0
         self._epsilon_query = False
+        self._extended_seen = False
 
     name = "pld"
 
@@ -747,8 +755,13 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
                 self._pairs_and_counts(), step, anchor, delta_scale, self._truncated, self._work,
                 optional,
                 self._relative_accuracy if squaring else None, self._epsilon_query,
+                self._extended_seen,
             )
-        return self._compositions[key]
+        composition = self._compositions[key]
+        # a search's further grids of the same steps round alike: they start in extended
+        # precision once one grid needed it (instead of composing in double first)
+        self._extended_seen |= any(direction.extended for direction in composition.directions)
+        return composition
 
     def _too_many_steps(self) -> bool:
         """Whether more steps are composed than the FFT's rounding allows (see
@@ -855,6 +868,7 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             raise _Unresolvable
         self._truncated = truncation_share * delta_scale
         self._epsilon_query = epsilon_units
+        self._extended_seen = False
         smallest = self._smallest_step()
         best = [-math.inf, math.inf, 0.0, math.inf]  # lower, upper, its step, width
         where = {"anchor": anchor}
@@ -935,6 +949,12 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             guess = first_levels_step(self._smallest_spread(), total, self._relative_accuracy)
             if guess is not None and self._light_tailed():
                 step = max(guess, smallest)
+            elif guess is not None and total >= _HEAVY_TAIL_SQUARING_STEPS:
+                # heavy tails square too this long: the per-step grid's share of the bracket is
+                # relative to epsilon whatever T, where the one-FFT guess assumes sqrt(T) h^2
+                relative = min(target(where["anchor"]) / max(where["anchor"], 1e-300), 1.0)
+                squared = first_levels_step(self._smallest_spread(), total, relative)
+                step = max(min(step, PLD_HEAVY_TAIL_STEP_FACTOR * squared), smallest)
         for _ in range(64):
             try:
                 result, composition, cost = run(step)
@@ -957,7 +977,10 @@ class PldAccountant(GaussianStepsAccountant, TightAccountant):
             width = result[2]
             if not (math.isfinite(width) and width > 0):
                 break
-            ratio = min(max(math.sqrt(target(best[1]) / width) * 0.9, 0.1), 0.7)
+            # aimed well inside the target: part of a squared composition's width (its
+            # regridding) does not shrink with the step, and a third grid costs more than a
+            # finer second one
+            ratio = min(max(math.sqrt(target(best[1]) / width) * _REFINE_AIM, 0.1), 0.7)
             # no finer than the grid limit and the work left allow (a grid's work grows like
             # its length, about 1 / step)
             ratio = max(ratio, 1.25 * composition.grid_points / _REFINE_GRID_LIMIT,
