@@ -318,7 +318,10 @@ def test_second_direction_starts_in_extended_precision(monkeypatch):
     first direction swamps delta, so it is recomposed with extended transforms; the second
     direction starts there (three upper compositions, not four), and the bracket still lies
     under RDP's epsilon and overlaps a tighter one."""
+    from accounting.pld import accountant as pld_accountant
+
     q, sigma, steps = 4e-5, 1.2, 10**9
+    monkeypatch.setattr(pld_accountant, "_ROUNDING_PER_STEP", 0.0)  # no prediction
     calls = _count_upper_compositions(monkeypatch)
     loose = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
     assert calls == [False, True, True]
@@ -337,6 +340,7 @@ def test_later_grids_start_in_extended_precision(monkeypatch):
     from accounting.pld import accountant as pld_accountant
 
     q, sigma, steps = 4e-5, 1.2, 10**9
+    monkeypatch.setattr(pld_accountant, "_ROUNDING_PER_STEP", 0.0)  # no prediction
     monkeypatch.setattr(pld_accountant, "PLD_HEAVY_TAIL_STEP_FACTOR",
                         3.0 * pld_accountant.PLD_HEAVY_TAIL_STEP_FACTOR)
     grids = []
@@ -353,6 +357,32 @@ def test_later_grids_start_in_extended_precision(monkeypatch):
     assert calls[:3] == [False, True, True] and all(calls[3:]) and len(calls) >= 5
     assert bounds.tolerance_met
     assert bounds.upper <= RdpAccountant().compose(q, sigma, steps).get_epsilon(DELTA)
+
+
+def test_predicted_rounding_starts_in_extended_precision(monkeypatch):
+    """Where the double-precision rounding bound is predicted (about 50 u per step times the
+    tilted law's scale at the anchor) to move the upper bound by far more than the bracket
+    allows, the first direction starts in extended precision (no double composition wasted),
+    and the bracket is the one the unpredicted search finds, up to the rounding bounds."""
+    from accounting.pld import accountant as pld_accountant
+
+    # the prediction itself (arguments as the search passes them): large here, small at the
+    # same count of setting A's step, whose saddle-point tilt makes its scale at the anchor
+    # tiny, and small at a thousandth of the steps
+    predict = pld_accountant._rounding_predicted_large
+    assert predict(10**9, -3.35, 1.0, 1e-5, 5.77, 1e-2)
+    assert not predict(10**9, -9.43, 0.022, 1e-5, 1.23e4, 1e-2)
+    assert not predict(10**6, -3.35, 1.0, 1e-5, 5.77, 1e-2)
+    q, sigma, steps = 4e-5, 1.2, 10**9
+    calls = _count_upper_compositions(monkeypatch)
+    predicted = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    assert calls == [True, True]
+    monkeypatch.setattr(pld_accountant, "_ROUNDING_PER_STEP", 0.0)
+    found = PldAccountant(**PURE_RELATIVE).compose(q, sigma, steps).get_epsilon_bounds(DELTA)
+    assert calls[2:] == [False, True, True]
+    assert predicted.tolerance_met and found.tolerance_met
+    assert predicted.lower == pytest.approx(found.lower, rel=1e-6)
+    assert predicted.upper == pytest.approx(found.upper, rel=1e-6)
 
 
 def test_a_billion_steps_of_setting_a_stay_in_double_precision(monkeypatch):
@@ -411,3 +441,87 @@ def test_block_mgf_bound_lies_between_the_exact_sum_and_hoeffdings_slack(
     scale = 1e-12 * np.maximum(1.0, np.abs(exact))
     assert np.all(bound >= exact - scale)
     assert np.all(bound <= exact + slack + scale)
+
+
+def _mp_log_sum_exp(lam: float, first: int, step: float, weights: np.ndarray) -> float:
+    """log sum_k w_k exp(lam (first + k) step) at 40 digits."""
+    import mpmath
+
+    with mpmath.workdps(40):
+        lam_step = mpmath.mpf(float(lam)) * mpmath.mpf(float(step))
+        terms = [mpmath.mpf(float(w)) * mpmath.exp(lam_step * (first + k))
+                 for k, w in enumerate(weights) if w > 0]
+        return float(mpmath.log(mpmath.fsum(terms)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(1, 6000),
+    first=st.integers(-20_000, 20_000),
+    log_step=st.floats(-6.0, -1.0),
+    density=st.floats(0.02, 1.0),
+    decay=st.floats(0.0, 700.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_grid_log_sum_exp_bounds_the_exact_sum_from_above(size, first, log_step, density, decay,
+                                                          seed):
+    """The blocked sum (composition.grid_log_sum_exp) is an upper bound on the exact
+    log sum w e^(lam l) within a few units of rounding (mpmath at 40 digits), for lambdas of
+    both signs from 1e-4 to 1e5 (blocked and steep ones), sparse weights and weights spanning
+    e^-700; -inf without weight."""
+    from accounting.pld.composition import grid_log_sum_exp
+
+    rng = np.random.default_rng(seed)
+    step = 10.0**log_step
+    weights = rng.random(size) * (rng.random(size) < density)
+    weights *= np.exp(-decay * rng.random(size))
+    lambdas = np.concatenate([levels._OFFSETS, [0.0]])
+    bound = grid_log_sum_exp(lambdas, first, step, weights)
+    if not (weights > 0).any():
+        assert np.all(bound == -np.inf)
+        return
+    for index in rng.choice(lambdas.size, 6, replace=False):
+        exact = _mp_log_sum_exp(lambdas[index], first, step, weights)
+        scale = 1e-13 * max(1.0, abs(exact))
+        assert exact - scale <= bound[index] <= exact + scale
+
+
+def test_grid_log_sum_exp_matches_the_direct_sum_on_a_long_law():
+    """A per-step law of 15000 atoms (setting C's step at its fine grid) against the direct
+    log-sum-exp over every atom: equal to 1e-12, for the levels' offsets around a tilt."""
+    from accounting.pld.composition import grid_log_sum_exp
+
+    pld = dominating_pmf(dominating_pairs(4e-5, 1.2, "add_remove")[0], 6.9e-6, 1e-20)
+    lambdas = levels._OFFSETS + 1.0
+    keep = pld.masses > 0
+    direct = logsumexp(lambdas[:, None] * pld.losses[keep][None, :], b=pld.masses[keep], axis=1)
+    blocked = grid_log_sum_exp(lambdas, pld.first_index, pld.step, pld.masses)
+    assert np.all(np.abs(blocked - direct) <= 1e-12 * np.maximum(1.0, np.abs(direct)))
+
+
+@pytest.mark.skipif(not levels.np.finfo(np.longdouble).eps < np.finfo(float).eps,
+                    reason="NumPy's longdouble is double on this platform")
+@settings(max_examples=30, deadline=None)
+@given(
+    a=st.lists(st.floats(0.0, 1.0), min_size=25, max_size=300).filter(lambda m: sum(m) > 0),
+    carried=st.floats(1e-14, 1e-6),
+)
+def test_extended_product_in_double_where_its_rounding_is_a_small_share(a, carried):
+    """An extended-precision square is taken in double where double's rounding bound is at most
+    _DOUBLE_SHARE of the error carried in: its error bound then still covers the distance from
+    the exact square, and exceeds the carried part by at most that share (plus rounding)."""
+    law = _law(a, 0, 0.01, 0.0)
+    law.error = carried
+    product = levels._convolve(law, law, "upper", wide=True)
+    clean = _law(a, 0, 0.01, 0.0)
+    clean.error = 0.0
+    exact = np.convolve(clean.masses.astype(np.longdouble), clean.masses.astype(np.longdouble))
+    exact = exact / exact.sum()
+    distance = float(np.sum(np.abs(product.masses.astype(np.longdouble) - exact)))
+    carried_in = 2.0 * carried + 2.0 * carried**2
+    # the product's own rounding bound (beyond the carried part) covers its distance
+    assert distance <= product.error - carried_in * (1.0 - 1e-9)
+    double_bound = levels._convolve(clean, clean, "upper", wide=False).error
+    if double_bound <= levels._DOUBLE_SHARE * carried_in:  # taken in double
+        assert product.error <= carried_in * (1.0 + levels._DOUBLE_SHARE) * (1.0 + 1e-9) \
+            + 4.0 * levels._U

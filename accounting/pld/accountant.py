@@ -94,6 +94,13 @@ _UNKNOWN_DELTA_SCALE = 1e-9
 #: A direction is recomposed in extended precision where its double-precision rounding
 #: allowance at the anchor exceeds this share of the delta at stake.
 _EXTENDED_TRIGGER = 1e-3
+#: Least rounding bound per composed step (in units of the double unit roundoff) seen in
+#: double-precision compositions of a normalised tilted law (about 200 at 1e9 steps of
+#: settings A's and C's steps, by one FFT or by squaring): the prediction of
+#: ``_rounding_predicted_large`` takes a quarter of it, and asks for 4 times the margin.
+_ROUNDING_PER_STEP = 50.0
+_PREDICTION_MARGIN = 4.0
+_U = float(np.finfo(float).eps)
 #: Noise multiplier from which a long run's first grid is sized for the squaring composition
 #: (below it the loss tails are too heavy for its short grids; see ``_light_tailed``).
 _LIGHT_TAIL_NOISE = 0.8
@@ -303,8 +310,11 @@ class _Direction:
             relative_accuracy,
         )
         # another direction of this grid needed the extended transforms: this one starts there
-        # (the same steps and grid: the same rounding)
-        if extended_first and _HAS_EXTENDED:
+        # (the same steps and grid: the same rounding); so does a law whose rounding bound is
+        # predicted to swamp delta (composing it in double first would be wasted)
+        steps = sum(count for _, _, count in entries)
+        if _HAS_EXTENDED and (extended_first or _rounding_predicted_large(
+                steps, excess, self._tilt, delta_scale, anchor, relative_accuracy)):
             self._extended = True
             try:
                 self.upper = self._compose_upper(upper_groups, True, reserve)
@@ -426,6 +436,25 @@ class _Direction:
         upper = self.upper
         value = upper.hockey_stick(epsilon) + float(upper.allowance(epsilon)) + upper.infinity_mass
         return value if value < 1.0 else 1.0
+
+
+def _rounding_predicted_large(steps: float, excess: float, tilt: float, delta: float,
+                              anchor: float, relative_accuracy: float | None) -> bool:
+    """Whether a double-precision composition of ``steps`` steps is predicted to need the
+    extended transforms anyway: its rounding bound at the anchor, at least about
+    ``_ROUNDING_PER_STEP u`` per step of the tilted law times ``exp(excess)`` (the tilted law's
+    scale there, :func:`accounting.pld.composition.choose_tilt`), moving the upper epsilon by
+    over ``_PREDICTION_MARGIN`` times what :meth:`_Direction._rounding_negligible` allows. Only
+    time depends on it: a law composed in extended precision is as valid."""
+    allowance = _ROUNDING_PER_STEP * _U * steps * math.exp(min(excess, 700.0))
+    if not allowance > _PREDICTION_MARGIN * _EXTENDED_TRIGGER * delta:
+        return False
+    if relative_accuracy is None or not tilt > 0.0:
+        return True
+    # the allowance decays like exp(-tilt eps) beyond the anchor: the bound rises until it
+    # has decayed below delta's share
+    shift = math.log1p(allowance / delta) / tilt
+    return shift > _PREDICTION_MARGIN * 0.1 * relative_accuracy * max(anchor, 1e-3)
 
 
 def _worst_lower(directions, uppers, lower_of, enough: float) -> float:

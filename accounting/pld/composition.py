@@ -34,6 +34,7 @@ __all__ = [
     "compose_plds",
     "compose_tilted",
     "decayed_suffix_sums",
+    "grid_log_sum_exp",
     "log_weighted_sum_exp",
     "untilted",
     "window_points",
@@ -46,6 +47,14 @@ MAX_GRID_SIZE = 1 << 21
 #: for laws of more than ``_EXACT_MGF_POINTS`` atoms (fewer are summed exactly: as fast).
 _MGF_BLOCKS = 1 << 15
 _EXACT_MGF_POINTS = 1 << 17
+#: :func:`grid_log_sum_exp`: largest ``|lam| step`` times the block length for the blocked
+#: sum (its factors then stay within ``e^(+-this)``), the exponent beyond which terms are left
+#: out of the direct sum of steep ``lam`` (below ``e^-745``: zero in double precision), and
+#: the size of a direct sum preferred to blocks.
+_BLOCK_EXPONENT = 300.0
+_WINDOW_EXPONENT = 760.0
+_DIRECT_TERMS = 4096
+_U = float(np.finfo(float).eps)
 
 
 def decayed_suffix_sums(values: np.ndarray, decay: float) -> np.ndarray:
@@ -78,6 +87,65 @@ def log_weighted_sum_exp(lambdas: np.ndarray, values: np.ndarray, weights: np.nd
     return np.log(np.einsum("ij,j->i", exponents, weights)) + shift
 
 
+def grid_log_sum_exp(lambdas: np.ndarray, first_index: int, step: float,
+                     weights: np.ndarray) -> np.ndarray:
+    """An upper bound on ``log sum_k w_k exp(lam (first_index + k) step)`` for every ``lam``,
+    exact up to rounding (non-negative ``weights`` on a uniform grid; ``-inf`` where all are 0).
+
+    The grid is cut into ``A`` blocks of ``B`` points (``A, B ~ sqrt(n)``): with the largest
+    exponent taken out, each term is ``exp(lam step (block's offset)) * exp(lam step (point's
+    offset in its block))``, so the sum is ``outer @ (W @ inner)`` with ``W`` the ``A x B``
+    weights: ``L (A + B)`` exponentials and a matrix product for ``L`` values of ``lam``, instead
+    of ``L n`` exponentials. Offsets are whole numbers of steps, so the exponents carry no
+    cancellation. The factors stay within ``e^(+-_BLOCK_EXPONENT)`` while ``|lam| step B`` is at
+    most ``_BLOCK_EXPONENT``; beyond, the terms within ``_WINDOW_EXPONENT`` of the largest
+    exponent are summed directly (the others are below ``e^-745`` of their weight, as they
+    would underflow in a direct sum too). The sums of non-negative terms are within ``(A + B
+    + 8) u`` of exact, relative; that is added.
+    """
+    lambdas = np.asarray(lambdas, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    kept = np.flatnonzero(weights > 0)
+    if kept.size == 0:
+        return np.full(lambdas.shape, -np.inf)
+    low, high = int(kept[0]), int(kept[-1])
+    weights = weights[low:high + 1]
+    size = weights.size
+    first = first_index + low
+    if size * lambdas.size <= _DIRECT_TERMS:
+        values = (first + np.flatnonzero(weights > 0)) * step
+        return log_weighted_sum_exp(lambdas, values, weights[weights > 0])
+    width = int(math.ceil(math.sqrt(size)))
+    rows = -(-size // width)
+    table = np.zeros(rows * width)
+    table[:size] = weights
+    table = table.reshape(rows, width)
+    magnitude = np.abs(lambdas) * step
+    up = lambdas >= 0.0
+    # the largest exponent: at the top atom for lam >= 0, at the bottom one otherwise
+    shift = np.where(up, lambdas * ((first + size - 1) * step), lambdas * (first * step))
+    sums = np.empty(lambdas.size)
+    blocked = magnitude * width <= _BLOCK_EXPONENT
+    if blocked.any():
+        rate, rising = magnitude[blocked, None], up[blocked, None]
+        inside = np.arange(width, dtype=float)
+        blocks = np.arange(rows, dtype=float)
+        # offsets from the largest exponent: (point in block) and (block), in steps
+        inner = np.exp(-rate * np.where(rising, width - 1.0 - inside, inside))
+        outer = np.exp(rate * np.where(rising, blocks * width + width - size, -blocks * width))
+        sums[blocked] = np.einsum("la,al->l", outer, table @ inner.T)
+    steep = ~blocked
+    if steep.any():
+        rate, rising = magnitude[steep], up[steep]
+        reach = min(size, int(math.ceil(_WINDOW_EXPONENT / float(rate.min()))) + 1)
+        offsets = np.arange(reach, dtype=float)  # steps from the extreme atom inwards
+        near_top, near_bottom = weights[size - reach:][::-1], weights[:reach]
+        terms = np.exp(-rate[:, None] * offsets[None, :])
+        sums[steep] = np.where(rising, terms @ near_top, terms @ near_bottom)
+    rounding = math.log1p((rows + width + 8) * _U)
+    return np.log(sums) + shift + rounding
+
+
 def _log_mgf(pld: DiscretePld, lambdas: np.ndarray, blocks: int = _MGF_BLOCKS) -> np.ndarray:
     """An upper bound on ``log sum_k p_k exp(lam * loss_k)`` for every ``lam`` (masses may sum
     to less than 1), exact for laws of at most ``_EXACT_MGF_POINTS`` atoms.
@@ -93,7 +161,7 @@ def _log_mgf(pld: DiscretePld, lambdas: np.ndarray, blocks: int = _MGF_BLOCKS) -
     keep = pld.masses > 0
     # blocks of a few atoms save nothing over the exact sum
     if np.count_nonzero(keep) <= min(_EXACT_MGF_POINTS, 8 * blocks):
-        return log_weighted_sum_exp(lambdas, pld.losses[keep], pld.masses[keep])
+        return grid_log_sum_exp(lambdas, pld.first_index, pld.step, pld.masses)
     block = max(-(-size // blocks), 2)
     blocks = -(-size // block)
     masses = np.zeros(block * blocks)
@@ -484,7 +552,13 @@ def compose_tilted(
         placed = np.bincount(positions, weights=pld.masses, minlength=size)
         transform = _scipy.fft.rfft(placed.astype(wide, copy=False))
         error = 4.0 * levels * wide_unit * pld.masses.sum()
-        log_envelope = log_envelope + count * np.log(np.abs(transform) + error).astype(float)
+        if extended:
+            # the envelope is a bound: |z| in double (extended moduli and logarithms are
+            # dearer), rounded up past the cast's and the modulus's rounding
+            magnitude = np.abs(transform.astype(complex)) * (1.0 + 4.0 * unit)
+        else:
+            magnitude = np.abs(transform)
+        log_envelope = log_envelope + count * np.log(magnitude + error)
         transforms.append((transform, error, count))
     # Frequencies whose envelope is below e^-700 are left at zero (their whole size counts as
     # error below); a smooth composed law leaves only a few hundred of them non-zero, and only

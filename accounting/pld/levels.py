@@ -103,6 +103,11 @@ _FINEST_RELATIVE = 1e-5
 _LEADING_WINDOW = 4
 #: Products with a factor of at most this many atoms are summed directly (no FFT).
 _DIRECT_TERMS = 24
+#: A product in extended precision is taken in double instead where double's rounding bound
+#: is at most this share of the error its factors carry in (so the final error bound grows by
+#: about this share at most): once the leading power's error has doubled a few times, the
+#: later squarings need no extended transforms.
+_DOUBLE_SHARE = 0.05
 #: Most atoms a level's product may have: a longer product refuses (bounded memory).
 _MAX_PRODUCT = 1 << 22
 
@@ -174,19 +179,24 @@ def _convolve(a: _Law, b: _Law, kind: str, wide: bool) -> _Law:
         rounding = 2.0 * (short + 2) * _U * a1 * b1
     else:
         size = _scipy.fft.next_fast_len(size_out, real=True)
+        # ||c^ - c||_inf <= ||c^ - c||_2 <= 4 eta (|a|_1 |b|_2 + |a|_2 |b|_1) for non-negative
+        # a, b with eta = c log2(n) u the normwise error of one transform (Higham 2002, Thm
+        # 24.2: both forward transforms, the product and the inverse transform), plus the
+        # rounding to double
+        a2 = math.sqrt(float(a.masses @ a.masses))
+        b2 = a2 if b is a else math.sqrt(float(b.masses @ b.masses))
+        norms = 4.0 * 8.0 * (math.log2(size) + 2.0) * (a1 * b2 + a2 * b1) * (1.0 + 1e-6)
+        # extended transforms only where double's rounding would add more than a small share
+        # to the error the factors carry in (it doubles with every later squaring alike)
+        carried_in = a.error * b1 + b.error * a1
+        if wide and math.sqrt(size_out) * norms * _U <= _DOUBLE_SHARE * carried_in:
+            wide = False
         dtype = np.longdouble if wide else np.float64
         unit = float(np.finfo(dtype).eps)
         fa = _scipy.fft.rfft(a.masses.astype(dtype), size)
         fb = fa if b is a else _scipy.fft.rfft(b.masses.astype(dtype), size)
         product = _scipy.fft.irfft(fa * fb, size)[:size_out].astype(float)
-        # ||c^ - c||_inf <= ||c^ - c||_2 <= 4 eta (|a|_1 |b|_2 + |a|_2 |b|_1) for non-negative
-        # a, b with eta = c log2(n) u the normwise error of one transform (Higham 2002, Thm
-        # 24.2: both forward transforms, the product and the inverse transform), plus the
-        # rounding to double
-        eta = 8.0 * (math.log2(size) + 2.0) * unit
-        a2 = math.sqrt(float(a.masses @ a.masses))
-        b2 = a2 if b is a else math.sqrt(float(b.masses @ b.masses))
-        error = 4.0 * eta * (a1 * b2 + a2 * b1) * (1.0 + 1e-6)
+        error = norms * unit
         # in the 1-norm over the kept outputs: at most sqrt(size_out) times that; clipping at
         # zero only moves a mass towards the exact (non-negative) one; then the rounding to
         # double, relative per mass
