@@ -61,6 +61,8 @@ def _scalar_or_array(array: np.ndarray, value, name: str, scalar: bool):
 
 
 def _scalar(value, name: str) -> float:
+    if type(value) is float:  # the common case, without the abstract-class checks
+        return value
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     try:

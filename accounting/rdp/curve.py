@@ -52,6 +52,9 @@ _DIRECT_PAIRS = 1 << 15
 # directly, _CHUNK_PAIRS (step count, line) pairs at a time, so the memory stays bounded.
 _ENVELOPE_LINES = 1024
 _CHUNK_PAIRS = 1 << 20
+# Conversion offsets kept per table (by delta and conversion): a curve or an accountant asks for
+# the same few deltas again and again.
+_CACHED_OFFSETS = 16
 
 
 def epsilon_curve(
@@ -112,10 +115,13 @@ def epsilon_curve(
     conversion = check_conversion(conversion)
     table = _table(None if orders is None else np.sort(check_orders(orders)))
     orders = table.orders
-    if q > 0.0 and counts.size and 0.0 < counts.min() and counts.max() < np.inf:
+    low = counts.min() if counts.size else 0.0
+    high = counts.max() if counts.size else 0.0
+    if q > 0.0 and counts.size and 0.0 < low and high < np.inf:
         # every count positive and finite (the usual call): no masks over the counts
         with np.errstate(all="ignore"):
-            epsilon, index = _curve(q, sigma, counts.reshape(-1), delta, conversion, table)
+            epsilon, index = _curve(q, sigma, counts.reshape(-1), delta, conversion, table,
+                                    span=(low, high))
         return epsilon.reshape(counts.shape), orders[index].reshape(counts.shape)
     epsilon = np.zeros(counts.shape)
     index = np.zeros(counts.shape, dtype=np.int64)
@@ -166,6 +172,8 @@ class _Table(NamedTuple):
     # are (rdp[anchors] @ weights + shifts).reshape(3, -1).max(axis=0)
     weights: np.ndarray
     shifts: np.ndarray
+    # _offsets by (delta, conversion), at most _CACHED_OFFSETS of them
+    offsets: dict
 
 
 _default_table: list[_Table] = []  # the default orders' table, kept apart: no tuple to hash
@@ -189,7 +197,8 @@ def _build_table(key: tuple) -> _Table:
     pick = (np.arange(3)[:, None] * orders.size + others).ravel()
     integer = orders == np.floor(orders)
     return _Table(orders, key, np.log1p(-1.0 / orders), np.log(orders), orders - 1.0, anchors,
-                  others, integer, bool(integer[anchors].all()), weights[:, pick], shifts[pick])
+                  others, integer, bool(integer[anchors].all()), weights[:, pick], shifts[pick],
+                  {})
 
 
 def _clear_tables() -> None:
@@ -199,23 +208,34 @@ def _clear_tables() -> None:
 
 def _offsets(table: _Table, delta: float, conversion: str) -> tuple[np.ndarray, float]:
     """:func:`accounting.rdp.conversions.epsilon_offsets` from the table (the same operations
-    on the same values: the same bits)."""
+    on the same values: the same bits), kept on the table for the last few deltas."""
+    key = (delta, conversion)
+    found = table.offsets.get(key)
+    if found is not None:
+        return found
     log_delta = np.log(delta)
     if conversion == "classic":
-        return -log_delta / table.minus_one, -np.inf
-    return table.log1p_inverse - (log_delta + table.log_orders) / table.minus_one, -np.log1p(
-        -(delta**2))
+        found = -log_delta / table.minus_one, -np.inf
+    else:
+        found = (table.log1p_inverse - (log_delta + table.log_orders) / table.minus_one,
+                 -np.log1p(-(delta**2)))
+    found[0].setflags(write=False)
+    if len(table.offsets) >= _CACHED_OFFSETS:
+        table.offsets.clear()
+    table.offsets[key] = found
+    return found
 
 
-def _curve(q, sigma, counts, delta, conversion, table, store=None):
+def _curve(q, sigma, counts, delta, conversion, table, store=None, span=None):
     """Epsilon and order index for positive finite ``counts`` (arguments already validated,
-    floating-point warnings silenced by the caller)."""
+    floating-point warnings silenced by the caller; ``span``: their least and largest, where
+    the caller has them)."""
     offset, threshold = _offsets(table, delta, conversion)
     if counts.size == 1:
         found = _one_count(q, sigma, float(counts[0]), table, offset, threshold, store)
         if found is not None:
             return np.array([found[0]]), np.array([found[1]])
-    rdp = _step_rdp(q, sigma, table, offset, threshold, counts, store)
+    rdp = _step_rdp(q, sigma, table, offset, threshold, counts, store, span)
     lines = np.flatnonzero(rdp < np.inf)  # unevaluated orders are NaN, vacuous ones inf
     if lines.size == 0:
         return np.full(counts.shape, np.inf), np.zeros(counts.shape, dtype=np.int64)
@@ -295,7 +315,7 @@ def _kl_floor(q: float, sigma: float) -> float:
     return 2.0 * (q * math.erf(math.sqrt(0.125) / sigma)) ** 2 * ((1.0 - 1e-12) * (1.0 - 1e-9))
 
 
-def _step_rdp(q, sigma, table, offset, threshold, counts, store) -> np.ndarray:
+def _step_rdp(q, sigma, table, offset, threshold, counts, store, span=None) -> np.ndarray:
     """Per-step RDP at the orders that can attain the minimum for some ``T`` in ``counts``
     (NaN at the others): the anchor orders first, then the orders their bounds cannot prune.
     Filled into ``store`` where one is given (orders known there are not evaluated again)."""
@@ -312,13 +332,13 @@ def _step_rdp(q, sigma, table, offset, threshold, counts, store) -> np.ndarray:
         fresh = np.count_nonzero(np.isnan(rdp)) == rdp.size - anchors.size + missing.size
     if missing.size:
         rdp[missing] = _anchor_rdp(q, sigma, table, missing)
-    needed = _needed(q, sigma, rdp, table, offset, threshold, counts, fresh)
+    needed = _needed(q, sigma, rdp, table, offset, threshold, counts, fresh, span)
     if needed.size:
         rdp[needed] = _per_step(q, sigma, table.orders[needed], table.integer[needed])
     return rdp
 
 
-def _needed(q, sigma, rdp, table, offset, threshold, counts, fresh) -> np.ndarray:
+def _needed(q, sigma, rdp, table, offset, threshold, counts, fresh, span=None) -> np.ndarray:
     """Indices of the orders not yet evaluated that may attain the minimum for some ``T`` in
     ``counts``, given the RDP at the anchors and at the orders evaluated so far (``fresh``:
     at the anchors alone).
@@ -345,11 +365,10 @@ def _needed(q, sigma, rdp, table, offset, threshold, counts, fresh) -> np.ndarra
             return rest  # nothing to prune with, or too many lines for the envelope: evaluate all
     bound = np.maximum(bound, _kl_floor(q, sigma))
     slopes, intercepts = rdp[known], offset[known]
-    low = counts.min()
+    low, high = span if span is not None else (counts.min(), counts.max())
     if counts.size == 1:
         points = counts
     else:
-        high = counts.max()
         if counts.size * known.size <= _DIRECT_PAIRS:
             # the lines attaining the envelope at some count, steepest first (smallest T first)
             hit = np.zeros(known.size, dtype=bool)
