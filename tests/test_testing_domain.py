@@ -93,6 +93,17 @@ def test_the_orders_keyword_now_restricts_the_rdp_draws():
         verify_accountant(grid_only, kind="rdp", orders=grid, domain=Domain(orders="integer"))
 
 
+def test_an_open_range_without_a_float_inside_is_empty():
+    """(0, 5e-324) holds no float (5e-324 is the smallest one above 0): the domain says so by
+    name instead of leaving the strategies nothing to draw; with one end closed it holds that
+    end, and the strategies draw it."""
+    with pytest.raises(ValueError, match="Domain.q"):
+        Domain(q=(0.0, 5e-324), q_closed=(False, False))
+    domain = Domain(q=(0.0, 5e-324), q_closed=(False, True))
+    assert domain.q_range.contains(5e-324) and not domain.q_range.contains(0.0)
+    assert sts.sample_rates(domain=domain).example() == 5e-324
+
+
 def test_a_single_order_grid_skips_the_order_shape_check():
     report = verify_accountant(accounting.poisson_gaussian_rdp, kind="rdp",
                                domain=Domain(orders=[3]), max_examples=5, seed=33)
@@ -200,7 +211,9 @@ def test_an_add_remove_accountant_under_replace_one_is_caught():
 def domains(draw) -> Domain:
     q = sorted(draw(st.lists(st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0, 1)),
                              min_size=2, max_size=2)))
-    closed = (True, True) if q[0] == q[1] else (draw(st.booleans()), draw(st.booleans()))
+    # no float lies strictly inside (q0, q1) when q1 is q0's successor: closed then
+    adjacent = math.nextafter(q[0], math.inf) >= q[1]
+    closed = (True, True) if adjacent else (draw(st.booleans()), draw(st.booleans()))
     sigma_low = draw(st.one_of(st.just(0.0), sts.log_uniform(-3.0, 5.0)))
     sigma_high = draw(st.one_of(st.just(math.inf),
                                 st.floats(0.0, 6.0).map(lambda x: max(sigma_low, 1e-3) * 10**x)))

@@ -42,7 +42,9 @@ class Range(NamedTuple):
         lo_closed = self.low_closed or lo > self.low
         hi_closed = self.high_closed or hi < self.high
         part = Range(lo, hi, lo_closed, hi_closed)
-        if lo > hi or (lo == hi and not part.contains(lo)):
+        # empty also where no float lies strictly inside open ends, such as (0, 5e-324)
+        first = lo if lo_closed else math.nextafter(lo, math.inf)
+        if lo > hi or not part.contains(first):
             return None
         return part
 

@@ -105,6 +105,8 @@ def _whole(rng: Range, integer: bool) -> st.SearchStrategy:
         return st.just(rng.low)
     high = rng.high if math.isfinite(rng.high) else max(rng.low, 1.0) * 1e6
     low = rng.low if rng.low > 0 else high * 1e-6
+    if not low > 0:  # a stand-in that underflowed (high near the smallest subnormal)
+        low = min(math.nextafter(0.0, 1.0), high)
     if integer:
         return st.integers(math.ceil(low), math.floor(high))
     return log_uniform(math.log10(low), math.log10(high))
