@@ -101,7 +101,13 @@ def test_an_open_range_without_a_float_inside_is_empty():
         Domain(q=(0.0, 5e-324), q_closed=(False, False))
     domain = Domain(q=(0.0, 5e-324), q_closed=(False, True))
     assert domain.q_range.contains(5e-324) and not domain.q_range.contains(0.0)
-    assert sts.sample_rates(domain=domain).example() == 5e-324
+
+    @settings(max_examples=10, deadline=None)
+    @given(rate=sts.sample_rates(domain=domain))
+    def draws(rate):
+        assert rate == 5e-324
+
+    draws()
 
 
 def test_a_single_order_grid_skips_the_order_shape_check():
