@@ -525,3 +525,28 @@ def test_extended_product_in_double_where_its_rounding_is_a_small_share(a, carri
     if double_bound <= levels._DOUBLE_SHARE * carried_in:  # taken in double
         assert product.error <= carried_in * (1.0 + levels._DOUBLE_SHARE) * (1.0 + 1e-9) \
             + 4.0 * levels._U
+
+
+def test_grid_log_sum_exp_keeps_a_tiny_extreme_atom():
+    """A law whose top atom weighs 5e-324 on a coarse grid (random allocation's at delta 1e-300
+    once gave this): the sum at a positive lam is about that atom alone, far below any block
+    product's underflow; it must stay an upper bound (finite, at least the exact value), not
+    log(0)."""
+    from accounting.pld.composition import grid_log_sum_exp
+
+    weights = np.linspace(1.0, 1e-300, 30_000)
+    weights[-1] = 5e-324
+    lambdas = np.array([1e-3, 0.3, 1.0, -1.0])
+    step = 1.0
+    with np.errstate(divide="raise", invalid="raise"):  # no log(0) on the way either
+        bound = grid_log_sum_exp(lambdas, 0, step, weights)
+    assert np.all(np.isfinite(bound))
+    # exact values at 40 digits on a thinned copy with the same extreme atoms
+    thinned = np.zeros_like(weights)
+    thinned[::1000] = weights[::1000]
+    thinned[-1] = weights[-1]
+    bound = grid_log_sum_exp(lambdas, 0, step, thinned)
+    for lam, value in zip(lambdas, bound, strict=True):
+        exact = _mp_log_sum_exp(lam, 0, step, thinned)
+        scale = 1e-13 * max(1.0, abs(exact))
+        assert exact - scale <= value <= exact + scale

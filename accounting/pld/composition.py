@@ -48,12 +48,14 @@ MAX_GRID_SIZE = 1 << 21
 _MGF_BLOCKS = 1 << 15
 _EXACT_MGF_POINTS = 1 << 17
 #: :func:`grid_log_sum_exp`: largest ``|lam| step`` times the block length for the blocked
-#: sum (its factors then stay within ``e^(+-this)``), the exponent beyond which terms are left
-#: out of the direct sum of steep ``lam`` (below ``e^-745``: zero in double precision), and
-#: the size of a direct sum preferred to blocks.
+#: sum (its factors then stay above ``e^-this``), the exponent beyond which terms are left
+#: out of the direct sum of steep ``lam`` (below ``e^-745``: zero in double precision), the
+#: size of a direct sum preferred to blocks, and the share of the largest weight below which a
+#: blocked sum is redone directly.
 _BLOCK_EXPONENT = 300.0
 _WINDOW_EXPONENT = 760.0
 _DIRECT_TERMS = 4096
+_SAFE_SUM = 1e-150
 _U = float(np.finfo(float).eps)
 
 
@@ -92,16 +94,20 @@ def grid_log_sum_exp(lambdas: np.ndarray, first_index: int, step: float,
     """An upper bound on ``log sum_k w_k exp(lam (first_index + k) step)`` for every ``lam``,
     exact up to rounding (non-negative ``weights`` on a uniform grid; ``-inf`` where all are 0).
 
-    The grid is cut into ``A`` blocks of ``B`` points (``A, B ~ sqrt(n)``): with the largest
-    exponent taken out, each term is ``exp(lam step (block's offset)) * exp(lam step (point's
-    offset in its block))``, so the sum is ``outer @ (W @ inner)`` with ``W`` the ``A x B``
-    weights: ``L (A + B)`` exponentials and a matrix product for ``L`` values of ``lam``, instead
-    of ``L n`` exponentials. Offsets are whole numbers of steps, so the exponents carry no
-    cancellation. The factors stay within ``e^(+-_BLOCK_EXPONENT)`` while ``|lam| step B`` is at
-    most ``_BLOCK_EXPONENT``; beyond, the terms within ``_WINDOW_EXPONENT`` of the largest
-    exponent are summed directly (the others are below ``e^-745`` of their weight, as they
-    would underflow in a direct sum too). The sums of non-negative terms are within ``(A + B
-    + 8) u`` of exact, relative; that is added.
+    The grid is cut into ``A`` blocks of ``B`` points (``A, B ~ sqrt(n)``) counted from the atom
+    of the largest exponent (the top one for ``lam >= 0``, the bottom one otherwise): each term
+    is ``w exp(-r (block's distance)) exp(-r (point's distance in its block))`` with
+    ``r = |lam| step``, both factors at most 1 and 1 at that atom, and the sum is
+    ``outer @ (W @ inner)`` with ``W`` the ``A x B`` weights: ``L (A + B)`` exponentials and a
+    matrix product for ``L`` values of ``lam``, instead of ``L n``. Distances are whole numbers
+    of steps, so the exponents carry no cancellation. Blocks serve while ``r B`` is at most
+    ``_BLOCK_EXPONENT`` (an inner factor then never underflows, and the products lost to
+    underflow are below ``1e-188`` of the largest weight in all); beyond, the terms within
+    ``_WINDOW_EXPONENT`` of the largest exponent are summed directly (the others are below
+    ``e^-745`` of their weight, as they would underflow in a direct sum too). A blocked sum
+    under ``_SAFE_SUM`` of the largest weight, where those losses could matter, is summed
+    directly. The sums of non-negative terms are within ``(A + B + 8) u`` of exact, relative;
+    that is added (with the weights' normalisation).
     """
     lambdas = np.asarray(lambdas, dtype=float)
     weights = np.asarray(weights, dtype=float)
@@ -112,38 +118,55 @@ def grid_log_sum_exp(lambdas: np.ndarray, first_index: int, step: float,
     weights = weights[low:high + 1]
     size = weights.size
     first = first_index + low
+    values = None
+
+    def direct(chosen):
+        nonlocal values
+        if values is None:
+            values = (first + np.flatnonzero(weights > 0)) * step
+        return log_weighted_sum_exp(lambdas[chosen], values, weights[weights > 0])
+
     if size * lambdas.size <= _DIRECT_TERMS:
-        values = (first + np.flatnonzero(weights > 0)) * step
-        return log_weighted_sum_exp(lambdas, values, weights[weights > 0])
+        return direct(slice(None))
+    scale = float(weights.max())
+    normalised = weights / scale
     width = int(math.ceil(math.sqrt(size)))
     rows = -(-size // width)
-    table = np.zeros(rows * width)
-    table[:size] = weights
-    table = table.reshape(rows, width)
-    magnitude = np.abs(lambdas) * step
+    rate = np.abs(lambdas) * step
     up = lambdas >= 0.0
     # the largest exponent: at the top atom for lam >= 0, at the bottom one otherwise
     shift = np.where(up, lambdas * ((first + size - 1) * step), lambdas * (first * step))
     sums = np.empty(lambdas.size)
-    blocked = magnitude * width <= _BLOCK_EXPONENT
-    if blocked.any():
-        rate, rising = magnitude[blocked, None], up[blocked, None]
-        inside = np.arange(width, dtype=float)
-        blocks = np.arange(rows, dtype=float)
-        # offsets from the largest exponent: (point in block) and (block), in steps
-        inner = np.exp(-rate * np.where(rising, width - 1.0 - inside, inside))
-        outer = np.exp(rate * np.where(rising, blocks * width + width - size, -blocks * width))
-        sums[blocked] = np.einsum("la,al->l", outer, table @ inner.T)
+    blocked = rate * width <= _BLOCK_EXPONENT
+    distances = np.arange(width, dtype=float)
+    block_distances = np.arange(rows, dtype=float) * width
+    for rising in (True, False):
+        chosen = blocked & (up == rising)
+        if not chosen.any():
+            continue
+        # the weights by distance from the extreme atom (downwards from the top one for
+        # lam >= 0), in blocks: that atom starts the first block
+        table = np.zeros(rows * width)
+        table[:size] = normalised[::-1] if rising else normalised
+        table = table.reshape(rows, width)
+        r = rate[chosen, None]
+        inner, outer = np.exp(-r * distances), np.exp(-r * block_distances)
+        sums[chosen] = np.einsum("la,al->l", outer, table @ inner.T)
     steep = ~blocked
     if steep.any():
-        rate, rising = magnitude[steep], up[steep]
-        reach = min(size, int(math.ceil(_WINDOW_EXPONENT / float(rate.min()))) + 1)
+        r, rising = rate[steep], up[steep]
+        reach = min(size, int(math.ceil(_WINDOW_EXPONENT / float(r.min()))) + 1)
         offsets = np.arange(reach, dtype=float)  # steps from the extreme atom inwards
-        near_top, near_bottom = weights[size - reach:][::-1], weights[:reach]
-        terms = np.exp(-rate[:, None] * offsets[None, :])
+        near_top, near_bottom = normalised[size - reach:][::-1], normalised[:reach]
+        terms = np.exp(-r[:, None] * offsets[None, :])
         sums[steep] = np.where(rising, terms @ near_top, terms @ near_bottom)
-    rounding = math.log1p((rows + width + 8) * _U)
-    return np.log(sums) + shift + rounding
+    rounding = math.log1p((rows + width + 9) * _U)
+    with np.errstate(divide="ignore"):
+        result = np.log(sums) + math.log(scale) + shift + rounding
+    small = ~(sums >= _SAFE_SUM)
+    if small.any():
+        result[small] = direct(small)
+    return result
 
 
 def _log_mgf(pld: DiscretePld, lambdas: np.ndarray, blocks: int = _MGF_BLOCKS) -> np.ndarray:
