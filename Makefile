@@ -79,9 +79,11 @@ $(BENCH_VENV)/.installed-bench: pyproject.toml benchmarks/requirements-peers.txt
 	$(BENCH_VENV)/bin/python -m pip install -q -e . -r benchmarks/requirements-peers.txt
 	touch $@
 
-# One run: accounting_speed.py, kernel_speed.py, tf_step_speed.py (with $(TF_VENV) if present)
-# and peers.py; prints the side-by-side table and writes benchmarks/results.md.
+# One run: accounting_speed.py, kernel_speed.py, tf_step_speed.py (in $(TF_VENV), built here
+# when TensorFlow installs; without it the TF row says why it is missing) and peers.py; prints
+# the side-by-side table and writes benchmarks/results.md.
 bench: $(BENCH_VENV)/.installed-bench
+	-$(MAKE) $(TF_VENV)/.installed-tf
 	$(BENCH_VENV)/bin/python benchmarks/run_all.py --tf-python $(or $(TF_VENV),.venv-tf)/bin/python
 
 $(TF_VENV)/.installed-tf: pyproject.toml
