@@ -78,7 +78,11 @@ from accounting.rdp.accountant import RdpAccountant
 
 __all__ = ["DeltaBounds", "EpsilonBounds", "PldAccountant", "ToleranceNotMetWarning"]
 
-#: Mass allowed beyond each end of the FFT window; it is carried into the bounds.
+#: Mass allowed beyond each end of the FFT window, once the tilt is undone at the anchor: this
+#: share of the delta at stake (it is carried into the bounds, where it moves delta by a few
+#: parts in 1e9 even where the delta at stake is RDP's, 10-100 times the true one), and never
+#: less than ``_WINDOW_TAIL``, the fixed tail of old (below delta 1e-9 the window is as before).
+_WINDOW_TAIL_SHARE = 1e-9
 _WINDOW_TAIL = 1e-18
 #: Share of the delta at stake left out by the truncation of the per-step losses, over all
 #: steps together (the lower tails move up to the grid's first point, the upper tails to +inf):
@@ -300,8 +304,10 @@ class _Direction:
                       for (pair, _, _), size in zip(entries, sizes, strict=True)), optional)
         upper_groups = [(dominating_pmf(pair, step, tail), count) for pair, _, count in entries]
         self._tilt, excess = choose_tilt(upper_groups, anchor)
-        # window tails worth _WINDOW_TAIL at the anchor once the tilt is undone
-        self._budget = min(_WINDOW_TAIL * math.exp(min(-excess, 500.0)), 1e-12)
+        # window tails worth a share of delta at the anchor once the tilt is undone: the
+        # Chernoff window of heavy tails grows with log(1 / tail), so no tighter than needed
+        at_anchor = max(_WINDOW_TAIL_SHARE * delta_scale, _WINDOW_TAIL)
+        self._budget = min(at_anchor * math.exp(min(-excess, 500.0)), 1e-12)
         self._extended = False
         # many steps: squaring on coarsening grids costs O(log T) products where one FFT over
         # the whole composed law grows like sqrt(T)
