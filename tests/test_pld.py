@@ -410,6 +410,32 @@ def test_truncation_spends_a_tiny_share_of_delta():
     assert bounds.lower <= PRV_001["B"][1] <= bounds.upper and bounds.width <= 1e-3
 
 
+@pytest.mark.parametrize("delta", [1e-5, 1e-9, 1e-13, 1e-20])
+def test_window_tail_is_a_tiny_share_of_delta_and_brackets_hold(delta):
+    """The mass left beyond each end of the FFT window is 1e-9 of delta at the anchor (never
+    below the fixed 1e-18 it replaced): the Gaussian closed form stays bracketed from moderate
+    to tiny delta, where the floor takes over."""
+    sigma, steps = 20.0, 10_000
+    bounds = PldAccountant(tolerance=1e-3).compose(1.0, sigma, steps).get_epsilon_bounds(delta)
+    exact = gaussian_epsilon(delta, sigma / math.sqrt(steps))
+    assert bounds.lower <= exact <= bounds.upper
+    assert bounds.width <= 1e-3
+
+
+def test_heavy_tailed_window_ends_where_a_share_of_delta_is_left():
+    # setting C's rate at its calibrated noise (sigma 0.37, 5e5 steps): the compound tail of
+    # the tilted law made the window 87 nats long with a fixed 1e-18 tail, 76 with 1e-9 delta
+    acc = PldAccountant(tolerance=1e-2).compose(4e-5, 0.36963, 500_000)
+    upper = acc._first_grid_epsilon(1e-5)
+    longest = max(
+        direction.upper.masses.size * direction.upper.step
+        for composition in acc._compositions.values() for direction in composition.directions
+    )
+    assert longest < 80.0
+    # dp_accounting 0.6's PLD (grid 1e-4, pessimistic) gives 7.99664 here: within the width
+    assert abs(upper - 7.99664) <= 1e-2
+
+
 @pytest.mark.parametrize(
     ("sigma", "steps", "delta"), [(30.0, 10_000, 1e-12), (50.0, 100_000, 1e-14)]
 )
