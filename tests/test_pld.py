@@ -27,8 +27,12 @@ from accounting.pld.accountant import _REFINE_GRID_LIMIT, _worst_lower
 from accounting.pld.composition import (
     _RANKING_ATOMS,
     _TILTS,
+    _WINDOW_LADDER,
+    _chernoff_ends,
     _coarsened,
+    _moments,
     _tilt_statistics,
+    _window,
     choose_tilt,
     compose_plds,
     compose_tilted,
@@ -410,6 +414,40 @@ def test_truncation_spends_a_tiny_share_of_delta():
     assert bounds.lower <= PRV_001["B"][1] <= bounds.upper and bounds.width <= 1e-3
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    size=st.integers(2, 40), first=st.integers(-20, 5), steps=st.integers(1, 60),
+    flatness=st.floats(0.0, 30.0), seed=st.integers(0, 2**31 - 1),
+    log_budget=st.floats(-40.0, -3.0),
+)
+@example(size=40, first=-2, steps=60, flatness=30.0, seed=0, log_budget=-30.0)
+def test_window_ends_hold_the_exact_tails_and_beat_the_coarse_ladder(
+        size, first, steps, flatness, seed, log_budget):
+    """The window's ends leave at most the budget beyond them in the exactly composed law
+    (repeated convolution), and the refined search is never looser than the coarse ladder."""
+    rng = np.random.default_rng(seed)
+    masses = rng.random(size) * np.exp(-np.linspace(0.0, 30.0 - flatness, size))  # flat: heavy
+    masses /= masses.sum()
+    pld = DiscretePld(0.1, first, masses)
+    budget = math.exp(log_budget)
+    groups = [(pld, steps)]
+    moments = [_moments(pld)]
+    low, high = _window(groups, moments, budget)
+    law = np.array([1.0])
+    for _ in range(steps):
+        law = np.convolve(law, masses)
+    losses = (steps * first + np.arange(law.size)) * 0.1
+    slack = 1e-12 * budget + 64 * steps * np.finfo(float).eps  # the convolutions' rounding
+    assert law[losses > high + 1e-9].sum() <= budget * (1 + 1e-9) + slack
+    assert law[losses < low - 1e-9].sum() <= budget * (1 + 1e-9) + slack
+    centre = math.sqrt(-2.0 * log_budget) / max(math.sqrt(steps * moments[0][1]), 0.1)
+    ladder = centre * _WINDOW_LADDER
+    (coarse_high, _), (coarse_low, _) = _chernoff_ends(groups, moments, ladder, ladder,
+                                                       math.log(budget))
+    mean = steps * moments[0][0]
+    assert high <= max(coarse_high, mean) and low >= min(coarse_low, mean)
+
+
 @pytest.mark.parametrize("delta", [1e-5, 1e-9, 1e-13, 1e-20])
 def test_window_tail_is_a_tiny_share_of_delta_and_brackets_hold(delta):
     """The mass left beyond each end of the FFT window is 1e-9 of delta at the anchor (never
@@ -424,14 +462,15 @@ def test_window_tail_is_a_tiny_share_of_delta_and_brackets_hold(delta):
 
 def test_heavy_tailed_window_ends_where_a_share_of_delta_is_left():
     # setting C's rate at its calibrated noise (sigma 0.37, 5e5 steps): the compound tail of
-    # the tilted law made the window 87 nats long with a fixed 1e-18 tail, 76 with 1e-9 delta
+    # the tilted law made the window 87 nats long with a fixed 1e-18 tail and the coarse
+    # Chernoff ladder, 76 with a tail of 1e-9 delta, 49 with the refined ladder
     acc = PldAccountant(tolerance=1e-2).compose(4e-5, 0.36963, 500_000)
     upper = acc._first_grid_epsilon(1e-5)
     longest = max(
         direction.upper.masses.size * direction.upper.step
         for composition in acc._compositions.values() for direction in composition.directions
     )
-    assert longest < 80.0
+    assert longest < 55.0
     # dp_accounting 0.6's PLD (grid 1e-4, pessimistic) gives 7.99664 here: within the width
     assert abs(upper - 7.99664) <= 1e-2
 

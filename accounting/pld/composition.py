@@ -235,7 +235,12 @@ def _moments(pld: DiscretePld) -> tuple[float, float]:
 def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
     """Ends ``(low, high)`` of the total loss beyond which at most ``tail_budget`` mass lies.
 
-    ``moments`` holds :func:`_moments` of each group's per-step law.
+    ``moments`` holds :func:`_moments` of each group's per-step law. Each end is a Chernoff
+    bound, ``(K(lam) - log tail_budget) / lam`` at the best of a set of parameters ``lam``
+    (any ``lam > 0`` gives a valid end; ``K`` is an upper bound on the total loss's cumulant
+    generating function, convex in ``lam``, so the end is unimodal in ``lam``): first on a
+    coarse ladder, then, where the best rung's neighbours are far apart, on a finer one between
+    them (heavy tails' ends fall steeply on either side of their optimum).
     """
     step = groups[0][0].step
     mean = sum(count * m for (m, _), (_, count) in zip(moments, groups, strict=True))
@@ -245,20 +250,64 @@ def _window(groups, moments, tail_budget: float) -> tuple[float, float]:
     centre = np.sqrt(-2.0 * log_budget) / std
     # a Gaussian's optimum is at 1; skewed or heavy-tailed laws move it, mostly downwards and
     # by up to 1e3-fold (a subsampled Gaussian with sigma 0.6: its loss tail is log-normal)
-    lambdas = centre * np.array([1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 0.6, 0.8, 1.0,
-                                 1.3, 2.0])
-    both = np.concatenate([lambdas, -lambdas])
-    # chord bounds over blocks of a quarter of a step's spread (see _log_mgf): T times each
-    # block's looseness lam^2 (b - a)^2 / 8 stays a few units at these lambdas
+    ladder = centre * _WINDOW_LADDER
+    (high, high_at), (low, low_at) = _chernoff_ends(groups, moments, ladder, ladder, log_budget)
+    if not (np.isfinite(high) and np.isfinite(low)):  # an infinite spread: no grid holds it
+        return float(min(low, mean)), float(max(high, mean))
+    finer_high = _between_neighbours(ladder, high_at)
+    finer_low = _between_neighbours(ladder, low_at)
+    if finer_high.size or finer_low.size:
+        (fine_high, _), (fine_low, _) = _chernoff_ends(groups, moments, finer_high, finer_low,
+                                                       log_budget)
+        high, low = min(high, fine_high), max(low, fine_low)
+    return float(min(low, mean)), float(max(high, mean))
+
+
+#: Chernoff parameters of :func:`_window`'s first pass, in units of a Gaussian's optimum.
+_WINDOW_LADDER = np.array([1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 0.6, 0.8, 1.0, 1.3,
+                           2.0])
+#: Parameters of its second pass, spaced geometrically between the best rung's neighbours where
+#: these are more than ``_WINDOW_GAP`` apart (near a Gaussian's optimum the rungs are close).
+_WINDOW_REFINE, _WINDOW_GAP = 8, 2.5
+
+
+def _between_neighbours(ladder: np.ndarray, best: int) -> np.ndarray:
+    """``_WINDOW_REFINE`` parameters spaced geometrically strictly between the rungs next to
+    ``ladder[best]`` (the rung itself at an end of the ladder); none where those are close."""
+    lower, upper = ladder[max(best - 1, 0)], ladder[min(best + 1, ladder.size - 1)]
+    if not upper > _WINDOW_GAP * lower:
+        return ladder[:0]
+    return np.geomspace(lower, upper, _WINDOW_REFINE + 2)[1:-1]
+
+
+def _chernoff_ends(groups, moments, uppers: np.ndarray, lowers: np.ndarray,
+                   log_budget: float) -> tuple[tuple[float, int], tuple[float, int]]:
+    """The best Chernoff upper end over the parameters ``uppers`` and lower end over
+    ``lowers`` (``inf`` / ``-inf`` where a list is empty), each with the index of the parameter
+    giving it; one pass over each per-step law.
+
+    Chord bounds over blocks of a quarter of a step's spread (see :func:`_log_mgf`): ``T``
+    times each block's looseness ``lam^2 (b - a)^2 / 8`` stays a few units at these lambdas.
+    An infinite spread (zero lambdas) gives an infinite or NaN end: no grid holds that window.
+    """
     total = sum(
-        count * _log_mgf(pld, both, blocks=mgf_blocks(pld, math.sqrt(variance)))
+        count * _log_mgf(pld, np.concatenate([uppers, -lowers]),
+                         blocks=mgf_blocks(pld, math.sqrt(variance)))
         for (pld, count), (_, variance) in zip(groups, moments, strict=True)
     )
-    # an infinite spread (zero lambdas) gives an infinite or NaN end: no grid holds that window
     with np.errstate(divide="ignore", invalid="ignore"):
-        high = np.min((total[: lambdas.size] - log_budget) / lambdas)
-        low = np.max(-(total[lambdas.size :] - log_budget) / lambdas)
-    return float(min(low, mean)), float(max(high, mean))
+        highs = (total[: uppers.size] - log_budget) / uppers
+        lows = -(total[uppers.size :] - log_budget) / lowers
+    ends = []
+    for values, sign in ((highs, 1.0), (lows, -1.0)):
+        if values.size == 0:
+            ends.append((sign * math.inf, 0))
+        elif np.isnan(values).any():
+            ends.append((math.nan, 0))
+        else:
+            best = int(np.argmin(sign * values))
+            ends.append((float(values[best]), best))
+    return ends[0], ends[1]
 
 
 #: Tilts tried by :func:`choose_tilt` (0 keeps the law as it is), ``sqrt(2)`` apart: down to
