@@ -78,13 +78,16 @@ def code_version() -> str:
     def git(*args):
         result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
                                 check=False)
-        return result.stdout.strip() if result.returncode == 0 else ""
+        return result.stdout if result.returncode == 0 else ""
 
-    commit = git("rev-parse", "--short", "HEAD")
+    commit = git("rev-parse", "--short", "HEAD").strip()
     if not commit:
         return "not a git checkout"
-    changed = git("status", "--porcelain", "--", "accounting", "dpsgd_kernels", "benchmarks")
-    paths = [line[3:] for line in changed.splitlines()]
+    # porcelain lines are "XY path": their leading blank is part of the status; this run's own
+    # output is not a change to what it measures
+    changed = git("status", "--porcelain", "--", "accounting", "dpsgd_kernels", "benchmarks",
+                  ":(exclude)benchmarks/results.md")
+    paths = [line[3:] for line in changed.splitlines() if line.strip()]
     return f"commit {commit}" + (f" with local changes in {', '.join(paths)}" if paths else "")
 
 
